@@ -1,0 +1,69 @@
+"""What every command gets: settings, output mode, and the database to work on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
+
+from pgwarden.config import Settings, load_settings
+from pgwarden.db.embedded import EmbeddedServer
+from pgwarden.db.engines import create_engine
+from pgwarden.errors import ConfigError
+
+__all__ = ["Context", "pass_context"]
+
+
+@dataclass
+class Context:
+    """State shared by the commands of one invocation, filled from the global options."""
+
+    database_url: str | None = None
+    config_file: Path | None = None
+    json: bool = False
+    verbose: int = 0
+    console: Console = field(default_factory=Console)
+    _settings: Settings | None = None
+
+    @property
+    def settings(self) -> Settings:
+        """Return the settings, loaded on first use so `pgwarden version` never fails on them."""
+        if self._settings is None:
+            self._settings = load_settings(self.config_file, database_url=self.database_url)
+        return self._settings
+
+    def embedded(self, data_dir: Path | None = None, port: int | None = None) -> EmbeddedServer:
+        """Return the embedded server named by the options, else by the settings."""
+        return EmbeddedServer(
+            data_dir or self.settings.data_dir, port=port or self.settings.server_port
+        )
+
+    def resolve_url(self) -> str:
+        """Return the database URL: --database-url, DATABASE_URL, or the embedded server's."""
+        if self.settings.database_url:
+            return self.settings.database_url
+        server = self.embedded()
+        if server.status().running:
+            return server.url()
+        raise ConfigError(
+            "no database URL given, and the embedded server is not running.",
+            hint="Pass --database-url or set DATABASE_URL, or run `pgwarden server start`.",
+        )
+
+    def engine(self, **engine_args: Any) -> Engine:
+        """Return an engine for one command: no pool kept, named for the CLI."""
+        return create_engine(
+            self.resolve_url(),
+            settings=self.settings,
+            application_name="pgwarden-cli",
+            poolclass=NullPool,
+            **engine_args,
+        )
+
+
+pass_context = click.make_pass_decorator(Context, ensure=True)

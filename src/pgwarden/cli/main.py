@@ -1,0 +1,118 @@
+"""The ``pgwarden`` command: global options, and errors turned into exit codes.
+
+Exit codes: 0 ok; 1 a failure (or findings at or above ``--fail-on``); 2 a user error,
+shown as one line saying what was wrong and one saying what to do, never a traceback.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import sys
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.console import Console
+from sqlalchemy import exc as sa_exc
+
+from pgwarden.cli.context import Context
+from pgwarden.errors import PgwardenError
+from pgwarden.logs import configure_logging
+from pgwarden.urls import redact_text
+
+__all__ = ["cli", "main"]
+
+
+class PgwardenGroup(click.Group):
+    """A command group that turns pgwarden's errors into messages and exit codes."""
+
+    def invoke(self, ctx: click.Context) -> Any:
+        try:
+            return super().invoke(ctx)
+        except PgwardenError as exc:
+            _report(ctx, exc.message, exc.hint, type(exc).__name__)
+            ctx.exit(exc.exit_code)
+        except sa_exc.DBAPIError as exc:
+            # A failure of the database mid-command (lost connection, a statement
+            # cancelled): the work failed, the user did nothing wrong.
+            detail = redact_text(str(exc.orig or exc)).strip().splitlines()
+            _report(ctx, f"database error: {detail[0] if detail else exc}", None, "DatabaseError")
+            ctx.exit(1)
+        except KeyboardInterrupt:
+            _report(ctx, "interrupted.", None, "Interrupted")
+            ctx.exit(130)
+
+
+def _report(ctx: click.Context, message: str, hint: str | None, kind: str) -> None:
+    state = ctx.find_object(Context)
+    if state is not None and state.json:
+        error = {"error": {"type": kind, "message": message, "hint": hint}}
+        click.echo(json.dumps(error, sort_keys=True))
+        return
+    err = Console(stderr=True, highlight=False, soft_wrap=True)
+    err.print(f"[bold red]error:[/] {message}", markup=True)
+    if hint:
+        err.print(f"[bold]hint:[/] {hint}", markup=True)
+
+
+@click.group(cls=PgwardenGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.option(
+    "--database-url",
+    metavar="URL",
+    default=None,
+    help="Database to work on (default: DATABASE_URL, else the embedded server).",
+)
+@click.option(
+    "--config",
+    "config_file",
+    type=click.Path(path_type=Path, dir_okay=False),
+    default=None,
+    help="TOML config file (default: PGWARDEN_CONFIG, else ./pgwarden.toml if present).",
+)
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
+@click.option("-v", "--verbose", count=True, help="Log more: -v for INFO, -vv for DEBUG.")
+@click.version_option(package_name="pgwarden", prog_name="pgwarden")
+@click.pass_context
+def cli(
+    ctx: click.Context,
+    database_url: str | None,
+    config_file: Path | None,
+    as_json: bool,
+    verbose: int,
+) -> None:
+    """Keep a PostgreSQL database fast, observable and recoverable.
+
+    \b
+    Example:
+      pgwarden server start && pgwarden ping
+    """
+    state = ctx.ensure_object(Context)
+    state.database_url = database_url
+    state.config_file = config_file
+    state.json = as_json
+    state.verbose = verbose
+    state.console = Console(highlight=False, soft_wrap=as_json)
+    level: int | None = None if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
+    try:
+        configure_logging(level=level or state.settings.log_level, fmt=state.settings.log_format)
+    except PgwardenError:
+        # Settings are reported by the command that needs them; logging falls back.
+        configure_logging(level=level or logging.WARNING)
+
+
+def _register() -> None:
+    from pgwarden.cli import info, server
+
+    cli.add_command(info.version)
+    cli.add_command(info.ping)
+    cli.add_command(server.server)
+
+
+_register()
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Run the CLI, exiting with its exit code."""
+    cli.main(args=argv, prog_name="pgwarden")
+    sys.exit(0)

