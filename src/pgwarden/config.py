@@ -107,6 +107,11 @@ class Settings(BaseSettings):
     server_port: int = Field(
         default=54329, ge=1, le=65535, description="a TCP port, 1-65535, for the embedded server"
     )
+    encryption_keys: str | None = Field(
+        default=None,
+        repr=False,  # key material: never in repr(settings), hence never in a log
+        description="key-id:base64 pairs separated by commas, the first is used to encrypt",
+    )
 
     @field_validator("database_url", "database_replica_url")
     @classmethod
@@ -128,6 +133,16 @@ class Settings(BaseSettings):
         if match is None:
             raise ValueError("expected a duration such as 30s, 500ms or 2min")
         return int(match[1]) * _UNIT_MS[match[2]] or None
+
+    @field_validator("encryption_keys", mode="before")
+    @classmethod
+    def _keys_as_text(cls, value: Any) -> Any:
+        # A validation error quotes its input; keys must reach the parser that never does.
+        if value is None or isinstance(value, str):
+            return value or None
+        if isinstance(value, list | tuple):
+            return ",".join(str(item) for item in value)
+        return str(value)
 
     @field_validator("log_level", mode="before")
     @classmethod

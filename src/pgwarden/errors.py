@@ -54,3 +54,11 @@ class ServerError(PgwardenError):
 
 class ServerUnusable(UserError):
     """Raise when the embedded server's directory or port cannot be used as given."""
+
+
+class DecryptionFailed(PgwardenError):
+    """Raise when a ciphertext cannot be decrypted: tampered, truncated, or the wrong key."""
+
+
+class UnknownKey(UserError):
+    """Raise when data names an encryption key id that the keyring does not hold."""

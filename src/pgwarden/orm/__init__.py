@@ -1,0 +1,62 @@
+"""ORM patterns for SQLAlchemy 2.0 models on PostgreSQL, enforced by the database.
+
+- :mod:`~pgwarden.orm.mixins`: a bigint identity key, ``created_at``/``updated_at`` kept
+  by a trigger, soft deletes hidden from every query;
+- :mod:`~pgwarden.orm.audit`: an audit log written by trigger, with the acting user;
+- :mod:`~pgwarden.orm.rls`: tenant isolation by row-level security;
+- :mod:`~pgwarden.orm.encryption`: AES-256-GCM encrypted columns with key rotation;
+- :mod:`~pgwarden.orm.search`: full-text search on a generated tsvector.
+
+Each pattern that needs DDL comes both as a ``*_sql`` function (for Alembic migrations)
+and as an ``install_*`` function (for ``metadata.create_all``). See docs/orm.md.
+"""
+
+from __future__ import annotations
+
+from pgwarden.orm.audit import (
+    AUDIT_FUNCTION_SQL,
+    audit_log_table,
+    audit_trigger_sql,
+    install_audit,
+    set_actor,
+)
+from pgwarden.orm.encryption import EncryptedString, Keyring, keyring_from_settings, rotate
+from pgwarden.orm.mixins import (
+    UPDATED_AT_FUNCTION_SQL,
+    IdPrimaryKey,
+    SoftDelete,
+    Timestamps,
+    enable_soft_delete_filter,
+    include_deleted,
+    install_updated_at_triggers,
+    updated_at_trigger_sql,
+)
+from pgwarden.orm.rls import RLS_CASTS, install_rls, rls_policy_sql, set_tenant
+from pgwarden.orm.search import gin_index, search, tsvector_column
+
+__all__ = [
+    "AUDIT_FUNCTION_SQL",
+    "RLS_CASTS",
+    "UPDATED_AT_FUNCTION_SQL",
+    "EncryptedString",
+    "IdPrimaryKey",
+    "Keyring",
+    "SoftDelete",
+    "Timestamps",
+    "audit_log_table",
+    "audit_trigger_sql",
+    "enable_soft_delete_filter",
+    "gin_index",
+    "include_deleted",
+    "install_audit",
+    "install_rls",
+    "install_updated_at_triggers",
+    "keyring_from_settings",
+    "rls_policy_sql",
+    "rotate",
+    "search",
+    "set_actor",
+    "set_tenant",
+    "tsvector_column",
+    "updated_at_trigger_sql",
+]

@@ -1,0 +1,335 @@
+"""Encrypt a column in the application with AES-256-GCM, under keys that can be rotated.
+
+A :class:`Keyring` holds keys by id; the first (the primary) encrypts, every key can
+decrypt. Each value is stored as a self-describing token: a version byte, the length of
+the key id and the key id, a 12-byte random nonce, then the ciphertext and its 16-byte
+tag. The header is authenticated with the data, so changing any byte of the token makes
+it fail to decrypt rather than decrypt to something else::
+
+    class Patient(IdPrimaryKey, Base):
+        __tablename__ = "patient"
+        national_id: Mapped[str] = mapped_column(EncryptedString())  # PGWARDEN_ENCRYPTION_KEYS
+
+To rotate, put a new key first in ``PGWARDEN_ENCRYPTION_KEYS`` (keeping the old ones),
+deploy, then run :func:`rotate` on each encrypted column and drop the old key after.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import functools
+import os
+import re
+from collections.abc import Callable, Mapping
+from typing import Any
+
+from cryptography.exceptions import InvalidTag
+from cryptography.hazmat.primitives.ciphers.aead import AESGCM
+from sqlalchemy import (
+    Column,
+    LargeBinary,
+    and_,
+    bindparam,
+    func,
+    literal,
+    select,
+    tuple_,
+    type_coerce,
+    update,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import ColumnProperty, InstrumentedAttribute, Session
+from sqlalchemy.types import TypeDecorator
+
+from pgwarden.config import load_settings
+from pgwarden.errors import ConfigError, DecryptionFailed, UnknownKey, UserError
+
+__all__ = ["EncryptedString", "Keyring", "keyring_from_settings", "rotate"]
+
+VERSION = 1
+KEY_BYTES = 32
+NONCE_BYTES = 12
+TAG_BYTES = 16
+SETTING = "PGWARDEN_ENCRYPTION_KEYS"
+
+_KEY_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
+_FORM_HINT = (
+    f"{SETTING} must be key-id:base64 pairs separated by commas, the first used to "
+    "encrypt (k2:<new key>,k1:<old key>); key ids are 1-64 letters, digits, '_', '.' or "
+    "'-', keys are 32 random bytes in base64. Make a key with: python -c "
+    '"from pgwarden.orm import Keyring; print(Keyring.generate_key())"'
+)
+
+
+def _check_key_id(key_id: str) -> None:
+    if not isinstance(key_id, str) or not _KEY_ID.match(key_id):
+        raise ConfigError(
+            "an encryption key id must be 1-64 letters, digits, '_', '.' or '-'.",
+            hint=_FORM_HINT,
+        )
+
+
+def _header(key_id: str) -> bytes:
+    encoded = key_id.encode("ascii")
+    return bytes((VERSION, len(encoded))) + encoded
+
+
+class Keyring:
+    """Hold AES-256-GCM keys by id; encrypt with the primary, decrypt with any."""
+
+    __slots__ = ("_ciphers", "_primary")
+
+    def __init__(self, keys: Mapping[str, bytes], primary: str) -> None:
+        if not keys:
+            raise ConfigError("an encryption keyring needs at least one key.", hint=_FORM_HINT)
+        ciphers: dict[str, AESGCM] = {}
+        for key_id, key in keys.items():
+            _check_key_id(key_id)
+            if not isinstance(key, bytes) or len(key) != KEY_BYTES:
+                raise ConfigError(
+                    f"encryption key {key_id!r} is not {KEY_BYTES} bytes long.",
+                    hint=_FORM_HINT,
+                )
+            ciphers[key_id] = AESGCM(key)
+        if primary not in ciphers:
+            raise ConfigError(
+                f"the primary key id {primary!r} is not in the keyring.",
+                hint="Name one of the keyring's ids as primary.",
+            )
+        self._ciphers = ciphers
+        self._primary = primary
+
+    @classmethod
+    def from_setting(cls, text: str) -> Keyring:
+        """Parse ``"k2:BASE64KEY,k1:BASE64KEY"``; the first key is the primary.
+
+        A malformed value raises :class:`ConfigError` that names the entry by position
+        (and key id, once that is known to be one) but never quotes key material.
+        """
+        keys: dict[str, bytes] = {}
+        for position, entry in enumerate(text.split(","), start=1):
+            key_id, colon, encoded = (part.strip() for part in entry.partition(":"))
+            if not colon or not key_id or not encoded:
+                raise _setting_error(f"entry {position} is not of the form key-id:base64-key")
+            if not _KEY_ID.match(key_id):
+                raise _setting_error(f"entry {position} has an unusable key id")
+            if key_id in keys:
+                raise _setting_error(f"key id {key_id!r} appears more than once")
+            try:
+                key = base64.b64decode(encoded.replace("-", "+").replace("_", "/"), validate=True)
+            except (binascii.Error, ValueError):
+                raise _setting_error(f"the key of {key_id!r} is not valid base64") from None
+            if len(key) != KEY_BYTES:
+                raise _setting_error(
+                    f"the key of {key_id!r} is {len(key)} bytes long, not {KEY_BYTES}"
+                )
+            keys[key_id] = key
+        return cls(keys, primary=next(iter(keys)))
+
+    @staticmethod
+    def generate_key() -> str:
+        """Return a new random 256-bit key, base64-encoded for the setting."""
+        return base64.b64encode(os.urandom(KEY_BYTES)).decode("ascii")
+
+    @property
+    def primary(self) -> str:
+        """Return the id of the key that encrypts."""
+        return self._primary
+
+    @property
+    def key_ids(self) -> tuple[str, ...]:
+        """Return the ids of every key held, the primary first."""
+        return (self._primary, *(key_id for key_id in self._ciphers if key_id != self._primary))
+
+    def __repr__(self) -> str:
+        return f"Keyring(key_ids={self.key_ids!r}, primary={self._primary!r})"
+
+    def encrypt(self, plaintext: bytes, *, aad: bytes = b"") -> bytes:
+        """Encrypt ``plaintext`` under the primary key and return the token.
+
+        ``aad`` is authenticated but not stored: the same bytes must be given to
+        :meth:`decrypt` (a table and column name, say, to stop a token being copied
+        into another column).
+        """
+        header = _header(self._primary)
+        nonce = os.urandom(NONCE_BYTES)
+        sealed = self._ciphers[self._primary].encrypt(nonce, plaintext, header + aad)
+        return header + nonce + sealed
+
+    def decrypt(self, token: bytes, *, aad: bytes = b"") -> bytes:
+        """Return the plaintext of ``token``.
+
+        Raise :class:`DecryptionFailed` if the token was changed or cut short, or the
+        ``aad`` differs; :class:`UnknownKey` if its key id is not in this keyring.
+        """
+        key_id, header_length = _read_header(token)
+        cipher = self._ciphers.get(key_id)
+        if cipher is None:
+            raise UnknownKey(
+                f"the value was encrypted with key id {key_id!r}, which the keyring "
+                f"(ids {', '.join(self.key_ids)}) does not hold.",
+                hint=f"Add key {key_id!r} to {SETTING}, after the primary key.",
+            )
+        nonce = token[header_length : header_length + NONCE_BYTES]
+        try:
+            return cipher.decrypt(
+                nonce, token[header_length + NONCE_BYTES :], token[:header_length] + aad
+            )
+        except InvalidTag:
+            raise DecryptionFailed(
+                f"a value encrypted with key id {key_id!r} does not authenticate: it was "
+                "changed or cut short, or encrypted with other associated data or another "
+                "key of that id.",
+                hint="Restore the value from a backup, and check that the key with that id "
+                "is the one that encrypted it.",
+            ) from None
+
+    def key_id(self, token: bytes) -> str:
+        """Return the id of the key ``token`` was encrypted with, without decrypting it."""
+        return _read_header(token)[0]
+
+
+def _setting_error(problem: str) -> ConfigError:
+    return ConfigError(f"invalid setting {SETTING}: {problem}.", hint=_FORM_HINT)
+
+
+def _read_header(token: bytes) -> tuple[str, int]:
+    """Return the key id of ``token`` and the length of its header."""
+    if len(token) < 2:
+        raise _truncated()
+    if token[0] != VERSION:
+        raise DecryptionFailed(
+            f"the value is not an encrypted token of a known version (byte {token[0]}).",
+            hint="Check that the column holds values written by EncryptedString.",
+        )
+    end = 2 + token[1]
+    if len(token) < end + NONCE_BYTES + TAG_BYTES:
+        raise _truncated()
+    try:
+        key_id = token[2:end].decode("ascii")
+    except UnicodeDecodeError:
+        key_id = ""
+    if not _KEY_ID.match(key_id):
+        raise DecryptionFailed(
+            "the key id in the encrypted value is malformed; the value was changed.",
+            hint="Restore the value from a backup.",
+        )
+    return key_id, end
+
+
+def _truncated() -> DecryptionFailed:
+    return DecryptionFailed(
+        "the encrypted value is too short to be a token; it was cut short or changed.",
+        hint="Check that the column is bytea, long enough, and written by EncryptedString.",
+    )
+
+
+@functools.cache
+def keyring_from_settings() -> Keyring:
+    """Return the keyring of ``PGWARDEN_ENCRYPTION_KEYS``, read once and then cached.
+
+    Call ``keyring_from_settings.cache_clear()`` to read the setting again.
+    """
+    text = load_settings().encryption_keys
+    if not text:
+        raise ConfigError(
+            f"{SETTING} is not set; there is no key to encrypt with.", hint=_FORM_HINT
+        )
+    return Keyring.from_setting(text)
+
+
+class EncryptedString(TypeDecorator[str]):
+    """Store a ``str`` encrypted in a ``bytea`` column; read it back decrypted.
+
+    ``keyring`` is a :class:`Keyring`, a function returning one (called on each use,
+    so it can follow a reload), or None for :func:`keyring_from_settings`. Values are
+    encrypted with a random nonce, so equal strings give different bytes: the column
+    cannot be compared, sorted or indexed on its plaintext.
+    """
+
+    impl = LargeBinary
+    cache_ok = True
+
+    def __init__(self, keyring: Keyring | Callable[[], Keyring] | None = None) -> None:
+        super().__init__()
+        self.keyring = keyring
+
+    @property
+    def python_type(self) -> type[str]:
+        return str
+
+    def get_keyring(self) -> Keyring:
+        """Return the keyring this column encrypts and decrypts with now."""
+        if self.keyring is None:
+            return keyring_from_settings()
+        if isinstance(self.keyring, Keyring):
+            return self.keyring
+        return self.keyring()
+
+    def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | None:
+        if value is None:
+            return None
+        if not isinstance(value, str):
+            raise UserError(
+                f"an encrypted string column was given a {type(value).__name__}, not a str."
+            )
+        return self.get_keyring().encrypt(value.encode("utf-8"))
+
+    def process_result_value(self, value: Any | None, dialect: Dialect) -> str | None:
+        if value is None:
+            return None
+        return self.get_keyring().decrypt(bytes(value)).decode("utf-8")
+
+
+def rotate(session: Session, column: InstrumentedAttribute[Any], *, batch_size: int = 500) -> int:
+    """Re-encrypt under the primary key every value of ``column`` that is not; return how many.
+
+    ``column`` is a mapped attribute of type :class:`EncryptedString` (``Patient.national_id``)
+    on a table with a primary key. Rows are read in primary key order, ``batch_size`` at
+    a time, and updated in the session's transaction: commit it afterwards.
+    """
+    if batch_size < 1:
+        raise UserError(f"batch_size must be 1 or more, not {batch_size}.")
+    prop = column.property
+    target = prop.columns[0] if isinstance(prop, ColumnProperty) else None
+    if not isinstance(target, Column) or not isinstance(target.type, EncryptedString):
+        raise UserError(
+            f"{column} is not a column of type EncryptedString.",
+            hint="Pass the mapped attribute of an encrypted column, such as Patient.national_id.",
+        )
+    table = target.table
+    key = list(table.primary_key.columns)
+    if not key:
+        raise UserError(f"table {table.fullname} has no primary key; rotate cannot address rows.")
+    keyring = target.type.get_keyring()
+    token = type_coerce(target, LargeBinary)
+    prefix = _header(keyring.primary)
+    stale = and_(
+        target.is_not(None),
+        func.substring(token, 1, len(prefix)) != literal(prefix, LargeBinary),
+    )
+    write = (
+        update(table)
+        .where(*(col == bindparam(f"pgwarden_key_{i}") for i, col in enumerate(key)))
+        .values({target: bindparam("pgwarden_token", type_=LargeBinary)})
+    )
+    rotated = 0
+    last: tuple[Any, ...] | None = None
+    while True:
+        query = select(*key, token).where(stale).order_by(*key).limit(batch_size)
+        if last is not None:
+            query = query.where(
+                tuple_(*key) > tuple_(*(literal(v, c.type) for c, v in zip(key, last, strict=True)))
+            )
+        rows = session.execute(query).all()
+        if not rows:
+            return rotated
+        changes = []
+        for row in rows:
+            change = {f"pgwarden_key_{i}": value for i, value in enumerate(row[:-1])}
+            change["pgwarden_token"] = keyring.encrypt(keyring.decrypt(bytes(row[-1])))
+            changes.append(change)
+        session.execute(write, changes)
+        rotated += len(rows)
+        last = tuple(rows[-1][:-1])
