@@ -8,6 +8,7 @@ UV := $(TOOLS)/bin/uv
 UV_VERSION := 0.13.8
 VENV := .venv
 PYTEST_ARGS ?=
+DEMO_SCALE ?= 1
 
 export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON_DOWNLOADS := never
@@ -27,9 +28,13 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 install: $(VENV)/.synced
 
+# The embedded server, then learnhub: a database created, migrated, seeded, and driven
+# by its workload; then pgwarden's view of it.
 demo: install
 	$(VENV)/bin/pgwarden server start
-	$(VENV)/bin/pgwarden ping
+	PYTHONPATH=examples/learnhub $(VENV)/bin/python -m learnhub demo \
+		--database-url "$$($(VENV)/bin/pgwarden server url)" --scale $(DEMO_SCALE)
+	$(VENV)/bin/pgwarden --database-url "$$($(VENV)/bin/pgwarden server url --database learnhub)" ping
 	$(VENV)/bin/pgwarden server status
 
 # pytest exits 5 when a selection holds no test; that is not a failure here.
@@ -40,13 +45,13 @@ test-fast: PYTEST_ARGS += -m "not slow"
 test-fast: test
 
 lint: install
-	$(VENV)/bin/ruff check src tests
-	$(VENV)/bin/ruff format --check src tests
+	$(VENV)/bin/ruff check src tests examples
+	$(VENV)/bin/ruff format --check src tests examples
 	$(VENV)/bin/mypy
 
 format: install
-	$(VENV)/bin/ruff format src tests
-	$(VENV)/bin/ruff check --fix src tests
+	$(VENV)/bin/ruff format src tests examples
+	$(VENV)/bin/ruff check --fix src tests examples
 
 lock: | $(UV)
 	$(UV) lock

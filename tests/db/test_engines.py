@@ -99,3 +99,11 @@ def test_a_missing_database_is_named(pg_url: str) -> None:
     engine = create_engine(url, poolclass=NullPool)
     with pytest.raises(ConnectionFailed, match="does not exist"), connect(engine):
         pass
+
+
+def test_a_failed_statement_does_not_quote_its_values(pg_url: str) -> None:
+    engine = create_engine(pg_url, poolclass=NullPool)
+    with engine.connect() as conn, pytest.raises(sa.exc.DataError) as info:
+        conn.execute(sa.text("SELECT CAST(:secret AS int)"), {"secret": "hunter2-not-a-number"})
+    engine.dispose()
+    assert "hunter2" not in str(info.value).split("\n[SQL")[1]

@@ -97,16 +97,19 @@ def status(state: Context, data_dir: Path | None, port: int | None) -> None:
 
 @server.command()
 @server_options
+@click.option("--database", default="postgres", show_default=True, help="Database to name.")
 @pass_context
-def url(state: Context, data_dir: Path | None, port: int | None) -> None:
-    """Print the server's URL, for DATABASE_URL: export DATABASE_URL=$(pgwarden server url).
+def url(state: Context, data_dir: Path | None, port: int | None, database: str) -> None:
+    """Print the server's URL, for DATABASE_URL.
 
     \b
     Example:
-      export DATABASE_URL=$(pgwarden server url)
+      export DATABASE_URL=$(pgwarden server url --database learnhub)
     """
-    result = state.embedded(data_dir, port).status()
+    embedded = state.embedded(data_dir, port)
+    running = embedded.status().running
+    address = embedded.url(database)
     if state.json:
-        dump_json(state.console, {"url": result.url, "running": result.running})
+        dump_json(state.console, {"url": address, "running": running})
     else:
-        click.echo(result.url)
+        click.echo(address)

@@ -42,7 +42,10 @@ def _resolve(url: str | URL | None, settings: Settings | None) -> tuple[str | UR
 
 
 def _pool_args(settings: Settings) -> dict[str, Any]:
+    # hide_parameters: a failed statement's error must not quote its values, which may be
+    # passwords, personal data or the plaintext of an encrypted column.
     return {
+        "hide_parameters": True,
         "pool_size": settings.db_pool_size,
         "max_overflow": settings.db_max_overflow,
         "pool_timeout": settings.db_pool_timeout,

@@ -1,0 +1,181 @@
+"""The REST API: list and read content, users and comments, and search."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import APIRouter, HTTPException, Query
+from sqlalchemy import select
+from sqlalchemy.orm import selectinload
+
+from learnhub.api.deps import SessionDep
+from learnhub.api.schemas import (
+    AuthorOut,
+    CommentOut,
+    ContentDetail,
+    ContentSummary,
+    ProfileOut,
+    SearchHit,
+    UserOut,
+)
+from learnhub.models import Comment, Content, User, WorkflowState
+from pgwarden.orm import search
+
+router = APIRouter(prefix="/api")
+
+
+def _author(user: User | None) -> AuthorOut | None:
+    # Soft-deleted users are hidden from every query, lazy loads included.
+    return AuthorOut(id=user.id, display_name=user.display_name) if user else None
+
+
+def _summary(item: Content, author: User | None) -> ContentSummary:
+    return ContentSummary(
+        id=item.id,
+        title=item.title,
+        slug=item.slug,
+        summary=item.summary,
+        state=item.state.value,
+        published_at=item.published_at,
+        author=_author(author),
+    )
+
+
+def published_content(limit: int, offset: int):  # type: ignore[no-untyped-def]
+    """Return the query of the content list: newest published first."""
+    return (
+        select(Content)
+        .where(Content.state == WorkflowState.PUBLISHED)
+        .order_by(Content.published_at.desc(), Content.id.desc())
+        .limit(limit)
+        .offset(offset)
+    )
+
+
+@router.get("/content")
+async def list_content(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[ContentSummary]:
+    """List published content, newest first."""
+    items = (await session.scalars(published_content(limit, offset))).all()
+    result = []
+    for item in items:
+        # DELIBERATE N+1: each item lazy-loads its author, one SELECT per row.
+        # The fix is .options(selectinload(Content.author)) on the query above.
+        author = await item.awaitable_attrs.author
+        result.append(_summary(item, author))
+    return result
+
+
+@router.get("/content/by-slug/{slug}")
+async def content_by_slug(slug: str, session: SessionDep) -> ContentSummary:
+    """Read one piece of content by its slug."""
+    # DELIBERATE: content.slug has no index, so this frequent lookup scans the table.
+    stmt = select(Content).where(Content.slug == slug).options(selectinload(Content.author))
+    item = (await session.scalars(stmt)).first()
+    if item is None:
+        raise HTTPException(404, f"no content with slug {slug!r}")
+    return _summary(item, item.author)
+
+
+@router.get("/content/{content_id}")
+async def read_content(content_id: int, session: SessionDep) -> ContentDetail:
+    """Read one piece of content with its category, tags and comments."""
+    stmt = (
+        select(Content)
+        .where(Content.id == content_id)
+        .options(
+            selectinload(Content.author),
+            selectinload(Content.category),
+            selectinload(Content.tags),
+            selectinload(Content.comments).selectinload(Comment.author),
+        )
+    )
+    item = (await session.scalars(stmt)).first()
+    if item is None:
+        raise HTTPException(404, f"no content {content_id}")
+    summary = _summary(item, item.author)
+    return ContentDetail(
+        **summary.model_dump(),
+        body=item.body,
+        category=item.category.name if item.category else None,
+        tags=sorted(tag.name for tag in item.tags),
+        comments=[_comment(comment) for comment in item.comments],
+    )
+
+
+def _comment(comment: Comment) -> CommentOut:
+    return CommentOut(
+        id=comment.id,
+        body=comment.body,
+        created_at=comment.created_at,
+        author=_author(comment.author),
+    )
+
+
+@router.get("/content/{content_id}/comments")
+async def list_comments(
+    content_id: int,
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=200)] = 50,
+) -> list[CommentOut]:
+    """List the comments on one piece of content, oldest first."""
+    stmt = (
+        select(Comment)
+        .where(Comment.content_id == content_id)
+        .order_by(Comment.id)
+        .limit(limit)
+        .options(selectinload(Comment.author))
+    )
+    return [_comment(comment) for comment in (await session.scalars(stmt)).all()]
+
+
+@router.get("/users")
+async def list_users(
+    session: SessionDep,
+    limit: Annotated[int, Query(ge=1, le=100)] = 20,
+    offset: Annotated[int, Query(ge=0)] = 0,
+) -> list[UserOut]:
+    """List users, oldest first."""
+    stmt = select(User).order_by(User.id).limit(limit).offset(offset)
+    return [
+        UserOut(id=u.id, display_name=u.display_name, email=u.email, created_at=u.created_at)
+        for u in (await session.scalars(stmt)).all()
+    ]
+
+
+@router.get("/users/{user_id}")
+async def read_user(user_id: int, session: SessionDep) -> UserOut:
+    """Read one user with their profile."""
+    stmt = select(User).where(User.id == user_id).options(selectinload(User.profile))
+    user = (await session.scalars(stmt)).first()
+    if user is None:
+        raise HTTPException(404, f"no user {user_id}")
+    profile = user.profile
+    return UserOut(
+        id=user.id,
+        display_name=user.display_name,
+        email=user.email,
+        created_at=user.created_at,
+        profile=ProfileOut(bio=profile.bio, interests=profile.interests, phone=profile.phone)
+        if profile
+        else None,
+    )
+
+
+@router.get("/search")
+async def search_content(
+    session: SessionDep,
+    q: Annotated[str, Query(min_length=1, max_length=200)],
+    limit: Annotated[int, Query(ge=1, le=50)] = 10,
+) -> list[SearchHit]:
+    """Search published content by words, best match first (titles weigh most)."""
+    stmt = search(
+        select(Content.id, Content.title).where(Content.state == WorkflowState.PUBLISHED),
+        Content.search_vector,
+        q,
+    ).limit(limit)
+    rows = (await session.execute(stmt)).all()
+    return [SearchHit(id=row.id, title=row.title, rank=float(row.rank)) for row in rows]
