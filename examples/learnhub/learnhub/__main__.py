@@ -100,6 +100,10 @@ def workload(database_url: str | None, requests: int, seed_value: int) -> None:
 
 def _workload(url: str, requests: int, seed_value: int):  # type: ignore[no-untyped-def]
     import asyncio
+    import logging
+
+    # The findings are summarised below; one log line per request would bury them.
+    logging.getLogger("pgwarden.observe.nplusone").setLevel(logging.ERROR)
 
     from learnhub.db import make_engine
     from learnhub.workload import run_workload
@@ -128,6 +132,11 @@ def _print_workload(report) -> None:  # type: ignore[no-untyped-def]
     console.print(
         f"{report.requests} requests, {report.statements} statements in {report.seconds:.1f} s"
     )
+    if report.nplusone:
+        found = Table("requests", "N+1 found by pgwarden", title="pgwarden.observe")
+        for pattern, count in report.nplusone.most_common():
+            found.add_row(str(count), pattern)
+        console.print(found)
     if report.errors:
         console.print(f"[red]errors:[/] {dict(report.errors)}")
 

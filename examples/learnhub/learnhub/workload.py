@@ -21,6 +21,8 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from learnhub.api.app import create_app
 from learnhub.db import make_engine
+from pgwarden import observe
+from pgwarden.observe import Finding
 
 CONTENT_WITH_COMMENTS = """
 query Contents($limit: Int!) {
@@ -41,6 +43,9 @@ class WorkloadReport:
     by_route: Counter[str] = field(default_factory=Counter)
     statements_by_route: Counter[str] = field(default_factory=Counter)
     errors: Counter[str] = field(default_factory=Counter)
+    # N+1 patterns pgwarden's middleware found, by their one-line report, with a count of
+    # the requests that showed each.
+    nplusone: Counter[str] = field(default_factory=Counter)
 
 
 class StatementCounter:
@@ -128,6 +133,12 @@ async def run_workload(
     report = WorkloadReport()
     counter = StatementCounter(engine)
     app = create_app(engine)
+
+    def collect(findings: list[Finding]) -> None:
+        for finding in findings:
+            report.nplusone[_pattern(finding)] += 1
+
+    observe.on_findings(collect)
     started = time.perf_counter()
     try:
         transport = httpx.ASGITransport(app=app)
@@ -146,9 +157,22 @@ async def run_workload(
                     progress(done, requests)
     finally:
         counter.close()
+        observe.remove_findings_hook(collect)
     report.statements = sum(report.statements_by_route.values())
     report.seconds = time.perf_counter() - started
     return report
+
+
+def _pattern(finding: Finding) -> str:
+    """Return a finding's report without its count, which varies from request to request."""
+    if finding.kind == "lazy_load":
+        return (
+            f"{finding.relationship} lazy-loaded per row at "
+            f"{finding.trigger.location if finding.trigger else '?'} for rows loaded at "
+            f"{finding.parent_query.location if finding.parent_query else '?'}: "
+            f"add {finding.fix}"
+        )
+    return finding.message().split(" ran ", 1)[0]
 
 
 def run(url: str | None = None, *, requests: int = 200, seed: int = 0) -> WorkloadReport:

@@ -102,11 +102,12 @@ def cli(
 
 
 def _register() -> None:
-    from pgwarden.cli import info, server
+    from pgwarden.cli import info, observe, server
 
     cli.add_command(info.version)
     cli.add_command(info.ping)
     cli.add_command(server.server)
+    cli.add_command(observe.audit_orm)
 
 
 _register()

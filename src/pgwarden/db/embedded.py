@@ -324,8 +324,12 @@ class EmbeddedServer:
 
     def _check_port_free(self) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
+            # As PostgreSQL binds: a connection lingering in TIME_WAIT, or a client that
+            # happens to use the port as its local end, does not stop it listening.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
             try:
                 probe.bind((HOST, self.port))
+                probe.listen()
             except OSError as exc:
                 reason = "in use" if exc.errno == errno.EADDRINUSE else exc.strerror
                 raise ServerUnusable(

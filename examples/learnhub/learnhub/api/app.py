@@ -11,11 +11,17 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from learnhub.api.graphql import graphql_router
 from learnhub.api.rest import router as rest_router
 from learnhub.db import make_engine, make_sessionmaker
+from pgwarden import observe
+from pgwarden.observe.middleware import ObserveMiddleware
 
 
 def create_app(engine: AsyncEngine | None = None) -> FastAPI:
     """Return the app; with ``engine`` it uses that engine (tests, the workload), else it
-    creates one from DATABASE_URL when it starts and disposes of it when it stops."""
+    creates one from DATABASE_URL when it starts and disposes of it when it stops.
+
+    pgwarden observes it the way any app would add it: ``observe.instrument(engine)`` for
+    statements, slow queries and metrics, and the middleware for N+1s and Server-Timing.
+    """
 
     @asynccontextmanager
     async def lifespan(app: FastAPI) -> AsyncIterator[None]:
@@ -23,6 +29,7 @@ def create_app(engine: AsyncEngine | None = None) -> FastAPI:
             yield
             return
         own = make_engine()
+        observe.instrument(own)
         app.state.engine = own
         app.state.sessions = make_sessionmaker(own)
         try:
@@ -33,8 +40,10 @@ def create_app(engine: AsyncEngine | None = None) -> FastAPI:
     app = FastAPI(title="learnhub", lifespan=lifespan)
     if engine is not None:
         # In-process clients (httpx's ASGI transport) do not run the lifespan.
+        observe.instrument(engine)
         app.state.engine = engine
         app.state.sessions = make_sessionmaker(engine)
+    app.add_middleware(ObserveMiddleware, mode="log")
     app.include_router(rest_router)
     app.include_router(graphql_router(), prefix="/graphql")
     return app

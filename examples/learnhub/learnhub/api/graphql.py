@@ -7,7 +7,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 
 import strawberry
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import selectinload
 from strawberry.fastapi import BaseContext, GraphQLRouter
@@ -95,20 +95,25 @@ class SearchHitType:
     rank: float
 
 
+def contents_query(limit: int, offset: int) -> Select[tuple[Content]]:
+    """Return the query of the ``contents`` field: newest published first, with authors."""
+    return (
+        select(Content)
+        .where(Content.state == WorkflowState.PUBLISHED)
+        .order_by(Content.published_at.desc(), Content.id.desc())
+        .limit(max(1, min(limit, 100)))
+        .offset(max(0, offset))
+        .options(selectinload(Content.author))
+    )
+
+
 @strawberry.type
 class Query:
     @strawberry.field
     async def contents(
         self, info: Info[Context, None], limit: int = 10, offset: int = 0
     ) -> list[ContentType]:
-        stmt = (
-            select(Content)
-            .where(Content.state == WorkflowState.PUBLISHED)
-            .order_by(Content.published_at.desc(), Content.id.desc())
-            .limit(max(1, min(limit, 100)))
-            .offset(max(0, offset))
-            .options(selectinload(Content.author))
-        )
+        stmt = contents_query(limit, offset)
         async with info.context.lock:
             items = (await info.context.session.scalars(stmt)).all()
         return [ContentType.of(item) for item in items]

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
-from sqlalchemy import select
+from sqlalchemy import Select, select
 from sqlalchemy.orm import selectinload
 
 from learnhub.api.deps import SessionDep
@@ -41,7 +41,7 @@ def _summary(item: Content, author: User | None) -> ContentSummary:
     )
 
 
-def published_content(limit: int, offset: int):  # type: ignore[no-untyped-def]
+def published_content(limit: int, offset: int) -> Select[tuple[Content]]:
     """Return the query of the content list: newest published first."""
     return (
         select(Content)
@@ -59,7 +59,7 @@ async def list_content(
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[ContentSummary]:
     """List published content, newest first."""
-    items = (await session.scalars(published_content(limit, offset))).all()
+    items = (await session.scalars(published_content(limit, offset))).all()  # parent query
     result = []
     for item in items:
         # DELIBERATE N+1: each item lazy-loads its author, one SELECT per row.

@@ -1,0 +1,53 @@
+"""Notice reads of eager-loaded relationships, so a watch can report the unused ones.
+
+SQLAlchemy has no event for reading an attribute that is already loaded, so pgwarden
+gives each relationship attribute that it sees eager-loaded inside a watch a subclass of
+its descriptor class whose ``__get__`` tells the current watch, then does exactly what
+the original does. Column attributes, and relationships never eager-loaded in a watch,
+are untouched; outside a watch the added cost is one context-variable lookup per read.
+"""
+
+from __future__ import annotations
+
+from contextvars import ContextVar
+from typing import Any
+
+from sqlalchemy.orm import InstrumentedAttribute, RelationshipProperty
+
+__all__ = ["track_reads"]
+
+_tracked: dict[type, type] = {}
+_watch: ContextVar[Any] | None = None
+
+
+def _tracking_class(base: type) -> type:
+    found = _tracked.get(base)
+    if found is None:
+
+        class Tracked(base):  # type: ignore[misc]
+            __slots__ = ()
+
+            def __get__(self, instance: object | None, owner: Any) -> Any:
+                if instance is not None and _watch is not None:
+                    current = _watch.get()
+                    if current is not None:
+                        current.read(instance, self.key)
+                return super().__get__(instance, owner)
+
+        Tracked.__name__ = f"Tracked{base.__name__}"
+        Tracked.__qualname__ = Tracked.__name__
+        found = _tracked[base] = Tracked
+    return found
+
+
+def track_reads(relationship: RelationshipProperty[Any], watch_var: ContextVar[Any]) -> None:
+    """Make reads of ``relationship`` on its class visible to the watch in ``watch_var``."""
+    global _watch
+    _watch = watch_var
+    for mapper in relationship.parent.self_and_descendants:
+        attribute = mapper.class_manager.get(relationship.key)
+        if (
+            isinstance(attribute, InstrumentedAttribute)
+            and type(attribute) not in _tracked.values()
+        ):
+            attribute.__class__ = _tracking_class(type(attribute))

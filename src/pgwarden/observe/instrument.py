@@ -1,0 +1,346 @@
+"""Attach pgwarden's observation to an engine: query log, slow queries, metrics, pool.
+
+``instrument(engine)`` is the one call; it works on sync and async engines (for an
+``AsyncEngine`` it attaches to ``engine.sync_engine``), is idempotent, and
+``uninstrument(engine)`` removes everything it attached.
+"""
+
+from __future__ import annotations
+
+import logging
+import weakref
+from dataclasses import dataclass, field
+from time import perf_counter
+from typing import Any
+
+from sqlalchemy.engine import Engine
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from pgwarden.observe.callsite import CallSite, find_call_site
+from pgwarden.observe.fingerprints import fingerprint, is_read
+from pgwarden.observe.nplusone import RELATIONSHIP_LOAD, install_orm_listeners
+from pgwarden.observe.nplusone import _current as _watch_var
+from pgwarden.urls import redact_text
+
+__all__ = [
+    "Instrumentation",
+    "instrument",
+    "instrumentation",
+    "on_slow_query",
+    "remove_slow_query_hook",
+    "uninstrument",
+]
+
+query_log = logging.getLogger("pgwarden.observe.query")
+_STATEMENTS_LIMIT = 4096
+_by_engine: weakref.WeakKeyDictionary[Engine, Instrumentation] = weakref.WeakKeyDictionary()
+
+
+@dataclass
+class Instrumentation:
+    """What is attached to one engine, and its options."""
+
+    engine: Engine
+    name: str = "default"
+    slow_ms: float = 100.0
+    explain_slow: bool = False
+    log_parameters: bool = False
+    metrics: Any = None  # pgwarden.observe.metrics.EngineMetrics, when enabled
+    pool: Any = None  # pgwarden.observe.pool.PoolMonitor
+    _originals: dict[str, Any] = field(default_factory=dict)
+    _statements: dict[str, tuple[str, bool]] = field(default_factory=dict)
+
+    # SQLAlchemy's cursor events would do, but dispatching them costs about 10 µs per
+    # statement here, more than all of pgwarden's own work; wrapping the dialect's three
+    # execute methods on this engine's own dialect instance costs one call. They are
+    # documented Dialect methods, and detach() puts the originals back.
+    _METHODS = ("do_execute", "do_execute_no_params", "do_executemany")
+
+    def attach(self) -> None:
+        dialect = self.engine.dialect
+        for name in self._METHODS:
+            original = getattr(dialect, name)
+            self._originals[name] = (original, name in vars(dialect))
+            setattr(dialect, name, self._wrap(original, name))
+
+    def detach(self) -> None:
+        dialect = self.engine.dialect
+        for name, (original, own) in self._originals.items():
+            if own:
+                setattr(dialect, name, original)
+            else:
+                vars(dialect).pop(name, None)
+        self._originals.clear()
+        for part in (self.metrics, self.pool):
+            if part is not None:
+                part.close()
+
+    def _wrap(self, original: Any, name: str) -> Any:
+        # The common case (a statement that succeeded, not slow, DEBUG off) is handled
+        # inline here: each extra Python call on this path shows in the benchmark.
+        record = self._record
+        statements = self._statements
+        learn = self._learn
+        watch_var = _watch_var
+        debug = query_log.isEnabledFor
+        many = name == "do_executemany"
+        no_params = name == "do_execute_no_params"
+
+        def execute(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
+            if no_params:  # called as (cursor, statement, context)
+                context, parameters = parameters, None
+            started = perf_counter()
+            try:
+                if no_params:
+                    original(cursor, statement, context)
+                else:
+                    original(cursor, statement, parameters, context)
+            except BaseException as exc:
+                record(cursor, statement, parameters, context, many, started, exc)
+                raise
+            elapsed = perf_counter() - started
+            known = statements.get(statement)
+            if known is None:
+                known = learn(statement)
+            if self.metrics is not None:
+                self.metrics.statement(known[0], elapsed, slow=elapsed * 1000.0 >= self.slow_ms)
+            watch = watch_var.get()
+            if watch is not None:
+                watch.statements += 1
+                watch.db_seconds += elapsed
+                if (
+                    known[1]
+                    and not many
+                    and not (
+                        context is not None and context.execution_options.get(RELATIONSHIP_LOAD)
+                    )
+                ):
+                    watch.statement(known[0], statement)
+            if elapsed * 1000.0 >= self.slow_ms or debug(logging.DEBUG):
+                self._log(cursor, statement, parameters, context, many, elapsed, known[0], None)
+
+        execute.__name__ = name
+        return execute
+
+    # -- the hot path: keep it lean ------------------------------------------------
+
+    def _learn(self, statement: str) -> tuple[str, bool]:
+        if len(self._statements) >= _STATEMENTS_LIMIT:
+            self._statements.clear()
+        known = self._statements[statement] = (fingerprint(statement), is_read(statement))
+        return known
+
+    def _record(
+        self,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        many: bool,
+        started: float,
+        error: BaseException | None,
+    ) -> None:
+        """Account for a statement that failed (the slow path: an error is rare)."""
+        elapsed = perf_counter() - started
+        known = self._statements.get(statement) or self._learn(statement)
+        if self.metrics is not None:
+            self.metrics.statement(known[0], elapsed, slow=elapsed * 1000.0 >= self.slow_ms)
+        watch = _watch_var.get()
+        if watch is not None:
+            watch.statements += 1
+            watch.db_seconds += elapsed
+        self._log(cursor, statement, parameters, context, many, elapsed, known[0], error)
+
+    def _log(
+        self,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        many: bool,
+        elapsed: float,
+        shape: str,
+        error: BaseException | None,
+    ) -> None:
+        site = find_call_site()
+        if elapsed * 1000.0 >= self.slow_ms:
+            self._slow(cursor, statement, parameters, context, many, elapsed, shape, site, error)
+        elif query_log.isEnabledFor(logging.DEBUG):
+            fields = self._fields(statement, parameters, cursor, elapsed, shape, site)
+            if error is not None:
+                fields["error"] = type(error).__name__
+            query_log.debug(
+                "query %.1f ms at %s",
+                elapsed * 1000.0,
+                site.location if site else "?",
+                extra=fields,
+            )
+
+    # -- the rest ------------------------------------------------------------------
+
+    def _fields(
+        self,
+        statement: str,
+        parameters: Any,
+        cursor: Any,
+        elapsed: float,
+        shape: str,
+        site: CallSite | None,
+    ) -> dict[str, Any]:
+        fields: dict[str, Any] = {
+            "statement": statement,
+            "fingerprint": shape,
+            "duration_ms": round(elapsed * 1000.0, 3),
+            "rows": getattr(cursor, "rowcount", -1),
+            "call_site": site.location if site else None,
+            "engine": self.name,
+        }
+        if self.log_parameters:
+            fields["parameters"] = redact_text(repr(parameters))
+        return fields
+
+    def _slow(
+        self,
+        cursor: Any,
+        statement: str,
+        parameters: Any,
+        context: Any,
+        many: bool,
+        elapsed: float,
+        shape: str,
+        site: CallSite | None,
+        error: BaseException | None,
+    ) -> None:
+        fields = self._fields(statement, parameters, cursor, elapsed, shape, site)
+        outcome = ""
+        if error is not None:
+            fields["error"] = type(error).__name__
+            outcome = f", failed with {type(error).__name__}"
+        elif self.explain_slow and not many and _is_plain_select(statement) and context:
+            fields["plan"] = _explain(context.root_connection, statement, parameters)
+        query_log.warning(
+            "slow query %.1f ms (threshold %.0f ms%s) at %s: %s",
+            elapsed * 1000.0,
+            self.slow_ms,
+            outcome,
+            site.location if site else "?",
+            " ".join(statement.split())[:300],
+            extra=fields,
+        )
+        for hook in _slow_hooks:
+            hook(self, statement, elapsed, site)
+
+
+_slow_hooks: list[Any] = []
+
+
+def on_slow_query(hook: Any) -> None:
+    """Call ``hook(instrumentation, statement, seconds, call_site)`` for each slow query."""
+    if hook not in _slow_hooks:
+        _slow_hooks.append(hook)
+
+
+def remove_slow_query_hook(hook: Any) -> None:
+    """Stop calling ``hook``; nothing happens if it was not registered."""
+    if hook in _slow_hooks:
+        _slow_hooks.remove(hook)
+
+
+def _is_plain_select(statement: str) -> bool:
+    # Only a bare SELECT: a WITH may hide a data-modifying CTE, and a write is never
+    # explained (EXPLAIN ANALYZE would run it; plain EXPLAIN is pointless noise).
+    text = statement.lstrip().upper()
+    return text.startswith("SELECT") and " FOR UPDATE" not in text and " INTO " not in text
+
+
+def _explain(conn: Any, statement: str, parameters: Any) -> str:
+    raw = conn.connection.dbapi_connection
+    savepoint = not getattr(raw, "autocommit", False)
+    try:
+        cursor = raw.cursor()
+        try:
+            if savepoint:
+                cursor.execute("SAVEPOINT pgwarden_explain")
+            cursor.execute("EXPLAIN " + statement, parameters)
+            plan = "\n".join(str(row[0]) for row in cursor.fetchall())
+            if savepoint:
+                cursor.execute("RELEASE SAVEPOINT pgwarden_explain")
+            return plan
+        except Exception as exc:
+            if savepoint:
+                cursor.execute("ROLLBACK TO SAVEPOINT pgwarden_explain")
+            return f"(EXPLAIN failed: {redact_text(str(exc)).splitlines()[0]})"
+        finally:
+            cursor.close()
+    except Exception as exc:
+        return f"(EXPLAIN failed: {type(exc).__name__})"
+
+
+def _sync(engine: Engine | AsyncEngine) -> Engine:
+    return engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+
+
+def instrumentation(engine: Engine | AsyncEngine) -> Instrumentation | None:
+    """Return what :func:`instrument` attached to ``engine``, if anything."""
+    return _by_engine.get(_sync(engine))
+
+
+def instrument(
+    engine: Engine | AsyncEngine,
+    *,
+    name: str | None = None,
+    slow_ms: float = 100.0,
+    explain_slow: bool = False,
+    log_parameters: bool = False,
+    metrics: bool = True,
+    registry: Any = None,
+    leak_seconds: float | None = 30.0,
+) -> Instrumentation:
+    """Observe ``engine``: log its statements, warn on slow ones, feed metrics, watch the pool.
+
+    - every statement is logged at DEBUG on ``pgwarden.observe.query`` with its
+      fingerprint, duration, rows and application call site; parameters only when
+      ``log_parameters`` (and then with secrets scrubbed);
+    - a statement taking ``slow_ms`` or more is a WARNING with its call site, and with
+      ``explain_slow`` a plain SELECT gets its plan (plain EXPLAIN, never ANALYZE);
+    - with ``metrics``, Prometheus metrics go to ``registry`` (default: the global one);
+    - a connection held ``leak_seconds`` or more is logged with the stack that took it.
+
+    Calling it again on the same engine returns the existing instrumentation unchanged;
+    :func:`uninstrument` first to change its options.
+    """
+    target = _sync(engine)
+    existing = _by_engine.get(target)
+    if existing is not None:
+        return existing
+    install_orm_listeners()
+    label = name or target.url.database or "default"
+    result = Instrumentation(
+        engine=target,
+        name=label,
+        slow_ms=slow_ms,
+        explain_slow=explain_slow,
+        log_parameters=log_parameters,
+    )
+    if metrics:
+        from pgwarden.observe.metrics import EngineMetrics
+
+        result.metrics = EngineMetrics(target, name=label, registry=registry)
+        result.name = result.metrics.name  # the same label in logs and metrics
+    from pgwarden.observe.pool import PoolMonitor
+
+    # A thread checks for leaks now and then, so an idle app still reports a leak.
+    interval = min(leak_seconds, 10.0) if leak_seconds else None
+    result.pool = PoolMonitor(target, leak_seconds=leak_seconds, check_interval=interval)
+    result.attach()
+    _by_engine[target] = result
+    return result
+
+
+def uninstrument(engine: Engine | AsyncEngine) -> bool:
+    """Remove what :func:`instrument` attached to ``engine``; return whether there was any."""
+    found = _by_engine.pop(_sync(engine), None)
+    if found is None:
+        return False
+    found.detach()
+    return True

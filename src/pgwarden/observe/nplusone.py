@@ -1,0 +1,410 @@
+"""Find N+1 queries in a unit of work and name the line and the loader option that fix them.
+
+Two patterns are caught:
+
+- **lazy loads**: one relationship lazy-loaded again and again for objects that one
+  query loaded. The report names the relationship, how often, the line that touched it,
+  the line of the query that loaded the parents, and the option to add to that query
+  (``selectinload`` for collections, ``joinedload`` for many-to-one);
+- **repeated statements**: the same SELECT shape sent again and again from one line
+  (a loop of ``session.get``, say), with the line.
+
+Only public SQLAlchemy events are used: ``do_orm_execute`` tells a relationship load
+and the object it was for, the mapper-wide ``load`` event tells which query loaded each
+object. A unit of work is a :func:`watch` block; the ASGI middleware opens one per
+request and the pytest plugin one per test.
+"""
+
+from __future__ import annotations
+
+import fnmatch
+import logging
+import warnings
+import weakref
+from collections import Counter
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy import event
+from sqlalchemy.orm import Mapper, QueryContext, RelationshipProperty, Session
+from sqlalchemy.orm.interfaces import MANYTOONE
+from sqlalchemy.orm.session import ORMExecuteState
+
+from pgwarden.errors import PgwardenError
+from pgwarden.observe.callsite import CallSite, find_call_site
+from pgwarden.observe.eager import track_reads
+
+__all__ = [
+    "Finding",
+    "Mode",
+    "NPlusOneDetected",
+    "NPlusOneWarning",
+    "Watch",
+    "current_watch",
+    "install_orm_listeners",
+    "watch",
+]
+
+log = logging.getLogger("pgwarden.observe.nplusone")
+
+Mode = Literal["log", "warn", "raise"]
+_SITE_LOOKUPS = 8
+# The option that asks for a strategy, by the strategy's name.
+_EAGER_OPTION = {
+    "selectin": "selectinload",
+    "subquery": "subqueryload",
+    "immediate": "immediateload",
+}
+_LOAD_KEY = "_pgwarden_load_site"
+RELATIONSHIP_LOAD = "_pgwarden_relationship_load"
+
+_current: ContextVar[Watch | None] = ContextVar("pgwarden_watch", default=None)
+
+
+class NPlusOneWarning(UserWarning):
+    """Warned for each N+1 found when a watch's mode is ``warn``."""
+
+
+class NPlusOneDetected(PgwardenError):
+    """Raise at the end of a watch in ``raise`` mode that found N+1 queries."""
+
+    def __init__(self, findings: list[Finding]) -> None:
+        self.findings = findings
+        report = "\n".join(f"- {finding.message()}" for finding in findings)
+        super().__init__(
+            f"{len(findings)} N+1 pattern(s) found:\n{report}",
+            hint="Add the loader option named to the query named, or allow-list the pattern.",
+        )
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One N+1 pattern found in a unit of work."""
+
+    kind: Literal["lazy_load", "repeated_statement", "unused_eager_load"]
+    count: int
+    trigger: CallSite | None
+    relationship: str | None = None
+    parent_query: CallSite | None = None
+    parents_loaded: int = 0
+    fix: str | None = None
+    statement: str | None = None
+
+    @property
+    def key(self) -> str:
+        """Return what an allow-list entry matches: the relationship, else the location."""
+        return self.relationship or (self.trigger.location if self.trigger else "?")
+
+    def message(self) -> str:
+        """Return the finding as one line a developer can act on."""
+        where = self.trigger.location if self.trigger else "an unknown line"
+        if self.kind == "unused_eager_load":
+            origin = self.parent_query.location if self.parent_query else "an unknown line"
+            return (
+                f"unused eager load: {self.relationship} was loaded with the "
+                f"{self.parents_loaded} rows of the query at {origin} and never read; "
+                f"drop {self.fix} from that query"
+            )
+        if self.kind == "lazy_load":
+            parents = f" for {self.parents_loaded} rows" if self.parents_loaded else ""
+            origin = self.parent_query.location if self.parent_query else "an unknown line"
+            return (
+                f"N+1: {self.relationship} lazy-loaded {self.count} times at {where}"
+                f"{parents} loaded at {origin}; add {self.fix} to that query"
+            )
+        return (
+            f"N+1: the same statement ran {self.count} times from {where}: "
+            f"{(self.statement or '')[:160]}; load the rows in one query (IN, a join, "
+            "or an eager loader) instead of one per item"
+        )
+
+
+@dataclass
+class _LazyGroup:
+    relationship: RelationshipProperty[Any]
+    parent_query: CallSite | None
+    count: int = 0
+    triggers: Counter[CallSite | None] = field(default_factory=Counter)
+
+
+@dataclass
+class Watch:
+    """One unit of work being watched for N+1 queries."""
+
+    name: str = "watch"
+    mode: Mode = "warn"
+    threshold: int = 2
+    allow: tuple[str, ...] = ()
+    _lazy: dict[tuple[CallSite | None, str], _LazyGroup] = field(default_factory=dict)
+    _repeats: Counter[tuple[str, CallSite | None]] = field(default_factory=Counter)
+    _statements: dict[str, str] = field(default_factory=dict)
+    _seen: dict[str, int] = field(default_factory=dict)
+    _last_site: dict[str, CallSite | None] = field(default_factory=dict)
+    _loaded: weakref.WeakKeyDictionary[Any, CallSite | None] = field(
+        default_factory=weakref.WeakKeyDictionary
+    )
+    _rows: Counter[tuple[CallSite | None, type]] = field(default_factory=Counter)
+    statements: int = 0
+    db_seconds: float = 0.0
+    # what watches nested in this one found (a request's, inside a test's)
+    _inherited: list[Finding] = field(default_factory=list)
+    # eager loads: (query line, relationship key) -> [relationship, option, read?]
+    _eager: dict[tuple[CallSite | None, str], list[Any]] = field(default_factory=dict)
+
+    # -- fed by the listeners ----------------------------------------------------
+
+    def loaded(self, state: Any, site: CallSite | None) -> None:
+        """Record that ``state`` was loaded by the query at ``site``."""
+        self._loaded[state] = site
+        self._rows[(site, state.class_)] += 1
+
+    def lazy_load(
+        self, parent: Any, relationship: RelationshipProperty[Any], trigger: CallSite | None
+    ) -> None:
+        """Record a lazy load of ``relationship``, at ``trigger``, for the state ``parent``."""
+        origin = self._loaded.get(parent)
+        key = (origin, relationship.key + "@" + relationship.parent.class_.__qualname__)
+        group = self._lazy.get(key)
+        if group is None:
+            group = self._lazy[key] = _LazyGroup(relationship, origin)
+        group.count += 1
+        group.triggers[trigger] += 1
+
+    def eager_load(
+        self, relationship: RelationshipProperty[Any], site: CallSite | None, option: str
+    ) -> None:
+        """Record that ``relationship`` was eager-loaded for the rows of the query at ``site``."""
+        key = (site, relationship.key)
+        if key not in self._eager:
+            self._eager[key] = [relationship, option, False]
+            track_reads(relationship, _current)
+
+    def read(self, instance: object, key: str) -> None:
+        """Record a read of relationship ``key`` on ``instance`` (from the read tracker)."""
+        if not self._eager:
+            return
+        state = getattr(instance, "_sa_instance_state", None)
+        entry = self._eager.get((self._loaded.get(state), key)) if state is not None else None
+        if entry is not None:
+            entry[2] = True
+
+    def statement(self, fingerprint: str, statement: str) -> None:
+        """Record one SELECT (not a relationship load) of shape ``fingerprint``.
+
+        Finding the calling line walks the stack, which costs more than everything else
+        pgwarden does per statement; so each shape's line is looked up for its first few
+        runs only, enough to group them, and later runs count against the last line seen.
+        """
+        seen = self._seen.get(fingerprint, 0) + 1
+        self._seen[fingerprint] = seen
+        if seen <= _SITE_LOOKUPS:
+            site = find_call_site()
+            self._last_site[fingerprint] = site
+            if seen == 1:
+                self._statements[fingerprint] = statement
+        else:
+            site = self._last_site[fingerprint]
+        self._repeats[(fingerprint, site)] += 1
+
+    # -- reading -----------------------------------------------------------------
+
+    def findings(self) -> list[Finding]:
+        """Return the N+1 patterns found so far, allow-listed ones left out."""
+        found: list[Finding] = []
+        for group in self._lazy.values():
+            if group.count < self.threshold:
+                continue
+            trigger = group.triggers.most_common(1)[0][0]
+            found.append(
+                Finding(
+                    kind="lazy_load",
+                    count=group.count,
+                    trigger=trigger,
+                    relationship=_name(group.relationship),
+                    parent_query=group.parent_query,
+                    parents_loaded=self._parents(group),
+                    fix=suggested_fix(group.relationship),
+                )
+            )
+        for (fp, site), count in self._repeats.items():
+            if count >= max(self.threshold, 2):
+                found.append(
+                    Finding(
+                        kind="repeated_statement",
+                        count=count,
+                        trigger=site,
+                        statement=self._statements[fp],
+                    )
+                )
+        for (site, _key), (relationship, option, read) in self._eager.items():
+            if not read:
+                found.append(
+                    Finding(
+                        kind="unused_eager_load",
+                        count=1,
+                        trigger=site,
+                        relationship=_name(relationship),
+                        parent_query=site,
+                        parents_loaded=self._parents_at(site, relationship),
+                        fix=f"{option}({_name(relationship)})",
+                    )
+                )
+        found.extend(self._inherited)
+        return [finding for finding in found if not self._allowed(finding)]
+
+    def _parents(self, group: _LazyGroup) -> int:
+        return self._parents_at(group.parent_query, group.relationship)
+
+    def _parents_at(self, origin: CallSite | None, relationship: RelationshipProperty[Any]) -> int:
+        owner = relationship.parent.class_
+        return sum(
+            count
+            for (site, cls), count in self._rows.items()
+            if site == origin and issubclass(cls, owner)
+        )
+
+    def _allowed(self, finding: Finding) -> bool:
+        names = [finding.key]
+        if finding.trigger is not None:
+            names += [finding.trigger.location, finding.trigger.filename]
+        return any(fnmatch.fnmatch(name, pattern) for pattern in self.allow for name in names)
+
+    def report(self) -> None:
+        """Log, warn or raise about the findings, as the mode says."""
+        findings = self.findings()
+        if not findings:
+            return
+        for finding in findings:
+            log.warning(finding.message(), extra={"nplusone": finding.kind, "watch": self.name})
+            if self.mode == "warn":
+                warnings.warn(finding.message(), NPlusOneWarning, stacklevel=3)
+        _notify(findings)
+        if self.mode == "raise":
+            raise NPlusOneDetected(findings)
+
+
+_finding_hooks: list[Any] = []
+
+
+def _notify(findings: list[Finding]) -> None:
+    for hook in list(_finding_hooks):
+        hook(findings)
+
+
+def on_findings(hook: Any) -> None:
+    """Call ``hook(findings)`` whenever a watch reports (metrics and Sentry use this)."""
+    if hook not in _finding_hooks:
+        _finding_hooks.append(hook)
+
+
+def remove_findings_hook(hook: Any) -> None:
+    """Stop calling ``hook``; nothing happens if it was not registered."""
+    if hook in _finding_hooks:
+        _finding_hooks.remove(hook)
+
+
+def _name(relationship: RelationshipProperty[Any]) -> str:
+    return f"{relationship.parent.class_.__name__}.{relationship.key}"
+
+
+def suggested_fix(relationship: RelationshipProperty[Any]) -> str:
+    """Return the loader option that loads ``relationship`` with its parents."""
+    single = relationship.direction is MANYTOONE or not relationship.uselist
+    loader = "joinedload" if single else "selectinload"
+    return f".options({loader}({_name(relationship)}))"
+
+
+def current_watch() -> Watch | None:
+    """Return the watch of the current unit of work, if any."""
+    return _current.get()
+
+
+@contextmanager
+def watch(
+    name: str = "watch",
+    *,
+    mode: Mode = "warn",
+    threshold: int = 2,
+    allow: Iterable[str] = (),
+) -> Iterator[Watch]:
+    """Watch the block for N+1 queries, and report them at its end as ``mode`` says.
+
+    ``threshold`` is how many lazy loads of one relationship (or runs of one statement
+    from one line) make an N+1. ``allow`` holds glob patterns matched against the
+    relationship (``Content.author``), the trigger's ``path:line`` or its file.
+    In ``raise`` mode the block ends with :class:`NPlusOneDetected` unless it is already
+    ending with another exception.
+    """
+    install_orm_listeners()
+    current = Watch(name=name, mode=mode, threshold=threshold, allow=tuple(allow))
+    token = _current.set(current)
+    failed = False
+    try:
+        yield current
+    except BaseException:
+        failed = True
+        raise
+    finally:
+        _current.reset(token)
+        parent = _current.get()
+        if parent is not None:  # the enclosing unit of work sees what this one saw
+            parent.statements += current.statements
+            parent.db_seconds += current.db_seconds
+            parent._inherited.extend(current.findings())
+        if not failed:
+            current.report()
+
+
+# -- the ORM listeners, installed once per process ------------------------------------
+
+_installed = False
+
+
+def _on_orm_execute(state: ORMExecuteState) -> None:
+    current = _current.get()
+    if current is None or not state.is_select:
+        return
+    site = find_call_site()
+    if state.is_relationship_load:
+        # Objects a lazy load brings are attributed to the line that triggered it, so a
+        # nested N+1 (each comment's author, for comments loaded per post) groups too.
+        state.update_execution_options(**{RELATIONSHIP_LOAD: True, _LOAD_KEY: site})
+        parent = state.lazy_loaded_from
+        path = state.loader_strategy_path
+        prop = getattr(path, "prop", None) if path is not None else None
+        if isinstance(prop, RelationshipProperty):
+            if parent is not None:
+                current.lazy_load(parent, prop, site)
+            else:  # selectinload / subqueryload: one statement for all the parents
+                current.eager_load(prop, site, _EAGER_OPTION.get(str(prop.lazy), "selectinload"))
+        return
+    state.update_execution_options(**{_LOAD_KEY: site})
+
+
+def _on_load(target: Any, context: QueryContext) -> None:
+    current = _current.get()
+    if current is None:
+        return
+    site = context.execution_options.get(_LOAD_KEY)
+    site = site if isinstance(site, CallSite) else None
+    state = target._sa_instance_state
+    current.loaded(state, site)
+    compiled = context.compile_state
+    if compiled is not None and getattr(compiled, "eager_joins", None):
+        # joinedload: the related rows came in this statement and are already populated.
+        for prop in state.mapper.relationships:
+            if prop.key in state.dict and str(prop.lazy) != "joined":
+                current.eager_load(prop, site, "joinedload")
+
+
+def install_orm_listeners() -> None:
+    """Attach the process-wide ORM listeners (idempotent; they idle outside a watch)."""
+    global _installed
+    if _installed:
+        return
+    event.listen(Session, "do_orm_execute", _on_orm_execute)
+    event.listen(Mapper, "load", _on_load)
+    _installed = True
