@@ -14,13 +14,12 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import sys
 import threading
 import weakref
 from dataclasses import dataclass
 from time import perf_counter
-from types import CodeType, FrameType, TracebackType
+from types import FrameType, TracebackType
 from typing import Any
 
 from sqlalchemy import event
@@ -28,19 +27,11 @@ from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import AsyncEngine
 from sqlalchemy.pool import Pool, QueuePool
 
-from pgwarden.observe.callsite import CallSite, is_library_file
-
-try:
-    import greenlet
-except ImportError:  # pragma: no cover - greenlet comes with sqlalchemy[asyncio]
-    greenlet = None
+from pgwarden.observe.stacks import HeldConnection, StackFrame, awaiting_frame, held_connection
 
 __all__ = ["HeldConnection", "PoolMonitor", "PoolStatus", "StackFrame", "pool_status"]
 
 log = logging.getLogger("pgwarden.observe.pool")
-
-StackFrame = tuple[str, int, str]
-"""One frame of a stack: file name, line number, function name."""
 
 _INFINITY = float("inf")
 _monitors: weakref.WeakKeyDictionary[Engine, weakref.ref[PoolMonitor]] = weakref.WeakKeyDictionary()
@@ -66,64 +57,6 @@ class PoolStatus:
     wait_seconds_total: float = 0.0
     longest_wait_seconds: float = 0.0
     longest_held_seconds: float = 0.0
-
-
-@dataclass(frozen=True)
-class HeldConnection:
-    """A connection checked out of the pool: for how long, by whom, from where."""
-
-    age_seconds: float
-    stack: tuple[StackFrame, ...]  # outermost first, as in a traceback
-    thread: str
-
-    @property
-    def call_site(self) -> str | None:
-        """Return ``path:line`` of the innermost application frame that took it."""
-        for filename, lineno, function in reversed(self.stack):
-            if not is_library_file(filename):
-                return CallSite(filename, lineno, function).location
-        return None
-
-    def format_stack(self) -> str:
-        """Return the stack as indented lines, application frames marked with ``>``.
-
-        Runs of library frames away from application code are folded into one line.
-        """
-        frames = self.stack
-        app = [not is_library_file(filename) for filename, _, _ in frames]
-        shown = [
-            app[i] or (i > 0 and app[i - 1]) or (i + 1 < len(frames) and app[i + 1])
-            for i in range(len(frames))
-        ]
-        if not any(app):
-            shown = [True] * len(frames)
-        lines: list[str] = []
-        folded = 0
-        for (filename, lineno, function), mine, show in zip(frames, app, shown, strict=True):
-            if not show:
-                folded += 1
-                continue
-            if folded:
-                lines.append(f"    ... {folded} library frame{'s' if folded > 1 else ''}")
-                folded = 0
-            mark = "  > " if mine else "    "
-            lines.append(f"{mark}{_display(filename)}:{lineno} in {function}")
-        if folded:
-            lines.append(f"    ... {folded} library frame{'s' if folded > 1 else ''}")
-        return "\n".join(lines)
-
-
-def _display(filename: str) -> str:
-    """Return ``filename`` inside its package directory, or relative to the working one."""
-    for marker in ("site-packages/", "dist-packages/"):
-        _, found, tail = filename.rpartition(marker)
-        if found:
-            return tail
-    try:
-        relative = os.path.relpath(filename)
-    except ValueError:
-        return filename
-    return filename if relative.startswith("..") else relative
 
 
 def _sync(engine: Engine | AsyncEngine) -> Engine:
@@ -251,7 +184,7 @@ class PoolMonitor:
         outer = None
         for _ in range(self.stack_depth):
             if frame is None:
-                outer, frame = _awaiting_frame(outer)
+                outer, frame = awaiting_frame(outer)
                 if frame is None:
                     break
             append(frame.f_code)
@@ -354,7 +287,7 @@ class PoolMonitor:
         """Return the connections checked out now, the longest-held first."""
         now = perf_counter()
         return sorted(
-            (_held(now, entry) for entry in self._held.copy().values()),
+            (held_connection(now, entry) for entry in self._held.copy().values()),
             key=lambda held: -held.age_seconds,
         )
 
@@ -377,7 +310,7 @@ class PoolMonitor:
             if now - taken < self._leak:
                 next_check = min(next_check, taken + self._leak)
                 continue
-            found = _held(now, entry)
+            found = held_connection(now, entry)
             leaking.append(found)
             if reported.get(record) != taken:
                 reported[record] = taken
@@ -424,36 +357,6 @@ class PoolMonitor:
             del _monitors[self.engine]
         self._held.clear()
         self._reported.clear()
-
-
-def _awaiting_frame(inner: Any) -> tuple[Any, FrameType | None]:
-    """Return the greenlet outside ``inner`` (default: the current one) and its frame.
-
-    Inside SQLAlchemy's async bridge a greenlet's stack ends in library code; the
-    application's coroutine is suspended on the parent greenlet.
-    """
-    if greenlet is None:
-        return None, None
-    parent = (inner or greenlet.getcurrent()).parent
-    if parent is None:
-        return None, None
-    frame: FrameType | None = parent.gr_frame
-    return parent, frame
-
-
-def _held(now: float, entry: tuple[float, list[Any], str]) -> HeldConnection:
-    taken, stack, thread = entry
-    frames = [_frame(stack[i], stack[i + 1]) for i in range(len(stack) - 2, -1, -2)]
-    return HeldConnection(age_seconds=now - taken, stack=tuple(frames), thread=thread)
-
-
-def _frame(code: CodeType, offset: int) -> StackFrame:
-    line = code.co_firstlineno
-    for start, end, number in code.co_lines():
-        if start <= offset < end and number is not None:
-            line = number
-            break
-    return (code.co_filename, line, code.co_name)
 
 
 def _run(ref: weakref.ref[PoolMonitor], stop: threading.Event, interval: float) -> None:
