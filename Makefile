@@ -14,7 +14,7 @@ export UV_PROJECT_ENVIRONMENT := $(abspath $(VENV))
 export UV_PYTHON_DOWNLOADS := never
 export UV_NO_PROGRESS := 1
 
-.PHONY: install demo test test-fast lint format lock clean
+.PHONY: install demo test test-fast bench lint format lock clean
 
 $(UV):
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11))' || \
@@ -44,9 +44,13 @@ test: install
 test-fast: PYTEST_ARGS += -m "not slow"
 test-fast: test
 
+# Benchmarks against their baselines (see bench/); not part of `make test`.
+bench: install
+	$(VENV)/bin/python bench/observe_overhead.py
+
 lint: install
-	$(VENV)/bin/ruff check src tests examples
-	$(VENV)/bin/ruff format --check src tests examples
+	$(VENV)/bin/ruff check src tests examples bench
+	$(VENV)/bin/ruff format --check src tests examples bench
 	$(VENV)/bin/mypy
 
 format: install

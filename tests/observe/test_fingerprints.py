@@ -1,5 +1,9 @@
 from __future__ import annotations
 
+import pytest
+import sqlalchemy as sa
+from sqlalchemy.engine import Engine
+
 from pgwarden.observe import fingerprint, normalize
 
 
@@ -33,3 +37,27 @@ def test_normalize_replaces_literals() -> None:
     assert normalize("SELECT * FROM t WHERE a = 5 AND b = 'x'") == (
         "SELECT * FROM t WHERE a = $1 AND b = $2"
     )
+
+
+def test_fingerprints_match_pg_stat_statements_query_text(pg_engine: Engine) -> None:
+    with pg_engine.connect() as conn:
+        preloaded = conn.execute(sa.text("SHOW shared_preload_libraries")).scalar_one()
+        if "pg_stat_statements" not in preloaded:
+            pytest.skip("this server does not preload pg_stat_statements")
+        conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+        conn.commit()
+        statement = "SELECT relname FROM pg_class WHERE relpages > %(pages)s AND relname <> 'x'"
+        conn.exec_driver_sql(statement, {"pages": 3})
+        conn.commit()
+        texts = (
+            conn.execute(
+                sa.text(
+                    "SELECT query FROM pg_stat_statements"
+                    " WHERE query LIKE 'SELECT relname FROM pg_class WHERE relpages >%'"
+                )
+            )
+            .scalars()
+            .all()
+        )
+    assert texts, "pg_stat_statements did not record the statement"
+    assert {fingerprint(text) for text in texts} == {fingerprint(statement)}

@@ -24,6 +24,7 @@ from pgwarden.observe.instrument import (
     uninstrument,
 )
 from pgwarden.observe.metrics import EngineMetrics, metrics_text
+from pgwarden.observe.middleware import ObserveMiddleware
 from pgwarden.observe.nplusone import (
     Finding,
     NPlusOneDetected,
@@ -46,6 +47,7 @@ __all__ = [
     "Instrumentation",
     "NPlusOneDetected",
     "NPlusOneWarning",
+    "ObserveMiddleware",
     "PoolMonitor",
     "PoolStatus",
     "Watch",
