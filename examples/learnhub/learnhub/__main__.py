@@ -181,18 +181,26 @@ def _summary(url: str) -> None:
     engine = create_engine(url, poolclass=sa.pool.NullPool)
     try:
         with connect(engine) as conn:
+            # Partitions are counted into their parent: one line for page_views.
             rows = conn.execute(
                 sa.text(
-                    "SELECT relname, n_live_tup, pg_total_relation_size(relid) AS bytes"
-                    " FROM pg_stat_user_tables WHERE schemaname = 'public'"
-                    " ORDER BY n_live_tup DESC"
+                    "SELECT coalesce(parent.relname, s.relname) AS relname,"
+                    " sum(s.n_live_tup)::bigint AS n_live_tup,"
+                    " sum(pg_total_relation_size(s.relid))::bigint AS bytes,"
+                    " count(parent.relname) AS partitions"
+                    " FROM pg_stat_user_tables AS s"
+                    " LEFT JOIN pg_inherits AS i ON i.inhrelid = s.relid"
+                    " LEFT JOIN pg_class AS parent ON parent.oid = i.inhparent"
+                    " WHERE s.schemaname = 'public'"
+                    " GROUP BY 1 ORDER BY 2 DESC"
                 )
             ).all()
     finally:
         engine.dispose()
     table = Table("table", "rows", "size", title="tables")
     for row in rows:
-        table.add_row(row.relname, f"{row.n_live_tup:,}", f"{row.bytes / 1024:,.0f} kB")
+        name = row.relname + (f" ({row.partitions} partitions)" if row.partitions else "")
+        table.add_row(name, f"{row.n_live_tup:,}", f"{row.bytes / 1024:,.0f} kB")
     console.print(table)
     console.print(f"{len(rows)} tables, {sum(r.n_live_tup for r in rows):,} rows")
 
