@@ -1,0 +1,84 @@
+"""The shapes every health check reports in: a finding, and the result of one check.
+
+A check turns the rows of an area's query (an unused index, a sequence near its
+maximum) into :class:`Finding` objects a person can act on: what is wrong, why it
+matters, and the SQL or setting that fixes it. A check that cannot run (a missing
+privilege, an extension not installed) returns a :class:`CheckResult` whose ``skipped``
+says why, so a report never looks clean only because nothing was looked at.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+from sqlalchemy.dialects import postgresql
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+__all__ = ["CheckResult", "Finding", "Severity", "qualified_name", "quote", "run_check"]
+
+Severity = Literal["info", "warning", "critical"]
+
+# Quoting that leaves plain lower-case names bare and quotes the rest (capitals, spaces,
+# reserved words), as PostgreSQL itself would print them.
+_PREPARER = postgresql.dialect().identifier_preparer  # type: ignore[no-untyped-call]
+
+# SQLSTATE of "insufficient privilege": a check that hits it is skipped, not failed.
+_INSUFFICIENT_PRIVILEGE = "42501"
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One problem a check found, with what to do about it.
+
+    ``what`` is one line naming the object and the figure; ``why`` says what it costs;
+    ``fix`` is SQL or a setting a user can run, or ``None`` when no statement fixes it;
+    ``subject`` is the qualified name of the object, for grouping and filtering.
+    """
+
+    check: str
+    severity: Severity
+    what: str
+    why: str
+    fix: str | None
+    subject: str | None
+    details: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class CheckResult:
+    """The findings of one check, or why it was skipped."""
+
+    check: str
+    findings: list[Finding]
+    skipped: str | None = None
+
+
+def qualified_name(schema: str, name: str) -> str:
+    """Return ``schema.name`` quoted for SQL only where PostgreSQL needs quotes."""
+    return f"{_PREPARER.quote(schema)}.{_PREPARER.quote(name)}"
+
+
+def quote(name: str) -> str:
+    """Return one identifier quoted for SQL only where PostgreSQL needs quotes."""
+    return str(_PREPARER.quote(name))
+
+
+def run_check(
+    conn: Connection, check: str, findings: Callable[[Connection], Iterable[Finding]]
+) -> CheckResult:
+    """Run one check in a savepoint; return it as skipped if a privilege is missing.
+
+    Any other database error propagates: only a missing privilege is an expected reason
+    for a check not to run.
+    """
+    try:
+        with conn.begin_nested():
+            return CheckResult(check, list(findings(conn)))
+    except DBAPIError as error:
+        if getattr(error.orig, "sqlstate", None) != _INSUFFICIENT_PRIVILEGE:
+            raise
+        reason = str(error.orig).splitlines()[0]
+        return CheckResult(check, [], skipped=f"{reason}: the role lacks a privilege it needs")
