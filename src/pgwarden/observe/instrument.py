@@ -8,7 +8,7 @@
 from __future__ import annotations
 
 import logging
-import weakref
+import re
 from dataclasses import dataclass, field
 from time import perf_counter
 from typing import Any
@@ -32,8 +32,8 @@ __all__ = [
 ]
 
 query_log = logging.getLogger("pgwarden.observe.query")
+log = logging.getLogger("pgwarden.observe")
 _STATEMENTS_LIMIT = 4096
-_by_engine: weakref.WeakKeyDictionary[Engine, Instrumentation] = weakref.WeakKeyDictionary()
 
 
 @dataclass
@@ -49,6 +49,8 @@ class Instrumentation:
     pool: Any = None  # pgwarden.observe.pool.PoolMonitor
     _originals: dict[str, Any] = field(default_factory=dict)
     _statements: dict[str, tuple[str, bool]] = field(default_factory=dict)
+    _wrappers: dict[str, Any] = field(default_factory=dict)
+    _detached: bool = False
 
     # SQLAlchemy's cursor events would do, but dispatching them costs about 10 µs per
     # statement here, more than all of pgwarden's own work; wrapping the dialect's three
@@ -61,11 +63,15 @@ class Instrumentation:
         for name in self._METHODS:
             original = getattr(dialect, name)
             self._originals[name] = (original, name in vars(dialect))
-            setattr(dialect, name, self._wrap(original, name))
+            self._wrappers[name] = self._wrap(original, name)
+            setattr(dialect, name, self._wrappers[name])
 
     def detach(self) -> None:
         dialect = self.engine.dialect
+        self._detached = True  # a wrapper left in place (see below) now only passes through
         for name, (original, own) in self._originals.items():
+            if vars(dialect).get(name) is not self._wrappers.get(name):
+                continue  # another library wrapped ours since: leave its wrapper working
             if own:
                 setattr(dialect, name, original)
             else:
@@ -96,8 +102,14 @@ class Instrumentation:
                 else:
                     original(cursor, statement, parameters, context)
             except BaseException as exc:
-                record(cursor, statement, parameters, context, many, started, exc)
+                if not self._detached:
+                    try:
+                        record(cursor, statement, parameters, context, many, started, exc)
+                    except Exception:  # observing must never replace the real error
+                        log.exception("pgwarden could not record a failed statement")
                 raise
+            if self._detached:
+                return
             elapsed = perf_counter() - started
             known = statements.get(statement)
             if known is None:
@@ -117,7 +129,10 @@ class Instrumentation:
                 ):
                     watch.statement(known[0], statement)
             if elapsed * 1000.0 >= self.slow_ms or debug(logging.DEBUG):
-                self._log(cursor, statement, parameters, context, many, elapsed, known[0], None)
+                try:
+                    self._log(cursor, statement, parameters, context, many, elapsed, known[0], None)
+                except Exception:  # a failing log handler or hook must not fail the query
+                    log.exception("pgwarden could not report a statement")
 
         execute.__name__ = name
         return execute
@@ -188,7 +203,7 @@ class Instrumentation:
         site: CallSite | None,
     ) -> dict[str, Any]:
         fields: dict[str, Any] = {
-            "statement": statement,
+            "statement": redact_text(statement),
             "fingerprint": shape,
             "duration_ms": round(elapsed * 1000.0, 3),
             "rows": getattr(cursor, "rowcount", -1),
@@ -196,7 +211,7 @@ class Instrumentation:
             "engine": self.name,
         }
         if self.log_parameters:
-            fields["parameters"] = redact_text(repr(parameters))
+            fields["parameters"] = redact_text(repr(_scrub(parameters)))
         return fields
 
     def _slow(
@@ -224,11 +239,14 @@ class Instrumentation:
             self.slow_ms,
             outcome,
             site.location if site else "?",
-            " ".join(statement.split())[:300],
+            redact_text(" ".join(statement.split())[:300]),
             extra=fields,
         )
-        for hook in _slow_hooks:
-            hook(self, statement, elapsed, site)
+        for hook in list(_slow_hooks):
+            try:
+                hook(self, statement, elapsed, site)
+            except Exception:
+                log.exception("slow query hook %r failed", hook)
 
 
 _slow_hooks: list[Any] = []
@@ -238,6 +256,21 @@ def on_slow_query(hook: Any) -> None:
     """Call ``hook(instrumentation, statement, seconds, call_site)`` for each slow query."""
     if hook not in _slow_hooks:
         _slow_hooks.append(hook)
+
+
+_SECRET_NAME = re.compile(r"pass|secret|token|key|credential|auth", re.IGNORECASE)
+
+
+def _scrub(parameters: Any) -> Any:
+    """Return ``parameters`` with the values of secret-looking names replaced."""
+    if isinstance(parameters, dict):
+        return {
+            key: "***" if isinstance(key, str) and _SECRET_NAME.search(key) else value
+            for key, value in parameters.items()
+        }
+    if isinstance(parameters, list | tuple) and parameters and isinstance(parameters[0], dict):
+        return [_scrub(item) for item in parameters]
+    return parameters
 
 
 def remove_slow_query_hook(hook: Any) -> None:
@@ -282,7 +315,10 @@ def _sync(engine: Engine | AsyncEngine) -> Engine:
 
 def instrumentation(engine: Engine | AsyncEngine) -> Instrumentation | None:
     """Return what :func:`instrument` attached to ``engine``, if anything."""
-    return _by_engine.get(_sync(engine))
+    found: Instrumentation | None = getattr(
+        _sync(engine).dialect, "_pgwarden_instrumentation", None
+    )
+    return found
 
 
 def instrument(
@@ -310,7 +346,7 @@ def instrument(
     :func:`uninstrument` first to change its options.
     """
     target = _sync(engine)
-    existing = _by_engine.get(target)
+    existing = instrumentation(target)
     if existing is not None:
         return existing
     install_orm_listeners()
@@ -333,13 +369,17 @@ def instrument(
     interval = min(leak_seconds, 10.0) if leak_seconds else None
     result.pool = PoolMonitor(target, leak_seconds=leak_seconds, check_interval=interval)
     result.attach()
-    _by_engine[target] = result
+    # Kept on the dialect, which the engine and its execution_options() copies share:
+    # instrumenting a copy finds this one, and no module-level table keeps an engine
+    # alive after the application drops it.
+    target.dialect._pgwarden_instrumentation = result  # type: ignore[attr-defined]
     return result
 
 
 def uninstrument(engine: Engine | AsyncEngine) -> bool:
     """Remove what :func:`instrument` attached to ``engine``; return whether there was any."""
-    found = _by_engine.pop(_sync(engine), None)
+    dialect = _sync(engine).dialect
+    found: Instrumentation | None = vars(dialect).pop("_pgwarden_instrumentation", None)
     if found is None:
         return False
     found.detach()

@@ -9,6 +9,7 @@ an engine's pool is read when the registry is scraped, so a checkout costs nothi
 from __future__ import annotations
 
 import threading
+import weakref
 from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any
@@ -37,7 +38,7 @@ OTHER = "other"
 """The fingerprint label of statements beyond an engine's ``max_fingerprints`` shapes."""
 
 _FINDING_KINDS = ("lazy_load", "repeated_statement")
-_lock = threading.Lock()
+_lock = threading.RLock()  # re-entrant: a finalizer may run while it is held
 _families: dict[CollectorRegistry, _Family] = {}
 
 
@@ -59,7 +60,10 @@ class EngineMetrics:
         registry: CollectorRegistry | None = None,
         max_fingerprints: int = 200,
     ) -> None:
-        self.engine = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+        target = engine.sync_engine if isinstance(engine, AsyncEngine) else engine
+        # Held weakly, and the series dropped when the engine goes: the registry is
+        # global and must not keep an application's discarded engines alive.
+        self._engine = weakref.ref(target)
         self.registry = registry if registry is not None else REGISTRY
         self.max_fingerprints = max_fingerprints
         self.closed = False
@@ -72,6 +76,12 @@ class EngineMetrics:
         self._local = threading.local()
         self._threads: list[dict[str, list[float]]] = []  # each thread's slots by label
         self._labels: dict[str, str] = {}  # fingerprint -> label (itself, or OTHER)
+        weakref.finalize(target, self.close)
+
+    @property
+    def engine(self) -> Engine | None:
+        """Return the engine published, or None once it has been garbage-collected."""
+        return self._engine()
 
     def statement(self, fingerprint: str, seconds: float, *, slow: bool) -> None:
         """Count one statement of shape ``fingerprint`` that took ``seconds``."""
@@ -231,7 +241,10 @@ class _EngineCollector(Collector):
                 durations.add_metric([name, label], buckets=buckets, sum_value=slot[-1])
                 count += cumulative
             total.add_metric([name], count)
-            status = pool_status(metrics.engine)
+            engine = metrics.engine
+            if engine is None:
+                continue
+            status = pool_status(engine)
             size.add_metric([name], status.size)
             checked_out.add_metric([name], status.checked_out)
             overflow.add_metric([name], status.overflow)

@@ -52,12 +52,9 @@ log = logging.getLogger("pgwarden.observe.nplusone")
 
 Mode = Literal["log", "warn", "raise"]
 _SITE_LOOKUPS = 8
-# The option that asks for a strategy, by the strategy's name.
-_EAGER_OPTION = {
-    "selectin": "selectinload",
-    "subquery": "subqueryload",
-    "immediate": "immediateload",
-}
+_MIXED = object()
+# Loader strategies a mapper may declare itself: its design, not a query option to drop.
+_EAGER_STRATEGIES = frozenset({"selectin", "subquery", "immediate", "joined"})
 _LOAD_KEY = "_pgwarden_load_site"
 RELATIONSHIP_LOAD = "_pgwarden_relationship_load"
 
@@ -142,7 +139,7 @@ class Watch:
     _repeats: Counter[tuple[str, CallSite | None]] = field(default_factory=Counter)
     _statements: dict[str, str] = field(default_factory=dict)
     _seen: dict[str, int] = field(default_factory=dict)
-    _last_site: dict[str, CallSite | None] = field(default_factory=dict)
+    _last_site: dict[str, Any] = field(default_factory=dict)  # CallSite, None or _MIXED
     _loaded: weakref.WeakKeyDictionary[Any, CallSite | None] = field(
         default_factory=weakref.WeakKeyDictionary
     )
@@ -200,14 +197,18 @@ class Watch:
         """
         seen = self._seen.get(fingerprint, 0) + 1
         self._seen[fingerprint] = seen
-        if seen <= _SITE_LOOKUPS:
+        last = self._last_site.get(fingerprint, _MIXED)
+        if seen <= _SITE_LOOKUPS or last is _MIXED:
             site = find_call_site()
-            self._last_site[fingerprint] = site
             if seen == 1:
                 self._statements[fingerprint] = statement
+                self._last_site[fingerprint] = site
+            elif site is not last:
+                self._last_site[fingerprint] = _MIXED  # several lines: keep looking each time
         else:
-            site = self._last_site[fingerprint]
-        self._repeats[(fingerprint, site)] += 1
+            site = last  # every lookup so far gave this one line
+        if site is not None:  # no application line (all library code): nothing to point at
+            self._repeats[(fingerprint, site)] += 1
 
     # -- reading -----------------------------------------------------------------
 
@@ -273,17 +274,23 @@ class Watch:
         return any(fnmatch.fnmatch(name, pattern) for pattern in self.allow for name in names)
 
     def report(self) -> None:
-        """Log, warn or raise about the findings, as the mode says."""
+        """Log, warn or raise about the findings, as the mode says.
+
+        What nested watches found was reported by them; it is only raised here again.
+        Unused eager loads waste work but break nothing: they are logged and warned,
+        never raised.
+        """
         findings = self.findings()
-        if not findings:
-            return
-        for finding in findings:
+        own = [finding for finding in findings if finding not in self._inherited]
+        for finding in own:
             log.warning(finding.message(), extra={"nplusone": finding.kind, "watch": self.name})
             if self.mode == "warn":
                 warnings.warn(finding.message(), NPlusOneWarning, stacklevel=3)
-        _notify(findings)
-        if self.mode == "raise":
-            raise NPlusOneDetected(findings)
+        if own:
+            _notify(own)
+        failing = [finding for finding in findings if finding.kind != "unused_eager_load"]
+        if self.mode == "raise" and failing:
+            raise NPlusOneDetected(failing)
 
 
 _finding_hooks: list[Any] = []
@@ -369,6 +376,8 @@ def _on_orm_execute(state: ORMExecuteState) -> None:
         return
     site = find_call_site()
     if state.is_relationship_load:
+        # The parents' query line, which an eager load's statement inherits.
+        origin = state.execution_options.get(_LOAD_KEY)
         # Objects a lazy load brings are attributed to the line that triggered it, so a
         # nested N+1 (each comment's author, for comments loaded per post) groups too.
         state.update_execution_options(**{RELATIONSHIP_LOAD: True, _LOAD_KEY: site})
@@ -378,8 +387,11 @@ def _on_orm_execute(state: ORMExecuteState) -> None:
         if isinstance(prop, RelationshipProperty):
             if parent is not None:
                 current.lazy_load(parent, prop, site)
-            else:  # selectinload / subqueryload: one statement for all the parents
-                current.eager_load(prop, site, _EAGER_OPTION.get(str(prop.lazy), "selectinload"))
+            elif str(prop.lazy) not in _EAGER_STRATEGIES:
+                # selectinload() / subqueryload() asked for by the query (a mapper's own
+                # lazy="selectin" is its design, not a query option to drop).
+                where = origin if isinstance(origin, CallSite) else site
+                current.eager_load(prop, where, "selectinload")
         return
     state.update_execution_options(**{_LOAD_KEY: site})
 

@@ -43,15 +43,23 @@ def import_models(target: str) -> ModuleType:
     """Import the module (and, for a package, its submodules) named ``target``."""
     try:
         module = importlib.import_module(target)
-    except ImportError as exc:
+    except Exception as exc:
         raise UserError(
             f"cannot import {target!r}: {exc}.",
             hint="Give a dotted module path importable from here (set PYTHONPATH if needed).",
         ) from None
     if hasattr(module, "__path__"):
         for info in pkgutil.walk_packages(module.__path__, prefix=f"{module.__name__}."):
-            if ".migrations" not in info.name and ".tests" not in info.name:
+            if ".migrations" in info.name or ".tests" in info.name:
+                continue
+            try:
                 importlib.import_module(info.name)
+            except Exception as exc:  # any error in the user's module, reported cleanly
+                raise UserError(
+                    f"cannot import {info.name!r} (part of {target!r}): "
+                    f"{type(exc).__name__}: {exc}.",
+                    hint="Fix that module, or point audit-orm at the module holding the models.",
+                ) from None
     return module
 
 
@@ -68,10 +76,18 @@ def _mappers(source: ModuleType | type | Iterable[type]) -> list[Mapper[Any]]:
             for value in vars(module).values()
             if inspect.isclass(value)
         ]
-    elif isinstance(source, type):
-        candidates = [source]
+    elif (
+        isinstance(source, type)
+        and hasattr(source, "registry")
+        and not hasattr(source, "__mapper__")
+    ):
+        candidates = [source]  # a declarative base: all of its models
     else:
-        candidates = list(source)
+        wanted = [source] if isinstance(source, type) else list(source)
+        return sorted(
+            {mapper for cls in wanted if (mapper := getattr(cls, "__mapper__", None)) is not None},
+            key=lambda mapper: mapper.class_.__name__,
+        )
     for value in candidates:
         registry = getattr(value, "registry", None)
         if registry is not None and hasattr(registry, "mappers") and registry not in registries:
