@@ -212,3 +212,27 @@ def test_an_async_engine_is_measured(pg_url: str, registry: CollectorRegistry) -
             await engine.dispose()
 
     asyncio.run(main())
+
+
+def test_threads_that_end_keep_their_counts_but_not_their_slots(pg_engine: Engine) -> None:
+    import threading
+
+    registry = CollectorRegistry()
+    observe.instrument(pg_engine, registry=registry, metrics=True)
+    try:
+
+        def one() -> None:
+            with pg_engine.connect() as conn:
+                conn.execute(sa.text("SELECT 'from a short thread'"))
+
+        for _ in range(20):
+            worker = threading.Thread(target=one)
+            worker.start()
+            worker.join()
+        inst = observe.instrumentation(pg_engine)
+        assert inst is not None and inst.metrics is not None
+        counts = inst.metrics.durations()
+        assert sum(sum(slot[:-1]) for slot in counts.values()) >= 20
+        assert len(inst.metrics._threads) <= 1
+    finally:
+        observe.uninstrument(pg_engine)

@@ -74,7 +74,9 @@ class EngineMetrics:
         # prometheus_client Histogram takes two locks per observation, which on the
         # per-statement path costs more than the rest of pgwarden's work together.
         self._local = threading.local()
-        self._threads: list[dict[str, list[float]]] = []  # each thread's slots by label
+        # each live thread's slots by label; an ended thread's are folded into _retired
+        self._threads: list[tuple[weakref.ref[threading.Thread], dict[str, list[float]]]] = []
+        self._retired: dict[str, list[float]] = {}
         self._labels: dict[str, str] = {}  # fingerprint -> label (itself, or OTHER)
         weakref.finalize(target, self.close)
 
@@ -103,7 +105,7 @@ class EngineMetrics:
         self._local.slots = slots
         self._local.by_label = by_label
         with _lock:
-            self._threads.append(by_label)
+            self._threads.append((weakref.ref(threading.current_thread()), by_label))
         return slots
 
     def _slot(self, slots: dict[str, list[float]], fingerprint: str) -> list[float]:
@@ -124,14 +126,19 @@ class EngineMetrics:
 
     def durations(self) -> dict[str, list[float]]:
         """Return every label's bucket counts, +Inf count and sum, summed over threads."""
-        merged: dict[str, list[float]] = {}
         with _lock:
-            threads = list(self._threads)
-        for by_label in threads:
-            for label, slot in list(by_label.items()):
-                total = merged.setdefault(label, [0.0] * len(slot))
-                for index, value in enumerate(slot):
-                    total[index] += value
+            alive = []
+            for thread, by_label in self._threads:
+                found = thread()
+                if found is not None and found.is_alive():
+                    alive.append((thread, by_label))
+                else:  # a pool's retired worker: keep its counts, not its slots
+                    _add(self._retired, by_label)
+            self._threads = alive
+            merged: dict[str, list[float]] = {}
+            _add(merged, self._retired)
+            for _, by_label in alive:
+                _add(merged, by_label)
         return merged
 
     def fingerprints(self) -> list[str]:
@@ -148,6 +155,13 @@ class EngineMetrics:
         self.closed = True
         self._family.slow.remove(self.name)
         self._family.leave(self)
+
+
+def _add(into: dict[str, list[float]], slots: dict[str, list[float]]) -> None:
+    for label, slot in list(slots.items()):
+        total = into.setdefault(label, [0.0] * len(slot))
+        for index, value in enumerate(slot):
+            total[index] += value
 
 
 def _label(name: str) -> str:
