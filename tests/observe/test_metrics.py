@@ -173,10 +173,13 @@ def test_the_global_registry_is_the_default(pg_engine: Engine) -> None:
 def test_no_password_url_or_statement_text_reaches_the_metrics(
     pg_engine: Engine, pg_url: str, registry: CollectorRegistry
 ) -> None:
+    import secrets
+
     secret = "hunter2-secret"
+    role = f"app_{secrets.token_hex(4)}"  # roles are cluster-wide: never reuse a name
     with pg_engine.begin() as conn:
-        conn.execute(sa.text(f"CREATE ROLE app LOGIN PASSWORD '{secret}'"))
-    url = make_url(pg_url).set(username="app", password=secret)
+        conn.execute(sa.text(f"CREATE ROLE {role} LOGIN PASSWORD '{secret}'"))
+    url = make_url(pg_url).set(username=role, password=secret)
     engine = create_engine(url, pool_size=1, max_overflow=0)
     instrument(engine, registry=registry)
     named = EngineMetrics(engine, name=url.render_as_string(hide_password=False), registry=registry)
@@ -189,6 +192,8 @@ def test_no_password_url_or_statement_text_reaches_the_metrics(
         named.close()
         uninstrument(engine)
         engine.dispose()
+        with pg_engine.begin() as conn:
+            conn.execute(sa.text(f"DROP ROLE {role}"))
     assert secret not in text
     assert "leaked_column" not in text
     assert "postgresql" not in text
