@@ -331,6 +331,7 @@ def instrument(
     metrics: bool = True,
     registry: Any = None,
     leak_seconds: float | None = 30.0,
+    sentry: bool = True,
 ) -> Instrumentation:
     """Observe ``engine``: log its statements, warn on slow ones, feed metrics, watch the pool.
 
@@ -340,7 +341,9 @@ def instrument(
     - a statement taking ``slow_ms`` or more is a WARNING with its call site, and with
       ``explain_slow`` a plain SELECT gets its plan (plain EXPLAIN, never ANALYZE);
     - with ``metrics``, Prometheus metrics go to ``registry`` (default: the global one);
-    - a connection held ``leak_seconds`` or more is logged with the stack that took it.
+    - a connection held ``leak_seconds`` or more is logged with the stack that took it;
+    - with ``sentry`` and sentry-sdk installed, slow queries and N+1s become Sentry
+      breadcrumbs and spans.
 
     Calling it again on the same engine returns the existing instrumentation unchanged;
     :func:`uninstrument` first to change its options.
@@ -350,6 +353,10 @@ def instrument(
     if existing is not None:
         return existing
     install_orm_listeners()
+    if sentry:
+        from pgwarden.observe.sentry import install_sentry
+
+        install_sentry()  # does nothing unless sentry-sdk is installed
     label = name or target.url.database or "default"
     result = Instrumentation(
         engine=target,
