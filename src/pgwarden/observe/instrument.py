@@ -91,6 +91,9 @@ class Instrumentation:
         debug = query_log.isEnabledFor
         many = name == "do_executemany"
         no_params = name == "do_execute_no_params"
+        # Options are read once, here: instrument() sets them all before attach().
+        count = self.metrics.statement if self.metrics is not None else None
+        slow_seconds = self.slow_ms / 1000.0
 
         def execute(cursor: Any, statement: str, parameters: Any, context: Any = None) -> None:
             if no_params:  # called as (cursor, statement, context)
@@ -114,8 +117,9 @@ class Instrumentation:
             known = statements.get(statement)
             if known is None:
                 known = learn(statement)
-            if self.metrics is not None:
-                self.metrics.statement(known[0], elapsed, slow=elapsed * 1000.0 >= self.slow_ms)
+            slow = elapsed >= slow_seconds
+            if count is not None:
+                count(known[0], elapsed, slow)
             watch = watch_var.get()
             if watch is not None:
                 watch.statements += 1
@@ -128,7 +132,7 @@ class Instrumentation:
                     )
                 ):
                     watch.statement(known[0], statement)
-            if elapsed * 1000.0 >= self.slow_ms or debug(logging.DEBUG):
+            if slow or debug(logging.DEBUG):
                 try:
                     self._log(cursor, statement, parameters, context, many, elapsed, known[0], None)
                 except Exception:  # a failing log handler or hook must not fail the query

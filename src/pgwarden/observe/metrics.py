@@ -85,7 +85,7 @@ class EngineMetrics:
         """Return the engine published, or None once it has been garbage-collected."""
         return self._engine()
 
-    def statement(self, fingerprint: str, seconds: float, *, slow: bool) -> None:
+    def statement(self, fingerprint: str, seconds: float, slow: bool = False) -> None:
         """Count one statement of shape ``fingerprint`` that took ``seconds``."""
         try:
             slots = self._local.slots
