@@ -22,13 +22,11 @@ import subprocess
 import sys
 from contextlib import AbstractContextManager, nullcontext
 
-import sqlalchemy as sa
-from sqlalchemy.pool import NullPool
+from _items import QUERY, items_database
 
 from pgwarden.db.engines import create_engine
 from pgwarden.testing.servers import start_test_server
 
-QUERY = sa.text("SELECT id, name FROM bench_item WHERE id = :id")
 VARIANTS = ("bare", "pgwarden", "otel")
 
 
@@ -94,17 +92,7 @@ def main() -> None:
     if shutil.which("valgrind") is None:
         sys.exit("valgrind is not installed: apt-get install valgrind")
     with start_test_server(os.environ.get("PGWARDEN_TEST_DSN")) as server:
-        name = server.create_database()
-        url = server.url(name)
-        setup = create_engine(url, poolclass=NullPool)
-        with setup.begin() as conn:
-            conn.execute(sa.text("CREATE TABLE bench_item (id int PRIMARY KEY, name text)"))
-            conn.execute(
-                sa.text(
-                    "INSERT INTO bench_item SELECT i, 'item ' || i FROM generate_series(1, 100) i"
-                )
-            )
-        setup.dispose()
+        name, url = items_database(server)
         per: dict[str, float] = {}
         for variant in VARIANTS:
             small = instructions(variant, url, args.small)

@@ -32,20 +32,17 @@ from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
-import sqlalchemy as sa
+from _items import QUERY, items_database
 from opentelemetry.instrumentation.sqlalchemy import SQLAlchemyInstrumentor
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from prometheus_client import CollectorRegistry
 from sqlalchemy.engine import Connection
-from sqlalchemy.pool import NullPool
 
 from pgwarden import observe
 from pgwarden.db.engines import create_engine
 from pgwarden.logs import configure_logging
 from pgwarden.testing.servers import start_test_server
-
-QUERY = sa.text("SELECT id, name FROM bench_item WHERE id = :id")
 
 
 class DropExporter(SpanExporter):
@@ -93,17 +90,7 @@ def main() -> None:
 
     with start_test_server(os.environ.get("PGWARDEN_TEST_DSN")) as server:
         pin(server)
-        name = server.create_database()
-        url = server.url(name)
-        setup = create_engine(url, poolclass=NullPool)
-        with setup.begin() as conn:
-            conn.execute(sa.text("CREATE TABLE bench_item (id int PRIMARY KEY, name text)"))
-            conn.execute(
-                sa.text(
-                    "INSERT INTO bench_item SELECT i, 'item ' || i FROM generate_series(1, 100) i"
-                )
-            )
-        setup.dispose()
+        name, url = items_database(server)
         configure_logging(level=logging.INFO, fmt="json", stream=io.StringIO())
 
         mine = create_engine(url, pool_size=1)

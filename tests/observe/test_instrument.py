@@ -3,34 +3,14 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-from collections.abc import Iterator
 
-import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pgwarden import observe
 from pgwarden.db.engines import create_async_engine
 from pgwarden.logs import configure_logging
-from pgwarden.observe.instrument import query_log
 from pgwarden_test_support import line_of
-
-
-@pytest.fixture
-def records() -> Iterator[list[logging.LogRecord]]:
-    captured: list[logging.LogRecord] = []
-
-    class Keep(logging.Handler):
-        def emit(self, record: logging.LogRecord) -> None:
-            captured.append(record)
-
-    handler = Keep()
-    query_log.addHandler(handler)
-    old = query_log.level
-    query_log.setLevel(logging.DEBUG)
-    yield captured
-    query_log.removeHandler(handler)
-    query_log.setLevel(old)
 
 
 def test_every_statement_is_logged_with_its_shape_and_call_site(

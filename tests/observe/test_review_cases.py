@@ -22,7 +22,6 @@ from sqlalchemy.orm import (
 
 from pgwarden import observe
 from pgwarden.db.engines import create_engine
-from pgwarden.observe.instrument import query_log
 from pgwarden.observe.relationships import audit_relationships
 
 
@@ -59,19 +58,6 @@ def engine(pg_engine: Engine) -> Iterator[Engine]:
     observe.instrument(pg_engine, metrics=False)
     yield pg_engine
     observe.uninstrument(pg_engine)
-
-
-@pytest.fixture
-def records() -> Iterator[list[logging.LogRecord]]:
-    captured: list[logging.LogRecord] = []
-    handler = logging.Handler()
-    handler.emit = captured.append  # type: ignore[method-assign]
-    query_log.addHandler(handler)
-    old = query_log.level
-    query_log.setLevel(logging.DEBUG)
-    yield captured
-    query_log.removeHandler(handler)
-    query_log.setLevel(old)
 
 
 def test_secret_parameters_and_statement_text_are_scrubbed(
