@@ -9,7 +9,7 @@ from importlib.metadata import version as package_version
 import click
 
 from pgwarden.cli.context import Context, pass_context
-from pgwarden.cli.render import dump_json, key_value_table, table
+from pgwarden.cli.render import dump_json, jsonable, key_value_table, table
 from pgwarden.db.binaries import embedded_bin_dir, program_version
 from pgwarden.db.engines import connect
 from pgwarden.db.ping import ping as ping_server
@@ -98,8 +98,6 @@ def ping(state: Context, samples: int) -> None:
 
 
 def _as_dict(result: object) -> dict[str, object]:
-    from pgwarden.cli.render import jsonable
-
     data = jsonable(result)
     assert isinstance(data, dict)
     return data

@@ -181,19 +181,36 @@ class Instrumentation:
         shape: str,
         error: BaseException | None,
     ) -> None:
+        """Report a slow statement at WARNING, or any statement at DEBUG when enabled."""
+        slow = elapsed * 1000.0 >= self.slow_ms
+        if not slow and not query_log.isEnabledFor(logging.DEBUG):
+            return
         site = find_call_site()
-        if elapsed * 1000.0 >= self.slow_ms:
-            self._slow(cursor, statement, parameters, context, many, elapsed, shape, site, error)
-        elif query_log.isEnabledFor(logging.DEBUG):
-            fields = self._fields(statement, parameters, cursor, elapsed, shape, site)
-            if error is not None:
-                fields["error"] = type(error).__name__
-            query_log.debug(
-                "query %.1f ms at %s",
-                elapsed * 1000.0,
-                site.location if site else "?",
-                extra=fields,
-            )
+        where = site.location if site else "?"
+        fields = self._fields(statement, parameters, cursor, elapsed, shape, site)
+        if error is not None:
+            fields["error"] = type(error).__name__
+        if not slow:
+            query_log.debug("query %.1f ms at %s", elapsed * 1000.0, where, extra=fields)
+            return
+        explain = self.explain_slow and error is None and not many and context is not None
+        if explain and _is_plain_select(statement):
+            fields["plan"] = _explain(context.root_connection, statement, parameters)
+        outcome = f", failed with {type(error).__name__}" if error is not None else ""
+        query_log.warning(
+            "slow query %.1f ms (threshold %.0f ms%s) at %s: %s",
+            elapsed * 1000.0,
+            self.slow_ms,
+            outcome,
+            where,
+            redact_text(" ".join(statement.split())[:300]),
+            extra=fields,
+        )
+        for hook in list(_slow_hooks):
+            try:
+                hook(self, statement, elapsed, site)
+            except Exception:
+                log.exception("slow query hook %r failed", hook)
 
     # -- the rest ------------------------------------------------------------------
 
@@ -217,40 +234,6 @@ class Instrumentation:
         if self.log_parameters:
             fields["parameters"] = redact_text(repr(_scrub(parameters)))
         return fields
-
-    def _slow(
-        self,
-        cursor: Any,
-        statement: str,
-        parameters: Any,
-        context: Any,
-        many: bool,
-        elapsed: float,
-        shape: str,
-        site: CallSite | None,
-        error: BaseException | None,
-    ) -> None:
-        fields = self._fields(statement, parameters, cursor, elapsed, shape, site)
-        outcome = ""
-        if error is not None:
-            fields["error"] = type(error).__name__
-            outcome = f", failed with {type(error).__name__}"
-        elif self.explain_slow and not many and _is_plain_select(statement) and context:
-            fields["plan"] = _explain(context.root_connection, statement, parameters)
-        query_log.warning(
-            "slow query %.1f ms (threshold %.0f ms%s) at %s: %s",
-            elapsed * 1000.0,
-            self.slow_ms,
-            outcome,
-            site.location if site else "?",
-            redact_text(" ".join(statement.split())[:300]),
-            extra=fields,
-        )
-        for hook in list(_slow_hooks):
-            try:
-                hook(self, statement, elapsed, site)
-            except Exception:
-                log.exception("slow query hook %r failed", hook)
 
 
 _slow_hooks: list[Any] = []

@@ -11,6 +11,7 @@ from __future__ import annotations
 import importlib
 import inspect
 import pkgutil
+import sys
 from collections.abc import Iterable
 from dataclasses import dataclass
 from types import ModuleType
@@ -67,8 +68,6 @@ def _mappers(source: ModuleType | type | Iterable[type]) -> list[Mapper[Any]]:
     registries = []
     if isinstance(source, ModuleType):
         prefix = source.__name__
-        import sys
-
         candidates = [
             value
             for name, module in list(sys.modules.items())
