@@ -17,7 +17,16 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-__all__ = ["CheckResult", "Finding", "Severity", "qualified_name", "quote", "run_check"]
+__all__ = [
+    "Check",
+    "CheckResult",
+    "CheckSkipped",
+    "Finding",
+    "Severity",
+    "qualified_name",
+    "quote",
+    "run_check",
+]
 
 Severity = Literal["info", "warning", "critical"]
 
@@ -56,6 +65,38 @@ class CheckResult:
     skipped: str | None = None
 
 
+class CheckSkipped(Exception):
+    """Raised by a check that cannot run here, with the reason a report shows.
+
+    For a missing extension or a server feature the check needs; the reason should say
+    how to make the check possible (``CREATE EXTENSION pg_stat_statements``).
+    """
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+@dataclass(frozen=True)
+class Check:
+    """One named check: a function from a connection (and thresholds) to findings.
+
+    ``findings(conn, **thresholds)`` does the work; calling the check runs it through
+    :func:`run_check`, so a missing privilege or extension makes it skipped, not failed.
+    ``area`` is the module it belongs to (``indexes``, ``activity``); ``summary`` is one
+    line for listings such as ``pgwarden doctor --list``.
+    """
+
+    name: str
+    area: str
+    summary: str
+    findings: Callable[..., Iterable[Finding]]
+
+    def __call__(self, conn: Connection, **thresholds: Any) -> CheckResult:
+        """Run the check with ``thresholds`` overriding its keyword defaults."""
+        return run_check(conn, self.name, lambda c: self.findings(c, **thresholds))
+
+
 def qualified_name(schema: str, name: str) -> str:
     """Return ``schema.name`` quoted for SQL only where PostgreSQL needs quotes."""
     return f"{_PREPARER.quote(schema)}.{_PREPARER.quote(name)}"
@@ -71,12 +112,15 @@ def run_check(
 ) -> CheckResult:
     """Run one check in a savepoint; return it as skipped if a privilege is missing.
 
-    Any other database error propagates: only a missing privilege is an expected reason
-    for a check not to run.
+    A check that raises :class:`CheckSkipped` is skipped with its reason. Any other
+    database error propagates: only a missing privilege is an expected reason for a
+    check not to run.
     """
     try:
         with conn.begin_nested():
             return CheckResult(check, list(findings(conn)))
+    except CheckSkipped as skipped:
+        return CheckResult(check, [], skipped=skipped.reason)
     except DBAPIError as error:
         if getattr(error.orig, "sqlstate", None) != _INSUFFICIENT_PRIVILEGE:
             raise

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from pgwarden.insight.findings import CheckResult, Finding, qualified_name, quote, run_check
+from pgwarden.insight.findings import Check, CheckResult, Finding, qualified_name, quote
 
 __all__ = [
     "DuplicateIndex",
@@ -379,27 +379,50 @@ def foreign_key_findings(keys: Iterable[ForeignKeyWithoutIndex]) -> list[Finding
     return findings
 
 
+def _unused(
+    conn: Connection, *, max_scans: int = 0, min_size_bytes: int = 10 * 1024**2
+) -> list[Finding]:
+    return unused_index_findings(
+        unused_indexes(conn, max_scans=max_scans, min_size_bytes=min_size_bytes)
+    )
+
+
+CHECKS = (
+    Check(
+        "unused_indexes",
+        "indexes",
+        "indexes no query has read, large enough to matter",
+        _unused,
+    ),
+    Check(
+        "duplicate_indexes",
+        "indexes",
+        "indexes another index makes redundant",
+        lambda conn: duplicate_index_findings(duplicate_indexes(conn)),
+    ),
+    Check(
+        "invalid_indexes",
+        "indexes",
+        "indexes left invalid by a failed build",
+        lambda conn: invalid_index_findings(invalid_indexes(conn)),
+    ),
+    Check(
+        "foreign_keys_without_index",
+        "indexes",
+        "foreign keys no index supports",
+        lambda conn: foreign_key_findings(foreign_keys_without_index(conn)),
+    ),
+)
+
+
 def check_indexes(
     conn: Connection, *, max_scans: int = 0, min_size_bytes: int = 10 * 1024**2
 ) -> list[CheckResult]:
     """Run the four index checks and return one result each."""
+    unused, *others = CHECKS
     return [
-        run_check(
-            conn,
-            "unused_indexes",
-            lambda c: unused_index_findings(
-                unused_indexes(c, max_scans=max_scans, min_size_bytes=min_size_bytes)
-            ),
-        ),
-        run_check(
-            conn, "duplicate_indexes", lambda c: duplicate_index_findings(duplicate_indexes(c))
-        ),
-        run_check(conn, "invalid_indexes", lambda c: invalid_index_findings(invalid_indexes(c))),
-        run_check(
-            conn,
-            "foreign_keys_without_index",
-            lambda c: foreign_key_findings(foreign_keys_without_index(c)),
-        ),
+        unused(conn, max_scans=max_scans, min_size_bytes=min_size_bytes),
+        *(check(conn) for check in others),
     ]
 
 

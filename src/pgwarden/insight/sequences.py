@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from pgwarden.insight.findings import CheckResult, Finding, qualified_name, quote, run_check
+from pgwarden.insight.findings import Check, CheckResult, Finding, qualified_name, quote
 
 __all__ = [
     "SequenceUsage",
@@ -198,31 +198,43 @@ def sequence_findings(usages: Iterable[SequenceUsage], *, critical: float = 0.98
     return findings
 
 
+def _sequence_findings(
+    conn: Connection, *, threshold: float = 0.9, critical: float = 0.98
+) -> list[Finding]:
+    found = sequence_findings(sequence_usage(conn, threshold=threshold), critical=critical)
+    unreadable = unreadable_sequences(conn)
+    if unreadable:
+        role = quote(conn.execute(text("SELECT current_user")).scalar_one())
+        found.append(
+            Finding(
+                check="sequence_usage",
+                severity="info",
+                what=f"{len(unreadable)} sequences could not be read by this role",
+                why="A sequence's last value needs SELECT or USAGE on it; these were not checked.",
+                fix=f"GRANT SELECT ON SEQUENCE {', '.join(unreadable)} TO {role};",
+                subject=None,
+                details={"sequences": unreadable},
+            )
+        )
+    return found
+
+
+CHECKS = (
+    Check(
+        "sequence_usage",
+        "sequences",
+        "sequences, and the integer columns they feed, near their maximum",
+        _sequence_findings,
+    ),
+)
+
+
 def check_sequences(
     conn: Connection, *, threshold: float = 0.9, critical: float = 0.98
 ) -> CheckResult:
     """Check sequence usage; report sequences the role cannot read as one info finding."""
-
-    def findings(c: Connection) -> list[Finding]:
-        found = sequence_findings(sequence_usage(c, threshold=threshold), critical=critical)
-        unreadable = unreadable_sequences(c)
-        if unreadable:
-            role = quote(c.execute(text("SELECT current_user")).scalar_one())
-            found.append(
-                Finding(
-                    check="sequence_usage",
-                    severity="info",
-                    what=f"{len(unreadable)} sequences could not be read by this role",
-                    why="A sequence's last value needs SELECT or USAGE on it; these were "
-                    "not checked.",
-                    fix=f"GRANT SELECT ON SEQUENCE {', '.join(unreadable)} TO {role};",
-                    subject=None,
-                    details={"sequences": unreadable},
-                )
-            )
-        return found
-
-    return run_check(conn, "sequence_usage", findings)
+    [check] = CHECKS
+    return check(conn, threshold=threshold, critical=critical)
 
 
 def _fix(usage: SequenceUsage, sequence: str) -> str | None:
