@@ -8,7 +8,7 @@ from typing import Any
 
 import click
 from rich.console import Console
-from sqlalchemy.engine import Engine
+from sqlalchemy.engine import URL, Engine, make_url
 from sqlalchemy.pool import NullPool
 
 from pgwarden.config import Settings, load_settings
@@ -55,10 +55,16 @@ class Context:
             hint="Pass --database-url or set DATABASE_URL, or run `pgwarden server start`.",
         )
 
-    def engine(self, **engine_args: Any) -> Engine:
-        """Return an engine for one command: no pool kept, named for the CLI."""
+    def engine(self, *, database: str | None = None, **engine_args: Any) -> Engine:
+        """Return an engine for one command: no pool kept, named for the CLI.
+
+        ``database`` swaps the URL's database for another on the same server.
+        """
+        url: str | URL = self.resolve_url()
+        if database is not None:
+            url = make_url(url).set(database=database)
         return create_engine(
-            self.resolve_url(),
+            url,
             settings=self.settings,
             application_name="pgwarden-cli",
             poolclass=NullPool,

@@ -102,12 +102,14 @@ def cli(
 
 
 def _register() -> None:
-    from pgwarden.cli import info, observe, server
+    from pgwarden.cli import doctor, info, insight, observe, server
 
     cli.add_command(info.version)
     cli.add_command(info.ping)
     cli.add_command(server.server)
     cli.add_command(observe.audit_orm)
+    cli.add_command(doctor.doctor_command)
+    cli.add_command(insight.insight)
 
 
 _register()

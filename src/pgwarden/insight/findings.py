@@ -23,6 +23,7 @@ __all__ = [
     "CheckSkipped",
     "Finding",
     "Severity",
+    "format_size",
     "qualified_name",
     "quote",
     "run_check",
@@ -58,11 +59,12 @@ class Finding:
 
 @dataclass(frozen=True)
 class CheckResult:
-    """The findings of one check, or why it was skipped."""
+    """The findings of one check, or why it was skipped, or the error that stopped it."""
 
     check: str
     findings: list[Finding]
     skipped: str | None = None
+    error: str | None = None
 
 
 class CheckSkipped(Exception):
@@ -84,17 +86,31 @@ class Check:
     ``findings(conn, **thresholds)`` does the work; calling the check runs it through
     :func:`run_check`, so a missing privilege or extension makes it skipped, not failed.
     ``area`` is the module it belongs to (``indexes``, ``activity``); ``summary`` is one
-    line for listings such as ``pgwarden doctor --list``.
+    line for listings such as ``pgwarden doctor --list``. ``scope`` is ``"cluster"`` for
+    a check whose answer is the same from every database of a server (connections,
+    replication, settings), so a run over many databases makes it once.
     """
 
     name: str
     area: str
     summary: str
     findings: Callable[..., Iterable[Finding]]
+    scope: Literal["database", "cluster"] = "database"
 
     def __call__(self, conn: Connection, **thresholds: Any) -> CheckResult:
         """Run the check with ``thresholds`` overriding its keyword defaults."""
         return run_check(conn, self.name, lambda c: self.findings(c, **thresholds))
+
+
+def format_size(size_bytes: float) -> str:
+    """Return a byte count the way people read it: ``512 bytes``, ``12 MB``, ``-3 GB``."""
+    sign = "-" if size_bytes < 0 else ""
+    size = float(abs(size_bytes))
+    for unit in ("bytes", "kB", "MB", "GB"):
+        if size < 1024:
+            return f"{sign}{size:.0f} {unit}"
+        size /= 1024
+    return f"{sign}{size:.0f} TB"
 
 
 def qualified_name(schema: str, name: str) -> str:

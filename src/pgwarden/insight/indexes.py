@@ -20,7 +20,14 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from pgwarden.insight.findings import Check, CheckResult, Finding, qualified_name, quote
+from pgwarden.insight.findings import (
+    Check,
+    CheckResult,
+    Finding,
+    format_size,
+    qualified_name,
+    quote,
+)
 
 __all__ = [
     "DuplicateIndex",
@@ -294,7 +301,7 @@ def unused_index_findings(indexes: Iterable[UnusedIndex]) -> list[Finding]:
             check="unused_indexes",
             severity="warning",
             what=f"index {name} on {index.table} has {index.scans} scans "
-            f"({_size(index.size_bytes)})",
+            f"({format_size(index.size_bytes)})",
             why="Every write to the table updates the index and it takes space and cache, "
             "but no query on this server reads it (check replicas before dropping).",
             fix=f"DROP INDEX CONCURRENTLY {name};",
@@ -314,7 +321,7 @@ def duplicate_index_findings(indexes: Iterable[DuplicateIndex]) -> list[Finding]
             severity="warning",
             what=f"index {name} on {index.table} is "
             f"{'a duplicate of' if index.exact else 'covered by'} {index.covering_index} "
-            f"({_size(index.size_bytes)})",
+            f"({format_size(index.size_bytes)})",
             why=f"{index.covering_index} serves every query {index.index} can, so "
             f"{index.index} only slows writes and takes space.",
             fix=f"DROP INDEX CONCURRENTLY {name};",
@@ -338,7 +345,7 @@ def invalid_index_findings(indexes: Iterable[InvalidIndex]) -> list[Finding]:
         Finding(
             check="invalid_indexes",
             severity="warning",
-            what=f"index {name} on {index.table} is invalid ({_size(index.size_bytes)})",
+            what=f"index {name} on {index.table} is invalid ({format_size(index.size_bytes)})",
             why="No query uses an invalid index, yet writes may still maintain it; "
             "a unique one enforces nothing. Drop it, fix the cause (such as duplicate "
             "rows), then create it again, unless a build is still running.",
@@ -424,12 +431,3 @@ def check_indexes(
         unused(conn, max_scans=max_scans, min_size_bytes=min_size_bytes),
         *(check(conn) for check in others),
     ]
-
-
-def _size(size_bytes: int) -> str:
-    size = float(size_bytes)
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}"
-        size /= 1024
-    return f"{size:.0f} TB"

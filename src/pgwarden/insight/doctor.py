@@ -1,0 +1,195 @@
+"""Run every health check on a database and gather what they found into one report.
+
+:func:`doctor` is what ``pgwarden doctor`` prints: each check of :data:`CHECKS` run in
+its own savepoint, so one that is skipped (a missing extension or privilege) or fails
+(a timeout) leaves the others to run and says why in the report::
+
+    with engine.connect() as conn:
+        report = doctor(conn, thresholds={"unused_indexes": {"min_size_bytes": 0}})
+    for finding in report.findings_at("warning"):
+        print(finding.severity, finding.what, finding.fix)
+
+The run is read-only and bounded: it sets ``lock_timeout`` so no catalog query waits
+behind another session's lock, and a ``statement_timeout`` for each check.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import inspect
+import time
+from collections.abc import Collection, Iterable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from pgwarden.errors import UserError
+from pgwarden.insight import indexes, sequences
+from pgwarden.insight.findings import Check, CheckResult, Finding, Severity
+
+__all__ = [
+    "CHECKS",
+    "SEVERITIES",
+    "DoctorReport",
+    "doctor",
+    "find_checks",
+    "threshold_names",
+]
+
+# Most serious first: the order a report is read in.
+SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")
+
+CHECKS: tuple[Check, ...] = (
+    *indexes.CHECKS,
+    *sequences.CHECKS,
+)
+
+
+@dataclass(frozen=True)
+class DoctorReport:
+    """What one run of the checks on one database found."""
+
+    database: str
+    server_version: str
+    started_at: dt.datetime
+    duration_s: float
+    results: list[CheckResult]
+    scopes: tuple[str, ...] = ("database", "cluster")
+    counts: dict[str, int] = field(default_factory=dict)
+
+    @property
+    def findings(self) -> list[Finding]:
+        """Return every finding, most serious first, in check order within a severity."""
+        found = [finding for result in self.results for finding in result.findings]
+        return sorted(found, key=lambda finding: SEVERITIES.index(finding.severity))
+
+    def findings_at(self, severity: Severity) -> list[Finding]:
+        """Return the findings at ``severity`` or more serious."""
+        rank = SEVERITIES.index(severity)
+        return [f for f in self.findings if SEVERITIES.index(f.severity) <= rank]
+
+    @property
+    def skipped(self) -> list[CheckResult]:
+        """Return the checks that could not run here, each with its reason."""
+        return [result for result in self.results if result.skipped]
+
+    @property
+    def failed(self) -> list[CheckResult]:
+        """Return the checks that stopped on an error."""
+        return [result for result in self.results if result.error]
+
+
+def find_checks(names: Iterable[str] | None = None) -> list[Check]:
+    """Return the checks named (by check or by area), or all of them, in registry order.
+
+    An unknown name is a :class:`~pgwarden.errors.UserError` that lists the known ones.
+    """
+    if names is None:
+        return list(CHECKS)
+    wanted = set(names)
+    known = {check.name for check in CHECKS} | {check.area for check in CHECKS}
+    unknown = sorted(wanted - known)
+    if unknown:
+        raise UserError(
+            f"unknown check {', '.join(unknown)}.",
+            hint="Known checks: " + ", ".join(check.name for check in CHECKS)
+            + "; or an area: " + ", ".join(sorted({check.area for check in CHECKS}))
+            + ". `pgwarden doctor --list` describes each.",
+        )  # fmt: skip
+    return [check for check in CHECKS if check.name in wanted or check.area in wanted]
+
+
+def threshold_names(check: Check) -> dict[str, Any]:
+    """Return the thresholds ``check`` accepts, each with its default."""
+    parameters = inspect.signature(check.findings).parameters.values()
+    return {p.name: p.default for p in parameters if p.kind is inspect.Parameter.KEYWORD_ONLY}
+
+
+def doctor(
+    conn: Connection,
+    *,
+    checks: Iterable[str] | None = None,
+    thresholds: Mapping[str, Mapping[str, Any]] | None = None,
+    scopes: Collection[str] = ("database", "cluster"),
+    lock_timeout_ms: int = 2_000,
+    statement_timeout_ms: int = 60_000,
+) -> DoctorReport:
+    """Run the checks (all, or those named) and return what they found.
+
+    ``thresholds`` overrides a check's keyword defaults, by check name:
+    ``{"unused_indexes": {"min_size_bytes": 0}}``; an unknown check or threshold is a
+    :class:`~pgwarden.errors.UserError`, raised before anything runs. ``scopes`` limits
+    the run to per-database checks, or to the server-wide ones, for a run over many
+    databases of one server. A check that fails (a timeout, an error) is reported with
+    the error in :attr:`DoctorReport.failed` while the others still run.
+
+    The checks run in one transaction, so statistics views answer from one snapshot; the
+    transaction is rolled back at the end, leaving ``conn`` as it was found.
+    """
+    selected = [check for check in find_checks(checks) if check.scope in scopes]
+    overrides = _validated(thresholds or {})
+    started_at = dt.datetime.now(dt.UTC)
+    clock = time.perf_counter()
+    results = []
+    transaction = conn.begin() if not conn.in_transaction() else None
+    try:
+        if transaction is not None:
+            conn.execute(text("SET TRANSACTION READ ONLY"))
+        conn.execute(text("SELECT set_config('lock_timeout', :ms, true)"),
+                     {"ms": f"{lock_timeout_ms}ms"})  # fmt: skip
+        conn.execute(text("SELECT set_config('statement_timeout', :ms, true)"),
+                     {"ms": f"{statement_timeout_ms}ms"})  # fmt: skip
+        database, version = conn.execute(
+            text("SELECT current_database(), current_setting('server_version')")
+        ).one()
+        for check in selected:
+            results.append(_run(conn, check, overrides.get(check.name, {})))
+    finally:
+        if transaction is not None:
+            transaction.rollback()
+    counts: dict[str, int] = dict.fromkeys(SEVERITIES, 0)
+    for result in results:
+        for finding in result.findings:
+            counts[finding.severity] += 1
+    return DoctorReport(
+        database=database,
+        server_version=version,
+        started_at=started_at,
+        duration_s=time.perf_counter() - clock,
+        results=results,
+        scopes=tuple(scopes),
+        counts=counts,
+    )
+
+
+def _run(conn: Connection, check: Check, thresholds: Mapping[str, Any]) -> CheckResult:
+    try:
+        return check(conn, **thresholds)
+    except DBAPIError as error:
+        # run_check's savepoint has been rolled back; the transaction goes on.
+        reason = str(error.orig).splitlines()[0] if error.orig else str(error)
+        return CheckResult(check.name, [], error=reason)
+
+
+def _validated(thresholds: Mapping[str, Mapping[str, Any]]) -> dict[str, dict[str, Any]]:
+    by_name = {check.name: check for check in CHECKS}
+    unknown = sorted(set(thresholds) - set(by_name))
+    if unknown:
+        raise UserError(
+            f"thresholds given for unknown check {', '.join(unknown)}.",
+            hint="`pgwarden doctor --list` names every check and its thresholds.",
+        )
+    validated = {}
+    for name, values in thresholds.items():
+        accepted = threshold_names(by_name[name])
+        wrong = sorted(set(values) - set(accepted))
+        if wrong:
+            raise UserError(
+                f"check {name} has no threshold {', '.join(wrong)}.",
+                hint=f"Its thresholds are: {', '.join(accepted) or 'none'}.",
+            )
+        validated[name] = dict(values)
+    return validated
