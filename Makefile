@@ -47,6 +47,7 @@ test-fast: test
 # Benchmarks against their baselines (see bench/); not part of `make test`.
 bench: install
 	$(VENV)/bin/python bench/observe_overhead.py
+	$(VENV)/bin/python bench/doctor_scale.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests examples bench

@@ -126,30 +126,34 @@ def doctor(
     databases of one server. A check that fails (a timeout, an error) is reported with
     the error in :attr:`DoctorReport.failed` while the others still run.
 
-    The checks run in one transaction, so statistics views answer from one snapshot; the
-    transaction is rolled back at the end, leaving ``conn`` as it was found.
+    Each check runs in a read-only transaction of its own, rolled back at the end,
+    leaving ``conn`` as it was found; called inside a transaction, the checks run in
+    savepoints of it instead, and the timeouts last until that transaction ends.
     """
     selected = [check for check in find_checks(checks) if check.scope in scopes]
     overrides = _validated(thresholds or {})
     started_at = dt.datetime.now(dt.UTC)
     clock = time.perf_counter()
+    timeouts = {"lock": f"{lock_timeout_ms}ms", "statement": f"{statement_timeout_ms}ms"}
     results = []
-    transaction = conn.begin() if not conn.in_transaction() else None
-    try:
-        if transaction is not None:
-            conn.execute(text("SET TRANSACTION READ ONLY"))
-        conn.execute(text("SELECT set_config('lock_timeout', :ms, true)"),
-                     {"ms": f"{lock_timeout_ms}ms"})  # fmt: skip
-        conn.execute(text("SELECT set_config('statement_timeout', :ms, true)"),
-                     {"ms": f"{statement_timeout_ms}ms"})  # fmt: skip
-        database, version = conn.execute(
-            text("SELECT current_database(), current_setting('server_version')")
-        ).one()
+    if conn.in_transaction():
+        # The caller's transaction (a SET ROLE, say): each check in a savepoint of it.
+        # Its timeouts stay set until that transaction ends.
+        database, version = _bound(conn, timeouts, read_only=False)
+        results = [_run(conn, check, overrides.get(check.name, {})) for check in selected]
+    else:
+        # A transaction per check: the locks a check takes (one per relation it sizes)
+        # are let go before the next, so a database of many thousand relations does
+        # not fill the server's lock table. Rolled back whole, it needs no savepoint.
+        database = version = ""
         for check in selected:
-            results.append(_run(conn, check, overrides.get(check.name, {})))
-    finally:
-        if transaction is not None:
-            transaction.rollback()
+            with conn.begin() as transaction:
+                database, version = _bound(conn, timeouts)
+                results.append(_run(conn, check, overrides.get(check.name, {}), savepoint=False))
+                transaction.rollback()
+        if not selected:
+            with conn.begin():
+                database, version = _bound(conn, timeouts)
     counts: dict[str, int] = dict.fromkeys(SEVERITIES, 0)
     for result in results:
         for finding in result.findings:
@@ -165,9 +169,28 @@ def doctor(
     )
 
 
-def _run(conn: Connection, check: Check, thresholds: Mapping[str, Any]) -> CheckResult:
+def _bound(
+    conn: Connection, timeouts: Mapping[str, str], *, read_only: bool = True
+) -> tuple[str, str]:
+    """Bound the current transaction's waits; return the database and server version."""
+    row = conn.execute(
+        text(
+            "SELECT current_database(),"
+            " split_part(current_setting('server_version'), ' ', 1),"
+            " CASE WHEN :read_only THEN set_config('transaction_read_only', 'on', true) END,"
+            " set_config('lock_timeout', :lock, true),"
+            " set_config('statement_timeout', :statement, true)"
+        ),
+        {**timeouts, "read_only": read_only},
+    ).one()
+    return row[0], row[1]
+
+
+def _run(
+    conn: Connection, check: Check, thresholds: Mapping[str, Any], *, savepoint: bool = True
+) -> CheckResult:
     try:
-        return check(conn, **thresholds)
+        return check(conn, savepoint=savepoint, **thresholds)
     except DBAPIError as error:
         # run_check's savepoint has been rolled back; the transaction goes on.
         reason = str(error.orig).splitlines()[0] if error.orig else str(error)
