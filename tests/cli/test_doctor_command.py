@@ -58,7 +58,9 @@ def test_fail_on_turns_findings_into_exit_code_1(runner: CliRunner, problems: st
 
 
 def test_a_clean_database_passes(runner: CliRunner, pg_url: str) -> None:
-    result = runner.invoke(cli, ["--database-url", pg_url, "doctor", "--fail-on", "warning"])
+    # Server-wide settings are the server's business: this database's checks only.
+    args = ["--check", "indexes", "--check", "sequences", "--check", "constraints"]
+    result = runner.invoke(cli, ["--database-url", pg_url, "doctor", *args, "--fail-on", "warning"])
     assert result.exit_code == 0, result.output
     assert "no findings" in result.stdout
 

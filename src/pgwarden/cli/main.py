@@ -102,7 +102,7 @@ def cli(
 
 
 def _register() -> None:
-    from pgwarden.cli import doctor, info, insight, observe, server
+    from pgwarden.cli import doctor, info, insight, observe, ops, server
 
     cli.add_command(info.version)
     cli.add_command(info.ping)
@@ -110,6 +110,8 @@ def _register() -> None:
     cli.add_command(observe.audit_orm)
     cli.add_command(doctor.doctor_command)
     cli.add_command(insight.insight)
+    cli.add_command(ops.queries)
+    cli.add_command(ops.cancel)
 
 
 _register()

@@ -12,6 +12,7 @@ from typing import Any
 
 from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 __all__ = ["dump_json", "jsonable", "key_value_table", "table"]
 
@@ -57,5 +58,6 @@ def table(columns: list[str], rows: Iterable[Iterable[Any]], *, title: str | Non
     """Return a table with a header row."""
     result = Table(*columns, title=title, title_justify="left", header_style="bold")
     for row in rows:
-        result.add_row(*("-" if cell is None else str(cell) for cell in row))
+        # Text, not markup: a cell holds data (a query, a name) that may contain [brackets].
+        result.add_row(*(Text("-" if cell is None else str(cell)) for cell in row))
     return result

@@ -27,7 +27,16 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from pgwarden.errors import UserError
-from pgwarden.insight import indexes, sequences
+from pgwarden.insight import (
+    activity,
+    constraints,
+    indexes,
+    replication,
+    sequences,
+    settings,
+    statements,
+    wraparound,
+)
 from pgwarden.insight.findings import Check, CheckResult, Finding, Severity
 
 __all__ = [
@@ -45,6 +54,12 @@ SEVERITIES: tuple[Severity, ...] = ("critical", "warning", "info")
 CHECKS: tuple[Check, ...] = (
     *indexes.CHECKS,
     *sequences.CHECKS,
+    *constraints.CHECKS,
+    *statements.CHECKS,
+    *activity.CHECKS,
+    *wraparound.CHECKS,
+    *replication.CHECKS,
+    *settings.CHECKS,
 )
 
 
