@@ -29,12 +29,15 @@ from sqlalchemy.exc import DBAPIError
 from pgwarden.errors import UserError
 from pgwarden.insight import (
     activity,
+    bloat,
     constraints,
     indexes,
     replication,
     sequences,
     settings,
+    sizes,
     statements,
+    tables,
     wraparound,
 )
 from pgwarden.insight.findings import Check, CheckResult, Finding, Severity
@@ -55,6 +58,9 @@ CHECKS: tuple[Check, ...] = (
     *indexes.CHECKS,
     *sequences.CHECKS,
     *constraints.CHECKS,
+    *tables.CHECKS,
+    *bloat.CHECKS,
+    *sizes.CHECKS,
     *statements.CHECKS,
     *activity.CHECKS,
     *wraparound.CHECKS,
