@@ -117,17 +117,23 @@ class IndexBloat:
 _STATISTICS = """
   SELECT r.oid,
          count(*) AS columns,
-         count(s.attname) AS columns_with_stats,
+         count(s.avg_width) AS columns_with_stats,
          COALESCE(bool_or(s.null_frac > 0), false) AS has_nulls,
          sum((1 - s.null_frac) * s.avg_width) AS data_width
   FROM {relations} AS r
   CROSS JOIN LATERAL unnest(r.columns) AS k(attnum)
   JOIN pg_attribute AS a ON a.attrelid = r.table_oid AND a.attnum = k.attnum
-  LEFT JOIN pg_stats AS s
-    ON s.schemaname = r.schema
-   AND s.tablename = r."table"
-   AND s.attname = a.attname
-   AND NOT s.inherited
+  -- One lookup by name per column, through the catalogs' indexes. Joined as a whole,
+  -- the planner misjudges the view's size and scans all of it once per column.
+  LEFT JOIN LATERAL (
+    SELECT st.null_frac, st.avg_width
+    FROM pg_stats AS st
+    WHERE st.schemaname = r.schema
+      AND st.tablename = r."table"
+      AND st.attname = a.attname
+      AND NOT st.inherited
+    OFFSET 0  -- keeps the planner from flattening the lookup into a join
+  ) AS s ON true
   GROUP BY r.oid
 """
 
