@@ -1,21 +1,27 @@
 """Check a database's health the way PgHero does: one module per area, one query each.
 
-Each area module (:mod:`~pgwarden.insight.indexes`, :mod:`~pgwarden.insight.sequences`)
-has public functions that take a SQLAlchemy ``Connection`` and return dataclasses, and a
-``check_*`` function that turns them into :class:`Finding` objects with a severity, the
-reason and the SQL that fixes each::
+Each area module (:mod:`~pgwarden.insight.indexes`, :mod:`~pgwarden.insight.tables`,
+:mod:`~pgwarden.insight.activity` and the others) has public functions that take a
+SQLAlchemy ``Connection`` and return dataclasses, and a ``check_*`` function that turns
+them into :class:`Finding` objects with a severity, the reason and the SQL that fixes
+each. :func:`doctor` runs them all::
 
-    from pgwarden.insight import check_indexes, check_sequences
+    from pgwarden.insight import check_indexes, doctor
 
     with engine.connect() as conn:
-        for result in [*check_indexes(conn), check_sequences(conn)]:
+        for result in check_indexes(conn):
             for finding in result.findings:
                 print(finding.severity, finding.what, finding.fix)
+        report = doctor(conn)
 """
 
 from __future__ import annotations
 
-from pgwarden.insight.findings import CheckResult, Finding, Severity
+from pgwarden.insight.activity import check_activity
+from pgwarden.insight.bloat import check_bloat
+from pgwarden.insight.constraints import check_constraints
+from pgwarden.insight.doctor import CHECKS, DoctorReport, doctor
+from pgwarden.insight.findings import Check, CheckResult, CheckSkipped, Finding, Severity
 from pgwarden.insight.indexes import (
     DuplicateIndex,
     ForeignKeyWithoutIndex,
@@ -31,6 +37,7 @@ from pgwarden.insight.indexes import (
     unused_index_findings,
     unused_indexes,
 )
+from pgwarden.insight.replication import check_replication
 from pgwarden.insight.sequences import (
     SequenceUsage,
     check_sequences,
@@ -38,9 +45,18 @@ from pgwarden.insight.sequences import (
     sequence_usage,
     unreadable_sequences,
 )
+from pgwarden.insight.settings import check_settings
+from pgwarden.insight.sizes import check_sizes
+from pgwarden.insight.statements import check_statements
+from pgwarden.insight.tables import check_tables
+from pgwarden.insight.wraparound import check_wraparound
 
 __all__ = [
+    "CHECKS",
+    "Check",
     "CheckResult",
+    "CheckSkipped",
+    "DoctorReport",
     "DuplicateIndex",
     "Finding",
     "ForeignKeyWithoutIndex",
@@ -48,8 +64,18 @@ __all__ = [
     "SequenceUsage",
     "Severity",
     "UnusedIndex",
+    "check_activity",
+    "check_bloat",
+    "check_constraints",
     "check_indexes",
+    "check_replication",
     "check_sequences",
+    "check_settings",
+    "check_sizes",
+    "check_statements",
+    "check_tables",
+    "check_wraparound",
+    "doctor",
     "duplicate_index_findings",
     "duplicate_indexes",
     "foreign_key_findings",
