@@ -17,10 +17,8 @@ deploy, then run :func:`rotate` on each encrypted column and drop the old key af
 from __future__ import annotations
 
 import base64
-import binascii
 import functools
 import os
-import re
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -42,32 +40,18 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import ColumnProperty, InstrumentedAttribute, Session
 from sqlalchemy.types import TypeDecorator
 
+from pgwarden._encryption_keys import FORM_HINT as _FORM_HINT
+from pgwarden._encryption_keys import KEY_BYTES, SETTING, parse_key_setting
+from pgwarden._encryption_keys import KEY_ID as _KEY_ID
+from pgwarden._encryption_keys import check_key_id as _check_key_id
 from pgwarden.config import load_settings
 from pgwarden.errors import ConfigError, DecryptionFailed, UnknownKey, UserError
 
 __all__ = ["EncryptedString", "Keyring", "keyring_from_settings", "rotate"]
 
 VERSION = 1
-KEY_BYTES = 32
 NONCE_BYTES = 12
 TAG_BYTES = 16
-SETTING = "PGWARDEN_ENCRYPTION_KEYS"
-
-_KEY_ID = re.compile(r"^[A-Za-z0-9_.\-]{1,64}$")
-_FORM_HINT = (
-    f"{SETTING} must be key-id:base64 pairs separated by commas, the first used to "
-    "encrypt (k2:<new key>,k1:<old key>); key ids are 1-64 letters, digits, '_', '.' or "
-    "'-', keys are 32 random bytes in base64. Make a key with: python -c "
-    '"from pgwarden.orm import Keyring; print(Keyring.generate_key())"'
-)
-
-
-def _check_key_id(key_id: str) -> None:
-    if not isinstance(key_id, str) or not _KEY_ID.match(key_id):
-        raise ConfigError(
-            "an encryption key id must be 1-64 letters, digits, '_', '.' or '-'.",
-            hint=_FORM_HINT,
-        )
 
 
 def _header(key_id: str) -> bytes:
@@ -107,24 +91,7 @@ class Keyring:
         A malformed value raises :class:`ConfigError` that names the entry by position
         (and key id, once that is known to be one) but never quotes key material.
         """
-        keys: dict[str, bytes] = {}
-        for position, entry in enumerate(text.split(","), start=1):
-            key_id, colon, encoded = (part.strip() for part in entry.partition(":"))
-            if not colon or not key_id or not encoded:
-                raise _setting_error(f"entry {position} is not of the form key-id:base64-key")
-            if not _KEY_ID.match(key_id):
-                raise _setting_error(f"entry {position} has an unusable key id")
-            if key_id in keys:
-                raise _setting_error(f"key id {key_id!r} appears more than once")
-            try:
-                key = base64.b64decode(encoded.replace("-", "+").replace("_", "/"), validate=True)
-            except (binascii.Error, ValueError):
-                raise _setting_error(f"the key of {key_id!r} is not valid base64") from None
-            if len(key) != KEY_BYTES:
-                raise _setting_error(
-                    f"the key of {key_id!r} is {len(key)} bytes long, not {KEY_BYTES}"
-                )
-            keys[key_id] = key
+        keys = parse_key_setting(text)
         return cls(keys, primary=next(iter(keys)))
 
     @staticmethod
@@ -188,10 +155,6 @@ class Keyring:
     def key_id(self, token: bytes) -> str:
         """Return the id of the key ``token`` was encrypted with, without decrypting it."""
         return _read_header(token)[0]
-
-
-def _setting_error(problem: str) -> ConfigError:
-    return ConfigError(f"invalid setting {SETTING}: {problem}.", hint=_FORM_HINT)
 
 
 def _read_header(token: bytes) -> tuple[str, int]:
