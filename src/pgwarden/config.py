@@ -107,6 +107,18 @@ class Settings(BaseSettings):
     server_port: int = Field(
         default=54329, ge=1, le=65535, description="a TCP port, 1-65535, for the embedded server"
     )
+    backup_storage: str | None = Field(
+        default=None,
+        description="where backups are kept: a directory, file:///path or s3://bucket/prefix",
+    )
+    backup_copy_storage: str | None = Field(
+        default=None,
+        description="a second storage each backup is copied to (off-site), same forms",
+    )
+    s3_endpoint_url: str | None = Field(
+        default=None, description="an S3-compatible endpoint such as http://127.0.0.1:9000"
+    )
+    s3_region: str | None = Field(default=None, description="an S3 region such as eu-west-1")
     encryption_keys: str | None = Field(
         default=None,
         repr=False,  # key material: never in repr(settings), hence never in a log
