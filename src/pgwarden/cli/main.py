@@ -102,7 +102,7 @@ def cli(
 
 
 def _register() -> None:
-    from pgwarden.cli import doctor, info, insight, observe, ops, server
+    from pgwarden.cli import advise, doctor, info, insight, observe, ops, server
 
     cli.add_command(info.version)
     cli.add_command(info.ping)
@@ -112,6 +112,7 @@ def _register() -> None:
     cli.add_command(insight.insight)
     cli.add_command(ops.queries)
     cli.add_command(ops.cancel)
+    cli.add_command(advise.advise)
 
 
 _register()
