@@ -35,6 +35,8 @@ demo: install
 	PYTHONPATH=examples/learnhub $(VENV)/bin/python -m learnhub demo \
 		--database-url "$$($(VENV)/bin/pgwarden server url)" --scale $(DEMO_SCALE)
 	$(VENV)/bin/pgwarden --database-url "$$($(VENV)/bin/pgwarden server url --database learnhub)" ping
+	$(VENV)/bin/pgwarden --database-url "$$($(VENV)/bin/pgwarden server url --database learnhub)" doctor
+	$(VENV)/bin/pgwarden --database-url "$$($(VENV)/bin/pgwarden server url --database learnhub)" advise indexes
 	$(VENV)/bin/pgwarden server status
 
 # pytest exits 5 when a selection holds no test; that is not a failure here.

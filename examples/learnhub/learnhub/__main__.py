@@ -175,6 +175,20 @@ def _recreate(server_url: str, database: str) -> None:
             conn.execute(sa.text(f'CREATE DATABASE "{database}"'))
     finally:
         engine.dispose()
+    # Statement statistics for pgwarden's doctor and index advisor, where the server
+    # preloads the module (the embedded one does).
+    target = parse_database_url(server_url).set(database=database)
+    engine = create_engine(target, poolclass=sa.pool.NullPool, isolation_level="AUTOCOMMIT")
+    try:
+        with connect(engine) as conn:
+            preloaded = conn.execute(
+                sa.text("SELECT 'pg_stat_statements' = ANY(string_to_array("
+                        "current_setting('shared_preload_libraries'), ', '))")
+            ).scalar_one()  # fmt: skip
+            if preloaded:
+                conn.execute(sa.text("CREATE EXTENSION IF NOT EXISTS pg_stat_statements"))
+    finally:
+        engine.dispose()
 
 
 def _summary(url: str) -> None:

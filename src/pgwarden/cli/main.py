@@ -102,7 +102,7 @@ def cli(
 
 
 def _register() -> None:
-    from pgwarden.cli import advise, doctor, info, insight, observe, ops, server
+    from pgwarden.cli import advise, doctor, info, insight, maintain, observe, ops, server
 
     cli.add_command(info.version)
     cli.add_command(info.ping)
@@ -113,6 +113,9 @@ def _register() -> None:
     cli.add_command(ops.queries)
     cli.add_command(ops.cancel)
     cli.add_command(advise.advise)
+    cli.add_command(maintain.vacuum)
+    cli.add_command(maintain.analyze)
+    cli.add_command(maintain.reindex)
 
 
 _register()

@@ -34,7 +34,7 @@ Severity = Literal["info", "warning", "critical"]
 
 # Quoting that leaves plain lower-case names bare and quotes the rest (capitals, spaces,
 # reserved words), as PostgreSQL itself would print them.
-_PREPARER = postgresql.dialect().identifier_preparer  # type: ignore[no-untyped-call]
+_PREPARER = postgresql.dialect(paramstyle="named").identifier_preparer  # type: ignore[no-untyped-call]
 
 # SQLSTATE of "insufficient privilege": a check that hits it is skipped, not failed.
 _INSUFFICIENT_PRIVILEGE = "42501"
