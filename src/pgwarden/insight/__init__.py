@@ -47,8 +47,10 @@ from pgwarden.insight.sequences import (
 )
 from pgwarden.insight.settings import check_settings
 from pgwarden.insight.sizes import check_sizes
+from pgwarden.insight.slots import check_slots
 from pgwarden.insight.statements import check_statements
 from pgwarden.insight.tables import check_tables
+from pgwarden.insight.vacuum import check_vacuum
 from pgwarden.insight.wraparound import check_wraparound
 
 __all__ = [
@@ -72,8 +74,10 @@ __all__ = [
     "check_sequences",
     "check_settings",
     "check_sizes",
+    "check_slots",
     "check_statements",
     "check_tables",
+    "check_vacuum",
     "check_wraparound",
     "doctor",
     "duplicate_index_findings",

@@ -36,8 +36,10 @@ from pgwarden.insight import (
     sequences,
     settings,
     sizes,
+    slots,
     statements,
     tables,
+    vacuum,
     wraparound,
 )
 from pgwarden.insight.findings import Check, CheckResult, Finding, Severity
@@ -59,12 +61,14 @@ CHECKS: tuple[Check, ...] = (
     *sequences.CHECKS,
     *constraints.CHECKS,
     *tables.CHECKS,
+    *vacuum.CHECKS,
     *bloat.CHECKS,
     *sizes.CHECKS,
     *statements.CHECKS,
     *activity.CHECKS,
     *wraparound.CHECKS,
     *replication.CHECKS,
+    *slots.CHECKS,
     *settings.CHECKS,
 )
 

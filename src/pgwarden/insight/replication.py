@@ -1,20 +1,20 @@
-"""Measure replication lag, from either end, and the WAL replication slots hold back.
+"""Measure replication lag, from either end.
 
 On a primary, :func:`replica_lag` reads ``pg_stat_replication``: one row per standby
 or logical consumer streaming from it, with how far behind it writes, flushes and
 replays. On a standby, :func:`standby_lag` says how far its own replay trails what
-it has received. :func:`replication_slots` lists the slots of either, with the WAL
-each keeps from being removed::
+it has received::
 
     with engine.connect() as conn:
         for replica in replica_lag(conn):
             print(replica.application_name, replica.replay_lag_seconds, replica.bytes_behind)
-        for slot in replication_slots(conn):
-            print(slot.name, slot.active, slot.retained_bytes)
+        if (standby := standby_lag(conn)) is not None:
+            print(standby.delay_seconds, standby.bytes_behind)
 
 A role needs ``pg_monitor`` (``pg_read_all_stats``) to see the lag columns of
 ``pg_stat_replication`` for standbys other roles connected; without it they read as
-``NULL`` and nothing is reported.
+``NULL`` and nothing is reported. The WAL replication slots hold back is measured in
+:mod:`pgwarden.insight.slots`.
 """
 
 from __future__ import annotations
@@ -26,25 +26,14 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from pgwarden.insight._literals import literal
-from pgwarden.insight.findings import (
-    Check,
-    CheckResult,
-    Finding,
-    Severity,
-    format_size,
-    quote,
-)
+from pgwarden.insight.findings import Check, CheckResult, Finding, Severity, format_size
 
 __all__ = [
     "ReplicaLag",
-    "ReplicationSlot",
     "StandbyLag",
     "check_replication",
     "replica_lag",
     "replication_lag_findings",
-    "replication_slot_findings",
-    "replication_slots",
     "standby_lag",
 ]
 
@@ -54,10 +43,6 @@ __all__ = [
 WARNING_SECONDS = 60.0
 CRITICAL_SECONDS = 600.0
 WARNING_BYTES = 1024**3
-# Slots: a gigabyte is the default max_wal_size, so a slot past it keeps more WAL than
-# the server would on its own; ten gigabytes is when disks start to fill.
-WARNING_RETAINED_BYTES = 1024**3
-CRITICAL_RETAINED_BYTES = 10 * 1024**3
 
 
 @dataclass(frozen=True)
@@ -101,31 +86,6 @@ class StandbyLag:
     last_replayed_at: datetime | None
     replay_paused: bool
     receiver_status: str | None
-
-
-@dataclass(frozen=True)
-class ReplicationSlot:
-    """A replication slot, and the WAL and rows it keeps from being removed.
-
-    ``retained_bytes`` is the WAL from the slot's ``restart_lsn`` to now (``None`` if
-    it never reserved any). ``wal_status`` is PostgreSQL's verdict: ``reserved``
-    (within max_wal_size), ``extended`` (beyond it), ``unreserved`` (about to lose WAL
-    it needs) or ``lost`` (it has). ``xmin_age`` and ``catalog_xmin_age`` are how far
-    the slot holds back the removal of dead rows, if it does.
-    """
-
-    name: str
-    slot_type: str
-    plugin: str | None
-    database: str | None
-    active: bool
-    active_pid: int | None
-    temporary: bool
-    wal_status: str | None
-    retained_bytes: int | None
-    safe_wal_size: int | None
-    xmin_age: int | None
-    catalog_xmin_age: int | None
 
 
 # On a cascading standby pg_current_wal_lsn() fails: measure from what it received.
@@ -190,35 +150,6 @@ def standby_lag(conn: Connection) -> StandbyLag | None:
     fields = dict(row._mapping)
     del fields["in_recovery"]
     return StandbyLag(**fields)
-
-
-REPLICATION_SLOTS = text(
-    f"""
-SELECT s.slot_name AS name,
-       s.slot_type,
-       s.plugin,
-       s.database,
-       s.active,
-       s.active_pid,
-       s.temporary,
-       s.wal_status,
-       pg_wal_lsn_diff(here.lsn, s.restart_lsn)::bigint AS retained_bytes,
-       s.safe_wal_size,
-       age(s.xmin) AS xmin_age,
-       age(s.catalog_xmin) AS catalog_xmin_age
-FROM pg_replication_slots AS s
-CROSS JOIN (SELECT {_CURRENT_LSN} AS lsn) AS here
-ORDER BY retained_bytes DESC NULLS LAST, name
-"""
-)
-
-
-def replication_slots(conn: Connection) -> list[ReplicationSlot]:
-    """Return the server's replication slots, the most WAL retained first.
-
-    Slots are cluster-wide: every database of a server sees the same ones.
-    """
-    return [ReplicationSlot(**row._mapping) for row in conn.execute(REPLICATION_SLOTS)]
 
 
 def replication_lag_findings(
@@ -309,77 +240,6 @@ def _standby_findings(
     ]
 
 
-def replication_slot_findings(
-    slots: Iterable[ReplicationSlot],
-    *,
-    warning_retained_bytes: int = WARNING_RETAINED_BYTES,
-    critical_retained_bytes: int = CRITICAL_RETAINED_BYTES,
-) -> list[Finding]:
-    """Turn inactive slots, and slots holding much WAL or losing it, into findings.
-
-    An inactive slot is a warning whatever it holds, and its fix drops it; a slot
-    (active or not) is critical from ``critical_retained_bytes`` of WAL or once
-    PostgreSQL marks its WAL ``unreserved`` or ``lost``.
-    """
-    findings = []
-    for slot in slots:
-        retained = slot.retained_bytes or 0
-        severity: Severity | None = None
-        if slot.wal_status in ("unreserved", "lost") or retained >= critical_retained_bytes:
-            severity = "critical"
-        elif not slot.active or retained >= warning_retained_bytes:
-            severity = "warning"
-        if severity is None:
-            continue
-        state = "active" if slot.active else "inactive"
-        what = f"{state} {slot.slot_type} replication slot {quote(slot.name)}"
-        what += (
-            f" retains {format_size(retained)} of WAL" if slot.retained_bytes is not None else ""
-        )
-        if slot.wal_status == "lost":
-            what += " and has lost WAL its consumer needs"
-        held = max(slot.xmin_age or 0, slot.catalog_xmin_age or 0)
-        if held:
-            what += f", holding back dead-row cleanup by {held:,} transactions"
-        findings.append(
-            Finding(
-                check="replication_slots",
-                severity=severity,
-                what=what,
-                why=_slot_why(slot),
-                fix=None
-                if slot.active
-                else f"SELECT pg_drop_replication_slot({literal(slot.name)});",
-                subject=slot.name,
-                details=asdict(slot),
-            )
-        )
-    return findings
-
-
-def _slot_why(slot: ReplicationSlot) -> str:
-    keeps = (
-        "A slot keeps every WAL segment its consumer has not confirmed (and, with an xmin, "
-        "the dead rows it might still read), so the disk fills unless "
-        "max_slot_wal_keep_size caps it."
-    )
-    if slot.wal_status == "lost":
-        return (
-            "PostgreSQL has already removed WAL this slot needs: its consumer cannot resume "
-            "from it and must be rebuilt or resynchronised. Drop the slot once it is."
-        )
-    if slot.active:
-        return (
-            f"{keeps} Its consumer is connected but behind: look at what it is waiting "
-            "for, or its network and disk."
-        )
-    return (
-        f"{keeps} Nothing is connected to this one. Drop it only if its consumer (a "
-        "standby, a subscription, a change-data-capture tool) is gone for good: one that "
-        "comes back needs the slot and must be rebuilt without it."
-    )
-
-
 def _replication_lag(
     conn: Connection,
     *,
@@ -396,32 +256,12 @@ def _replication_lag(
     )
 
 
-def _replication_slots(
-    conn: Connection,
-    *,
-    warning_retained_bytes: int = WARNING_RETAINED_BYTES,
-    critical_retained_bytes: int = CRITICAL_RETAINED_BYTES,
-) -> list[Finding]:
-    return replication_slot_findings(
-        replication_slots(conn),
-        warning_retained_bytes=warning_retained_bytes,
-        critical_retained_bytes=critical_retained_bytes,
-    )
-
-
 CHECKS = (
     Check(
         "replication_lag",
         "replication",
         "replicas, or this standby, replaying far behind the primary",
         _replication_lag,
-        scope="cluster",
-    ),
-    Check(
-        "replication_slots",
-        "replication",
-        "replication slots nothing reads from, or holding much WAL",
-        _replication_slots,
         scope="cluster",
     ),
 )
@@ -433,22 +273,18 @@ def check_replication(
     warning_seconds: float = WARNING_SECONDS,
     critical_seconds: float = CRITICAL_SECONDS,
     warning_bytes: int = WARNING_BYTES,
-    warning_retained_bytes: int = WARNING_RETAINED_BYTES,
-    critical_retained_bytes: int = CRITICAL_RETAINED_BYTES,
 ) -> list[CheckResult]:
-    """Check replication lag and replication slots; one result each."""
-    lag, slots = CHECKS
+    """Check replication lag; one result.
+
+    Replication slots are checked by :func:`pgwarden.insight.slots.check_slots`.
+    """
+    [lag] = CHECKS
     return [
         lag(
             conn,
             warning_seconds=warning_seconds,
             critical_seconds=critical_seconds,
             warning_bytes=warning_bytes,
-        ),
-        slots(
-            conn,
-            warning_retained_bytes=warning_retained_bytes,
-            critical_retained_bytes=critical_retained_bytes,
         ),
     ]
 
