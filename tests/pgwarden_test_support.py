@@ -2,7 +2,13 @@
 
 from __future__ import annotations
 
+import time
+from collections.abc import Callable
 from pathlib import Path
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
 
 
 def line_of(path: str | Path, marker: str) -> int:
@@ -14,3 +20,36 @@ def line_of(path: str | Path, marker: str) -> int:
     ]
     assert len(lines) == 1, f"{marker!r} is on lines {lines} of {path}"
     return lines[0]
+
+
+def flush_statistics(conn: Connection) -> None:
+    """Make this session report its counters as soon as it goes idle (PostgreSQL 15+)."""
+    if conn.dialect.server_version_info >= (15,):
+        conn.execute(sa.text("SELECT pg_stat_force_next_flush()"))
+
+
+def run_counted(engine: Engine, *statements: str) -> None:
+    """Run statements in one transaction whose counters reach the statistics views."""
+    with engine.begin() as conn:
+        for statement in statements:
+            conn.execute(sa.text(statement))
+        flush_statistics(conn)
+
+
+def wait_until(engine: Engine, query: str, done: Callable[[Any], bool]) -> Any:
+    """Poll ``query`` with fresh statistics until ``done`` holds for its value."""
+    deadline = time.monotonic() + 10
+    with engine.connect() as conn:
+        while True:
+            conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
+            value = conn.execute(sa.text(query)).scalar()
+            conn.commit()
+            if done(value):
+                return value
+            assert time.monotonic() < deadline, f"statistics never showed it: {query}"
+            time.sleep(0.05)
+
+
+def stat(table: str, column: str) -> str:
+    """Return a query of one statistics column of ``table``."""
+    return f"SELECT {column} FROM pg_stat_user_tables WHERE relname = '{table}'"

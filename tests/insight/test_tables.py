@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import time
-from collections.abc import Callable
-from typing import Any
-
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 
 from pgwarden.insight.tables import (
     cache_hit_findings,
@@ -16,38 +12,7 @@ from pgwarden.insight.tables import (
     sequential_scan_findings,
     sequential_scans,
 )
-
-
-def flush_statistics(conn: Connection) -> None:
-    """Make this session report its counters as soon as it goes idle (PostgreSQL 15+)."""
-    if conn.dialect.server_version_info >= (15,):
-        conn.execute(sa.text("SELECT pg_stat_force_next_flush()"))
-
-
-def run_counted(engine: Engine, *statements: str) -> None:
-    """Run statements in one transaction whose counters reach the statistics views."""
-    with engine.begin() as conn:
-        for statement in statements:
-            conn.execute(sa.text(statement))
-        flush_statistics(conn)
-
-
-def wait_until(engine: Engine, query: str, done: Callable[[Any], bool]) -> Any:
-    """Poll ``query`` with fresh statistics until ``done`` holds for its value."""
-    deadline = time.monotonic() + 10
-    with engine.connect() as conn:
-        while True:
-            conn.execute(sa.text("SELECT pg_stat_clear_snapshot()"))
-            value = conn.execute(sa.text(query)).scalar()
-            conn.commit()
-            if done(value):
-                return value
-            assert time.monotonic() < deadline, f"statistics never showed it: {query}"
-            time.sleep(0.05)
-
-
-def stat(table: str, column: str) -> str:
-    return f"SELECT {column} FROM pg_stat_user_tables WHERE relname = '{table}'"
+from pgwarden_test_support import flush_statistics, run_counted, stat, wait_until
 
 
 def test_sequential_scans_of_a_large_table(pg_engine: Engine) -> None:
