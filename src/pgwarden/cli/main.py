@@ -102,7 +102,17 @@ def cli(
 
 
 def _register() -> None:
-    from pgwarden.cli import advise, doctor, info, insight, maintain, observe, ops, server
+    from pgwarden.cli import (
+        advise,
+        doctor,
+        info,
+        insight,
+        maintain,
+        observe,
+        ops,
+        server,
+        transfer_export,
+    )
 
     cli.add_command(info.version)
     cli.add_command(info.ping)
@@ -116,6 +126,8 @@ def _register() -> None:
     cli.add_command(maintain.vacuum)
     cli.add_command(maintain.analyze)
     cli.add_command(maintain.reindex)
+    cli.add_command(transfer_export.export)
+    cli.add_command(transfer_export.export_csv)
 
 
 _register()
