@@ -9,23 +9,55 @@ The foundations the backup commands build on:
 - :mod:`pgwarden.backup.retention`: grandfather-father-son plans (:func:`plan_retention`);
 - :mod:`pgwarden.backup.lock`: one backup or expire at a time (:class:`Lock`).
 
+Logical backups, built on them:
+
+- :mod:`pgwarden.backup.logical`: :func:`create_backup` with pg_dump, row counts in the
+  dump's snapshot;
+- :mod:`pgwarden.backup.restore`: :func:`restore_backup`, proved before the target is
+  touched; :func:`backup_contents`;
+- :mod:`pgwarden.backup.verify`: :func:`verify_backup` into a scratch database;
+- :mod:`pgwarden.backup.catalog`: :func:`list_backups`, :func:`backup_info`,
+  :func:`pin_backup`, :func:`delete_backup`, :func:`expire_backups`;
+- :mod:`pgwarden.backup.manifest`: the storage layout and the manifest.
+
 See ``docs/backup.md``.
 """
 
 from __future__ import annotations
 
+from pgwarden.backup.catalog import (
+    BackupEntry,
+    backup_info,
+    delete_backup,
+    expire_backups,
+    find_backup,
+    list_backups,
+    pin_backup,
+    unpin_backup,
+)
 from pgwarden.backup.crypto import BackupKeyring, decrypt_stream, encrypt_stream, read_key_id
 from pgwarden.backup.errors import (
+    BackupNotFound,
+    ChecksumMismatch,
+    DumpFailed,
+    IndexCorrupt,
+    IntegrityFailed,
     InvalidKey,
     LockHeld,
     LockLost,
     ObjectChanged,
     ObjectExists,
     ObjectNotFound,
+    RestoreFailed,
+    RowCountMismatch,
     StorageError,
     StorageUnusable,
+    TargetNotEmpty,
 )
 from pgwarden.backup.lock import Lock, LockRecord, break_lock, read_lock
+from pgwarden.backup.logical import BackupResult, create_backup
+from pgwarden.backup.manifest import Manifest, VerifyRecord
+from pgwarden.backup.restore import RestoreResult, backup_contents, restore_backup
 from pgwarden.backup.retention import (
     BackupRecord,
     Decision,
@@ -34,31 +66,56 @@ from pgwarden.backup.retention import (
     plan_retention,
 )
 from pgwarden.backup.storage import LocalStorage, ObjectInfo, Storage, open_storage
+from pgwarden.backup.verify import verify_backup
 
 __all__ = [
+    "BackupEntry",
     "BackupKeyring",
+    "BackupNotFound",
     "BackupRecord",
+    "BackupResult",
+    "ChecksumMismatch",
     "Decision",
+    "DumpFailed",
+    "IndexCorrupt",
+    "IntegrityFailed",
     "InvalidKey",
     "LocalStorage",
     "Lock",
     "LockHeld",
     "LockLost",
     "LockRecord",
+    "Manifest",
     "ObjectChanged",
     "ObjectExists",
     "ObjectInfo",
     "ObjectNotFound",
+    "RestoreFailed",
+    "RestoreResult",
     "RetentionPlan",
     "RetentionPolicy",
+    "RowCountMismatch",
     "Storage",
     "StorageError",
     "StorageUnusable",
+    "TargetNotEmpty",
+    "VerifyRecord",
+    "backup_contents",
+    "backup_info",
     "break_lock",
+    "create_backup",
     "decrypt_stream",
+    "delete_backup",
     "encrypt_stream",
+    "expire_backups",
+    "find_backup",
+    "list_backups",
     "open_storage",
+    "pin_backup",
     "plan_retention",
     "read_key_id",
     "read_lock",
+    "restore_backup",
+    "unpin_backup",
+    "verify_backup",
 ]

@@ -5,14 +5,22 @@ from __future__ import annotations
 from pgwarden.errors import PgwardenError, UserError
 
 __all__ = [
+    "BackupNotFound",
+    "ChecksumMismatch",
+    "DumpFailed",
+    "IndexCorrupt",
+    "IntegrityFailed",
     "InvalidKey",
     "LockHeld",
     "LockLost",
     "ObjectChanged",
     "ObjectExists",
     "ObjectNotFound",
+    "RestoreFailed",
+    "RowCountMismatch",
     "StorageError",
     "StorageUnusable",
+    "TargetNotEmpty",
 ]
 
 
@@ -45,8 +53,59 @@ class ObjectChanged(StorageError):
 
 
 class LockHeld(PgwardenError):
-    """Raise when another process holds the lock a backup or an expire needs."""
+    """Raise when another process holds the lock a backup or an expire needs.
+
+    Exit code 4: nothing is wrong, another run is busy; a scheduler may retry later.
+    """
+
+    exit_code = 4
 
 
 class LockLost(PgwardenError):
     """Raise when a held lock was taken over or removed by someone else."""
+
+
+# -- logical backups and restores -----------------------------------------------------
+
+
+class BackupNotFound(UserError):
+    """Raise when no backup in the storage has the id asked for."""
+
+
+class TargetNotEmpty(UserError):
+    """Raise when a restore would write into a database that already holds tables."""
+
+
+class DumpFailed(PgwardenError):
+    """Raise when pg_dump fails; no manifest is written, so the backup stays incomplete."""
+
+
+class RestoreFailed(PgwardenError):
+    """Raise when pg_restore fails; in one transaction, the target is left as it was."""
+
+
+class IntegrityFailed(PgwardenError):
+    """Raise when a backup is not what its manifest says: damaged, cut short, tampered.
+
+    Exit code 3 for every integrity failure, so that a monitor tells a bad backup from
+    a failed run.
+    """
+
+    exit_code = 3
+
+
+class ChecksumMismatch(IntegrityFailed):
+    """Raise when a stored file's size or SHA-256 differs from the manifest's."""
+
+
+class RowCountMismatch(IntegrityFailed):
+    """Raise when a restored table holds another number of rows than was backed up.
+
+    ``result`` is the :class:`~pgwarden.backup.restore.RestoreResult` with every check.
+    """
+
+    result: object = None
+
+
+class IndexCorrupt(IntegrityFailed):
+    """Raise when amcheck finds a B-tree index of a restored backup inconsistent."""

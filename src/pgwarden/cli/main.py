@@ -104,14 +104,17 @@ def cli(
 def _register() -> None:
     from pgwarden.cli import (
         advise,
+        backup,
         doctor,
         info,
         insight,
         maintain,
         observe,
         ops,
+        restore,
         server,
         transfer_export,
+        transfer_import,
     )
 
     cli.add_command(info.version)
@@ -126,8 +129,15 @@ def _register() -> None:
     cli.add_command(maintain.vacuum)
     cli.add_command(maintain.analyze)
     cli.add_command(maintain.reindex)
+    cli.add_command(backup.backup)
+    cli.add_command(backup.backup_db)
+    cli.add_command(restore.restore)
+    cli.add_command(restore.restore_db)
     cli.add_command(transfer_export.export)
     cli.add_command(transfer_export.export_csv)
+    cli.add_command(transfer_import.import_group)
+    cli.add_command(transfer_import.import_csv_command)
+    cli.add_command(transfer_import.erase_user_command)
 
 
 _register()

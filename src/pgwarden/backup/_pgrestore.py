@@ -1,0 +1,169 @@
+"""Run pg_restore into a database, in one transaction, so that a failure changes nothing.
+
+Two ways, chosen by versions:
+
+- **direct**: ``pg_restore --dbname`` (with ``--jobs`` when asked), the usual way.
+- **through psql**: pg_restore 17 and newer starts every restore with
+  ``SET transaction_timeout = 0``, which servers before 17 reject. Into such a server
+  pg_restore writes SQL (``--file=-``) that is passed on to ``psql -v ON_ERROR_STOP=1``
+  without that one line of its header.
+
+Either way with ``--single-transaction`` (unless ``jobs`` > 1): pg_restore (or psql)
+killed before the end, or failing, leaves the target as it was. The archive comes from
+a file or is fed to pg_restore's stdin from a stream; when that stream raises (a
+checksum or decryption failure found at its end), pg_restore is killed before it can
+have read the whole archive, hence before it commits.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import threading
+from collections.abc import Iterable
+from contextlib import suppress
+from pathlib import Path
+from typing import IO
+
+from pgwarden.backup import _pgtools
+from pgwarden.backup.errors import RestoreFailed
+from pgwarden.db.binaries import Binary
+
+__all__ = ["RestoreCommand"]
+
+_HEADER_LINES = 100
+_DROPPED = b"SET transaction_timeout = 0;"
+
+
+class RestoreCommand:
+    """One pg_restore run into a target database."""
+
+    def __init__(
+        self,
+        binary: Binary,
+        target_major: int,
+        client: _pgtools.ClientArgs,
+        options: list[str],
+        *,
+        jobs: int = 1,
+    ) -> None:
+        self.binary = binary
+        self.client = client
+        self.through_psql = binary.major >= 17 and target_major < 17
+        self.jobs = 1 if self.through_psql else jobs
+        self.options = [*options, "--single-transaction" if self.jobs == 1 else f"--jobs={jobs}"]
+
+    @property
+    def mode(self) -> str:
+        """Return how the restore runs: ``pg_restore`` or ``pg_restore | psql``."""
+        return "pg_restore | psql" if self.through_psql else "pg_restore"
+
+    def run(self, *, source: Path | None = None, feed: Iterable[bytes] | None = None) -> None:
+        """Restore the archive at ``source``, or the one ``feed`` yields; raise on failure."""
+        inputs = [str(source)] if source is not None else []
+        stdin = subprocess.PIPE if feed is not None else None
+        if self.through_psql:
+            self._through_psql(inputs, stdin, feed)
+            return
+        args = [str(self.binary.path), *self.options, "--exit-on-error",
+                f"--dbname={self.client.dbname}", *inputs]  # fmt: skip
+        proc = _pgtools.spawn(args, self.client.env, stdin=stdin)
+        errors = _pgtools.StderrTail(proc.stderr)
+        try:
+            if feed is not None:
+                _feed(proc, feed)
+            code = proc.wait()
+        except BaseException:
+            _kill(proc)  # before it read the whole archive: it has not committed
+            raise
+        if code != 0:
+            raise _failed("pg_restore", code, errors.text())
+
+    def _through_psql(
+        self, inputs: list[str], stdin: int | None, feed: Iterable[bytes] | None
+    ) -> None:
+        psql_args = [str(self.binary.path.parent / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
+                     f"--dbname={self.client.dbname}"]  # fmt: skip
+        psql = _pgtools.spawn(psql_args, self.client.env, stdin=subprocess.PIPE)
+        psql_errors = _pgtools.StderrTail(psql.stderr)
+        args = [str(self.binary.path), *self.options, "--file=-", *inputs]
+        proc = _pgtools.spawn(args, self.client.env, stdin=stdin, stdout=subprocess.PIPE)
+        errors = _pgtools.StderrTail(proc.stderr)
+        assert proc.stdout is not None and psql.stdin is not None
+        pump = _Pump(proc.stdout, psql.stdin)
+        try:
+            if feed is not None:
+                _feed(proc, feed)
+            code = proc.wait()
+            pump.join()
+        except BaseException:
+            _kill(psql, proc)  # psql gone without COMMIT: the server rolls back
+            raise
+        if code != 0 or pump.error is not None:
+            # psql stopping first (ON_ERROR_STOP) breaks pg_restore's pipe: psql says why.
+            with suppress(subprocess.TimeoutExpired):
+                psql.wait(timeout=5)
+            if psql.returncode not in (None, 0):
+                raise _failed("psql", psql.returncode, psql_errors.text())
+            _kill(psql)
+            raise _failed("pg_restore", code, errors.text())
+        with suppress(BrokenPipeError):
+            psql.stdin.close()
+        if psql.wait() != 0:
+            raise _failed("psql", psql.returncode, psql_errors.text())
+
+
+def _feed(proc: subprocess.Popen[bytes], feed: Iterable[bytes]) -> None:
+    """Write ``feed`` to pg_restore's stdin; it may stop reading once it has what it needs."""
+    assert proc.stdin is not None
+    try:
+        for chunk in feed:
+            proc.stdin.write(chunk)
+    except BrokenPipeError:
+        pass  # pg_restore exited: its exit code says whether it was done or failed
+    finally:
+        with suppress(BrokenPipeError):
+            proc.stdin.close()
+
+
+def _kill(*procs: subprocess.Popen[bytes] | None) -> None:
+    for proc in procs:
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+
+def _failed(program: str, code: int, stderr: str) -> RestoreFailed:
+    return RestoreFailed(
+        f"{program} failed (exit code {code}): {_pgtools.first_error(stderr, program=program)}",
+        hint="The restore ran in one transaction and was rolled back, unless it ran with "
+        "--jobs. Rerun with -v to log the program's whole message.",
+    )
+
+
+class _Pump:
+    """Copy pg_restore's SQL to psql, dropping the setting older servers do not know."""
+
+    def __init__(self, source: IO[bytes], target: IO[bytes]) -> None:
+        self.error: BaseException | None = None
+        self._thread = threading.Thread(
+            target=self._run, args=(source, target), name="pgwarden-restore-pump", daemon=True
+        )
+        self._thread.start()
+
+    def _run(self, source: IO[bytes], target: IO[bytes]) -> None:
+        try:
+            with source:
+                for _ in range(_HEADER_LINES):
+                    line = source.readline()
+                    if not line:
+                        break
+                    if line.rstrip(b"\r\n") != _DROPPED:
+                        target.write(line)
+                while chunk := source.read(64 * 1024):
+                    target.write(chunk)
+                target.flush()
+        except (BrokenPipeError, OSError) as exc:  # psql stopped: it says why
+            self.error = exc
+
+    def join(self) -> None:
+        self._thread.join()

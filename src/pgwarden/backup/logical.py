@@ -1,0 +1,370 @@
+"""Make logical backups with pg_dump, with row counts taken in the dump's own snapshot.
+
+:func:`create_backup` opens a ``REPEATABLE READ`` transaction, exports its snapshot
+(``pg_export_snapshot()``) and runs ``pg_dump --snapshot`` while that transaction stays
+open, counting each table's rows in the same snapshot meanwhile: the counts in the
+manifest are those of the very data dumped. Then:
+
+- **custom format** (the default): one archive streamed from pg_dump's stdout through
+  encryption into the storage, never staged on disk; pg_dump compresses it.
+- **directory format** (``jobs`` > 1 dumps tables in parallel): pg_dump's workers each
+  write their own files, so there is no single stream; they go to a local staging
+  directory first, then each file is encrypted and uploaded, and the directory removed.
+
+The manifest is written last, so a backup that failed or was killed has none and is
+listed as incomplete. The storage lock named for the database is held throughout.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import tempfile
+import time
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+import sqlalchemy as sa
+from sqlalchemy.engine import URL, Connection
+
+from pgwarden import __version__
+from pgwarden.backup import _dump, _pgtools, _tables
+from pgwarden.backup._dump import COMPRESSIONS, resolve_compression
+from pgwarden.backup._streams import Digest
+from pgwarden.backup.crypto import BackupKeyring, encrypt_stream
+from pgwarden.backup.errors import StorageError
+from pgwarden.backup.lock import Lock
+from pgwarden.backup.manifest import (
+    MANIFEST,
+    STARTED,
+    Compression,
+    Manifest,
+    StoredFile,
+    backup_prefix,
+    new_backup_id,
+    started_record,
+    storage_name,
+)
+from pgwarden.backup.progress import ProgressCallback, counted, no_progress
+from pgwarden.backup.storage import CHUNK_SIZE, Storage
+from pgwarden.db.binaries import Binary
+from pgwarden.errors import UserError
+from pgwarden.urls import parse_database_url, redact_url
+
+__all__ = [
+    "COMPRESSIONS",
+    "FORMATS",
+    "ROW_COUNTS",
+    "SECTIONS",
+    "BackupResult",
+    "create_backup",
+    "resolve_compression",
+]
+
+FORMATS = ("custom", "directory")
+SECTIONS = ("all", "schema", "data")
+ROW_COUNTS = ("exact", "estimate", "none")
+
+
+@dataclass(frozen=True, slots=True)
+class BackupResult:
+    """A finished backup: its manifest, where it is, and where it was copied."""
+
+    manifest: Manifest
+    storage: str
+    prefix: str
+    copied_to: str | None = None
+
+
+def _check_options(dump_format: str, jobs: int, section: str, row_counts: str) -> None:
+    if dump_format not in FORMATS:
+        raise UserError(f"unknown dump format {dump_format!r}.", hint="Use custom or directory.")
+    if section not in SECTIONS:
+        raise UserError(f"unknown section {section!r}.", hint="Use all, schema or data.")
+    if row_counts not in ROW_COUNTS:
+        raise UserError(
+            f"unknown row count method {row_counts!r}.", hint="Use exact, estimate or none."
+        )
+    if jobs < 1:
+        raise UserError(f"--jobs must be 1 or more, not {jobs}.")
+    if jobs > 1 and dump_format != "directory":
+        raise UserError(
+            "parallel dumps (--jobs above 1) need the directory format.",
+            hint="Add --format directory: pg_dump's parallel workers each write files of "
+            "their own, which a single custom-format stream cannot hold.",
+        )
+
+
+def create_backup(
+    url: str | URL,
+    storage: Storage,
+    *,
+    schemas: Sequence[str] = (),
+    exclude_schemas: Sequence[str] = (),
+    tables: Sequence[str] = (),
+    exclude_tables: Sequence[str] = (),
+    section: str = "all",
+    dump_format: str = "custom",
+    jobs: int = 1,
+    compression: str = "auto",
+    compression_level: int | None = None,
+    keyring: BackupKeyring | None = None,
+    row_counts: str = "exact",
+    copy_to: Storage | None = None,
+    staging_dir: Path | None = None,
+    on_progress: ProgressCallback = no_progress,
+) -> BackupResult:
+    """Back up the database at ``url`` into ``storage`` with pg_dump; return its manifest.
+
+    Tables are chosen with ``schemas``/``tables`` (include) and ``exclude_*`` (names,
+    ``schema.name``, ``*`` and ``?``); ``section`` is ``all``, ``schema`` or ``data``.
+    ``keyring`` encrypts (its primary key; the manifest records the key id).
+    ``row_counts`` is ``exact`` (``count(*)`` per table: a full scan of each, in the
+    dump's snapshot), ``estimate`` (the planner's ``reltuples``: free, not checked on
+    restore) or ``none``. ``copy_to`` receives a copy once the backup is complete.
+    Raise :class:`LockHeld` if a backup or expire of this database is running.
+    """
+    _check_options(dump_format, jobs, section, row_counts)
+    if section == "schema":
+        row_counts = "none"
+    engine = _pgtools.engine_for(url, application_name="pgwarden-backup")
+    try:
+        with _pgtools.connect(engine) as conn:
+            major, version = _pgtools.server_version(conn)
+            database = str(conn.execute(sa.text("SELECT current_database()")).scalar_one())
+            conn.rollback()  # the snapshot's transaction begins afresh below
+            binary = _pgtools.client_binary("pg_dump", min_major=major)
+            compress = _dump.resolve_compression(binary, compression, compression_level)
+            storage.check()
+            with Lock(storage, storage_name(database), purpose="backup") as lock:
+                job = _Job(url, storage, conn, binary, database, on_progress)
+                manifest = job.run(
+                    version=version,
+                    compression=compress,
+                    keyring=keyring,
+                    row_counts=row_counts,
+                    selection_options={
+                        "schemas": list(schemas),
+                        "exclude_schemas": list(exclude_schemas),
+                        "tables": list(tables),
+                        "exclude_tables": list(exclude_tables),
+                    },
+                    section=section,
+                    dump_format=dump_format,
+                    jobs=jobs,
+                    staging_dir=staging_dir,
+                    lock=lock,
+                )
+                copied = _copy(storage, copy_to, job.prefix, manifest) if copy_to else None
+    finally:
+        engine.dispose()
+    return BackupResult(manifest, storage.url, job.prefix, copied)
+
+
+def _copy(storage: Storage, target: Storage, prefix: str, manifest: Manifest) -> str:
+    """Copy a complete backup: started marker and files first, the manifest last."""
+    keys = [prefix + STARTED, *(prefix + f.name for f in manifest.files), prefix + MANIFEST]
+    try:
+        for key in keys:
+            storage.copy_to(key, target)
+    except StorageError as exc:
+        raise StorageError(
+            f"backup {manifest.id} is complete in {storage.url}, but copying it to "
+            f"{target.url} failed: {exc.message}",
+            hint=(exc.hint or "") + " The copy there has no manifest, so it counts as "
+            "incomplete; expire removes it.",
+        ) from None
+    return target.url
+
+
+def _staging(parent: Path | None) -> Path:
+    """Create the local directory a directory-format dump is written to before upload."""
+    try:
+        return Path(tempfile.mkdtemp(prefix="pgwarden-dump-", dir=parent))
+    except OSError as exc:
+        raise UserError(
+            f"cannot create a staging directory in {parent or tempfile.gettempdir()}: "
+            f"{exc.strerror or exc}.",
+            hint="Give --staging-dir a writable directory with room for the dump.",
+        ) from None
+
+
+class _Job:
+    """One backup run: the snapshot transaction, the dump, the counts, the manifest."""
+
+    def __init__(
+        self,
+        url: str | URL,
+        storage: Storage,
+        conn: Connection,
+        binary: Binary,
+        database: str,
+        on_progress: ProgressCallback,
+    ) -> None:
+        self.url = url
+        self.storage = storage
+        self.conn = conn
+        self.binary = binary
+        self.database = database
+        self.on_progress = on_progress
+        self.started_at = datetime.now(UTC)
+        self.id = new_backup_id(self.started_at)
+        self.prefix = backup_prefix(database, self.id)
+
+    def run(
+        self,
+        *,
+        version: str,
+        compression: Compression,
+        keyring: BackupKeyring | None,
+        row_counts: str,
+        selection_options: dict[str, list[str]],
+        section: str,
+        dump_format: str,
+        jobs: int,
+        staging_dir: Path | None,
+        lock: Lock,
+    ) -> Manifest:
+        marker = started_record(
+            self.id, self.database, self.started_at, host=socket.gethostname(), pid=os.getpid()
+        )
+        self.storage.write_bytes(self.prefix + STARTED, marker)
+        conn = self.conn.execution_options(isolation_level="REPEATABLE READ")
+        staging = _staging(staging_dir) if dump_format == "directory" else None
+        try:
+            with conn.begin():
+                # As pg_dump does: fail rather than count rows that a policy hides.
+                conn.execute(sa.text("SET LOCAL row_security = off"))
+                snapshot = str(conn.execute(sa.text("SELECT pg_export_snapshot()")).scalar_one())
+                selection = _tables.select_tables(
+                    _tables.read_tables(conn),
+                    schemas=selection_options["schemas"],
+                    exclude_schemas=selection_options["exclude_schemas"],
+                    include=selection_options["tables"],
+                    exclude=selection_options["exclude_tables"],
+                )
+                with_blobs = selection.whole_database and section != "schema"
+                blobs = _tables.large_object_count(conn) if with_blobs else None
+                args = [
+                    str(self.binary.path),
+                    f"--format={dump_format}",
+                    _dump.compress_arg(self.binary, compression),
+                    f"--snapshot={snapshot}",
+                    "--no-password",
+                    *selection.dump_args,
+                    *(["--schema-only"] if section == "schema" else []),
+                    *(["--data-only"] if section == "data" else []),
+                ]
+                client = _pgtools.client_args(self.url, application_name="pgwarden-pg_dump")
+                counter = _dump.RowCounter(conn, selection.tables, row_counts)
+                counter.start()
+                try:
+                    if dump_format == "custom":
+                        files = [self._dump_custom(args, client, keyring)]
+                    else:
+                        assert staging is not None
+                        self._dump_directory(args, client, jobs, staging / "dump")
+                except BaseException:
+                    counter.cancel()
+                    raise
+                entries = counter.result()
+            # The snapshot's transaction is over (vacuum may move on) before the upload.
+            if staging is not None:
+                files = self._upload_directory(staging / "dump", keyring, lock)
+        finally:
+            if staging is not None:
+                shutil.rmtree(staging, ignore_errors=True)
+        lock.check()
+        manifest = Manifest(
+            id=self.id,
+            database=self.database,
+            database_url=redact_url(parse_database_url(self.url).set(drivername="postgresql")),
+            server_version=version,
+            client_version=self.binary.version,
+            started_at=self.started_at,
+            ended_at=datetime.now(UTC),
+            dump_format=dump_format,
+            compression=compression,
+            key_id=keyring.primary if keyring else None,
+            files=tuple(files),
+            tables=tuple(entries),
+            row_counts=row_counts,
+            large_objects=blobs,
+            snapshot=snapshot,
+            options={**selection_options, "section": section, "jobs": jobs},
+            pgwarden_version=__version__,
+        )
+        self.storage.write_bytes(self.prefix + MANIFEST, manifest.to_json())
+        return manifest
+
+    def _store(
+        self,
+        name: str,
+        chunks: Iterable[bytes],
+        keyring: BackupKeyring | None,
+        *,
+        phase: str,
+        total: int | None = None,
+        start: int = 0,
+    ) -> StoredFile:
+        """Hash, encrypt, hash again and write one file of the backup."""
+        plain, stored = Digest(), Digest()
+        data: Iterable[bytes] = plain.watch(chunks)
+        if keyring is not None:
+            data = encrypt_stream(data, keyring)
+            name += ".enc"
+        data = counted(stored.watch(data), phase, self.on_progress, total=total, start=start)
+        self.storage.write(self.prefix + name, data)
+        return StoredFile(name, stored.size, stored.hexdigest, plain.size, plain.hexdigest)
+
+    def _dump_custom(
+        self, args: list[str], client: _pgtools.ClientArgs, keyring: BackupKeyring | None
+    ) -> StoredFile:
+        proc = _pgtools.spawn(
+            [*args, f"--dbname={client.dbname}"], client.env, stdout=subprocess.PIPE
+        )
+        errors = _pgtools.StderrTail(proc.stderr)
+        try:
+            return self._store("data.dump", _dump.read_dump(proc, errors), keyring, phase="dump")
+        finally:
+            _dump.stop(proc)
+
+    def _dump_directory(
+        self, args: list[str], client: _pgtools.ClientArgs, jobs: int, target: Path
+    ) -> None:
+        """Run pg_dump's parallel workers into the local directory ``target``."""
+        proc = _pgtools.spawn(
+            [*args, f"--jobs={jobs}", f"--file={target}", f"--dbname={client.dbname}"],
+            client.env,
+        )
+        errors = _pgtools.StderrTail(proc.stderr)
+        try:
+            while proc.poll() is None:
+                self.on_progress(_dump.directory_progress(target))
+                time.sleep(0.2)
+        finally:
+            _dump.stop(proc)
+        if proc.returncode != 0:
+            raise _dump.dump_failed(proc.returncode, errors.text())
+
+    def _upload_directory(
+        self, target: Path, keyring: BackupKeyring | None, lock: Lock
+    ) -> list[StoredFile]:
+        """Encrypt and store each file pg_dump wrote, one after the other."""
+        names = sorted(p.name for p in target.iterdir())
+        total = sum((target / n).stat().st_size for n in names)
+        files, done = [], 0
+        for name in names:
+            lock.check()
+            with (target / name).open("rb") as handle:
+                chunks = iter(lambda: handle.read(CHUNK_SIZE), b"")
+                stored = self._store(
+                    f"data/{name}", chunks, keyring, phase="upload", total=total, start=done
+                )
+            files.append(stored)
+            done += stored.plain_size
+        return files

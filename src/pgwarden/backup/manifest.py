@@ -1,0 +1,359 @@
+"""What a logical backup is made of in storage, and the records that describe it.
+
+One backup lives under one prefix, ``<database>/logical/<id>/``::
+
+    started.json          written first: the backup exists, incomplete
+    data.dump[.enc]       custom format: pg_dump's one archive
+    data/<file>[.enc]     directory format: pg_dump's files (toc.dat, 3021.dat.gz, ...)
+    manifest.json         written last: the backup is complete
+    verify.json           the last verification's result (rewritten by each verify)
+    pinned.json           present while the backup is pinned (kept by expire)
+
+A backup is **complete** once its manifest exists, and the manifest is never rewritten.
+Everything under an id without a manifest is **incomplete**: still running, or left by
+a crash. Ids are sortable UTC times with a random suffix, ``20261123T101500Z-3f9a``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import secrets
+from dataclasses import asdict, dataclass, field
+from datetime import UTC, datetime
+from typing import Any
+
+from pgwarden.errors import UserError
+
+__all__ = [
+    "KIND",
+    "MANIFEST",
+    "PINNED",
+    "STARTED",
+    "VERIFY",
+    "AmcheckResult",
+    "Compression",
+    "Manifest",
+    "RowCheck",
+    "StoredFile",
+    "TableEntry",
+    "VerifyRecord",
+    "backup_prefix",
+    "backup_time",
+    "check_backup_id",
+    "new_backup_id",
+    "parse_started",
+    "started_record",
+    "storage_name",
+]
+
+KIND = "logical"
+STARTED = "started.json"
+MANIFEST = "manifest.json"
+VERIFY = "verify.json"
+PINNED = "pinned.json"
+FORMAT = 1
+
+_ID = re.compile(r"^(?P<time>\d{8}T\d{6}Z)-(?P<suffix>[0-9a-f]{4,16})$")
+_UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
+
+
+def new_backup_id(now: datetime | None = None) -> str:
+    """Return a new backup id: the UTC start time to the second and 4 random hex digits."""
+    moment = (now or datetime.now(UTC)).astimezone(UTC)
+    return f"{moment:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
+
+
+def check_backup_id(backup_id: str) -> str:
+    """Return ``backup_id`` if it has the form of one, else raise a user error."""
+    if not _ID.match(backup_id):
+        raise UserError(
+            f"{backup_id!r} is not a backup id.",
+            hint="A backup id looks like 20261123T101500Z-3f9a; list them with "
+            "`pgwarden backup list`.",
+        )
+    return backup_id
+
+
+def backup_time(backup_id: str) -> datetime:
+    """Return the start time a backup id holds."""
+    match = _ID.match(backup_id)
+    if match is None:
+        check_backup_id(backup_id)
+        raise AssertionError  # pragma: no cover - check_backup_id raised
+    return datetime.strptime(match["time"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+
+
+def storage_name(database: str) -> str:
+    """Return the database name as one storage path segment and lock name.
+
+    Letters, digits, ``_``, ``.`` and ``-`` stay; anything else becomes ``_``; the
+    manifest keeps the real name.
+    """
+    name = _UNSAFE.sub("_", database)[:100] or "_"
+    return "_" + name[1:] if name.startswith(".") else name
+
+
+def backup_prefix(database: str, backup_id: str) -> str:
+    """Return the storage prefix of one backup, ending in ``/``."""
+    return f"{storage_name(database)}/{KIND}/{check_backup_id(backup_id)}/"
+
+
+def _time(value: datetime | None) -> str | None:
+    return value.astimezone(UTC).isoformat() if value is not None else None
+
+
+@dataclass(frozen=True, slots=True)
+class StoredFile:
+    """One stored file: its name under the backup's prefix, its stored bytes' size and
+    SHA-256, and (when encrypted) the size and SHA-256 of the plaintext pg_dump wrote."""
+
+    name: str
+    size: int
+    sha256: str
+    plain_size: int
+    plain_sha256: str
+
+
+@dataclass(frozen=True, slots=True)
+class Compression:
+    """How pg_dump compressed the data: ``zstd``, ``gzip`` or ``none``, and the level."""
+
+    method: str
+    level: int | None = None
+
+    @property
+    def spec(self) -> str:
+        """Return the text of ``pg_dump --compress`` (16+): ``zstd:3``, ``gzip:6``, ``none``."""
+        if self.method == "none":
+            return "none"
+        return self.method if self.level is None else f"{self.method}:{self.level}"
+
+
+@dataclass(frozen=True, slots=True)
+class TableEntry:
+    """One table in a backup: its rows in the backup's snapshot, and what hangs on it.
+
+    ``rows`` is None when rows were not counted exactly. ``parent`` names the
+    partitioned table a partition belongs to. ``indexes``, ``sequences`` (owned) and
+    ``foreign_keys`` (constraint name to referenced table) let a restore of chosen
+    tables bring their indexes, sequences and constraints along.
+    """
+
+    schema: str
+    name: str
+    rows: int | None = None
+    parent: str | None = None
+    indexes: tuple[str, ...] = ()
+    sequences: tuple[str, ...] = ()
+    foreign_keys: dict[str, str] = field(default_factory=dict)
+
+    @property
+    def qualified(self) -> str:
+        """Return ``schema.name``."""
+        return f"{self.schema}.{self.name}"
+
+
+@dataclass(frozen=True, slots=True)
+class Manifest:
+    """Describe one complete logical backup. Written last, never changed."""
+
+    id: str
+    database: str
+    database_url: str
+    server_version: str
+    client_version: str
+    started_at: datetime
+    ended_at: datetime
+    dump_format: str
+    compression: Compression
+    key_id: str | None
+    files: tuple[StoredFile, ...]
+    tables: tuple[TableEntry, ...]
+    row_counts: str
+    large_objects: int | None = None
+    snapshot: str | None = None
+    options: dict[str, Any] = field(default_factory=dict)
+    pgwarden_version: str = ""
+    kind: str = KIND
+    status: str = "complete"
+
+    @property
+    def size(self) -> int:
+        """Return the stored bytes of all the backup's data files."""
+        return sum(f.size for f in self.files)
+
+    @property
+    def encrypted(self) -> bool:
+        """Return whether the files are encrypted."""
+        return self.key_id is not None
+
+    @property
+    def duration_seconds(self) -> float:
+        """Return how long the backup took."""
+        return (self.ended_at - self.started_at).total_seconds()
+
+    def table(self, qualified: str) -> TableEntry:
+        """Return the table ``schema.name``."""
+        for entry in self.tables:
+            if entry.qualified == qualified:
+                return entry
+        raise KeyError(qualified)
+
+    def to_json(self) -> bytes:
+        """Return the manifest as the JSON stored in ``manifest.json``."""
+        return json.dumps(self.to_dict(), indent=2, sort_keys=True).encode()
+
+    def to_dict(self) -> dict[str, Any]:
+        """Return the manifest as the JSON object stored, in Python types."""
+        data = asdict(self)
+        data["started_at"] = _time(self.started_at)
+        data["ended_at"] = _time(self.ended_at)
+        data["size"] = self.size
+        data["duration_seconds"] = round(self.duration_seconds, 3)
+        data["encryption"] = (
+            {"algorithm": "AES-256-GCM, pgwarden stream v1", "key_id": self.key_id}
+            if self.key_id
+            else None
+        )
+        del data["key_id"]
+        return {"format": FORMAT, **data}
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> Manifest:
+        """Parse ``manifest.json``; raise ``ValueError`` if it is not a manifest."""
+        try:
+            data = json.loads(raw)
+            if data.get("format") != FORMAT or data.get("kind") != KIND:
+                raise ValueError(f"format {data.get('format')!r}, kind {data.get('kind')!r}")
+            encryption = data.get("encryption") or {}
+            return cls(
+                id=data["id"],
+                database=data["database"],
+                database_url=data["database_url"],
+                server_version=data["server_version"],
+                client_version=data["client_version"],
+                started_at=datetime.fromisoformat(data["started_at"]),
+                ended_at=datetime.fromisoformat(data["ended_at"]),
+                dump_format=data["dump_format"],
+                compression=Compression(**data["compression"]),
+                key_id=encryption.get("key_id"),
+                files=tuple(StoredFile(**f) for f in data["files"]),
+                tables=tuple(
+                    TableEntry(
+                        **{
+                            **t,
+                            "indexes": tuple(t.get("indexes", ())),
+                            "sequences": tuple(t.get("sequences", ())),
+                        }
+                    )
+                    for t in data["tables"]
+                ),
+                row_counts=data["row_counts"],
+                large_objects=data.get("large_objects"),
+                snapshot=data.get("snapshot"),
+                options=dict(data.get("options") or {}),
+                pgwarden_version=data.get("pgwarden_version", ""),
+                status=data.get("status", "complete"),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a pgwarden logical backup manifest: {exc}") from None
+
+
+@dataclass(frozen=True, slots=True)
+class RowCheck:
+    """One table's rows: as the manifest says, and as found after a restore."""
+
+    table: str
+    expected: int
+    actual: int | None
+
+    @property
+    def ok(self) -> bool:
+        """Return whether the counts agree."""
+        return self.expected == self.actual
+
+
+@dataclass(frozen=True, slots=True)
+class AmcheckResult:
+    """What amcheck found in the restored indexes, or why it could not run."""
+
+    available: bool
+    reason: str | None = None
+    indexes_checked: int = 0
+    failures: tuple[tuple[str, str], ...] = ()
+
+    @property
+    def ok(self) -> bool:
+        """Return whether no index failed its check."""
+        return not self.failures
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyRecord:
+    """The result of one verification, stored as ``verify.json`` beside the manifest."""
+
+    backup_id: str
+    verified_at: datetime
+    ok: bool
+    scratch: str
+    server_version: str | None = None
+    restore_seconds: float | None = None
+    row_checks: tuple[RowCheck, ...] = ()
+    amcheck: AmcheckResult | None = None
+    error: str | None = None
+
+    def to_json(self) -> bytes:
+        """Return the record as stored JSON."""
+        data = asdict(self)
+        data["verified_at"] = _time(self.verified_at)
+        return json.dumps({"format": FORMAT, **data}, indent=2, sort_keys=True).encode()
+
+    @classmethod
+    def from_json(cls, raw: bytes) -> VerifyRecord:
+        """Parse ``verify.json``; raise ``ValueError`` if it is not one."""
+        try:
+            data = json.loads(raw)
+            amcheck = data.get("amcheck")
+            return cls(
+                backup_id=data["backup_id"],
+                verified_at=datetime.fromisoformat(data["verified_at"]),
+                ok=bool(data["ok"]),
+                scratch=data["scratch"],
+                server_version=data.get("server_version"),
+                restore_seconds=data.get("restore_seconds"),
+                row_checks=tuple(RowCheck(**r) for r in data.get("row_checks", ())),
+                amcheck=AmcheckResult(
+                    available=amcheck["available"],
+                    reason=amcheck.get("reason"),
+                    indexes_checked=amcheck.get("indexes_checked", 0),
+                    failures=tuple((str(f[0]), str(f[1])) for f in amcheck.get("failures", ())),
+                )
+                if amcheck
+                else None,
+                error=data.get("error"),
+            )
+        except (KeyError, TypeError, ValueError, AttributeError) as exc:
+            raise ValueError(f"not a pgwarden verify record: {exc}") from None
+
+
+def started_record(backup_id: str, database: str, started_at: datetime, **extra: Any) -> bytes:
+    """Return the JSON of ``started.json``: the backup has begun (no secret in it)."""
+    data = {
+        "format": FORMAT,
+        "id": backup_id,
+        "kind": KIND,
+        "database": database,
+        "started_at": _time(started_at),
+        **extra,
+    }
+    return json.dumps(data, indent=2, sort_keys=True).encode()
+
+
+def parse_started(raw: bytes) -> dict[str, Any]:
+    """Return what ``started.json`` says, or an empty dict if it is unreadable."""
+    try:
+        data = json.loads(raw)
+    except ValueError:
+        return {}
+    return data if isinstance(data, dict) else {}

@@ -1,0 +1,118 @@
+"""``pgwarden restore`` (and ``restore-db``): a logical backup back into a database.
+
+A thin wrapper of :func:`pgwarden.backup.restore.restore_backup`; exit codes as for
+``pgwarden backup`` (see :mod:`pgwarden.cli.backup`).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import click
+from sqlalchemy.engine import make_url
+
+from pgwarden.backup.restore import backup_contents, restore_backup
+from pgwarden.cli._backup_options import keyring, main_storage, storage_option
+from pgwarden.cli._backup_view import Bars
+from pgwarden.cli.context import Context, pass_context
+from pgwarden.cli.render import dump_json
+
+__all__ = ["restore", "restore_db"]
+
+
+@click.command()
+@click.argument("backup_id", metavar="ID")
+@storage_option
+@click.option(
+    "--target-url",
+    metavar="URL",
+    default=None,
+    help="Database to restore into (default: --database-url / DATABASE_URL).",
+)
+@click.option(
+    "--table",
+    "tables",
+    multiple=True,
+    metavar="NAME",
+    help="Restore only this table, with its indexes, constraints and sequences "
+    "(repeatable; name or schema.name, * and ? match).",
+)
+@click.option("--clean", is_flag=True, help="Drop the backup's objects in the target first.")
+@click.option(
+    "--list", "show_list", is_flag=True, help="Print the backup's contents; restore nothing."
+)
+@click.option(
+    "--jobs",
+    type=click.IntRange(1, 64),
+    default=1,
+    show_default=True,
+    help="Parallel pg_restore workers (stages the backup locally; no single transaction).",
+)
+@click.option("--no-owner", is_flag=True, help="Do not set owners (the target lacks the roles).")
+@click.option("--no-privileges", is_flag=True, help="Do not restore GRANTs.")
+@click.option(
+    "--staging-dir",
+    type=click.Path(path_type=Path, file_okay=False),
+    default=None,
+    help="Where to stage files for --jobs or the directory format (default: TMPDIR).",
+)
+@pass_context
+def restore(
+    state: Context,
+    backup_id: str,
+    storage_url: str | None,
+    target_url: str | None,
+    tables: tuple[str, ...],
+    clean: bool,
+    show_list: bool,
+    jobs: int,
+    no_owner: bool,
+    no_privileges: bool,
+    staging_dir: Path | None,
+) -> None:
+    """Restore a backup into a database, checking it first and its row counts after.
+
+    \b
+    Example:
+      pgwarden restore 20261123T101500Z-3f9a --target-url postgresql://localhost/scratch
+    """
+    storage = main_storage(state, storage_url)
+    if show_list:
+        lines = backup_contents(storage, backup_id, keyring=keyring(state), staging_dir=staging_dir)
+        if state.json:
+            dump_json(state.console, {"id": backup_id, "contents": lines})
+        else:
+            for line in lines:
+                click.echo(line)
+        return
+    target = target_url or state.resolve_url()
+    with Bars(as_json=state.json) as bars:
+        result = restore_backup(
+            storage,
+            backup_id,
+            target,
+            tables=tables,
+            clean=clean,
+            jobs=jobs,
+            keyring=keyring(state),
+            owners=not no_owner,
+            privileges=not no_privileges,
+            staging_dir=staging_dir,
+            on_progress=bars,
+        )
+    if state.json:
+        dump_json(state.console, result)
+        return
+    database = make_url(result.target).database
+    state.console.print(
+        f"restored backup [bold]{backup_id}[/] into {database} in {result.seconds:.1f} s: "
+        f"{len(result.tables)} tables, {len(result.row_checks)} row counts match."
+    )
+
+
+restore_db = click.Command(
+    "restore-db",
+    callback=restore.callback,
+    params=restore.params,
+    help="Restore a backup (the same as `pgwarden restore`).",
+)

@@ -1,0 +1,253 @@
+"""Run one import: stage every source, then delete and merge in order, in one transaction.
+
+The public face is :mod:`pgwarden.transfer.importer`; this is its engine, shared by
+bundle and CSV imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import psycopg
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from pgwarden.errors import PgwardenError, UserError
+from pgwarden.transfer._merge import Mode, RowError, TableMerge, TableReport, row_error
+from pgwarden.transfer._staging import RowTransform, Stage
+from pgwarden.transfer._target import Target, UniqueKey, triggers_off
+from pgwarden.transfer.bundle import BundleError
+from pgwarden.transfer.journal import finish_run, pin_settings, start_run
+from pgwarden.transfer.progress import ProgressCallback, TransferProgress
+
+__all__ = ["ImportFailed", "ImportReport", "Job", "Source", "transaction"]
+
+
+@dataclass
+class ImportReport:
+    """What an import did (``run_id`` names its run) or, with ``dry_run``, would do."""
+
+    mode: Mode
+    dry_run: bool
+    source: dict[str, Any]
+    tables: list[TableReport]
+    run_id: int | None = None
+    warnings: list[str] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Return whether every table imports cleanly."""
+        return not self.errors and all(table.ok for table in self.tables)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        """Return the counts summed over the tables."""
+        names = ("rows", "inserted", "updated", "unchanged", "deleted", "conflicts", "failed")
+        return {name: sum(getattr(table, name) for table in self.tables) for name in names}
+
+
+class ImportFailed(PgwardenError):
+    """Raise when rows conflict or break a constraint, so nothing was written; see ``report``."""
+
+    def __init__(self, report: ImportReport) -> None:
+        bad = [table.table for table in report.tables if not table.ok]
+        super().__init__(
+            f"the import failed on {', '.join(bad) or 'a deferred constraint'}; nothing was"
+            " written.",
+            hint="Run it again with --dry-run to list every offending row.",
+        )
+        self.report = report
+
+
+@dataclass
+class Source:
+    """Where one table's rows come from, and how to stream them into a stage."""
+
+    table: str
+    columns: list[str]
+    expected_rows: int | None
+    load: Callable[[Stage, Callable[[int], None], RowTransform | None], None]
+    staged: list[str]  # the columns as staged: after the transforms' renames
+
+
+@contextmanager
+def transaction(conn: Connection, dry_run: bool) -> Iterator[None]:
+    """Run inside a transaction of our own, or a savepoint of the caller's; roll back a dry run."""
+    tx = conn.begin_nested() if conn.in_transaction() else conn.begin()
+    try:
+        yield
+    except BaseException:
+        if tx.is_active:
+            tx.rollback()
+        raise
+    if dry_run:
+        tx.rollback()
+    else:
+        tx.commit()
+
+
+class Job:
+    """One import: load every source into a stage, then delete and merge in order."""
+
+    def __init__(
+        self,
+        conn: Connection,
+        sources: Sequence[Source],
+        targets: Sequence[Target],
+        *,
+        mode: Mode,
+        conflicts: Mapping[str, UniqueKey],
+        dry_run: bool,
+        transforms: Mapping[str, RowTransform],
+        batch_size: int,
+        max_errors: int,
+        fire_triggers: bool,
+        on_progress: ProgressCallback | None,
+    ) -> None:
+        if batch_size < 1:
+            raise UserError(f"batch size must be at least 1, not {batch_size}.")
+        unknown = sorted(set(transforms) - {source.table for source in sources})
+        if unknown:
+            raise UserError(f"transforms name tables not imported: {', '.join(unknown)}.")
+        self.conn = conn
+        self.sources = sources
+        self.targets = targets
+        self.mode = mode
+        self.conflicts = conflicts
+        self.dry_run = dry_run
+        self.transforms = transforms
+        self.batch_size = batch_size
+        self.max_errors = max_errors
+        self.fire_triggers = fire_triggers
+        self.on_progress = on_progress
+        self.reports = [TableReport(source.table) for source in sources]
+        self.run_id = 0
+        self._expected = sum(source.expected_rows or 0 for source in sources)
+
+    def run(
+        self,
+        source: dict[str, Any],
+        manifest_sha: str | None,
+        warnings: list[str],
+        digest: Any = None,
+    ) -> ImportReport:
+        """Import every source; the caller holds the transaction (see :func:`transaction`)."""
+        report = ImportReport(self.mode, self.dry_run, source, self.reports, warnings=warnings)
+        pin_settings(self.conn)
+        self.run_id = start_run(
+            self.conn, kind="import", mode=self.mode, source=source, manifest_sha256=manifest_sha
+        )
+        self.conn.exec_driver_sql("SET CONSTRAINTS ALL DEFERRED")
+        with triggers_off(self.conn, [] if self.fire_triggers else self.targets):
+            merges = self._load()
+            if digest is not None:
+                source["sha256"] = digest.hexdigest()
+            self._merge(merges, report)
+            for merge in merges:
+                merge.stage.drop()
+        if not self.dry_run:
+            finish_run(self.conn, self.run_id, {r.table: r.counts() for r in self.reports})
+            report.run_id = self.run_id
+        return report
+
+    def _load(self) -> list[TableMerge]:
+        merges = []
+        done = 0
+        for number, (source, target, report) in enumerate(
+            zip(self.sources, self.targets, self.reports, strict=True), start=1
+        ):
+            stage = Stage(self.conn, number, source.staged)
+            loaded = 0
+
+            def on_rows(rows: int, source: Source = source) -> None:
+                nonlocal loaded, done
+                loaded += rows
+                done += rows
+                self._progress("load", source.table, loaded, source.expected_rows or 0, done)
+
+            transform = self.transforms.get(source.table)
+            try:
+                source.load(stage, on_rows, transform)
+            except psycopg.Error as error:
+                raise BundleError(
+                    f"the data of {source.table} cannot be loaded: {_first_line(error)}",
+                    hint="The file is not in the format its name says; export it again.",
+                ) from None
+            report.rows = stage.finish()
+            if transform is None and source.expected_rows not in (None, report.rows):
+                raise BundleError(
+                    f"the data file of {source.table} holds {report.rows} rows, the manifest"
+                    f" says {source.expected_rows}.",
+                    hint="The bundle is damaged; export again.",
+                )
+            merges.append(
+                TableMerge(
+                    self.conn,
+                    target,
+                    stage,
+                    mode=self.mode,
+                    conflict=self.conflicts[target.qualified],
+                    run_id=self.run_id,
+                    report=report,
+                    max_errors=self.max_errors,
+                )
+            )
+        return merges
+
+    def _merge(self, merges: list[TableMerge], report: ImportReport) -> None:
+        for merge in merges:
+            if self.mode == "insert":
+                merge.find_conflicts(self.max_errors)  # a repeated key fails as a conflict
+            else:
+                merge.find_duplicates(self.max_errors)
+        self._stop_unless_ok(report)
+        if self.mode == "replace":
+            for merge in reversed(merges):
+                merge.delete_missing()
+                self._stop_unless_ok(report)
+        done = 0
+        total = sum(merge.stage.rows for merge in merges)
+        for merge in merges:
+            merged = 0
+
+            def on_batch(rows: int, merge: TableMerge = merge) -> None:
+                nonlocal merged, done
+                merged += rows
+                done += rows
+                self._progress("merge", merge.target.qualified, merged, merge.stage.rows, done,
+                               total)  # fmt: skip
+
+            merge.merge(self.batch_size, on_batch)
+            self._stop_unless_ok(report)
+        try:
+            with self.conn.begin_nested():
+                self.conn.exec_driver_sql("SET CONSTRAINTS ALL IMMEDIATE")
+        except DBAPIError as error:
+            report.errors.append(row_error(error))
+        self._stop_unless_ok(report)
+        if not self.dry_run:
+            for merge in merges:
+                merge.sync_sequences()
+
+    def _stop_unless_ok(self, report: ImportReport) -> None:
+        if not self.dry_run and not report.ok:
+            raise ImportFailed(report)
+
+    def _progress(
+        self, phase: str, table: str, rows: int, table_rows: int, done: int, total: int = -1
+    ) -> None:
+        if self.on_progress is not None:
+            total = self._expected if total < 0 else total
+            self.on_progress(TransferProgress(phase, table, rows, table_rows, done, total))
+
+
+def _first_line(error: psycopg.Error) -> str:
+    """Return the server's message and where in the file it arose, on one line."""
+    diag = error.diag
+    context = (diag.context or "").splitlines()
+    where = f" ({context[0]})" if context else ""
+    return f"{diag.message_primary or str(error).splitlines()[0]}{where}"

@@ -1,0 +1,401 @@
+"""Read what writing into a table needs to know: columns, keys, foreign keys, triggers.
+
+:mod:`pgwarden.transfer.catalog` describes tables the way a bundle does (and the schema
+fingerprint covers); writing into them needs more: which columns are generated or
+identities, the unique keys an upsert can resolve conflicts on, what each foreign key
+does on delete, which foreign keys point at a table, and the user triggers to switch off.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
+
+from pgwarden.errors import UserError
+from pgwarden.insight.findings import qualified_name, quote
+
+__all__ = [
+    "Column",
+    "ForeignKey",
+    "Target",
+    "UniqueKey",
+    "column_list",
+    "key_json",
+    "load_targets",
+    "match",
+    "resolve_table",
+    "split_qualified",
+    "sql_name",
+    "triggers_off",
+]
+
+_RELATIONS = text(
+    """
+SELECT c.oid, n.nspname AS schema, c.relname AS name
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p')
+  AND n.nspname = :schema
+  AND c.relname = :name
+"""
+)
+
+_BY_REGCLASS = text(
+    """
+SELECT n.nspname AS schema, c.relname AS name
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = to_regclass(:name)
+  AND c.relkind IN ('r', 'p')
+"""
+)
+
+_COLUMNS = text(
+    """
+SELECT a.attrelid AS oid,
+       a.attname AS name,
+       format_type(a.atttypid, a.atttypmod) AS type,
+       format_type(a.atttypid, NULL) AS base_type,
+       NOT a.attnotnull AS nullable,
+       a.attgenerated <> '' AS generated,
+       a.attidentity AS identity,
+       a.atthasdef OR a.attidentity <> '' AS has_default,
+       t.typcategory AS category,
+       CASE WHEN a.atttypmod > 4 AND t.typname IN ('varchar', 'bpchar')
+            THEN a.atttypmod - 4 END AS max_length,
+       pg_get_serial_sequence(quote_ident(n.nspname) || '.' || quote_ident(c.relname),
+                              a.attname) AS sequence,
+       CASE WHEN a.attgenerated = '' THEN pg_get_expr(d.adbin, d.adrelid) END AS default_sql
+FROM pg_attribute a
+LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+JOIN pg_type t ON t.oid = a.atttypid
+WHERE a.attrelid = ANY(:oids)
+  AND a.attnum > 0
+  AND NOT a.attisdropped
+ORDER BY a.attrelid, a.attnum
+"""
+)
+
+# Primary keys, unique constraints and plain unique indexes (no predicate, no
+# expression), and foreign keys both ways, each with its columns in key order.
+_KEYS = text(
+    """
+SELECT 'constraint' AS source,
+       con.contype AS kind,
+       con.conname AS name,
+       con.conrelid AS oid,
+       con.confrelid AS ref_oid,
+       con.confdeltype AS on_delete,
+       con.condeferrable AS deferrable,
+       ARRAY(SELECT a.attname
+             FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, i)
+             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
+             ORDER BY k.i) AS columns,
+       ARRAY(SELECT a.attname
+             FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, i)
+             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
+             ORDER BY k.i) AS ref_columns
+FROM pg_constraint con
+WHERE con.contype IN ('p', 'u', 'f')
+  AND con.conparentid = 0
+  AND (con.conrelid = ANY(:oids) OR (con.contype = 'f' AND con.confrelid = ANY(:oids)))
+UNION ALL
+SELECT 'index', 'u', ic.relname, i.indrelid, 0, ' ', false,
+       ARRAY(SELECT a.attname
+             FROM unnest(i.indkey::int2[]) WITH ORDINALITY AS k(attnum, n)
+             JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+             ORDER BY k.n),
+       '{}'::name[]
+FROM pg_index i
+JOIN pg_class ic ON ic.oid = i.indexrelid
+WHERE i.indrelid = ANY(:oids)
+  AND i.indisunique
+  AND NOT i.indisprimary
+  AND i.indpred IS NULL
+  AND i.indexprs IS NULL
+  AND NOT EXISTS (SELECT FROM pg_constraint con WHERE con.conindid = i.indexrelid)
+"""
+)
+
+_TRIGGERS = text(
+    """
+SELECT tgrelid AS oid, tgname AS name, tgenabled AS enabled
+FROM pg_trigger
+WHERE tgrelid = ANY(:oids)
+  AND NOT tgisinternal
+  AND tgenabled IN ('O', 'A')
+ORDER BY tgname
+"""
+)
+
+_NAMES = text(
+    """
+SELECT c.oid, n.nspname AS schema, c.relname AS name
+FROM pg_class c
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE c.oid = ANY(:oids)
+"""
+)
+
+
+@dataclass(frozen=True)
+class Column:
+    """A column of a target table, with what an INSERT or UPDATE of it must respect."""
+
+    name: str
+    type: str
+    base_type: str  # the type without its modifier: a cast to it never truncates
+    nullable: bool
+    generated: bool
+    identity: str  # "a" GENERATED ALWAYS, "d" BY DEFAULT, "" neither
+    has_default: bool
+    category: str  # pg_type.typcategory: "S" string, "N" numeric, "A" array, "U" user...
+    max_length: int | None
+    sequence: str | None
+    default: str | None = None  # the default's SQL, as pg_get_expr prints it
+
+
+@dataclass(frozen=True)
+class UniqueKey:
+    """A primary key, unique constraint or unique index an upsert can resolve conflicts on."""
+
+    name: str
+    columns: tuple[str, ...]
+    primary: bool
+
+
+@dataclass(frozen=True)
+class ForeignKey:
+    """A foreign key from ``table`` (``schema.name``) ``columns`` to ``ref_table``.
+
+    ``on_delete`` is ``pg_constraint.confdeltype``: ``a`` no action, ``r`` restrict,
+    ``c`` cascade, ``n`` set null, ``d`` set default.
+    """
+
+    name: str
+    table: str
+    columns: tuple[str, ...]
+    ref_table: str
+    ref_columns: tuple[str, ...]
+    on_delete: str
+    deferrable: bool
+
+
+@dataclass
+class Target:
+    """A table to write into: ``schema.name``, its columns, keys, and foreign keys."""
+
+    oid: int
+    schema: str
+    name: str
+    columns: dict[str, Column] = field(default_factory=dict)
+    unique_keys: list[UniqueKey] = field(default_factory=list)
+    foreign_keys: list[ForeignKey] = field(default_factory=list)  # from this table
+    referenced_by: list[ForeignKey] = field(default_factory=list)  # to this table
+    triggers: list[tuple[str, str]] = field(default_factory=list)  # (name, tgenabled)
+
+    @property
+    def qualified(self) -> str:
+        """Return ``schema.name`` unquoted, as bundles and the journal name tables."""
+        return f"{self.schema}.{self.name}"
+
+    @property
+    def sql(self) -> str:
+        """Return the table's name quoted for SQL."""
+        return qualified_name(self.schema, self.name)
+
+    @property
+    def primary_key(self) -> tuple[str, ...]:
+        """Return the primary key's columns, or ``()`` when the table has none."""
+        return next((key.columns for key in self.unique_keys if key.primary), ())
+
+    @property
+    def writable(self) -> list[str]:
+        """Return the columns an INSERT may name: all but generated ones."""
+        return [c.name for c in self.columns.values() if not c.generated]
+
+    @property
+    def identity_always(self) -> bool:
+        """Return whether an INSERT naming every column needs OVERRIDING SYSTEM VALUE."""
+        return any(c.identity == "a" for c in self.columns.values())
+
+    def key(self, name: str | None = None) -> UniqueKey:
+        """Return the unique key ``name`` (default: the primary key), or raise UserError."""
+        for key in self.unique_keys:
+            if (name is None and key.primary) or key.name == name:
+                return key
+        if name is None:
+            raise UserError(
+                f"{self.qualified} has no primary key, so rows cannot be matched or journaled.",
+                hint="Name a unique constraint whose columns are NOT NULL with --conflict-key.",
+            )
+        known = ", ".join(key.name for key in self.unique_keys) or "none"
+        raise UserError(
+            f"{self.qualified} has no unique constraint or index {name!r} (it has: {known}).",
+            hint="Name a primary key, unique constraint or plain unique index.",
+        )
+
+    def row_key(self, conflict: UniqueKey) -> tuple[str, ...]:
+        """Return the columns that name a row in the journal: the primary key, else ``conflict``.
+
+        A key with a nullable column cannot name a row (NULLs never match), so a table
+        without a primary key needs a NOT NULL unique key.
+        """
+        if self.primary_key:
+            return self.primary_key
+        if any(self.columns[c].nullable for c in conflict.columns):
+            raise UserError(
+                f"{self.qualified} has no primary key, and {conflict.name} allows NULLs.",
+                hint="Add a primary key, or name a unique key of NOT NULL columns.",
+            )
+        return conflict.columns
+
+    def self_referencing(self) -> bool:
+        """Return whether a foreign key of the table points at the table itself."""
+        return any(fk.ref_table == self.qualified for fk in self.foreign_keys)
+
+
+def resolve_table(conn: Connection, name: str) -> tuple[str, str]:
+    """Return ``(schema, name)`` of the table ``name`` names, read as SQL reads it.
+
+    ``name`` is ``table`` or ``schema.table``, unquoted names folded to lower case and
+    the search path applied, as in a query.
+    """
+    row = None
+    if name.strip() and not name.strip().isdigit():
+        try:
+            with conn.begin_nested():
+                row = conn.execute(_BY_REGCLASS, {"name": name}).first()
+        except DBAPIError:
+            row = None
+    if row is None:
+        raise UserError(
+            f"no table {name!r} in the database.",
+            hint="Give the table as name or schema.name, as in SQL.",
+        )
+    return str(row.schema), str(row.name)
+
+
+def load_targets(conn: Connection, names: Iterable[tuple[str, str]]) -> dict[str, Target]:
+    """Return the tables ``(schema, name)`` that exist, keyed by ``schema.name``.
+
+    A name that is not an ordinary or partitioned table is left out: the caller says
+    which are missing. Foreign keys pointing at the tables (``referenced_by``) come from
+    every table of the database.
+    """
+    targets: dict[int, Target] = {}
+    for schema, name in names:
+        row = conn.execute(_RELATIONS, {"schema": schema, "name": name}).first()
+        if row is not None:
+            targets[row.oid] = Target(oid=row.oid, schema=row.schema, name=row.name)
+    oids = list(targets)
+    if not oids:
+        return {}
+    for row in conn.execute(_COLUMNS, {"oids": oids}):
+        targets[row.oid].columns[row.name] = Column(
+            name=row.name,
+            type=row.type,
+            base_type=row.base_type,
+            nullable=row.nullable,
+            generated=row.generated,
+            identity=row.identity,
+            has_default=row.has_default,
+            category=row.category,
+            max_length=row.max_length,
+            sequence=row.sequence,
+            default=row.default_sql,
+        )
+    keys = conn.execute(_KEYS, {"oids": oids}).all()
+    others = {key.oid for key in keys} | {key.ref_oid for key in keys if key.kind == "f"}
+    names_by_oid = _names(conn, others)
+    for key in keys:
+        if key.kind in ("p", "u") and key.oid in targets:
+            targets[key.oid].unique_keys.append(
+                UniqueKey(key.name, tuple(key.columns), primary=key.kind == "p")
+            )
+        elif key.kind == "f":
+            fk = ForeignKey(
+                name=key.name,
+                table=names_by_oid[key.oid],
+                columns=tuple(key.columns),
+                ref_table=names_by_oid[key.ref_oid],
+                ref_columns=tuple(key.ref_columns),
+                on_delete=key.on_delete,
+                deferrable=key.deferrable,
+            )
+            if key.oid in targets:
+                targets[key.oid].foreign_keys.append(fk)
+            if key.ref_oid in targets:
+                targets[key.ref_oid].referenced_by.append(fk)
+    for row in conn.execute(_TRIGGERS, {"oids": oids}):
+        targets[row.oid].triggers.append((row.name, row.enabled))
+    for target in targets.values():
+        target.unique_keys.sort(key=lambda key: (not key.primary, key.name))
+    return {target.qualified: target for target in targets.values()}
+
+
+def _names(conn: Connection, oids: set[int]) -> dict[int, str]:
+    rows = conn.execute(_NAMES, {"oids": sorted(oids)}).all()
+    return {row.oid: f"{row.schema}.{row.name}" for row in rows}
+
+
+def split_qualified(name: str) -> tuple[str, str]:
+    """Return ``(schema, name)`` of an unquoted ``schema.name`` as the journal stores it."""
+    schema, _, table = name.partition(".")
+    return schema, table
+
+
+def sql_name(qualified: str) -> str:
+    """Return an unquoted ``schema.name`` quoted for SQL."""
+    schema, table = split_qualified(qualified)
+    return qualified_name(schema, table)
+
+
+def column_list(names: Iterable[str], alias: str | None = None) -> str:
+    """Return ``a, b, c`` (or ``t.a, t.b``) quoted for SQL."""
+    prefix = f"{alias}." if alias else ""
+    return ", ".join(prefix + quote(name) for name in names)
+
+
+def key_json(columns: Iterable[str], alias: str, params: dict[str, Any], prefix: str) -> str:
+    """Return ``jsonb_build_object(:k0, alias.c0, ...)``, binding the names into ``params``.
+
+    Names go as bound values, never into the SQL text; the journal's keys are built only
+    here, so the same key always has the same JSON.
+    """
+    parts = []
+    for i, name in enumerate(columns):
+        params[f"{prefix}{i}"] = name
+        parts.append(f"CAST(:{prefix}{i} AS text), {alias}.{quote(name)}")
+    return f"jsonb_build_object({', '.join(parts)})"
+
+
+def match(columns: Iterable[str], left: str, right: str) -> str:
+    """Return ``left.a = right.a AND left.b = right.b`` for ``columns``."""
+    return " AND ".join(f"{left}.{quote(c)} = {right}.{quote(c)}" for c in columns)
+
+
+@contextmanager
+def triggers_off(conn: Connection, targets: Iterable[Target]) -> Iterator[None]:
+    """Disable the enabled user triggers of ``targets`` inside, and enable them again after.
+
+    Foreign keys (internal triggers) stay on. ``ALTER TABLE ... DISABLE TRIGGER`` is
+    transactional and takes a SHARE ROW EXCLUSIVE lock: other sessions read on, but
+    cannot write those tables until the transaction ends. On an error the triggers stay
+    disabled for the caller's rollback to restore.
+    """
+    chosen = [(target, name, enabled) for target in targets for name, enabled in target.triggers]
+    for target, name, _ in chosen:
+        conn.exec_driver_sql(f"ALTER TABLE {target.sql} DISABLE TRIGGER {quote(name)}")
+    yield
+    for target, name, enabled in chosen:
+        how = "ENABLE ALWAYS" if enabled == "A" else "ENABLE"
+        conn.exec_driver_sql(f"ALTER TABLE {target.sql} {how} TRIGGER {quote(name)}")

@@ -1,0 +1,313 @@
+"""Import a bundle (or one CSV file) into a database, journaled so it can be rolled back.
+
+::
+
+    with engine.connect() as conn:
+        report = import_bundle(conn, "out/", mode="upsert", dry_run=True)
+        for table in report.tables:
+            print(table.table, table.inserted, table.updated, table.unchanged, table.errors)
+
+The whole import is one transaction: every file is streamed by COPY into a temporary
+staging table (checking its SHA-256 on the way, so a tampered bundle stops before a
+target row is written), then merged into its table in the manifest's order (parents
+first), batch by batch, writing the journal (:mod:`pgwarden.transfer.journal`) in the
+same statements. Modes:
+
+``insert``
+    add rows; a row whose key the table has already is a conflict, and any conflict
+    fails the import (a dry run lists them).
+``upsert``
+    add new rows, update existing ones (matched on the primary key, or the unique key
+    named in ``conflict_keys``) where a value differs; columns the bundle lacks are left.
+``replace``
+    as upsert, and first delete (children tables first) the rows whose key the bundle
+    does not have: each table ends up holding exactly the bundle's rows. Rows are
+    updated in place rather than deleted and inserted again, so foreign keys pointing
+    at them hold; a delete that would cascade to rows outside the journal refuses.
+
+A dry run does all of it and rolls back, reporting per table what would be inserted,
+updated, unchanged or deleted, conflicts, and the rows a constraint refuses (found by
+splitting a failing batch until the rows are isolated, with savepoints).
+
+User triggers (audit, ``updated_at``) are off during an import unless
+``fire_triggers``: an import writes the bundle's values, not new ones, and rollback can
+undo only what the journal holds.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Callable, Iterable, Iterator, Mapping
+from pathlib import Path
+from typing import Any
+
+from sqlalchemy.engine import Connection
+
+from pgwarden.errors import UserError
+from pgwarden.transfer import _fit
+from pgwarden.transfer._job import ImportFailed, ImportReport, Job, Source, transaction
+from pgwarden.transfer._merge import Mode, RowError, TableReport
+from pgwarden.transfer._staging import (
+    RowTransform,
+    Stage,
+    copy_rows,
+    csv_header,
+    csv_rows,
+    jsonl_rows,
+)
+from pgwarden.transfer._target import Target, UniqueKey, load_targets, resolve_table
+from pgwarden.transfer.bundle import (
+    MANIFEST_NAME,
+    Bundle,
+    BundleColumn,
+    BundleTable,
+    TableSchema,
+    read_bundle,
+    schema_fingerprint,
+)
+from pgwarden.transfer.catalog import load_catalog
+from pgwarden.transfer.progress import ProgressCallback
+from pgwarden.transfer.transforms import TableTransform, TransformSpec, compile_transforms
+
+__all__ = [
+    "MODES",
+    "ImportFailed",
+    "ImportReport",
+    "Mode",
+    "RowError",
+    "TableReport",
+    "import_bundle",
+    "import_csv",
+]
+
+MODES: tuple[Mode, ...] = ("insert", "upsert", "replace")
+_CHUNK = 1 << 20
+
+
+def import_bundle(
+    conn: Connection,
+    path: str | Path,
+    *,
+    mode: Mode = "insert",
+    conflict_keys: Mapping[str, str] | None = None,
+    dry_run: bool = False,
+    allow_schema_drift: bool = False,
+    transforms: TransformSpec | None = None,
+    batch_size: int = 20_000,
+    max_errors: int = 10,
+    fire_triggers: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> ImportReport:
+    """Import the bundle in directory ``path`` into the database of ``conn``.
+
+    ``conflict_keys`` maps ``schema.table`` (or ``*``: every table that has one of
+    that name) to the unique constraint or index to match rows on (default: the
+    primary key). ``transforms`` (see
+    :mod:`pgwarden.transfer.transforms`) rewrite rows on their way in.
+
+    Raises :class:`UserError` before writing anything when a table is missing from the
+    target or its columns differ (with ``allow_schema_drift``, a bundle whose columns
+    are a subset of the target's with the same types is accepted);
+    :class:`BundleError` when a file does not match the manifest; and, unless
+    ``dry_run``, :class:`ImportFailed` when rows are refused. The connection's
+    transaction, if one is open, is used through a savepoint and left for the caller
+    to commit.
+    """
+    bundle = read_bundle(path)
+    with transaction(conn, dry_run):
+        names = list(bundle.order)
+        targets = load_targets(conn, [(t.schema, t.name) for t in bundle.tables])
+        missing = [name for name in names if name not in targets]
+        if missing:
+            raise UserError(
+                f"the target has no table {', '.join(missing)}; nothing was imported.",
+                hint="Create the tables first (run the migrations), or export without them.",
+            )
+        warnings = _check_fit(conn, bundle, targets, allow_schema_drift)
+        compiled = _compiled(transforms, bundle.tables)
+        sources = [_bundle_source(bundle, bundle.table(name), compiled.get(name)) for name in names]
+        manifest_sha = hashlib.sha256((Path(path) / MANIFEST_NAME).read_bytes()).hexdigest()
+        source = {
+            "bundle": str(Path(path).resolve()),
+            "database": bundle.source_database,
+            "server_version": bundle.server_version,
+            "created_at": bundle.created_at,
+        }
+        job = Job(
+            conn,
+            sources,
+            [targets[name] for name in names],
+            mode=_mode(mode),
+            conflicts=_conflict_keys(targets, conflict_keys or {}),
+            dry_run=dry_run,
+            transforms=compiled,
+            batch_size=batch_size,
+            max_errors=max_errors,
+            fire_triggers=fire_triggers,
+            on_progress=on_progress,
+        )
+        return job.run(source, manifest_sha, warnings)
+
+
+def import_csv(
+    conn: Connection,
+    table: str,
+    path: str | Path,
+    *,
+    mode: Mode = "insert",
+    conflict_key: str | None = None,
+    dry_run: bool = False,
+    transforms: TransformSpec | None = None,
+    batch_size: int = 20_000,
+    max_errors: int = 10,
+    fire_triggers: bool = False,
+    on_progress: ProgressCallback | None = None,
+) -> ImportReport:
+    """Import the CSV file ``path`` (a header line naming columns) into ``table``.
+
+    ``table`` is read as SQL reads it (``orders``, ``sales.orders``); an unquoted empty
+    field is NULL. Otherwise as :func:`import_bundle`, for one table.
+    """
+    with transaction(conn, dry_run):
+        schema, name = resolve_table(conn, table)
+        target = load_targets(conn, [(schema, name)])[f"{schema}.{name}"]
+        file = Path(path)
+        try:
+            with file.open("rb") as handle:
+                header = csv_header(handle.readline())
+        except OSError as exc:
+            raise UserError(f"cannot read {file}: {exc.strerror}.") from exc
+        unknown = [column for column in header if column not in target.columns]
+        if not header or unknown:
+            raise UserError(
+                f"the header of {file} names columns {target.qualified} does not have: "
+                f"{', '.join(unknown) or '(none given)'}.",
+                hint=f"Its columns are: {', '.join(target.columns)}.",
+            )
+        digest = hashlib.sha256()
+
+        def chunks() -> Iterator[bytes]:
+            with file.open("rb") as handle:
+                while chunk := handle.read(_CHUNK):
+                    digest.update(chunk)
+                    yield chunk
+
+        def load(stage: Stage, on_rows: Callable[[int], None], tf: RowTransform | None) -> None:
+            if tf is None:
+                stage.load_csv(chunks(), on_rows)
+            else:
+                stage.load_rows(csv_rows(chunks(), tf), on_rows)
+
+        described = TableSchema(
+            schema=target.schema,
+            name=target.name,
+            columns=tuple(
+                BundleColumn(c, target.columns[c].type, target.columns[c].nullable) for c in header
+            ),
+            primary_key=target.primary_key,
+            foreign_keys=(),
+        )
+        compiled = _compiled(transforms, [described])
+        columns = list(compiled[target.qualified].columns) if compiled else header
+        source = Source(target.qualified, header, None, load, columns)
+        job = Job(
+            conn,
+            [source],
+            [target],
+            mode=_mode(mode),
+            conflicts=_conflict_keys({target.qualified: target}, _csv_key(target, conflict_key)),
+            dry_run=dry_run,
+            transforms=compiled,
+            batch_size=batch_size,
+            max_errors=max_errors,
+            fire_triggers=fire_triggers,
+            on_progress=on_progress,
+        )
+        return job.run({"csv": str(file.resolve()), "table": target.qualified}, None, [], digest)
+
+
+def _csv_key(target: Target, name: str | None) -> dict[str, str]:
+    return {target.qualified: name} if name else {}
+
+
+def _mode(mode: str) -> Mode:
+    if mode not in MODES:
+        raise UserError(f"unknown mode {mode!r}.", hint=f"Use one of: {', '.join(MODES)}.")
+    return mode
+
+
+def _conflict_keys(targets: Mapping[str, Target], named: Mapping[str, str]) -> dict[str, UniqueKey]:
+    """Return each table's conflict key: named for it, named for ``*``, or the primary key."""
+    unknown = [table for table in named if table != "*" and table not in targets]
+    if unknown:
+        raise UserError(f"a conflict key names table(s) not imported: {', '.join(unknown)}.")
+    chosen = dict(named)
+    if "*" in chosen:
+        key = chosen.pop("*")
+        having = [n for n, t in targets.items() if any(k.name == key for k in t.unique_keys)]
+        if not having:
+            raise UserError(
+                f"no imported table has a unique key {key!r}.",
+                hint="Name a primary key, unique constraint or unique index, as TABLE:NAME.",
+            )
+        chosen.update((name, key) for name in having if name not in chosen)
+    return {name: target.key(chosen.get(name)) for name, target in targets.items()}
+
+
+def _compiled(
+    spec: TransformSpec | None, tables: Iterable[TableSchema]
+) -> dict[str, TableTransform]:
+    """Return each table's compiled transform, leaving out those that change nothing."""
+    if spec is None:
+        return {}
+    compiled = {table.qualified: compile_transforms(spec, table) for table in tables}
+    return {name: transform for name, transform in compiled.items() if not transform.identity}
+
+
+def _bundle_source(bundle: Bundle, table: BundleTable, transform: Any) -> Source:
+    def load(stage: Stage, on_rows: Callable[[int], None], tf: RowTransform | None) -> None:
+        if tf is not None:
+            lines = bundle.iter_lines(table)
+            if table.format == "copy":
+                rows = copy_rows(lines, table.column_names, tf)
+            else:
+                rows = jsonl_rows(lines, tf)
+            stage.load_rows(rows, on_rows)
+        elif table.format == "copy":
+            stage.load_copy(bundle.iter_data(table), on_rows)
+        else:
+            stage.load_jsonl(bundle.iter_data(table), on_rows)
+
+    columns = list(transform.columns) if transform is not None else table.column_names
+    return Source(table.qualified, table.column_names, table.rows, load, columns)
+
+
+def _check_fit(
+    conn: Connection, bundle: Bundle, targets: Mapping[str, Target], allow_drift: bool
+) -> list[str]:
+    """Raise UserError when the bundle does not fit the target; return drift warnings."""
+    catalog = load_catalog(conn)
+    described = [catalog.tables.get(t.qualified) for t in bundle.tables]
+    present = [table for table in described if table is not None]
+    if len(present) == len(described) and (
+        schema_fingerprint(present) == bundle.schema_fingerprint
+    ):
+        return []
+    found = [
+        difference
+        for table, here in zip(bundle.tables, described, strict=True)
+        for difference in _fit.differences(table, here, targets[table.qualified])
+    ]
+    blocking = [d for d in found if d.blocking]
+    if blocking or (found and not allow_drift):
+        hint = (
+            "Migrate the target to the bundle's schema, or export from a matching one."
+            if blocking
+            else "Pass --allow-schema-drift to import anyway (missing columns get defaults)."
+        )
+        raise UserError(
+            f"the bundle's schema differs from the target's; nothing was imported:\n"
+            f"{_fit.summary(blocking or found)}",
+            hint=hint,
+        )
+    return [str(difference) for difference in found]

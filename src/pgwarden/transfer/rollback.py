@@ -1,0 +1,345 @@
+"""Undo a recorded import or erase exactly, or refuse when its rows changed since.
+
+::
+
+    with engine.connect() as conn:
+        report = rollback_run(conn, 7)             # RollbackRefused if rows moved on
+
+From the run's journal (:mod:`pgwarden.transfer.journal`), in one transaction and with
+user triggers off (the rows come back as they were, ``updated_at`` and all):
+
+1. rows the run deleted are inserted again, parents first;
+2. rows the run updated get their previous version back, parents first;
+3. rows the run inserted are deleted, children first.
+
+Before touching anything it checks that every row the run wrote is still as the run
+left it (``md5`` of the row's text equals the journal's ``new_hash``; a row deleted
+since counts as changed), that no row the run deleted has been created again, and that
+no row outside the run references a row it inserted. Any such row refuses the whole
+rollback with :class:`RollbackRefused`, which lists them; nothing is changed. A
+rolled-back run is marked so, and cannot be rolled back twice.
+
+Sequences moved forward by an import stay where they are (a gap in ids is harmless).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from sqlalchemy import text
+from sqlalchemy.engine import Connection
+
+from pgwarden.errors import PgwardenError, UserError
+from pgwarden.insight.findings import quote
+from pgwarden.transfer._job import transaction
+from pgwarden.transfer._target import (
+    Target,
+    column_list,
+    key_json,
+    load_targets,
+    split_qualified,
+    triggers_off,
+)
+from pgwarden.transfer.catalog import load_catalog
+from pgwarden.transfer.journal import get_run, pin_settings
+
+__all__ = ["ChangedRow", "RollbackRefused", "RollbackReport", "RollbackTable", "rollback_run"]
+
+_ENTRIES = text(
+    """
+SELECT schema_name, table_name, action, count(*) AS rows,
+       (array_agg(key))[1] AS sample_key,
+       (SELECT array_agg(DISTINCT k)
+        FROM pgwarden.import_journal AS p, jsonb_object_keys(p.previous) AS k
+        WHERE p.run_id = :run AND p.schema_name = j.schema_name
+          AND p.table_name = j.table_name AND p.action = j.action) AS previous_columns
+FROM pgwarden.import_journal AS j
+WHERE run_id = :run
+GROUP BY schema_name, table_name, action
+"""
+)
+
+_LOCK = text("SELECT status FROM pgwarden.import_run WHERE id = :run FOR UPDATE")
+
+_MARK = text(
+    """
+UPDATE pgwarden.import_run
+SET status = 'rolled_back', rolled_back_at = clock_timestamp()
+WHERE id = :run
+"""
+)
+
+_FROM_JOURNAL = (
+    "pgwarden.import_journal AS j\n"
+    "  CROSS JOIN LATERAL jsonb_to_record(j.{field}) AS {alias}({definitions})\n"
+)
+_THIS_TABLE = "j.run_id = :run AND j.schema_name = :schema AND j.table_name = :table"
+
+
+@dataclass(frozen=True)
+class ChangedRow:
+    """A row that stops a rollback: ``why`` is ``changed``, ``deleted``, ``recreated``
+    (a row the run deleted exists again) or ``referenced`` (a row outside the run points
+    at a row the run inserted; ``key`` is the referencing row's)."""
+
+    table: str
+    key: dict[str, Any]
+    why: str
+
+
+@dataclass
+class RollbackTable:
+    """What a rollback did to one table."""
+
+    table: str
+    deleted: int = 0
+    restored: int = 0
+    reinserted: int = 0
+
+
+@dataclass
+class RollbackReport:
+    """A rollback done (or, with ``dry_run``, checked and undone)."""
+
+    run_id: int
+    dry_run: bool
+    tables: list[RollbackTable] = field(default_factory=list)
+
+
+class RollbackRefused(PgwardenError):
+    """Raise when rows changed after the run; ``changed`` lists the first, ``total`` counts."""
+
+    def __init__(self, run_id: int, changed: list[ChangedRow], total: int) -> None:
+        super().__init__(
+            f"run {run_id} cannot be rolled back: {total} row(s) changed after it;"
+            " nothing was changed.",
+            hint="Roll back later runs first, or put those rows back as the run left them.",
+        )
+        self.run_id = run_id
+        self.changed = changed
+        self.total = total
+
+
+@dataclass
+class _Journaled:
+    target: Target
+    actions: dict[str, int]
+    key: list[str]
+    previous: dict[str, list[str]]
+    params: dict[str, Any]
+
+    def definitions(self, columns: list[str]) -> str:
+        return ", ".join(f"{quote(c)} {self.target.columns[c].type}" for c in columns)
+
+
+def rollback_run(
+    conn: Connection, run_id: int, *, dry_run: bool = False, limit: int = 20
+) -> RollbackReport:
+    """Restore the rows run ``run_id`` changed to what they were before it.
+
+    Raises :class:`RollbackRefused` (listing at most ``limit`` rows) when rows changed
+    after the run, and :class:`UserError` for an unknown, purged or rolled-back run.
+    """
+    report = RollbackReport(run_id, dry_run)
+    with transaction(conn, dry_run):
+        pin_settings(conn)
+        run = get_run(conn, run_id)
+        status = conn.execute(_LOCK, {"run": run_id}).scalar_one()
+        if status == "rolled_back":
+            raise UserError(f"run {run_id} was rolled back already, at {run.rolled_back_at}.")
+        if status == "purged":
+            raise UserError(f"run {run_id}'s journal was purged; it cannot be rolled back.")
+        tables = _journaled(conn, run_id)
+        order, _ = load_catalog(conn).dependency_order(tables)
+        changed, total = _check(conn, run_id, [tables[name] for name in order], limit)
+        if changed:
+            raise RollbackRefused(run_id, changed, total)
+        counts = {name: RollbackTable(name) for name in order}
+        conn.exec_driver_sql("SET CONSTRAINTS ALL DEFERRED")
+        with triggers_off(conn, [tables[name].target for name in order]):
+            for name in order:
+                counts[name].reinserted = _reinsert(conn, tables[name])
+            for name in order:
+                counts[name].restored = _restore(conn, tables[name])
+            for name in reversed(order):
+                counts[name].deleted = _delete(conn, tables[name])
+        conn.exec_driver_sql("SET CONSTRAINTS ALL IMMEDIATE")
+        conn.execute(_MARK, {"run": run_id})
+        report.tables = [counts[name] for name in order]
+    return report
+
+
+def _journaled(conn: Connection, run_id: int) -> dict[str, _Journaled]:
+    rows = conn.execute(_ENTRIES, {"run": run_id}).all()
+    names = sorted({(row.schema_name, row.table_name) for row in rows})
+    targets = load_targets(conn, names)
+    found: dict[str, _Journaled] = {}
+    for row in rows:
+        name = f"{row.schema_name}.{row.table_name}"
+        target = targets.get(name)
+        if target is None:
+            raise UserError(f"run {run_id} changed {name}, which no longer exists.")
+        key = sorted(row.sample_key)
+        unknown = [c for c in [*key, *(row.previous_columns or [])] if c not in target.columns]
+        if unknown:
+            raise UserError(
+                f"{name} has no column(s) {', '.join(sorted(set(unknown)))} any more; run"
+                f" {run_id} cannot be rolled back.",
+                hint="Its schema changed since; the journal's rows no longer fit.",
+            )
+        entry = found.setdefault(
+            name,
+            _Journaled(
+                target, {}, key, {},
+                {"run": run_id, "schema": target.schema, "table": target.name},
+            ),
+        )  # fmt: skip
+        entry.actions[row.action] = int(row.rows)
+        entry.previous[row.action] = [
+            c for c in target.writable if c in set(row.previous_columns or [])
+        ]
+    return found
+
+
+def _key_join(entry: _Journaled, left: str, right: str) -> str:
+    return " AND ".join(f"{left}.{quote(c)} = {right}.{quote(c)}" for c in entry.key)
+
+
+def _check(
+    conn: Connection, run_id: int, tables: list[_Journaled], limit: int
+) -> tuple[list[ChangedRow], int]:
+    changed: list[ChangedRow] = []
+    total = 0
+    for entry in tables:
+        name = entry.target.qualified
+        source = _FROM_JOURNAL.format(
+            field="key", alias="pgw_k", definitions=entry.definitions(entry.key)
+        )
+        first = quote(entry.key[0])
+        written = text(
+            f"SELECT j.key, pgw_t.{first} IS NULL AS gone, count(*) OVER () AS total\n"
+            f"FROM {source}"
+            f"LEFT JOIN {entry.target.sql} AS pgw_t ON {_key_join(entry, 'pgw_t', 'pgw_k')}\n"
+            f"WHERE {_THIS_TABLE} AND j.action IN ('insert', 'update')\n"
+            f"  AND (pgw_t.{first} IS NULL"
+            " OR md5(ROW(pgw_t.*)::text) IS DISTINCT FROM j.new_hash)\n"
+            "LIMIT :limit"
+        )
+        recreated = text(
+            f"SELECT j.key, false AS gone, count(*) OVER () AS total\nFROM {source}"
+            f"JOIN {entry.target.sql} AS pgw_t ON {_key_join(entry, 'pgw_t', 'pgw_k')}\n"
+            f"WHERE {_THIS_TABLE} AND j.action = 'delete'\nLIMIT :limit"
+        )
+        for query, why in ((written, None), (recreated, "recreated")):
+            rows = conn.execute(query, {**entry.params, "limit": limit}).all()
+            total += int(rows[0].total) if rows else 0
+            changed += [
+                ChangedRow(name, dict(r.key), why or ("deleted" if r.gone else "changed"))
+                for r in rows
+            ]
+        if entry.actions.get("insert"):
+            found, count = _references(conn, run_id, entry, limit)
+            changed += found
+            total += count
+    return changed[:limit], total
+
+
+def _references(
+    conn: Connection, run_id: int, entry: _Journaled, limit: int
+) -> tuple[list[ChangedRow], int]:
+    """Return rows outside the run that reference rows the run inserted."""
+    changed: list[ChangedRow] = []
+    total = 0
+    names = [split_qualified(fk.table) for fk in entry.target.referenced_by]
+    referencing = load_targets(conn, names)
+    for fk in entry.target.referenced_by:
+        other = referencing[fk.table]
+        params = {**entry.params, "limit": limit, "rschema": other.schema, "rtable": other.name}
+        inserted_key = key_json(entry.key, "pgw_t", params, "pgw_k")
+        join = " AND ".join(
+            f"pgw_r.{quote(c)} = pgw_t.{quote(r)}"
+            for c, r in zip(fk.columns, fk.ref_columns, strict=True)
+        )
+        if other.primary_key:
+            shown = key_json(other.primary_key, "pgw_r", params, "pgw_o")
+            outside = (
+                "NOT EXISTS (SELECT FROM pgwarden.import_journal AS j2\n"
+                "  WHERE j2.run_id = :run AND j2.schema_name = :rschema"
+                " AND j2.table_name = :rtable\n"
+                f"    AND j2.action IN ('insert', 'update') AND j2.key = {shown})"
+            )
+        else:
+            shown, outside = "to_jsonb(pgw_r.*)", "true"
+        query = text(
+            f"SELECT {shown} AS key, count(*) OVER () AS total\n"
+            f"FROM {other.sql} AS pgw_r\n"
+            f"JOIN {entry.target.sql} AS pgw_t ON {join}\n"
+            "JOIN pgwarden.import_journal AS j\n"
+            f"  ON {_THIS_TABLE} AND j.action = 'insert' AND j.key = {inserted_key}\n"
+            f"WHERE {outside}\nLIMIT :limit"
+        )
+        rows = conn.execute(query, params).all()
+        total += int(rows[0].total) if rows else 0
+        changed += [ChangedRow(fk.table, dict(r.key), "referenced") for r in rows]
+    return changed, total
+
+
+def _count(conn: Connection, sql: str, params: dict[str, Any]) -> int:
+    counted = f"WITH pgw_r AS (\n{sql}\n  RETURNING 1\n)\nSELECT count(*) FROM pgw_r"
+    return int(conn.execute(text(counted), params).scalar_one())
+
+
+def _reinsert(conn: Connection, entry: _Journaled) -> int:
+    if not entry.actions.get("delete"):
+        return 0
+    columns = entry.previous["delete"]
+    overriding = (
+        " OVERRIDING SYSTEM VALUE"
+        if any(entry.target.columns[c].identity == "a" for c in columns)
+        else ""
+    )
+    source = _FROM_JOURNAL.format(
+        field="previous", alias="pgw_p", definitions=entry.definitions(columns)
+    )
+    sql = (
+        f"  INSERT INTO {entry.target.sql} ({column_list(columns)}){overriding}\n"
+        f"  SELECT {column_list(columns, 'pgw_p')}\n  FROM {source}"
+        f"  WHERE {_THIS_TABLE} AND j.action = 'delete'"
+    )
+    return _count(conn, sql, entry.params)
+
+
+def _restore(conn: Connection, entry: _Journaled) -> int:
+    if not entry.actions.get("update"):
+        return 0
+    columns = entry.previous["update"]
+    settable = [
+        c for c in columns if c not in entry.key and entry.target.columns[c].identity != "a"
+    ]
+    if not settable:
+        return 0
+    source = _FROM_JOURNAL.format(
+        field="previous", alias="pgw_p", definitions=entry.definitions(columns)
+    )
+    sets = ", ".join(f"{quote(c)} = pgw_p.{quote(c)}" for c in settable)
+    sql = (
+        f"  UPDATE {entry.target.sql} AS pgw_t SET {sets}\n  FROM {source}"
+        f"  WHERE {_THIS_TABLE} AND j.action = 'update'"
+        f" AND {_key_join(entry, 'pgw_t', 'pgw_p')}"
+    )
+    return _count(conn, sql, entry.params)
+
+
+def _delete(conn: Connection, entry: _Journaled) -> int:
+    if not entry.actions.get("insert"):
+        return 0
+    source = _FROM_JOURNAL.format(
+        field="key", alias="pgw_k", definitions=entry.definitions(entry.key)
+    )
+    sql = (
+        f"  DELETE FROM {entry.target.sql} AS pgw_t\n  USING {source}"
+        f"  WHERE {_THIS_TABLE} AND j.action = 'insert'"
+        f" AND {_key_join(entry, 'pgw_t', 'pgw_k')}"
+    )
+    return _count(conn, sql, entry.params)
