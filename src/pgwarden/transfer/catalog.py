@@ -31,7 +31,8 @@ FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p')
   AND NOT c.relispartition
-  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  -- pgwarden's own schema holds journals and snapshots: operational state, not data
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema', 'pgwarden')
   AND n.nspname NOT LIKE 'pg\\_%'
 ORDER BY n.nspname, c.relname
 """
