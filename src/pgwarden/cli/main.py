@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import sys
+from importlib import import_module
 from pathlib import Path
 from typing import Any
 
@@ -26,6 +27,9 @@ __all__ = ["cli", "main"]
 
 class PgwardenGroup(click.Group):
     """A command group that turns pgwarden's errors into messages and exit codes."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *_COMMANDS})
 
     def invoke(self, ctx: click.Context) -> Any:
         try:
@@ -101,46 +105,53 @@ def cli(
         configure_logging(level=level or logging.WARNING)
 
 
-def _register() -> None:
-    from pgwarden.cli import (
-        advise,
-        backup,
-        doctor,
-        info,
-        insight,
-        maintain,
-        observe,
-        ops,
-        restore,
-        server,
-        transfer_export,
-        transfer_import,
-    )
-
-    cli.add_command(info.version)
-    cli.add_command(info.ping)
-    cli.add_command(server.server)
-    cli.add_command(observe.audit_orm)
-    cli.add_command(doctor.doctor_command)
-    cli.add_command(insight.insight)
-    cli.add_command(ops.queries)
-    cli.add_command(ops.cancel)
-    cli.add_command(advise.advise)
-    cli.add_command(maintain.vacuum)
-    cli.add_command(maintain.analyze)
-    cli.add_command(maintain.reindex)
-    cli.add_command(backup.backup)
-    cli.add_command(backup.backup_db)
-    cli.add_command(restore.restore)
-    cli.add_command(restore.restore_db)
-    cli.add_command(transfer_export.export)
-    cli.add_command(transfer_export.export_csv)
-    cli.add_command(transfer_import.import_group)
-    cli.add_command(transfer_import.import_csv_command)
-    cli.add_command(transfer_import.erase_user_command)
+# Each command's module is imported only when that command runs (or help lists it):
+# importing them all, with SQLAlchemy's ORM, pglast and boto3 behind them, would cost
+# every invocation a second or more, a WAL archive_command included.
+_COMMANDS = {
+    "version": "info:version",
+    "ping": "info:ping",
+    "server": "server:server",
+    "audit-orm": "observe:audit_orm",
+    "doctor": "doctor:doctor_command",
+    "insight": "insight:insight",
+    "queries": "ops:queries",
+    "cancel": "ops:cancel",
+    "advise": "advise:advise",
+    "vacuum": "maintain:vacuum",
+    "analyze": "maintain:analyze",
+    "reindex": "maintain:reindex",
+    "backup": "backup:backup",
+    "backup-db": "backup:backup_db",
+    "restore": "restore:restore",
+    "restore-db": "restore:restore_db",
+    "export": "transfer_export:export",
+    "export-csv": "transfer_export:export_csv",
+    "import": "transfer_import:import_group",
+    "import-csv": "transfer_import:import_csv_command",
+    "erase-user": "transfer_import:erase_user_command",
+}
 
 
-_register()
+class _Commands(dict[str, click.Command]):
+    """The top-level commands, each imported the first time it is asked for."""
+
+    def __missing__(self, name: str) -> click.Command:
+        if name not in _COMMANDS:
+            raise KeyError(name)
+        module, attribute = _COMMANDS[name].split(":")
+        command: click.Command = getattr(import_module(f"pgwarden.cli.{module}"), attribute)
+        self[name] = command
+        return command
+
+    def get(self, name: str, default: Any = None) -> Any:
+        try:
+            return self[name]
+        except KeyError:
+            return default
+
+
+cli.commands = _Commands()
 
 
 def main(argv: list[str] | None = None) -> None:
