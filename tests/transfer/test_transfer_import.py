@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 from pathlib import Path
 from typing import Any
 
@@ -299,3 +300,47 @@ def test_a_malformed_file_is_a_bundle_error(seeded_url: str, tmp_path: Path) -> 
     csv.write_text('id,name\n1,"unterminated\n')
     with connection(seeded_url) as conn, pytest.raises(BundleError, match="cannot be loaded"):
         import_csv(conn, "tags", csv)
+
+
+def test_an_insert_into_an_empty_table_is_copied_in_and_journaled_in_one_row(
+    seeded_url: str, learnhub_url: str, tmp_path: Path
+) -> None:
+    ddl = "CREATE TABLE notes (id int PRIMARY KEY, body text, at timestamptz)"
+    run(
+        seeded_url,
+        ddl,
+        "INSERT INTO notes SELECT g, 'note ' || g, now() FROM generate_series(1, 30) g",
+    )
+    run(learnhub_url, ddl)
+    bundle = write_bundle(seeded_url, tmp_path / "b", tables=["public.notes"])
+    report = load(learnhub_url, bundle, batch_size=7)
+    assert table(report, "public.notes").inserted == 30
+    assert checksums(learnhub_url)["public.notes"] == checksums(seeded_url)["public.notes"]
+    with connection(learnhub_url) as conn:
+        journal = conn.execute(
+            sa.text(
+                "SELECT action, key, keys, written_xmin::text AS xmin"
+                " FROM pgwarden.import_journal WHERE run_id = :id"
+            ),
+            {"id": report.run_id},
+        ).all()
+    assert len(journal) == 1
+    assert journal[0].action == "insert" and journal[0].key is None
+    assert journal[0].keys == {"id": "{" + ",".join(str(i) for i in range(1, 31)) + "}"}
+    assert journal[0].xmin is not None
+
+
+def test_a_bad_row_copied_into_an_empty_table_is_found_through_staging(
+    learnhub_url: str, tmp_path: Path
+) -> None:
+    run(learnhub_url, "CREATE TABLE notes (id int PRIMARY KEY, n int NOT NULL)")
+    file = tmp_path / "notes.csv"
+    file.write_bytes(b"id,n\n1,10\n2,\n3,30\n")
+    report = None
+    with connection(learnhub_url) as conn:
+        report = import_csv(conn, "notes", file, dry_run=True)
+    notes = table(report, "public.notes")
+    assert (notes.rows, notes.inserted, notes.failed) == (3, 2, 1)
+    assert [e.key for e in notes.errors] == [{"id": "2"}]
+    assert report.source["sha256"] == hashlib.sha256(file.read_bytes()).hexdigest()
+    assert scalar(learnhub_url, "SELECT count(*) FROM notes") == 0

@@ -11,7 +11,7 @@ from pgwarden.errors import UserError
 from pgwarden.transfer.importer import ImportReport, import_bundle
 from pgwarden.transfer.journal import get_run
 from pgwarden.transfer.rollback import RollbackRefused, RollbackReport, rollback_run
-from transfer_import_support import checksums, connection, run, scalar, write_bundle
+from transfer_import_support import checksums, connection, engine, run, scalar, write_bundle
 
 
 def load(url: str, path: Path, **options: Any) -> ImportReport:
@@ -127,3 +127,95 @@ def test_rollback_dry_run_reports_and_changes_nothing(
         assert get_run(conn, report.run_id).status == "committed"
     undo(learnhub_url, report.run_id)
     assert scalar(learnhub_url, "SELECT count(*) FROM organizations") == 0
+
+
+def _notes(seeded_url: str, learnhub_url: str, tmp_path: Path, rows: int = 50) -> Path:
+    """Create ``notes`` in both databases, ``rows`` of them in the source; bundle them."""
+    ddl = "CREATE TABLE notes (id int PRIMARY KEY, body text, at timestamptz)"
+    run(
+        seeded_url,
+        ddl,
+        "INSERT INTO notes SELECT g, 'note ' || g, now() FROM generate_series(1, :n) g",
+        n=rows,
+    )
+    run(learnhub_url, ddl)
+    return write_bundle(seeded_url, tmp_path / "b", tables=["public.notes"])
+
+
+def _autocommit(url: str, *statements: str) -> None:
+    eng = engine(url)
+    try:
+        with eng.connect().execution_options(isolation_level="AUTOCOMMIT") as conn:
+            for statement in statements:
+                conn.exec_driver_sql(statement)
+    finally:
+        eng.dispose()
+
+
+def test_rollback_survives_freezing_and_table_rewrites(
+    seeded_url: str, learnhub_url: str, tmp_path: Path
+) -> None:
+    bundle = _notes(seeded_url, learnhub_url, tmp_path)
+    before = checksums(learnhub_url)
+    report = load(learnhub_url, bundle, batch_size=20)
+    assert report.run_id is not None
+    _autocommit(
+        learnhub_url, "VACUUM (FREEZE) notes", "VACUUM FULL notes", "CLUSTER notes USING notes_pkey"
+    )
+    done = undo(learnhub_url, report.run_id)
+    assert done.tables[0].deleted == 50
+    assert checksums(learnhub_url) == before
+
+
+def test_rows_copied_back_are_refused_as_if_restored_from_a_dump(
+    seeded_url: str, learnhub_url: str, tmp_path: Path
+) -> None:
+    bundle = _notes(seeded_url, learnhub_url, tmp_path)
+    report = load(learnhub_url, bundle)
+    assert report.run_id is not None
+    # What a dump and restore does to the rows: the same values, written anew.
+    run(
+        learnhub_url,
+        "CREATE TEMPORARY TABLE saved AS SELECT * FROM notes",
+        "DELETE FROM notes",
+        "INSERT INTO notes SELECT * FROM saved",
+    )
+    with pytest.raises(RollbackRefused, match="restored from a dump") as refused:
+        undo(learnhub_url, report.run_id)
+    assert refused.value.total == 50
+    assert {c.why for c in refused.value.changed} == {"changed"}
+
+
+def test_runs_journaled_by_row_hashes_still_roll_back(learnhub_url: str) -> None:
+    """A journal of an older version (a key and an md5 per row) is upgraded and honoured."""
+    run(
+        learnhub_url,
+        "CREATE SCHEMA pgwarden",
+        "CREATE TABLE pgwarden.import_run (id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,"
+        " kind text NOT NULL CHECK (kind IN ('import', 'erase')), mode text NOT NULL,"
+        " status text NOT NULL CHECK (status IN ('running', 'committed', 'rolled_back',"
+        " 'purged')), started_at timestamptz NOT NULL DEFAULT clock_timestamp(),"
+        " finished_at timestamptz, rolled_back_at timestamptz,"
+        " database_user name NOT NULL DEFAULT current_user,"
+        " source jsonb NOT NULL DEFAULT '{}', manifest_sha256 text,"
+        " tables jsonb NOT NULL DEFAULT '{}')",
+        "CREATE TABLE pgwarden.import_journal (run_id bigint NOT NULL,"
+        " schema_name text NOT NULL, table_name text NOT NULL,"
+        " action text NOT NULL CHECK (action IN ('insert', 'update', 'delete')),"
+        " key jsonb NOT NULL, previous jsonb, new_hash text,"
+        " CHECK ((action = 'insert') = (previous IS NULL)),"
+        " CHECK ((action = 'delete') = (new_hash IS NULL)))",
+        "CREATE TABLE notes (id int PRIMARY KEY, body text)",
+        "INSERT INTO notes SELECT g, 'note ' || g FROM generate_series(1, 3) g",
+        "INSERT INTO pgwarden.import_run (kind, mode, status) VALUES ('import', 'insert',"
+        " 'committed')",
+        "INSERT INTO pgwarden.import_journal SELECT 1, 'public', 'notes', 'insert',"
+        " jsonb_build_object('id', n.id), NULL, md5(ROW(n.*)::text) FROM notes AS n",
+    )
+    run(learnhub_url, "UPDATE notes SET body = 'changed' WHERE id = 3")
+    with pytest.raises(RollbackRefused) as refused:
+        undo(learnhub_url, 1)
+    assert [(c.key, c.why) for c in refused.value.changed] == [({"id": 3}, "changed")]
+    run(learnhub_url, "UPDATE notes SET body = 'note 3' WHERE id = 3")  # as the run left it
+    assert undo(learnhub_url, 1).tables[0].deleted == 3
+    assert scalar(learnhub_url, "SELECT count(*) FROM notes") == 0

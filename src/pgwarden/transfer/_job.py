@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from pgwarden.errors import PgwardenError, UserError
 from pgwarden.transfer._merge import Mode, RowError, TableMerge, TableReport, row_error
-from pgwarden.transfer._staging import RowTransform, Stage
+from pgwarden.transfer._staging import DirectLoad, RowTransform, Stage
 from pgwarden.transfer._target import Target, UniqueKey, triggers_off
 from pgwarden.transfer.bundle import BundleError
 from pgwarden.transfer.journal import finish_run, pin_settings, start_run
@@ -127,6 +127,8 @@ class Job:
         self.reports = [TableReport(source.table) for source in sources]
         self.run_id = 0
         self._expected = sum(source.expected_rows or 0 for source in sources)
+        self._loaded = 0  # rows loaded so far, for progress
+        self._sources: dict[str, Source] = {}
 
     def run(
         self,
@@ -144,9 +146,9 @@ class Job:
         self.conn.exec_driver_sql("SET CONSTRAINTS ALL DEFERRED")
         with triggers_off(self.conn, [] if self.fire_triggers else self.targets):
             merges = self._load()
+            self._merge(merges, report)  # a table loaded directly is read only now
             if digest is not None:
                 source["sha256"] = digest.hexdigest()
-            self._merge(merges, report)
             for merge in merges:
                 merge.stage.drop()
         if not self.dry_run:
@@ -155,51 +157,86 @@ class Job:
         return report
 
     def _load(self) -> list[TableMerge]:
+        """Stage every source, except those an insert can COPY straight into their table.
+
+        Those are loaded when their turn to merge comes (:meth:`_load_directly`).
+        """
         merges = []
-        done = 0
         for number, (source, target, report) in enumerate(
             zip(self.sources, self.targets, self.reports, strict=True), start=1
         ):
-            stage = Stage(self.conn, number, source.staged)
-            loaded = 0
-
-            def on_rows(rows: int, source: Source = source) -> None:
-                nonlocal loaded, done
-                loaded += rows
-                done += rows
-                self._progress("load", source.table, loaded, source.expected_rows or 0, done)
-
-            transform = self.transforms.get(source.table)
-            try:
-                source.load(stage, on_rows, transform)
-            except psycopg.Error as error:
-                raise BundleError(
-                    f"the data of {source.table} cannot be loaded: {_first_line(error)}",
-                    hint="The file is not in the format its name says; export it again.",
-                ) from None
-            report.rows = stage.finish()
-            if transform is None and source.expected_rows not in (None, report.rows):
-                raise BundleError(
-                    f"the data file of {source.table} holds {report.rows} rows, the manifest"
-                    f" says {source.expected_rows}.",
-                    hint="The bundle is damaged; export again.",
-                )
-            merges.append(
-                TableMerge(
-                    self.conn,
-                    target,
-                    stage,
-                    mode=self.mode,
-                    conflict=self.conflicts[target.qualified],
-                    run_id=self.run_id,
-                    report=report,
-                    max_errors=self.max_errors,
-                )
+            self._sources[target.qualified] = source
+            merge = TableMerge(
+                self.conn,
+                target,
+                DirectLoad(self.conn, number, source.staged, target.sql),
+                mode=self.mode,
+                conflict=self.conflicts[target.qualified],
+                run_id=self.run_id,
+                report=report,
+                max_errors=self.max_errors,
             )
+            if not merge.can_load_directly():
+                merge.stage = self._stage(number, source, report)
+            merges.append(merge)
         return merges
+
+    def _stage(self, number: int, source: Source, report: TableReport) -> Stage:
+        stage = Stage(self.conn, number, source.staged)
+        loaded = 0
+
+        def on_rows(rows: int) -> None:
+            nonlocal loaded
+            loaded += rows
+            self._loaded += rows
+            self._progress("load", source.table, loaded, source.expected_rows or 0, self._loaded)
+
+        transform = self.transforms.get(source.table)
+        try:
+            source.load(stage, on_rows, transform)
+        except psycopg.Error as error:
+            raise BundleError(
+                f"the data of {source.table} cannot be loaded: {_first_line(error)}",
+                hint="The file is not in the format its name says; export it again.",
+            ) from None
+        report.rows = stage.finish()
+        self._check_rows(source, report.rows)
+        return stage
+
+    def _check_rows(self, source: Source, rows: int) -> None:
+        if source.table not in self.transforms and source.expected_rows not in (None, rows):
+            raise BundleError(
+                f"the data file of {source.table} holds {rows} rows, the manifest"
+                f" says {source.expected_rows}.",
+                hint="The bundle is damaged; export again.",
+            )
+
+    def _load_directly(self, merge: TableMerge) -> bool:
+        """COPY a table's rows straight into it; on failure stage them, and return False."""
+        source = self._sources[merge.target.qualified]
+        direct = merge.stage
+        loaded = 0
+
+        def on_rows(rows: int) -> None:
+            nonlocal loaded
+            loaded += rows
+            self._progress("load", source.table, loaded, source.expected_rows or 0,
+                           self._loaded + loaded)  # fmt: skip
+
+        def load() -> None:
+            source.load(direct, on_rows, self.transforms.get(source.table))
+
+        if merge.load_directly(load):
+            self._loaded += loaded
+            self._check_rows(source, merge.report.rows)
+            return True
+        merge.stage = self._stage(direct.number, source, merge.report)
+        return False
 
     def _merge(self, merges: list[TableMerge], report: ImportReport) -> None:
         for merge in merges:
+            if isinstance(merge.stage, DirectLoad):
+                continue  # an empty table: no conflict, and a repeated key fails the COPY
             if self.mode == "insert":
                 merge.find_conflicts(self.max_errors)  # a repeated key fails as a conflict
             else:
@@ -210,9 +247,20 @@ class Job:
                 merge.delete_missing()
                 self._stop_unless_ok(report)
         done = 0
-        total = sum(merge.stage.rows for merge in merges)
+        total = sum(
+            (source.expected_rows or 0) if isinstance(merge.stage, DirectLoad) else merge.stage.rows
+            for merge, source in zip(merges, self.sources, strict=True)
+        )
         for merge in merges:
             merged = 0
+            if isinstance(merge.stage, DirectLoad):
+                if self._load_directly(merge):
+                    done += merge.report.rows
+                    self._progress("merge", merge.target.qualified, merge.report.rows,
+                                   merge.report.rows, done, total)  # fmt: skip
+                    continue
+                merge.find_conflicts(self.max_errors)
+                self._stop_unless_ok(report)
 
             def on_batch(rows: int, merge: TableMerge = merge) -> None:
                 nonlocal merged, done

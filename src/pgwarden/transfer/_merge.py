@@ -1,11 +1,13 @@
 """Merge a staging table into its target, journaling every row it changes, set-based.
 
 One statement per batch of staged rows does the write and the journal together: the
-``INSERT ... ON CONFLICT`` returns the rows as written, a CTE holding the previous
-versions is joined to them, and ``INSERT INTO pgwarden.import_journal ... SELECT`` takes
-the lot. Each batch runs in a savepoint; a batch that breaks a constraint is split in
-halves until the offending rows are found, so a report can name them and the rest can
-still be counted.
+``INSERT ... ON CONFLICT`` returns the rows as written (with their ``xmin``), a CTE
+holding the previous versions is joined to them, and ``INSERT INTO
+pgwarden.import_journal ... SELECT`` takes the lot: one journal row per updated row
+(its previous version), and one per batch for the inserted rows, their keys as arrays.
+Each batch runs in a savepoint; a batch that breaks a constraint is split in halves
+until the offending rows are found, so a report can name them and the rest can still
+be counted.
 """
 
 from __future__ import annotations
@@ -13,13 +15,14 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any, Literal
 
+import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from pgwarden.insight.findings import quote
 from pgwarden.transfer._reports import RowError, TableReport, is_row_level, row_error
-from pgwarden.transfer._staging import ROW_NUMBER, Stage
+from pgwarden.transfer._staging import ROW_NUMBER, NotDirect, Stage
 from pgwarden.transfer._target import Target, UniqueKey, column_list, key_json, sql_name
 
 __all__ = ["Mode", "RowError", "TableMerge", "TableReport", "row_error"]
@@ -28,8 +31,10 @@ Mode = Literal["insert", "upsert", "replace"]
 
 _JOURNAL = (
     "INSERT INTO pgwarden.import_journal\n"
-    "  (run_id, schema_name, table_name, action, key, previous, new_hash)\n"
+    "  (run_id, schema_name, table_name, action, key, keys, previous, written_xmin)\n"
 )
+# Key types whose values cannot be gathered into one array of them and unnested again.
+_NOT_IN_ARRAYS = ("A", "C", "P")
 
 
 class TableMerge:
@@ -60,6 +65,10 @@ class TableMerge:
         self.params: dict[str, Any] = {"run": run_id, "schema": target.schema, "table": target.name}
         self._shown_key = key_json(shown, "pgw_s", self.params, "pgw_r")
         self._journal_key = key_json(self.row_key, "pgw_up", self.params, "pgw_k")
+        # The keys of a batch's inserted rows go in one journal row, an array a column.
+        self._batch_keys = all(
+            target.columns[c].category not in _NOT_IN_ARRAYS for c in self.row_key
+        )
         self.order = ROW_NUMBER  # the column batches are ranges of
 
     # -- SQL --
@@ -87,12 +96,42 @@ class TableMerge:
             f"  WHERE {self._range()}\n"
         )
 
-    def _merge_sql(self) -> str:
-        counts = (
-            "SELECT count(*) FILTER (WHERE action = 'insert') AS inserted,\n"
-            "       count(*) FILTER (WHERE action = 'update') AS updated\n"
-            "FROM pgw_j"
+    def _journal_inserts(self, where: str = "") -> str:
+        """Return the CTE journaling the rows of ``pgw_up`` (``where`` filters) as inserted."""
+        if not self._batch_keys:
+            return (
+                f"pgw_ji AS (\n{_JOURNAL}"
+                f"  SELECT :run, :schema, :table, 'insert', {self._journal_key}, NULL, NULL,"
+                " pgw_up.pgw_xmin\n"
+                f"  FROM pgw_up{where}\n  RETURNING 1\n)"
+            )
+        # Every row one statement wrote has the same xmin: its (sub)transaction's id.
+        return (
+            f"pgw_ji AS (\n{_JOURNAL}"
+            f"  SELECT :run, :schema, :table, 'insert', NULL, {self._key_arrays('pgw_up')},"
+            " NULL, (array_agg(pgw_up.pgw_xmin))[1]\n"
+            f"  FROM pgw_up{where}\n  HAVING count(*) > 0\n  RETURNING 1\n)"
         )
+
+    def _key_arrays(self, alias: str) -> str:
+        """Return ``jsonb_build_object(:a0, array_agg(alias.k0)::text, ...)`` over the row key.
+
+        Each key column's values go as the text of one array (``{"id": "{1,2,3}"}``),
+        read back typed by ``jsonb_to_record``; ``array_agg`` costs a third of
+        ``jsonb_agg``.
+        """
+        arrays = []
+        for i, name in enumerate(self.row_key):
+            self.params[f"pgw_a{i}"] = name
+            arrays.append(f"CAST(:pgw_a{i} AS text), array_agg({alias}.{quote(name)})::text")
+        return f"jsonb_build_object({', '.join(arrays)})"
+
+    def _merge_sql(self) -> str:
+        returned = column_list(dict.fromkeys([*self.row_key, *self.conflict.columns]), "pgw_t")
+        # A partitioned table cannot return xmin: its journal rows then record none,
+        # and stand for it with their own, written by the same (sub)transaction.
+        xmin = "NULL::xid" if self.target.partitioned else "pgw_t.xmin"
+        returning = f"  RETURNING {returned}, {xmin} AS pgw_xmin\n)"
         if self.mode == "insert":
             # Conflicts stop a real import before this; a dry run goes on without them.
             skip_conflicts = (
@@ -102,11 +141,9 @@ class TableMerge:
                 else ""
             )
             return (
-                f"WITH pgw_up AS (\n{self._insert()}{skip_conflicts}  RETURNING pgw_t.*\n),\n"
-                f"pgw_j AS (\n{_JOURNAL}"
-                f"  SELECT :run, :schema, :table, 'insert', {self._journal_key}, NULL,"
-                " md5(ROW(pgw_up.*)::text)\n"
-                "  FROM pgw_up\n  RETURNING action\n)\n" + counts
+                f"WITH pgw_up AS (\n{self._insert()}{skip_conflicts}{returning},\n"
+                f"{self._journal_inserts()}\n"
+                "SELECT (SELECT count(*) FROM pgw_up) AS inserted, 0 AS updated"
             )
         keys = self.conflict.columns
         unchanged = set(keys) | set(self.target.primary_key)
@@ -134,15 +171,72 @@ class TableMerge:
             f"  WHERE {self._range()} AND {differs}\n"
             "),\n"
             f"pgw_up AS (\n{self._insert()}"
-            f"  ON CONFLICT ({column_list(keys)}) {action}\n"
-            "  RETURNING pgw_t.*\n),\n"
-            f"pgw_j AS (\n{_JOURNAL}"
-            "  SELECT :run, :schema, :table,"
-            " CASE WHEN pgw_p.previous IS NULL THEN 'insert' ELSE 'update' END,\n"
-            f"         {self._journal_key}, pgw_p.previous, md5(ROW(pgw_up.*)::text)\n"
-            f"  FROM pgw_up\n  LEFT JOIN pgw_prev AS pgw_p ON {joined}\n"
-            "  RETURNING action\n)\n" + counts
+            f"  ON CONFLICT ({column_list(keys)}) {action}\n{returning},\n"
+            f"pgw_ju AS (\n{_JOURNAL}"
+            f"  SELECT :run, :schema, :table, 'update', {self._journal_key}, NULL,"
+            " pgw_p.previous, pgw_up.pgw_xmin\n"
+            f"  FROM pgw_up\n  JOIN pgw_prev AS pgw_p ON {joined}\n"
+            "  RETURNING 1\n),\n"
+            + self._journal_inserts(
+                f"\n  WHERE NOT EXISTS (SELECT FROM pgw_prev AS pgw_p WHERE {joined})"
+            )
+            + "\nSELECT (SELECT count(*) FROM pgw_up) - (SELECT count(*) FROM pgw_ju) AS inserted,"
+            "\n       (SELECT count(*) FROM pgw_ju) AS updated"
         )
+
+    # -- the fast path: COPY straight into an empty table --
+
+    def can_load_directly(self) -> bool:
+        """Return whether the rows can be COPYed straight into the target, unstaged.
+
+        Only an insert into a table that holds no row yet (so no key can conflict),
+        whose columns COPY writes as they are (none generated or identity ALWAYS), not
+        partitioned, nor referencing itself (the rows' order would matter).
+        """
+        target = self.target
+        if (
+            self.mode != "insert"
+            or not self._batch_keys
+            or target.partitioned
+            or target.self_referencing()
+            or any(
+                c not in target.columns
+                or target.columns[c].generated
+                or target.columns[c].identity == "a"
+                for c in self.stage.columns
+            )
+        ):
+            return False
+        return not self.conn.execute(text(f"SELECT EXISTS (SELECT FROM {target.sql})")).scalar()
+
+    def load_directly(self, load: Callable[[], None]) -> bool:
+        """COPY the rows into the target by ``load`` and journal them; False if that failed.
+
+        In a savepoint: a journal row is written first, to learn the subtransaction's
+        id (the ``xmin`` of every row the COPY then writes), and filled afterwards with
+        the keys of the target's rows that carry it. On any error the savepoint is
+        rolled back, and the caller stages the rows to find the ones to blame.
+        """
+        mark = text(
+            f"{_JOURNAL}VALUES (:run, :schema, :table, 'insert', NULL, '{{}}', NULL, NULL)\n"
+            "RETURNING xmin::text AS xid, ctid::text AS ctid"
+        )
+        keys = text(
+            "UPDATE pgwarden.import_journal\n"
+            "SET written_xmin = CAST(:xid AS xid),\n"
+            f"    keys = (SELECT {self._key_arrays('pgw_t')} FROM {self.target.sql} AS pgw_t"
+            " WHERE pgw_t.xmin = CAST(:xid AS xid))\n"
+            "WHERE ctid = CAST(:ctid AS tid)"
+        )
+        try:
+            with self.conn.begin_nested():
+                row = self.conn.execute(mark, self.params).one()
+                load()
+                self.conn.execute(keys, {**self.params, "xid": row.xid, "ctid": row.ctid})
+        except (psycopg.Error, DBAPIError, NotDirect):
+            return False
+        self.report.rows = self.report.inserted = self.stage.finish()
+        return True
 
     # -- checks before merging --
 
@@ -343,7 +437,8 @@ class TableMerge:
             f" WHERE {self._staged_match('pgw_t')})\n"
             "  RETURNING pgw_t.*\n),\n"
             f"pgw_j AS (\n{_JOURNAL}"
-            f"  SELECT :run, :schema, :table, 'delete', {deleted_key}, to_jsonb(pgw_up.*), NULL\n"
+            f"  SELECT :run, :schema, :table, 'delete', {deleted_key}, NULL, to_jsonb(pgw_up.*),"
+            " NULL\n"
             "  FROM pgw_up\n  RETURNING action\n)\n"
             "SELECT count(*) FROM pgw_j"
         )

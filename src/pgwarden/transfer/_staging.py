@@ -9,6 +9,10 @@ range and a row can be reported by its line.
 COPY files stream straight through COPY; JSONL lines go through COPY into a ``jsonb``
 column and are spread into columns by ``jsonb_populate_record``; with transforms, rows
 pass through Python (:mod:`pgwarden.transfer.copytext`) and back into COPY.
+
+:class:`DirectLoad` is the fast path of an insert into an empty table: the same loads,
+COPYed straight into the target (no staging table, no casts); when anything fails, the
+import falls back to a :class:`Stage` for that table and finds the rows to blame.
 """
 
 from __future__ import annotations
@@ -28,7 +32,7 @@ from pgwarden.insight.findings import quote
 from pgwarden.transfer._target import column_list
 from pgwarden.transfer.copytext import format_copy_row, json_value_to_text, parse_copy_line
 
-__all__ = ["ROW_NUMBER", "RowTransform", "Stage"]
+__all__ = ["ROW_NUMBER", "DirectLoad", "NotDirect", "RowTransform", "Stage"]
 
 ROW_NUMBER = "_pgw_n"
 
@@ -46,9 +50,11 @@ class Stage:
 
     def __init__(self, conn: Connection, number: int, columns: Sequence[str]) -> None:
         self.conn = conn
+        self.number = number
         self.name = f"pgw_stage_{number}"
         self.columns = list(columns)
         self.rows = 0
+        self.copied = 0  # rows the last COPY wrote
         definitions = ", ".join(f"{quote(c)} text" for c in self.columns)
         conn.exec_driver_sql(
             f"CREATE TEMPORARY TABLE {self.name} ({definitions}, "
@@ -61,6 +67,7 @@ class Stage:
             for chunk in chunks:
                 copy.write(chunk)
                 on_rows(chunk.count(b"\n"))
+        self.copied = cursor.rowcount
 
     def load_copy(self, chunks: Iterable[bytes], on_rows: Callable[[int], None]) -> None:
         """Stream a COPY text file into the table."""
@@ -117,6 +124,38 @@ class Stage:
     def drop(self) -> None:
         """Drop the table now rather than at commit."""
         self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.name}")
+
+
+class NotDirect(Exception):
+    """Raise when a table's rows cannot be COPYed straight into it: stage them instead."""
+
+
+class DirectLoad(Stage):
+    """The target table itself, loaded by the same COPYs as a stage (``name`` is its SQL).
+
+    Only COPY, CSV and transformed rows go straight in; JSONL raises :class:`NotDirect`.
+    It is never indexed, counted or dropped like a stage.
+    """
+
+    def __init__(self, conn: Connection, number: int, columns: Sequence[str], table: str) -> None:
+        self.conn = conn
+        self.number = number
+        self.name = table
+        self.columns = list(columns)
+        self.rows = 0
+        self.copied = 0
+
+    def load_jsonl(self, chunks: Iterable[bytes], on_rows: Callable[[int], None]) -> None:
+        """Refuse: JSONL lines need a staging table to be spread into columns."""
+        raise NotDirect
+
+    def finish(self) -> int:
+        """Return the rows the COPY wrote (the target is not a stage to index)."""
+        self.rows = self.copied
+        return self.rows
+
+    def drop(self) -> None:
+        """Do nothing: this is the target table."""
 
 
 def _raw(conn: Connection) -> psycopg.Connection[Any]:

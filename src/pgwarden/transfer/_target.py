@@ -37,7 +37,7 @@ __all__ = [
 
 _RELATIONS = text(
     """
-SELECT c.oid, n.nspname AS schema, c.relname AS name
+SELECT c.oid, n.nspname AS schema, c.relname AS name, c.relkind = 'p' AS partitioned
 FROM pg_class c
 JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p')
@@ -201,6 +201,7 @@ class Target:
     foreign_keys: list[ForeignKey] = field(default_factory=list)  # from this table
     referenced_by: list[ForeignKey] = field(default_factory=list)  # to this table
     triggers: list[tuple[str, str]] = field(default_factory=list)  # (name, tgenabled)
+    partitioned: bool = False  # RETURNING cannot give a partitioned table's xmin
 
     @property
     def qualified(self) -> str:
@@ -295,7 +296,9 @@ def load_targets(conn: Connection, names: Iterable[tuple[str, str]]) -> dict[str
     for schema, name in names:
         row = conn.execute(_RELATIONS, {"schema": schema, "name": name}).first()
         if row is not None:
-            targets[row.oid] = Target(oid=row.oid, schema=row.schema, name=row.name)
+            targets[row.oid] = Target(
+                oid=row.oid, schema=row.schema, name=row.name, partitioned=row.partitioned
+            )
     oids = list(targets)
     if not oids:
         return {}

@@ -8,10 +8,12 @@
             print(table.table, table.inserted, table.updated, table.unchanged, table.errors)
 
 The whole import is one transaction: every file is streamed by COPY into a temporary
-staging table (checking its SHA-256 on the way, so a tampered bundle stops before a
-target row is written), then merged into its table in the manifest's order (parents
+staging table (checking its SHA-256 on the way, so a tampered bundle stops the import,
+which then writes nothing), then merged into its table in the manifest's order (parents
 first), batch by batch, writing the journal (:mod:`pgwarden.transfer.journal`) in the
-same statements. Modes:
+same statements. An insert into a table that holds no row yet skips the staging table:
+its rows are COPYed straight in, and staged only if that fails (to name the rows).
+Modes:
 
 ``insert``
     add rows; a row whose key the table has already is a conflict, and any conflict
@@ -66,6 +68,7 @@ from pgwarden.transfer.bundle import (
     schema_fingerprint,
 )
 from pgwarden.transfer.catalog import load_catalog
+from pgwarden.transfer.copytext import format_copy_row, parse_copy_line
 from pgwarden.transfer.progress import ProgressCallback
 from pgwarden.transfer.transforms import TableTransform, TransformSpec, compile_transforms
 
@@ -184,12 +187,13 @@ def import_csv(
                 f"{', '.join(unknown) or '(none given)'}.",
                 hint=f"Its columns are: {', '.join(target.columns)}.",
             )
-        digest = hashlib.sha256()
+        digest = _Digest()
 
         def chunks() -> Iterator[bytes]:
+            digest.hash = hashlib.sha256()  # the file may be read twice (see _job)
             with file.open("rb") as handle:
                 while chunk := handle.read(_CHUNK):
-                    digest.update(chunk)
+                    digest.hash.update(chunk)
                     yield chunk
 
         def load(stage: Stage, on_rows: Callable[[int], None], tf: RowTransform | None) -> None:
@@ -224,6 +228,16 @@ def import_csv(
             on_progress=on_progress,
         )
         return job.run({"csv": str(file.resolve()), "table": target.qualified}, None, [], digest)
+
+
+class _Digest:
+    """The SHA-256 of the last complete read of a file."""
+
+    def __init__(self) -> None:
+        self.hash = hashlib.sha256()
+
+    def hexdigest(self) -> str:
+        return self.hash.hexdigest()
 
 
 def _csv_key(target: Target, name: str | None) -> dict[str, str]:
@@ -268,6 +282,9 @@ def _bundle_source(bundle: Bundle, table: BundleTable, transform: Any) -> Source
     def load(stage: Stage, on_rows: Callable[[int], None], tf: RowTransform | None) -> None:
         if tf is not None:
             lines = bundle.iter_lines(table)
+            if table.format == "copy" and isinstance(tf, TableTransform):
+                stage.load_copy(_transformed_copy(lines, tf), on_rows)
+                return
             if table.format == "copy":
                 rows = copy_rows(lines, table.column_names, tf)
             else:
@@ -280,6 +297,23 @@ def _bundle_source(bundle: Bundle, table: BundleTable, transform: Any) -> Source
 
     columns = list(transform.columns) if transform is not None else table.column_names
     return Source(table.qualified, table.column_names, table.rows, load, columns)
+
+
+def _transformed_copy(lines: Iterable[bytes], transform: TableTransform) -> Iterator[bytes]:
+    """Yield COPY text of ``lines`` transformed: lists of values, no dict per row.
+
+    The bundle's columns are the table's, in order, which is what ``apply`` takes; its
+    output is in the order of ``transform.columns`` (the staged columns).
+    """
+    out = bytearray()
+    for line in lines:
+        if line:
+            out += format_copy_row(transform.apply(parse_copy_line(line)))
+            if len(out) >= _CHUNK:
+                yield bytes(out)
+                out.clear()
+    if out:
+        yield bytes(out)
 
 
 def _check_fit(

@@ -2,15 +2,30 @@
 
 A run and its journal live in the ``pgwarden`` schema of the database they changed,
 written in the same transaction as the change: a failed import leaves neither data nor
-journal. One journal row per changed row::
+journal::
 
-    pgwarden.import_run      id, kind (import|erase), mode, status, source, per-table counts
-    pgwarden.import_journal  run_id, schema_name, table_name, action, key, previous, new_hash
+    pgwarden.import_run      id, kind (import|erase), mode, status, source, per-table counts,
+                             xid (the run's 64-bit transaction id)
+    pgwarden.import_journal  run_id, schema_name, table_name, action, key | keys, previous,
+                             written_xmin, new_hash
 
-``action`` is what the run did to the row: ``insert`` (``key`` names it), ``update``
-(``previous`` holds the whole row before) or ``delete`` (``previous`` holds the row).
-``new_hash`` is ``md5`` of the row as the run left it (its text form), which is how
-:func:`pgwarden.transfer.rollback.rollback_run` tells that a row changed afterwards.
+``action`` is what the run did to the rows: ``insert``, ``update`` (``previous`` holds
+the whole row before) or ``delete`` (``previous`` holds the row). A journal row names
+one row by ``key`` (``{"id": 7}``), or, for the rows one statement inserted, all of
+them by ``keys``: for each key column the text of an array of its values
+(``{"id": "{7,8,9}"}``), read back typed as the column by ``jsonb_to_record``.
+
+``written_xmin`` is the ``xmin`` the rows were left with: the (sub)transaction id of
+the statement that wrote them. Every later change of a row gives it another ``xmin``
+(and a delete removes it), so :func:`pgwarden.transfer.rollback.rollback_run` tells a
+row changed since by ``xmin`` alone, without hashing rows. A partitioned table cannot
+return ``xmin`` from an ``INSERT``: its journal rows leave ``written_xmin`` NULL and
+stand for it with their own ``xmin``, which the same statement gave them (journal rows
+are never updated). ``xmin`` survives freezing,
+``VACUUM FULL``, ``CLUSTER`` and ``pg_upgrade``, but not a dump and restore. Journals
+written before ``written_xmin`` existed (and erases) hold ``new_hash`` instead, the
+``md5`` of the row's text as the run left it, and are checked that way.
+
 The journal is written set-based, by ``INSERT ... SELECT`` from the statement that made
 the change, never row by row. It has no foreign key to its run, on purpose: a check per
 journal row would cost a third of an import's time; :func:`purge_run` deletes a run's
@@ -62,7 +77,8 @@ CREATE TABLE IF NOT EXISTS pgwarden.import_run (
   database_user name NOT NULL DEFAULT current_user,
   source jsonb NOT NULL DEFAULT '{}',
   manifest_sha256 text,
-  tables jsonb NOT NULL DEFAULT '{}'
+  tables jsonb NOT NULL DEFAULT '{}',
+  xid bigint DEFAULT txid_current()
 )
 """,
     """
@@ -71,17 +87,34 @@ CREATE TABLE IF NOT EXISTS pgwarden.import_journal (
   schema_name text NOT NULL,
   table_name text NOT NULL,
   action text NOT NULL CHECK (action IN ('insert', 'update', 'delete')),
-  key jsonb NOT NULL,
+  key jsonb,
+  keys jsonb,
   previous jsonb,
   new_hash text,
-  CHECK ((action = 'insert') = (previous IS NULL)),
-  CHECK ((action = 'delete') = (new_hash IS NULL))
+  written_xmin xid,
+  CONSTRAINT import_journal_previous CHECK ((action = 'insert') = (previous IS NULL)),
+  CONSTRAINT import_journal_one_key CHECK ((key IS NULL) <> (keys IS NULL)),
+  CONSTRAINT import_journal_written CHECK (
+    action <> 'delete' OR (new_hash IS NULL AND written_xmin IS NULL))
 )
 """,
     """
 CREATE INDEX IF NOT EXISTS import_journal_run
   ON pgwarden.import_journal (run_id, schema_name, table_name, action)
 """,
+)
+
+# A journal created before runs were checked by xmin: one jsonb key per row, new_hash.
+_UPGRADE = (
+    "ALTER TABLE pgwarden.import_run ADD COLUMN IF NOT EXISTS xid bigint",
+    "ALTER TABLE pgwarden.import_run ALTER COLUMN xid SET DEFAULT txid_current()",
+    "ALTER TABLE pgwarden.import_journal ADD COLUMN IF NOT EXISTS keys jsonb,"
+    " ADD COLUMN IF NOT EXISTS written_xmin xid, ALTER COLUMN key DROP NOT NULL,"
+    " DROP CONSTRAINT IF EXISTS import_journal_check1",
+    "ALTER TABLE pgwarden.import_journal"
+    " ADD CONSTRAINT import_journal_one_key CHECK ((key IS NULL) <> (keys IS NULL)),"
+    " ADD CONSTRAINT import_journal_written CHECK ("
+    "action <> 'delete' OR (new_hash IS NULL AND written_xmin IS NULL))",
 )
 
 # Row hashes compare the text form of rows written by one session with rows read by
@@ -96,6 +129,13 @@ _PINNED = (
 
 _EXISTS = text("SELECT to_regclass('pgwarden.import_run') IS NOT NULL")
 _JOURNAL_EXISTS = text("SELECT to_regclass('pgwarden.import_journal') IS NOT NULL")
+_CURRENT = text(
+    """
+SELECT EXISTS (SELECT FROM pg_attribute
+               WHERE attrelid = to_regclass('pgwarden.import_journal')
+                 AND attname = 'written_xmin' AND NOT attisdropped)
+"""
+)
 
 _START = text(
     """
@@ -171,14 +211,21 @@ def pin_settings(conn: Connection) -> None:
 def ensure_journal(conn: Connection) -> None:
     """Create the ``pgwarden`` schema and the journal tables if missing (in the transaction).
 
-    Creating them takes a lock held to the end of the transaction, so two first runs
-    do not race; once they exist, runs take no lock here and go on side by side.
+    A journal of an older pgwarden (a ``key`` per row, ``new_hash``) is brought up to date;
+    its runs can still be rolled back.
+
+        Creating them takes a lock held to the end of the transaction, so two first runs
+        do not race; once they exist, runs take no lock here and go on side by side.
     """
-    if conn.execute(_JOURNAL_EXISTS).scalar_one():
+    if conn.execute(_CURRENT).scalar_one():
         return
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
+    upgrade = conn.execute(_JOURNAL_EXISTS).scalar_one()
     for statement in _DDL:
         conn.exec_driver_sql(statement)
+    if upgrade and not conn.execute(_CURRENT).scalar_one():
+        for statement in _UPGRADE:
+            conn.exec_driver_sql(statement)
 
 
 def start_run(

@@ -13,17 +13,26 @@ user triggers off (the rows come back as they were, ``updated_at`` and all):
 3. rows the run inserted are deleted, children first.
 
 Before touching anything it checks that every row the run wrote is still as the run
-left it (``md5`` of the row's text equals the journal's ``new_hash``; a row deleted
-since counts as changed), that no row the run deleted has been created again, and that
-no row outside the run references a row it inserted. Any such row refuses the whole
+left it (its ``xmin`` is still the one the journal recorded, the id of the
+(sub)transaction that wrote it: any later update gives a row another one; a row deleted
+since counts as changed; journals of older versions and erases compare the ``md5`` of
+the row's text with ``new_hash`` instead), that no row the run deleted has been created
+again, and that no row outside the run references a row it inserted. Any such row refuses the whole
 rollback with :class:`RollbackRefused`, which lists them; nothing is changed. A
 rolled-back run is marked so, and cannot be rolled back twice.
 
 Sequences moved forward by an import stay where they are (a gap in ids is harmless).
+
+A dump and restore (or any copy of the rows) gives every row a new ``xmin``: a run
+cannot be rolled back after one, and the refusal says so when none of its rows still
+carries the ``xmin`` it left. ``VACUUM FREEZE``, ``VACUUM FULL``, ``CLUSTER`` and
+``pg_upgrade`` keep ``xmin``. A run more than 2^31 transactions old is refused too:
+32-bit transaction ids repeat, so ``xmin`` no longer proves a row unchanged.
 """
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,18 +47,20 @@ from pgwarden.transfer._target import (
     column_list,
     key_json,
     load_targets,
+    match,
     split_qualified,
     triggers_off,
 )
 from pgwarden.transfer.catalog import load_catalog
-from pgwarden.transfer.journal import get_run, pin_settings
+from pgwarden.transfer.journal import ensure_journal, get_run, pin_settings
 
 __all__ = ["ChangedRow", "RollbackRefused", "RollbackReport", "RollbackTable", "rollback_run"]
 
 _ENTRIES = text(
     """
 SELECT schema_name, table_name, action, count(*) AS rows,
-       (array_agg(key))[1] AS sample_key,
+       (array_agg(coalesce(key, keys)))[1] AS sample_key,
+       bool_or(new_hash IS NULL AND action <> 'delete') AS by_xmin,
        (SELECT array_agg(DISTINCT k)
         FROM pgwarden.import_journal AS p, jsonb_object_keys(p.previous) AS k
         WHERE p.run_id = :run AND p.schema_name = j.schema_name
@@ -60,7 +71,12 @@ GROUP BY schema_name, table_name, action
 """
 )
 
-_LOCK = text("SELECT status FROM pgwarden.import_run WHERE id = :run FOR UPDATE")
+_LOCK = text(
+    "SELECT status, txid_current() - xid AS age FROM pgwarden.import_run WHERE id = :run FOR UPDATE"
+)
+
+# Beyond this many transactions a 32-bit xid may have been handed out again.
+_XID_HORIZON = 2**31
 
 _MARK = text(
     """
@@ -74,6 +90,7 @@ _FROM_JOURNAL = (
     "pgwarden.import_journal AS j\n"
     "  CROSS JOIN LATERAL jsonb_to_record(j.{field}) AS {alias}({definitions})\n"
 )
+_WRITTEN, _INSERTED, _DELETED = "'insert', 'update'", "'insert'", "'delete'"
 _THIS_TABLE = "j.run_id = :run AND j.schema_name = :schema AND j.table_name = :table"
 
 
@@ -110,11 +127,24 @@ class RollbackReport:
 class RollbackRefused(PgwardenError):
     """Raise when rows changed after the run; ``changed`` lists the first, ``total`` counts."""
 
-    def __init__(self, run_id: int, changed: list[ChangedRow], total: int) -> None:
+    def __init__(
+        self,
+        run_id: int,
+        changed: list[ChangedRow],
+        total: int,
+        note: str | None = None,
+        *,
+        by_xmin: bool = False,
+    ) -> None:
         super().__init__(
             f"run {run_id} cannot be rolled back: {total} row(s) changed after it;"
-            " nothing was changed.",
-            hint="Roll back later runs first, or put those rows back as the run left them.",
+            " nothing was changed." + (f" {note}" if note else ""),
+            hint=(
+                "Roll back later runs first. A row changed by other means stays changed:"
+                " writing back the values the run left gives it a new xmin."
+                if by_xmin
+                else "Roll back later runs first, or put those rows back as the run left them."
+            ),
         )
         self.run_id = run_id
         self.changed = changed
@@ -128,6 +158,7 @@ class _Journaled:
     key: list[str]
     previous: dict[str, list[str]]
     params: dict[str, Any]
+    by_xmin: bool = False
 
     def definitions(self, columns: list[str]) -> str:
         return ", ".join(f"{quote(c)} {self.target.columns[c].type}" for c in columns)
@@ -145,16 +176,29 @@ def rollback_run(
     with transaction(conn, dry_run):
         pin_settings(conn)
         run = get_run(conn, run_id)
-        status = conn.execute(_LOCK, {"run": run_id}).scalar_one()
+        ensure_journal(conn)  # a journal of an older version gains its new columns
+        status, age = conn.execute(_LOCK, {"run": run_id}).one()
         if status == "rolled_back":
             raise UserError(f"run {run_id} was rolled back already, at {run.rolled_back_at}.")
         if status == "purged":
             raise UserError(f"run {run_id}'s journal was purged; it cannot be rolled back.")
         tables = _journaled(conn, run_id)
+        if age is not None and age >= _XID_HORIZON and any(t.by_xmin for t in tables.values()):
+            raise UserError(
+                f"run {run_id} is {age} transactions old; its rows can no longer be told"
+                " unchanged by their xmin (transaction ids repeat), so it cannot be rolled back."
+            )
         order, _ = load_catalog(conn).dependency_order(tables)
-        changed, total = _check(conn, run_id, [tables[name] for name in order], limit)
+        entries = [tables[name] for name in order]
+        changed, total = _check(conn, run_id, entries, limit)
         if changed:
-            raise RollbackRefused(run_id, changed, total)
+            raise RollbackRefused(
+                run_id,
+                changed,
+                total,
+                _restored_since(conn, entries),
+                by_xmin=any(entry.by_xmin for entry in entries),
+            )
         counts = {name: RollbackTable(name) for name in order}
         conn.exec_driver_sql("SET CONSTRAINTS ALL DEFERRED")
         with triggers_off(conn, [tables[name].target for name in order]):
@@ -196,6 +240,7 @@ def _journaled(conn: Connection, run_id: int) -> dict[str, _Journaled]:
             ),
         )  # fmt: skip
         entry.actions[row.action] = int(row.rows)
+        entry.by_xmin = entry.by_xmin or bool(row.by_xmin)
         entry.previous[row.action] = [
             c for c in target.writable if c in set(row.previous_columns or [])
         ]
@@ -206,6 +251,41 @@ def _key_join(entry: _Journaled, left: str, right: str) -> str:
     return " AND ".join(f"{left}.{quote(c)} = {right}.{quote(c)}" for c in entry.key)
 
 
+def _journal_keys(
+    target: Target,
+    key: Sequence[str],
+    actions: str,
+    schema: str = ":schema",
+    table: str = ":table",
+) -> str:
+    """Return a subquery of the keys the run journaled for ``target`` under ``actions``.
+
+    Keys are journaled one row each (``key``) or a batch of inserted rows at a time
+    (``keys``: an array a key column); both come out typed as the columns, with the
+    journal's ``pgw_hash`` (``new_hash``) and ``pgw_xmin`` (``written_xmin``, or for a
+    partitioned table the journal row's own ``xmin``, written by the same statement).
+    """
+    definitions = ", ".join(f"{quote(c)} {target.columns[c].type}" for c in key)
+    arrays = ", ".join(f"{quote(c)} {target.columns[c].type}[]" for c in key)
+    where = (
+        f"j.run_id = :run AND j.schema_name = {schema} AND j.table_name = {table}"
+        f" AND j.action IN ({actions})"
+    )
+    return (
+        f"(SELECT {column_list(key, 'pgw_r')}, j.new_hash AS pgw_hash,"
+        " coalesce(j.written_xmin, j.xmin) AS pgw_xmin\n"
+        "  FROM pgwarden.import_journal AS j\n"
+        f"  CROSS JOIN LATERAL jsonb_to_record(j.key) AS pgw_r({definitions})\n"
+        f"  WHERE {where} AND j.key IS NOT NULL\n"
+        "  UNION ALL\n"
+        f"  SELECT {column_list(key, 'pgw_u')}, NULL, coalesce(j.written_xmin, j.xmin)\n"
+        "  FROM pgwarden.import_journal AS j\n"
+        f"  CROSS JOIN LATERAL jsonb_to_record(j.keys) AS pgw_a({arrays})\n"
+        f"  CROSS JOIN LATERAL unnest({column_list(key, 'pgw_a')}) AS pgw_u({column_list(key)})\n"
+        f"  WHERE {where} AND j.keys IS NOT NULL)"
+    )
+
+
 def _check(
     conn: Connection, run_id: int, tables: list[_Journaled], limit: int
 ) -> tuple[list[ChangedRow], int]:
@@ -213,26 +293,28 @@ def _check(
     total = 0
     for entry in tables:
         name = entry.target.qualified
-        source = _FROM_JOURNAL.format(
-            field="key", alias="pgw_k", definitions=entry.definitions(entry.key)
-        )
+        params = {**entry.params, "limit": limit}
+        shown = key_json(entry.key, "pgw_k", params, "pgw_c")
         first = quote(entry.key[0])
+        joined = f"{entry.target.sql} AS pgw_t ON {_key_join(entry, 'pgw_t', 'pgw_k')}\n"
+        # A row the run wrote is unchanged while it keeps the xmin the run left it
+        # (journals without one: while its text hashes to new_hash).
         written = text(
-            f"SELECT j.key, pgw_t.{first} IS NULL AS gone, count(*) OVER () AS total\n"
-            f"FROM {source}"
-            f"LEFT JOIN {entry.target.sql} AS pgw_t ON {_key_join(entry, 'pgw_t', 'pgw_k')}\n"
-            f"WHERE {_THIS_TABLE} AND j.action IN ('insert', 'update')\n"
-            f"  AND (pgw_t.{first} IS NULL"
-            " OR md5(ROW(pgw_t.*)::text) IS DISTINCT FROM j.new_hash)\n"
+            f"SELECT {shown} AS key, pgw_t.{first} IS NULL AS gone, count(*) OVER () AS total\n"
+            f"FROM {_journal_keys(entry.target, entry.key, _WRITTEN)} AS pgw_k\n"
+            f"LEFT JOIN {joined}"
+            f"WHERE pgw_t.{first} IS NULL OR CASE WHEN pgw_k.pgw_hash IS NOT NULL"
+            " THEN md5(ROW(pgw_t.*)::text) IS DISTINCT FROM pgw_k.pgw_hash"
+            " ELSE NOT (pgw_t.xmin = pgw_k.pgw_xmin) END\n"
             "LIMIT :limit"
         )
         recreated = text(
-            f"SELECT j.key, false AS gone, count(*) OVER () AS total\nFROM {source}"
-            f"JOIN {entry.target.sql} AS pgw_t ON {_key_join(entry, 'pgw_t', 'pgw_k')}\n"
-            f"WHERE {_THIS_TABLE} AND j.action = 'delete'\nLIMIT :limit"
+            f"SELECT {shown} AS key, false AS gone, count(*) OVER () AS total\n"
+            f"FROM {_journal_keys(entry.target, entry.key, _DELETED)} AS pgw_k\n"
+            f"JOIN {joined}LIMIT :limit"
         )
         for query, why in ((written, None), (recreated, "recreated")):
-            rows = conn.execute(query, {**entry.params, "limit": limit}).all()
+            rows = conn.execute(query, params).all()
             total += int(rows[0].total) if rows else 0
             changed += [
                 ChangedRow(name, dict(r.key), why or ("deleted" if r.gone else "changed"))
@@ -245,6 +327,27 @@ def _check(
     return changed[:limit], total
 
 
+def _restored_since(conn: Connection, tables: list[_Journaled]) -> str | None:
+    """Explain a refusal where no row still has the xmin the run left it: a dump and restore?"""
+    checked = [entry for entry in tables if entry.by_xmin]
+    if not checked:
+        return None
+    for entry in checked:
+        query = text(
+            "SELECT EXISTS (SELECT\n"
+            f"  FROM {_journal_keys(entry.target, entry.key, _WRITTEN)} AS pgw_k\n"
+            f"  JOIN {entry.target.sql} AS pgw_t ON {_key_join(entry, 'pgw_t', 'pgw_k')}\n"
+            "  WHERE pgw_k.pgw_hash IS NULL AND pgw_t.xmin = pgw_k.pgw_xmin)"
+        )
+        if conn.execute(query, entry.params).scalar_one():
+            return None
+    return (
+        "None of the rows the run wrote still carries the transaction id (xmin) it left"
+        " them with: they were all changed since, or the tables were restored from a dump"
+        " (or copied) since, and a run cannot be rolled back after a dump and restore."
+    )
+
+
 def _references(
     conn: Connection, run_id: int, entry: _Journaled, limit: int
 ) -> tuple[list[ChangedRow], int]:
@@ -253,21 +356,20 @@ def _references(
     total = 0
     names = [split_qualified(fk.table) for fk in entry.target.referenced_by]
     referencing = load_targets(conn, names)
+    inserted = _journal_keys(entry.target, entry.key, _INSERTED)
     for fk in entry.target.referenced_by:
         other = referencing[fk.table]
         params = {**entry.params, "limit": limit, "rschema": other.schema, "rtable": other.name}
-        inserted_key = key_json(entry.key, "pgw_t", params, "pgw_k")
         join = " AND ".join(
             f"pgw_r.{quote(c)} = pgw_t.{quote(r)}"
             for c, r in zip(fk.columns, fk.ref_columns, strict=True)
         )
         if other.primary_key:
             shown = key_json(other.primary_key, "pgw_r", params, "pgw_o")
+            theirs = _journal_keys(other, other.primary_key, _WRITTEN, ":rschema", ":rtable")
             outside = (
-                "NOT EXISTS (SELECT FROM pgwarden.import_journal AS j2\n"
-                "  WHERE j2.run_id = :run AND j2.schema_name = :rschema"
-                " AND j2.table_name = :rtable\n"
-                f"    AND j2.action IN ('insert', 'update') AND j2.key = {shown})"
+                f"NOT EXISTS (SELECT FROM {theirs} AS pgw_o\n"
+                f"  WHERE {match(other.primary_key, 'pgw_o', 'pgw_r')})"
             )
         else:
             shown, outside = "to_jsonb(pgw_r.*)", "true"
@@ -275,8 +377,7 @@ def _references(
             f"SELECT {shown} AS key, count(*) OVER () AS total\n"
             f"FROM {other.sql} AS pgw_r\n"
             f"JOIN {entry.target.sql} AS pgw_t ON {join}\n"
-            "JOIN pgwarden.import_journal AS j\n"
-            f"  ON {_THIS_TABLE} AND j.action = 'insert' AND j.key = {inserted_key}\n"
+            f"JOIN {inserted} AS pgw_k ON {_key_join(entry, 'pgw_t', 'pgw_k')}\n"
             f"WHERE {outside}\nLIMIT :limit"
         )
         rows = conn.execute(query, params).all()
@@ -334,12 +435,9 @@ def _restore(conn: Connection, entry: _Journaled) -> int:
 def _delete(conn: Connection, entry: _Journaled) -> int:
     if not entry.actions.get("insert"):
         return 0
-    source = _FROM_JOURNAL.format(
-        field="key", alias="pgw_k", definitions=entry.definitions(entry.key)
-    )
     sql = (
-        f"  DELETE FROM {entry.target.sql} AS pgw_t\n  USING {source}"
-        f"  WHERE {_THIS_TABLE} AND j.action = 'insert'"
-        f" AND {_key_join(entry, 'pgw_t', 'pgw_k')}"
+        f"  DELETE FROM {entry.target.sql} AS pgw_t\n"
+        f"  USING {_journal_keys(entry.target, entry.key, _INSERTED)} AS pgw_k\n"
+        f"  WHERE {_key_join(entry, 'pgw_t', 'pgw_k')}"
     )
     return _count(conn, sql, entry.params)
