@@ -12,6 +12,7 @@ from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
 
+import psycopg
 import pytest
 import sqlalchemy as sa
 from hypothesis import given, settings
@@ -20,11 +21,12 @@ from sqlalchemy.engine import Connection, Engine
 
 from pgwarden.db.engines import create_engine
 from pgwarden.errors import UserError
-from pgwarden.transfer.bundle import BundleError, read_bundle
+from pgwarden.transfer._copyout import CopyOut, _rewritten, stream_rows
+from pgwarden.transfer.bundle import BundleColumn, BundleError, TableSchema, read_bundle
 from pgwarden.transfer.copytext import format_copy_row, parse_copy_line
 from pgwarden.transfer.export import ExportResult, export_bundle, export_personal_data
 from pgwarden.transfer.progress import TransferProgress
-from pgwarden.transfer.transforms import TransformSpec
+from pgwarden.transfer.transforms import TransformSpec, compile_transforms
 from transfer_export_support import load_with_copy
 
 SALT = b"test-salt-not-a-secret"
@@ -288,3 +290,138 @@ def test_a_tampered_or_renamed_file_is_refused(seeded: Engine, tmp_path: Path) -
         read_bundle(tmp_path)
     with pytest.raises(UserError, match="not an empty directory"):
         export(seeded, out, tables=["public.tags"])
+
+
+# -- streaming: chunks of lines rewritten at once, in worker processes, errors mid-COPY ----
+
+WIDE = TableSchema(
+    "public", "wide",
+    tuple(BundleColumn(f"c{i}", "bigint" if i == 0 else "text", i != 0) for i in range(5)),
+    ("c0",), (),
+)  # fmt: skip
+
+
+class Collect:
+    def __init__(self) -> None:
+        self.data = bytearray()
+
+    def write(self, chunk: bytes) -> None:
+        self.data += chunk
+
+
+def copy_lines(count: int) -> bytes:
+    tricky = ["plain", "tab\there", "back\\slash", "new\nline", None, "", "Zoë"]
+    return b"".join(
+        format_copy_row([str(n - count // 2)] + [tricky[(n * k) % 7] for k in range(1, 5)])
+        for n in range(count)
+    )
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        {"c2": "fake_name"},  # inner columns only: lines are not split apart
+        {"c0": "hash", "c4": "fake_email"},  # first and last columns
+        {"c1": "mask", "c3": "null", "c4": "upper"},
+    ],
+)
+def test_chunks_are_rewritten_as_row_by_row_would(rules: dict[str, object]) -> None:
+    transform = compile_transforms(
+        TransformSpec.from_mapping({"tables": {"public.wide": rules}}, salt=SALT), WIDE
+    )
+    data = copy_lines(3000)
+    expected = b"".join(format_copy_row(transform.apply(parse_copy_line(line)))
+                        for line in data.splitlines())  # fmt: skip
+    for size in (1, 7, 4096, len(data)):  # chunks that cut lines anywhere
+        chunks = [data[i : i + size] for i in range(0, len(data), size)]
+        sink = Collect()
+        rows = stream_rows(chunks, sink, fmt="copy", columns=WIDE.column_names,
+                           transform=transform, workers=0)  # fmt: skip
+        assert rows == 3000 and bytes(sink.data) == expected
+    # in forked worker processes, in order, whatever the chunk sizes
+    chunks = [data[i : i + 1000] for i in range(0, len(data), 1000)]
+    sink = Collect()
+    rows = _rewritten(chunks, sink, transform.copy_fields, report=None, workers=2,
+                      parallel_after=0)  # fmt: skip
+    assert rows == 3000 and bytes(sink.data) == expected
+
+
+def test_a_line_without_its_newline_still_counts() -> None:
+    transform = compile_transforms(
+        TransformSpec.from_mapping({"tables": {"public.wide": {"c1": "upper"}}}), WIDE
+    )
+    sink = Collect()
+    rows = stream_rows([b"1\ta\tb\tc\td\n2\te\tf\tg\th"], sink, fmt="copy",
+                       columns=WIDE.column_names, transform=transform)  # fmt: skip
+    assert rows == 2 and bytes(sink.data) == b"1\tA\tb\tc\td\n2\tE\tf\tg\th\n"
+
+
+def test_copy_out_counts_rows_and_raises_the_servers_error(pg_engine: Engine) -> None:
+    with pg_engine.connect() as conn:
+        with conn.begin():
+            copy = CopyOut(
+                conn,
+                "COPY (SELECT g, repeat('x', g % 50) FROM generate_series(1, 50000) g) TO STDOUT",
+                chunk_size=4096,
+            )
+            data = b"".join(copy)
+        assert copy.rows == 50000 == data.count(b"\n")
+        failing = CopyOut(conn, "COPY (SELECT 1 / (40000 - g) FROM generate_series(1, 50000) g)"
+                                " TO STDOUT")  # fmt: skip
+        with pytest.raises(psycopg.errors.DivisionByZero), conn.begin():
+            b"".join(failing)
+        assert conn.execute(sa.text("SELECT 1")).scalar_one() == 1  # still usable
+
+
+def test_a_failing_transform_cancels_the_copy_and_leaves_no_bundle(
+    seeded: Engine, tmp_path: Path
+) -> None:
+    seen: list[object] = []
+
+    def fussy(value: str | None) -> str | None:
+        seen.append(value)
+        if len(seen) == 50:  # mid-COPY
+            raise ValueError("no sevens")
+        return value
+
+    spec = TransformSpec.from_mapping({"tables": {"public.users": {"display_name": fussy}}})
+    with seeded.connect() as conn:
+        with pytest.raises(ValueError, match="no sevens"):
+            export_bundle(conn, tmp_path / "out", tables=["public.users"], transforms=spec)
+        assert conn.execute(sa.text("SELECT count(*) > 0 FROM users")).scalar_one()
+    assert not (tmp_path / "out").exists()
+
+
+@pytest.mark.parametrize("width", [1, 2])
+def test_narrow_tables_are_rewritten_too(width: int) -> None:
+    schema = TableSchema(
+        "public", "narrow",
+        tuple(BundleColumn(f"c{i}", "text", True) for i in range(width)), (), (),
+    )  # fmt: skip
+    rules = {f"c{i}": "upper" for i in range(width)}
+    transform = compile_transforms(
+        TransformSpec.from_mapping({"tables": {"public.narrow": rules}}), schema
+    )
+    data = b"".join(
+        format_copy_row([f"v{n}\t", None][:width] if n % 3 else [None] * width) for n in range(500)
+    )
+    expected = b"".join(format_copy_row(transform.apply(parse_copy_line(line)))
+                        for line in data.splitlines())  # fmt: skip
+    sink = Collect()
+    chunks = [data[i : i + 64] for i in range(0, len(data), 64)]
+    assert stream_rows(chunks, sink, fmt="copy", columns=schema.column_names,
+                       transform=transform) == 500  # fmt: skip
+    assert bytes(sink.data) == expected
+
+
+def test_renames_alone_copy_the_lines_as_they_are() -> None:
+    rules = {"c1": {"kind": "rename", "to": "first"}}
+    transform = compile_transforms(
+        TransformSpec.from_mapping({"tables": {"public.wide": rules}}), WIDE
+    )
+    assert not transform.identity and not transform.copy_fields
+    data = copy_lines(100)
+    sink = Collect()
+    assert stream_rows([data], sink, fmt="copy", columns=WIDE.column_names,
+                       transform=transform) == 100  # fmt: skip
+    assert bytes(sink.data) == data

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hmac
+import re
 import subprocess
 import sys
 from datetime import datetime, timedelta
@@ -9,9 +11,12 @@ from decimal import Decimal
 from pathlib import Path
 
 import pytest
+from faker import Faker
 
 from pgwarden.errors import UserError
+from pgwarden.transfer import _values
 from pgwarden.transfer.bundle import BundleColumn, BundleForeignKey, TableSchema
+from pgwarden.transfer.copytext import format_copy_row
 from pgwarden.transfer.transforms import (
     TransformSpec,
     compile_transforms,
@@ -252,3 +257,120 @@ def test_spec_files_in_toml_yaml_and_python(
     bad.write_text("[tables\n")
     with pytest.raises(UserError, match="malformed"):
         load_transforms(bad)
+
+
+# -- the export's fast path: functions of raw COPY text fields ---------------------------
+
+TRICKY = [
+    ["42", " Ada@Example.COM ", "Ada Lovelace", "020 7946 0018", "1815-12-10",
+     "2026-03-04 05:06:07.5+00", "12.30", "7", "0b7c9d2e-8f6a-4c3b-9d1e-2f3a4b5c6d7e"],
+    ["-9", "tab\there@x.org", None, None, None, None, None, "-2147483647", None],
+    ["0", "back\\slash\nnew\rline@é.example", "Zoë \\ O'Brien\t", "+44 (0)20", "infinity",
+     "not a date", "NaN", "0", "00000000-0000-0000-0000-000000000000"],
+    ["9223372036854775807", "a" * 60 + "@long.example", "", "", "2000-02-29",
+     "1999-12-31 23:59:59+05:30", "-0.01", "2147483647", "ffffffff-ffff-ffff-ffff-ffffffffffff"],
+]  # fmt: skip
+
+
+def rewrite(transform, line: bytes) -> bytes:  # type: ignore[no-untyped-def]
+    fields = line.split(b"\t")
+    for index, function in transform.copy_fields:
+        fields[index] = function(fields[index])
+    return b"\t".join(fields)
+
+
+@pytest.mark.parametrize(
+    "rules",
+    [
+        {
+            "id": "hash",
+            "email": "fake_email",
+            "name": "fake_name",
+            "visits": "hash",
+            "token": "hash",
+        },
+        {
+            "email": {"kind": "hash", "length": 12},
+            "name": ["strip", "title"],
+            "born": "null",
+            "phone": [{"kind": "phone", "country_code": "44"}, {"kind": "mask", "keep": 2}],
+        },
+        {
+            "name": {"kind": "constant", "value": "tab\tand \\ slash"},
+            "visits": "null",
+            "score": {"kind": "noise", "ratio": 0.5},
+            "seen_at": {"kind": "noise", "days": 3},
+            "born": {"kind": "date_format", "format": "%d/%m/%Y"},
+        },
+        {
+            "name": {"kind": "fake", "provider": "city"},
+            "phone": "fake_phone",
+            "email": {"kind": "fake", "provider": "first_name", "locale": "de_DE"},
+        },
+        {"name": lambda value: None if value is None else len(value)},  # returns an int
+        {
+            "name": {"kind": "mask", "keep": 3, "char": "\t"},
+            "email": {"kind": "mask", "keep": 0},
+            "phone": {"kind": "mask", "keep": 40},
+        },
+    ],
+)
+def test_copy_fields_do_what_the_value_functions_do(rules: dict[str, object]) -> None:
+    transform = compile_transforms(spec(rules), USERS)
+    assert transform.copy_fields
+    for values in TRICKY:
+        line = format_copy_row(values)[:-1]
+        expected = format_copy_row(
+            [
+                v if v is None or isinstance(v, str) else str(v)
+                for v in transform.apply(list(values))
+            ]
+        )[:-1]
+        assert rewrite(transform, line) == expected
+
+
+def test_the_keyed_states_give_hmac_sha256() -> None:
+    for salt in (b"s", b"x" * 64, b"y" * 65, bytes(range(200))):
+        mac = _values._Mac(salt, "fake_email")
+        for value in ("", "a", "Zoë\t\\", "x" * 1000):
+            assert mac(value.encode()) == _values.digest(salt, "fake_email", value)
+            assert mac(value.encode()) == hmac.digest(
+                salt, b"fake_email\0" + value.encode(), "sha256"
+            )
+
+
+def test_integer_hashes_permute_the_whole_range_exactly() -> None:
+    function = compile_transforms(
+        TransformSpec.from_mapping({"tables": {"public.t": {"n": "hash"}}}, salt=b"k"),
+        TableSchema("public", "t", (BundleColumn("n", "smallint", False),), ("n",), ()),
+    )
+    outputs = {function({"n": str(n)})["n"] for n in range(2**15)}
+    assert outputs == {str(n) for n in range(2**15)}  # a bijection of 0..32767
+    assert function({"n": "-32767"})["n"].startswith("-")
+    ((_, field),) = function.copy_fields
+    assert field(b"-5") == function({"n": "-5"})["n"].encode() and field(b"\\N") == b"\\N"
+
+
+def test_fakes_come_from_the_locale_and_look_the_part() -> None:
+    name = compile_transforms(spec({"name": "fake_name"}), USERS)
+    names = {name({"name": f"person {n}"})["name"] for n in range(2000)}
+    assert len(names) > 1900 and all(2 <= len(n.split()) <= 5 for n in names)
+    email = compile_transforms(spec({"email": "fake_email"}), USERS)
+    for n in range(200):
+        assert re.fullmatch(
+            r"[a-z0-9._-]+\.[0-9a-f]{8}@example\.(com|net|org)",
+            email({"email": f"user{n}@corp.example"})["email"],
+        )
+    german = spec({"name": {"kind": "fake", "provider": "last_name", "locale": "de_DE"}})
+    surnames = {compile_transforms(german, USERS)({"name": str(n)})["name"] for n in range(300)}
+    from faker.providers.person.de_DE import Provider
+
+    assert surnames <= set(Provider.last_names)
+
+
+def test_other_providers_are_faker_seeded_by_the_digest() -> None:
+    rules = spec({"name": {"kind": "fake", "provider": "city"}})
+    city = compile_transforms(rules, USERS)({"name": "Ada"})["name"]
+    faker = Faker()
+    faker.seed_instance(int.from_bytes(_values.digest(b"salt-one", "fake:city", "Ada")[:8], "big"))
+    assert city == faker.city()

@@ -306,7 +306,7 @@ class DataFile:
     def write(self, chunk: bytes | bytearray | memoryview) -> None:
         """Append ``chunk`` to the file."""
         assert self._handle is not None, "DataFile used outside its with block"
-        data = bytes(chunk)
+        data = chunk if isinstance(chunk, bytes) else bytes(chunk)
         self._handle.write(data)
         self._digest.update(data)
         self.bytes += len(data)

@@ -6,6 +6,8 @@ parses it only for tables that have transforms; the import side uses the same co
 
     values = parse_copy_line(line)            # list[str | None]
     line = format_copy_row(values)            # bytes, newline included
+    value = parse_copy_field(field)           # one field: str | None
+    field = format_copy_field(value)          # bytes, escaped
 
 :func:`json_value_to_text` turns a JSONL value into the text COPY FROM expects.
 """
@@ -19,8 +21,10 @@ from decimal import Decimal
 from typing import Any
 
 __all__ = [
+    "format_copy_field",
     "format_copy_row",
     "json_value_to_text",
+    "parse_copy_field",
     "parse_copy_line",
     "unescape_copy_field",
 ]
@@ -104,3 +108,20 @@ def json_value_to_text(value: Any) -> str | None:
     if isinstance(value, int | float | Decimal):
         return str(value)
     return json.dumps(value, ensure_ascii=False, separators=(",", ":"), default=str)
+
+
+def parse_copy_field(field: bytes, *, encoding: str = "utf-8") -> str | None:
+    """Return the value of one COPY text field (escapes resolved); ``None`` for ``\\N``."""
+    if field == b"\\N":
+        return None
+    text = field.decode(encoding)
+    return _field(text, encoding) if "\\" in text else text
+
+
+def format_copy_field(value: str | None, *, encoding: str = "utf-8") -> bytes:
+    """Return one COPY text field for ``value``, escaped; ``\\N`` for ``None``."""
+    if value is None:
+        return b"\\N"
+    if "\\" in value or "\t" in value or "\n" in value or "\r" in value:
+        value = value.translate(_OUT)
+    return value.encode(encoding)

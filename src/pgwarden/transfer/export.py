@@ -33,7 +33,13 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from pgwarden.errors import UserError
-from pgwarden.transfer._copyout import CopyOut, copy_statement, snapshot, stream_rows
+from pgwarden.transfer._copyout import (
+    CopyOut,
+    copy_statement,
+    copy_table_statement,
+    snapshot,
+    stream_rows,
+)
 from pgwarden.transfer.bundle import (
     Bundle,
     BundleForeignKey,
@@ -302,7 +308,10 @@ def _write_tables(
                 on_progress(event)
 
         nulled = subset.nulled_columns(name)
-        statement = copy_statement(list(table.columns), part.source(), format, nulled)
+        if part.keys is None and not nulled and format == "copy" and not table.partitioned:
+            statement = copy_table_statement(table.schema, table.name, table.column_names)
+        else:
+            statement = copy_statement(list(table.columns), part.source(), format, nulled)
         with DataFile(out, table.schema, table.name, format) as data:
             stream_rows(
                 CopyOut(conn, statement),

@@ -48,6 +48,7 @@ import runpy
 import tomllib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field, replace
+from functools import cached_property
 from pathlib import Path
 from typing import Any
 
@@ -211,7 +212,7 @@ class TableTransform:
     ``columns`` are the output column names in order (after renames); ``types`` their
     types, as the manifest records them; ``identity`` is true when nothing changes.
     :meth:`apply` does the same to a list of values in the table's column order, without
-    building a dict: the export's hot loop uses it.
+    building a dict; :attr:`copy_fields` to raw COPY text fields.
     """
 
     table: str
@@ -242,6 +243,20 @@ class TableTransform:
                 value = function(value)
             values[index] = value
         return values
+
+    @cached_property
+    def copy_fields(self) -> tuple[tuple[int, Callable[[bytes], bytes]], ...]:
+        """Return, per changed column, its position and a function of its raw COPY text field.
+
+        Each function takes the field as COPY wrote it (escaped, ``\\N`` for NULL) and
+        returns the new field the same way: what :meth:`apply` does to the decoded value,
+        without decoding fields no rule reads. The export's hot loop uses them.
+        """
+        return tuple(
+            (index, _values.copy_field_function(functions))
+            for index, functions in self.positions
+            if functions
+        )
 
 
 def load_transforms(path: str | Path, *, salt_env: str | None = None) -> TransformSpec:
@@ -388,7 +403,7 @@ def _function(
         "title": lambda v: None if v is None else str(v).title(),
         "strip": lambda v: None if v is None else str(v).strip(),
         "email": _values.normalize_email,
-        "null": lambda v: None,
+        "null": _values.Null(),
     }
     if kind in simple:
         return simple[kind]
@@ -404,8 +419,7 @@ def _function(
     if kind == "mask":
         return _values.mask(int(rule.option("keep", 4)), str(rule.option("char", "*")))
     if kind == "constant":
-        constant = rule.option("value")
-        return lambda v: None if v is None else constant
+        return _values.Constant(rule.option("value"))
     if kind == "phone":
         return _values.normalize_phone(rule.option("country_code"))
     if kind == "date_format":
@@ -421,4 +435,4 @@ def _length_limit(column_type: str) -> int | None:
 
 
 def _truncate(limit: int) -> _values.ValueFunction:
-    return lambda v: v[:limit] if isinstance(v, str) else v
+    return _values.Truncate(limit)
