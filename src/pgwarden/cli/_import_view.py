@@ -3,21 +3,12 @@
 from __future__ import annotations
 
 import json
-import time
 
 import click
 from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.progress import Progress as ProgressBar
 
-from pgwarden.cli.render import jsonable, table
+from pgwarden.cli.render import RowBars, jsonable, table
 from pgwarden.transfer.erase import EraseReport
 from pgwarden.transfer.importer import ImportReport
 from pgwarden.transfer.journal import Run
@@ -42,28 +33,14 @@ class ImportProgressView:
 
     def __init__(self, as_json: bool) -> None:
         self._json = as_json
-        self._console = Console(stderr=True, highlight=False)
-        self._show = not as_json and self._console.is_terminal
-        self._bar = ProgressBar(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            console=self._console,
-            transient=True,
-        )
-        self._tasks: dict[str, TaskID] = {}
-        self._started: dict[str, float] = {}
+        self._bars = RowBars(enabled=not as_json)
 
     def __enter__(self) -> ImportProgressView:
-        if self._show:
-            self._bar.start()
+        self._bars.__enter__()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._show:
-            self._bar.stop()
+        self._bars.__exit__(*exc_info)
 
     def progress(self, event: TransferProgress) -> None:
         """Show one progress event."""
@@ -71,20 +48,8 @@ class ImportProgressView:
             line = {"event": "progress", **jsonable(event)}
             click.echo(json.dumps(line, sort_keys=True), err=True)
             return
-        if not self._show:
-            return
-        now = time.monotonic()
-        elapsed = now - self._started.setdefault(event.phase, now)
-        rate = f"{event.done / elapsed:,.0f} rows/s" if elapsed > 0 else ""
-        description = escape(f"{_PHASES.get(event.phase, event.phase)} {event.table}")
-        total = max(event.total, event.done) or None
-        task = self._tasks.get(event.phase)
-        if task is None:
-            task = self._bar.add_task(description, total=total, rate=rate)
-            self._tasks[event.phase] = task
-        self._bar.update(
-            task, description=description, completed=event.done, total=total, rate=rate
-        )
+        description = f"{_PHASES.get(event.phase, event.phase)} {event.table}"
+        self._bars.update(event.phase, description, event.done, event.total)
 
 
 def _key(key: object) -> str:

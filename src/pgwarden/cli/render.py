@@ -6,15 +6,19 @@ import dataclasses
 import datetime as dt
 import enum
 import json
+import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
 from typing import Any
 
 from rich.console import Console
+from rich.markup import escape
+from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeRemainingColumn
+from rich.progress import Progress as ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["dump_json", "jsonable", "key_value_table", "table"]
+__all__ = ["RowBars", "dump_json", "jsonable", "key_value_table", "table"]
 
 
 def jsonable(value: Any) -> Any:
@@ -61,3 +65,55 @@ def table(columns: list[str], rows: Iterable[Iterable[Any]], *, title: str | Non
         # Text, not markup: a cell holds data (a query, a name) that may contain [brackets].
         result.add_row(*(Text("-" if cell is None else str(cell)) for cell in row))
     return result
+
+
+class RowBars:
+    """Bars of rows on stderr, one per key, with rows/s and an ETA, on a terminal only.
+
+    ``elapsed(key)`` counts from the first event of that key whether bars are shown or
+    not, for JSON progress lines.
+    """
+
+    def __init__(self, *, enabled: bool) -> None:
+        self._console = Console(stderr=True, highlight=False)
+        self.shown = enabled and self._console.is_terminal
+        self._bar = ProgressBar(
+            TextColumn("{task.description}"),
+            BarColumn(),
+            MofNCompleteColumn(),
+            TextColumn("{task.fields[rate]}"),
+            TimeRemainingColumn(),
+            console=self._console,
+            transient=True,
+        )
+        self._tasks: dict[str, TaskID] = {}
+        self._started: dict[str, float] = {}
+
+    def __enter__(self) -> RowBars:
+        if self.shown:
+            self._bar.start()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        if self.shown:
+            self._bar.stop()
+
+    def elapsed(self, key: str) -> float:
+        """Return the seconds since the first event of ``key``."""
+        now = time.monotonic()
+        return now - self._started.setdefault(key, now)
+
+    def update(self, key: str, description: str, done: int, total: int) -> None:
+        """Show ``done`` of ``total`` rows on the bar of ``key`` (made on first use)."""
+        if not self.shown:
+            return
+        elapsed = self.elapsed(key)
+        rate = f"{done / elapsed:,.0f} rows/s" if elapsed > 0 else ""
+        size = max(total, done) or None
+        task = self._tasks.get(key)
+        if task is None:
+            task = self._bar.add_task(escape(description), total=size, rate=rate)
+            self._tasks[key] = task
+        self._bar.update(
+            task, description=escape(description), completed=done, total=size, rate=rate
+        )

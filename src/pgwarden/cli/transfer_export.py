@@ -9,24 +9,14 @@ from __future__ import annotations
 
 import json
 import sys
-import time
 from pathlib import Path
 from typing import Any, Literal, cast
 
 import click
-from rich.console import Console
 from rich.markup import escape
-from rich.progress import (
-    BarColumn,
-    MofNCompleteColumn,
-    TaskID,
-    TextColumn,
-    TimeRemainingColumn,
-)
-from rich.progress import Progress as ProgressBar
 
 from pgwarden.cli.context import Context, pass_context
-from pgwarden.cli.render import dump_json, table
+from pgwarden.cli.render import RowBars, dump_json, table
 from pgwarden.db.engines import connect
 from pgwarden.insight.findings import format_size
 from pgwarden.transfer.bundle import Format
@@ -290,43 +280,19 @@ class _ProgressView:
 
     def __init__(self, as_json: bool) -> None:
         self._json = as_json
-        self._console = Console(stderr=True, highlight=False)
-        self._show = not as_json and self._console.is_terminal
-        self._bar = ProgressBar(
-            TextColumn("{task.description}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TextColumn("{task.fields[rate]}"),
-            TimeRemainingColumn(),
-            console=self._console,
-            transient=True,
-        )
-        self._tasks: dict[str, TaskID] = {}
-        self._started: dict[str, float] = {}
+        self._bars = RowBars(enabled=not as_json)
 
     def __enter__(self) -> _ProgressView:
-        if self._show:
-            self._bar.start()
+        self._bars.__enter__()
         return self
 
     def __exit__(self, *exc_info: object) -> None:
-        if self._show:
-            self._bar.stop()
+        self._bars.__exit__(*exc_info)
 
     def progress(self, event: TransferProgress) -> None:
-        now = time.monotonic()
-        began = self._started.setdefault(event.table, now)
-        elapsed = now - began
         if self._json:
+            elapsed = self._bars.elapsed(event.table)
             line = {"table": event.table, "rows": event.rows, "elapsed": round(elapsed, 3)}
             click.echo(json.dumps(line, sort_keys=True), err=True)
             return
-        if not self._show:
-            return
-        rate = f"{event.rows / elapsed:,.0f} rows/s" if elapsed > 0 else ""
-        task = self._tasks.get(event.table)
-        total = max(event.table_rows, event.rows) or None
-        if task is None:
-            task = self._bar.add_task(escape(event.table), total=total, rate=rate)
-            self._tasks[event.table] = task
-        self._bar.update(task, completed=event.rows, total=total, rate=rate)
+        self._bars.update(event.table, event.table, event.rows, event.table_rows)
