@@ -12,6 +12,8 @@ from pathlib import Path
 
 import pytest
 from faker import Faker
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from pgwarden.errors import UserError
 from pgwarden.transfer import _values
@@ -275,7 +277,7 @@ TRICKY = [
 def rewrite(transform, line: bytes) -> bytes:  # type: ignore[no-untyped-def]
     fields = line.split(b"\t")
     for index, function in transform.copy_fields:
-        fields[index] = function(fields[index])
+        (fields[index],) = function([fields[index]])
     return b"\t".join(fields)
 
 
@@ -327,6 +329,37 @@ def test_copy_fields_do_what_the_value_functions_do(rules: dict[str, object]) ->
             ]
         )[:-1]
         assert rewrite(transform, line) == expected
+    # a whole column at a time, as the export does, gives the same fields
+    lines = [format_copy_row(values)[:-1].split(b"\t") for values in TRICKY]
+    for index, function in transform.copy_fields:
+        column = function([fields[index] for fields in lines])
+        assert column == [rewrite(transform, b"\t".join(f)).split(b"\t")[index] for f in lines]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(st.one_of(st.none(), st.text(max_size=30)), min_size=1, max_size=300),
+    rule=st.sampled_from(
+        [
+            "fake_email",
+            "fake_name",
+            {"kind": "fake", "provider": "user_name"},
+            {"kind": "fake", "provider": "last_name", "locale": "de_DE"},
+            {"kind": "fake", "provider": "name", "locale": "fr_FR"},
+        ]
+    ),
+)
+def test_fakes_a_column_at_a_time_equal_one_value_at_a_time(
+    values: list[str | None], rule: object
+) -> None:
+    transform = compile_transforms(spec({"name": rule}), USERS)
+    ((index, column),) = transform.copy_fields
+    fields = [format_copy_row([value])[:-1] for value in values]
+    expected = [
+        format_copy_row([transform.apply([None] * index + [value] + [None] * 8)[index]])[:-1]
+        for value in values
+    ]
+    assert column(fields) == expected
 
 
 def test_the_keyed_states_give_hmac_sha256() -> None:
@@ -347,8 +380,13 @@ def test_integer_hashes_permute_the_whole_range_exactly() -> None:
     outputs = {function({"n": str(n)})["n"] for n in range(2**15)}
     assert outputs == {str(n) for n in range(2**15)}  # a bijection of 0..32767
     assert function({"n": "-32767"})["n"].startswith("-")
-    ((_, field),) = function.copy_fields
-    assert field(b"-5") == function({"n": "-5"})["n"].encode() and field(b"\\N") == b"\\N"
+    ((_, column),) = function.copy_fields
+    assert column([b"-5", b"\\N", b"7"]) == [
+        function({"n": "-5"})["n"].encode(),
+        b"\\N",
+        function({"n": "7"})["n"].encode(),
+    ]
+    assert column([b"7", b"32767"]) == [function({"n": n})["n"].encode() for n in ("7", "32767")]
 
 
 def test_fakes_come_from_the_locale_and_look_the_part() -> None:

@@ -317,13 +317,13 @@ def _flush(buffer: bytearray, sink: Sink, fmt: str) -> int:
 def _rewritten(
     chunks: Iterable[bytes],
     sink: Sink,
-    fields: Sequence[tuple[int, Callable[[bytes], bytes]]],
+    fields: Sequence[tuple[int, Callable[[list[bytes]], list[bytes]]]],
     *,
     report: Callable[[int], None] | None,
     workers: int | None = None,
     parallel_after: int = _PARALLEL_AFTER,
 ) -> int:
-    """Write COPY text ``chunks`` with ``fields`` (position, function of a field) rewritten.
+    """Write COPY text ``chunks`` with ``fields`` (position, function of a column) rewritten.
 
     A chunk of whole lines at a time (see :func:`_rewrite_chunk`); a line cut by a
     chunk's end waits for the next chunk. Past ``parallel_after`` bytes, chunks go to
@@ -522,18 +522,19 @@ def _rewrite_edges(
 class _Column:
     """A rewritten column: its position, its function, and its results while repeats pay.
 
-    A foreign key or a denormalized e-mail repeats; a primary key or a user's own
-    e-mail does not. The first :attr:`TRIAL` values decide: if fewer than a fifth of
-    them had been seen before, the column stops keeping results and every value goes
-    straight through its function. Long values (over :attr:`LONG` bytes on average)
-    are never kept.
+    The function takes a list of fields and returns the new ones (see
+    :meth:`TableTransform.copy_fields`). A foreign key or a denormalized e-mail repeats;
+    a primary key or a user's own e-mail does not. The first :attr:`TRIAL` values
+    decide: if fewer than a fifth of them had been seen before, the column stops keeping
+    results and every value goes straight through its function. Long values (over
+    :attr:`LONG` bytes on average) are never kept.
     """
 
-    TRIAL = 1 << 18
+    TRIAL = 1 << 15
     LIMIT = 1 << 18
     LONG = 128
 
-    def __init__(self, index: int, function: Callable[[bytes], bytes]) -> None:
+    def __init__(self, index: int, function: Callable[[list[bytes]], list[bytes]]) -> None:
         self.index = index
         self.function = function
         self.cache: dict[bytes, bytes] | None = {}
@@ -544,16 +545,16 @@ class _Column:
         """Return the new fields for ``values``, in order."""
         cache = self.cache
         if cache is None:
-            return list(map(self.function, values))
+            return self.function(values)
         if self.seen < self.TRIAL and sum(map(len, values)) > self.LONG * len(values):
             self.cache = None
-            return list(map(self.function, values))
+            return self.function(values)
         # set.difference(dict) looks each value up in the dict: O(values), not O(cache).
         missing = list(set(values).difference(cache))
         if len(cache) + len(missing) > self.LIMIT:
             cache.clear()
             missing = list(set(values))
-        cache.update(zip(missing, map(self.function, missing), strict=True))
+        cache.update(zip(missing, self.function(missing), strict=True))
         if self.seen < self.TRIAL:
             self.seen += len(values)
             self.hits += len(values) - len(missing)

@@ -245,15 +245,16 @@ class TableTransform:
         return values
 
     @cached_property
-    def copy_fields(self) -> tuple[tuple[int, Callable[[bytes], bytes]], ...]:
-        """Return, per changed column, its position and a function of its raw COPY text field.
+    def copy_fields(self) -> tuple[tuple[int, _values.ColumnFunction], ...]:
+        """Return, per changed column, its position and a function of its raw COPY text fields.
 
-        Each function takes the field as COPY wrote it (escaped, ``\\N`` for NULL) and
-        returns the new field the same way: what :meth:`apply` does to the decoded value,
-        without decoding fields no rule reads. The export's hot loop uses them.
+        Each function takes a list of the column's fields as COPY wrote them (escaped,
+        ``\\N`` for NULL) and returns the new fields the same way: what :meth:`apply`
+        does to the decoded values, without decoding fields no rule reads, a column at
+        a time. The export's hot loop uses them.
         """
         return tuple(
-            (index, _values.copy_field_function(functions))
+            (index, _values.copy_column_function(functions))
             for index, functions in self.positions
             if functions
         )
