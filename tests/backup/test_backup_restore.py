@@ -30,6 +30,7 @@ from pgwarden.backup.manifest import MANIFEST
 from pgwarden.backup.restore import backup_contents, restore_backup
 from pgwarden.backup.storage import LocalStorage
 from pgwarden.errors import ConfigError, UserError
+from pgwarden.testing.servers import TestServer
 
 pytest_plugins = ["logical_fixtures"]  # backups, source_url, target_url
 
@@ -47,6 +48,12 @@ def test_restore_of_learnhub_is_identical(
     leaves = [t for t in manifest.tables if t.rows is not None]
     assert len(result.row_checks) == len(leaves) > 20 and result.ok
     assert result.large_objects == (1, 1) and result.prechecked and not result.staged
+    # the rows the server reported loading, table by table, are the rows in the tables
+    assert result.counted_on_load and result.mode == "pg_restore | psql"
+    assert {c.table: c.actual for c in result.row_checks} == {
+        t.qualified: execute(target_url, f"SELECT count(*) FROM {t.schema}.{t.name}")[0]
+        for t in leaves
+    }
     policies = "SELECT count(*) FROM pg_policies WHERE tablename = 'content'"
     assert execute(target_url, policies) == execute(source_url, policies) == [1]
     triggers = "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal"
@@ -145,7 +152,7 @@ def test_stream_guard_rolls_back_a_file_changed_after_the_precheck(
 
 
 def test_rows_that_differ_from_the_manifest_are_an_integrity_failure(
-    source_url: str, backups: LocalStorage, target_url: str
+    source_url: str, backups: LocalStorage, target_url: str, pg_server: TestServer
 ) -> None:
     result = create_backup(source_url, backups)
     key = result.prefix + MANIFEST
@@ -156,6 +163,14 @@ def test_rows_that_differ_from_the_manifest_are_an_integrity_failure(
     with pytest.raises(RowCountMismatch, match=r"public.users has \d+ rows") as raised:
         restore_backup(backups, result.manifest.id, target_url)
     assert raised.value.exit_code == 3
+    assert raised.value.result.counted_on_load  # found from the load's own counts
+    second = pg_server.create_database(template="template0")
+    try:
+        with pytest.raises(RowCountMismatch, match=r"public.users has \d+ rows") as raised:
+            restore_backup(backups, result.manifest.id, pg_server.url(second), recount=True)
+        assert not raised.value.result.counted_on_load  # and from count(*)
+    finally:
+        pg_server.drop_database(second)
 
 
 def test_contents_and_missing_keys(source_url: str, backups: LocalStorage) -> None:

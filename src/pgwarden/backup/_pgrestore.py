@@ -1,22 +1,26 @@
 """Run pg_restore into a database, in one transaction, so that a failure changes nothing.
 
-Two ways, chosen by versions:
+Two ways:
 
-- **direct**: ``pg_restore --dbname`` (with ``--jobs`` when asked), the usual way.
-- **through psql**: pg_restore 17 and newer starts every restore with
-  ``SET transaction_timeout = 0``, which servers before 17 reject. Into such a server
-  pg_restore writes SQL (``--file=-``) that is passed on to ``psql -v ON_ERROR_STOP=1``
-  without that one line of its header.
+- **through psql**, for one job: pg_restore writes SQL (``--file=-``, with
+  ``--single-transaction``) and ``psql -v ON_ERROR_STOP=1`` runs it. psql prints the
+  ``COPY n`` of every table's data as it loads, so the rows loaded are known without
+  scanning a table afterwards (:attr:`RestoreCommand.copied`); measured as fast as
+  pg_restore loading by itself. pg_restore 17 and newer starts with ``SET
+  transaction_timeout = 0``, which servers before 17 reject: into such a server that
+  one line of its header is dropped on the way.
+- **direct**, for ``jobs`` > 1: ``pg_restore --jobs --dbname``, not in one transaction.
 
-Either way with ``--single-transaction`` (unless ``jobs`` > 1): pg_restore (or psql)
-killed before the end, or failing, leaves the target as it was. The archive comes from
-a file or is fed to pg_restore's stdin from a stream; when that stream raises (a
-checksum or decryption failure found at its end), pg_restore is killed before it can
-have read the whole archive, hence before it commits.
+In one transaction, pg_restore or psql killed before the end, or failing, leaves the
+target as it was. The archive comes from a file or is fed to pg_restore's stdin from a
+stream; when that stream raises (a checksum or decryption failure found at its end),
+pg_restore is killed before it can have read the whole archive, hence before psql
+commits.
 """
 
 from __future__ import annotations
 
+import re
 import subprocess
 import threading
 from collections.abc import Iterable
@@ -32,6 +36,7 @@ __all__ = ["RestoreCommand"]
 
 _HEADER_LINES = 100
 _DROPPED = b"SET transaction_timeout = 0;"
+_COPY_TAG = re.compile(rb"^COPY (\d+)$")
 
 
 class RestoreCommand:
@@ -48,9 +53,12 @@ class RestoreCommand:
     ) -> None:
         self.binary = binary
         self.client = client
-        self.through_psql = binary.major >= 17 and target_major < 17
-        self.jobs = 1 if self.through_psql else jobs
+        self.drop_header = binary.major >= 17 and target_major < 17
+        # Servers before 17 get SQL through psql, so one job: --jobs needs --dbname.
+        self.jobs = 1 if self.drop_header else jobs
+        self.through_psql = self.jobs == 1
         self.options = [*options, "--single-transaction" if self.jobs == 1 else f"--jobs={jobs}"]
+        self.copied: list[int] | None = None
 
     @property
     def mode(self) -> str:
@@ -81,24 +89,42 @@ class RestoreCommand:
     def _through_psql(
         self, inputs: list[str], stdin: int | None, feed: Iterable[bytes] | None
     ) -> None:
-        psql_args = [str(self.binary.path.parent / "psql"), "-X", "-q", "-v", "ON_ERROR_STOP=1",
-                     f"--dbname={self.client.dbname}"]  # fmt: skip
-        psql = _pgtools.spawn(psql_args, self.client.env, stdin=subprocess.PIPE)
-        psql_errors = _pgtools.StderrTail(psql.stderr)
         args = [str(self.binary.path), *self.options, "--file=-", *inputs]
         proc = _pgtools.spawn(args, self.client.env, stdin=stdin, stdout=subprocess.PIPE)
         errors = _pgtools.StderrTail(proc.stderr)
-        assert proc.stdout is not None and psql.stdin is not None
-        pump = _Pump(proc.stdout, psql.stdin)
+        assert proc.stdout is not None
+        psql_args = [str(self.binary.path.parent / "psql"), "-X", "-v", "ON_ERROR_STOP=1",
+                     f"--dbname={self.client.dbname}"]  # fmt: skip
+        pump: _Pump | None = None
+        psql: subprocess.Popen[bytes] | None = None
+        try:
+            if self.drop_header:
+                psql = _pgtools.spawn(
+                    psql_args, self.client.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                )
+                assert psql.stdin is not None
+                pump = _Pump(proc.stdout, psql.stdin)
+            else:  # straight from pg_restore to psql
+                psql = _pgtools.spawn(
+                    psql_args, self.client.env, stdin=proc.stdout, stdout=subprocess.PIPE
+                )
+                proc.stdout.close()
+        except BaseException:
+            _kill(proc)
+            raise
+        psql_errors = _pgtools.StderrTail(psql.stderr)
+        tags = _CopyTags(psql.stdout)
         try:
             if feed is not None:
                 _feed(proc, feed)
             code = proc.wait()
-            pump.join()
+            if pump is not None:
+                pump.join()
         except BaseException:
             _kill(psql, proc)  # psql gone without COMMIT: the server rolls back
             raise
-        if code != 0 or pump.error is not None:
+        broken = pump is not None and pump.error is not None
+        if code != 0 or broken:
             # psql stopping first (ON_ERROR_STOP) breaks pg_restore's pipe: psql says why.
             with suppress(subprocess.TimeoutExpired):
                 psql.wait(timeout=5)
@@ -106,10 +132,34 @@ class RestoreCommand:
                 raise _failed("psql", psql.returncode, psql_errors.text())
             _kill(psql)
             raise _failed("pg_restore", code, errors.text())
-        with suppress(BrokenPipeError):
-            psql.stdin.close()
+        if psql.stdin is not None:
+            with suppress(BrokenPipeError):
+                psql.stdin.close()
         if psql.wait() != 0:
             raise _failed("psql", psql.returncode, psql_errors.text())
+        self.copied = tags.counts()
+
+
+class _CopyTags:
+    """Read psql's output on a thread, keeping the row count of every ``COPY n`` tag."""
+
+    def __init__(self, stream: IO[bytes] | None) -> None:
+        assert stream is not None, "psql's stdout is piped"
+        self._counts: list[int] = []
+        self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
+        self._thread.start()
+
+    def _read(self, stream: IO[bytes]) -> None:
+        with stream:
+            for line in stream:
+                match = _COPY_TAG.match(line.rstrip(b"\r\n"))
+                if match:
+                    self._counts.append(int(match[1]))
+
+    def counts(self) -> list[int]:
+        """Return the counts in the order psql printed them (after psql exited)."""
+        self._thread.join()
+        return self._counts
 
 
 def _feed(proc: subprocess.Popen[bytes], feed: Iterable[bytes]) -> None:

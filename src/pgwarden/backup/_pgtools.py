@@ -147,7 +147,7 @@ def spawn(
     args: Sequence[str],
     env: dict[str, str] | None = None,
     *,
-    stdin: int | None = None,
+    stdin: int | IO[bytes] | None = None,
     stdout: int = subprocess.DEVNULL,
 ) -> subprocess.Popen[bytes]:
     """Start a client program with its stderr piped (read it with :class:`StderrTail`).

@@ -21,7 +21,7 @@ from collections.abc import Iterable
 
 from pgwarden.backup.manifest import TableEntry
 
-__all__ = ["filter_list"]
+__all__ = ["data_entries", "filter_list"]
 
 _KINDS = (
     "TABLE DATA",
@@ -103,3 +103,16 @@ def filter_list(lines: Iterable[str], tables: Iterable[TableEntry], present: set
         if any(_wanted(match["kind"], tag, t, chosen, present) for t in candidates):
             kept.append(line.rstrip("\n"))
     return "\n".join(kept) + "\n"
+
+
+def data_entries(lines: Iterable[str]) -> list[str]:
+    """Return the ``schema.name`` of every ``TABLE DATA`` entry, in the list's order.
+
+    pg_restore loads the tables' data in this order, one ``COPY`` each.
+    """
+    found = []
+    for line in lines:
+        match = _LINE.match(line.rstrip("\n"))
+        if match is not None and match["kind"] == "TABLE DATA":
+            found.append(f"{match['schema']}.{_tag(match['rest'])}")
+    return found

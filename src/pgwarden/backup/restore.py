@@ -17,8 +17,12 @@ files are staged in a local directory instead and pg_restore reads them there; w
 ``jobs`` > 1 there is no single transaction. ``precheck=False`` skips the first read
 (for a throwaway target, as verify does).
 
-Afterwards each restored table's rows are counted and compared with the manifest's; a
-difference raises :class:`RowCountMismatch` (exit code 3).
+Afterwards each restored table's rows are compared with the manifest's; a difference
+raises :class:`RowCountMismatch` (exit code 3). In one transaction the rows are those
+the server reported loading, table by table (psql's ``COPY n``, matched to the archive's
+list of contents); with ``jobs`` > 1, or ``recount``, or when a table's load was not
+seen, its rows are counted with ``count(*)`` once the restore is committed (a scan of
+every table, which also sets the hint bits of every row just loaded).
 """
 
 from __future__ import annotations
@@ -64,6 +68,7 @@ class RestoreResult:
     mode: str
     staged: bool
     prechecked: bool
+    counted_on_load: bool = False
 
     @property
     def ok(self) -> bool:
@@ -201,10 +206,21 @@ def _check_target(
 
 
 def _count_after(
-    conn: sa.Connection, manifest: Manifest, restored: list[TableEntry], *, whole: bool, clean: bool
+    conn: sa.Connection,
+    manifest: Manifest,
+    restored: list[TableEntry],
+    loaded: dict[str, int],
+    *,
+    whole: bool,
+    clean: bool,
 ) -> tuple[tuple[RowCheck, ...], tuple[int, int] | None]:
+    """Return the row checks: rows ``loaded`` where known, else counted in the target."""
     checks = tuple(
-        RowCheck(t.qualified, t.rows, _tables.table_rows(conn, t))
+        RowCheck(
+            t.qualified,
+            t.rows,
+            loaded[t.qualified] if t.qualified in loaded else _tables.table_rows(conn, t),
+        )
         for t in restored
         if t.rows is not None and manifest.row_counts == "exact"
     )
@@ -212,6 +228,16 @@ def _count_after(
     if whole and not clean and manifest.large_objects is not None:
         blobs = (manifest.large_objects, _tables.large_object_count(conn))
     return checks, blobs
+
+
+def _loaded(entries: list[str], copied: list[int] | None) -> dict[str, int]:
+    """Match psql's ``COPY n`` counts to the archive's data entries, in order.
+
+    Empty (so every table is counted instead) unless there is exactly one count per entry.
+    """
+    if copied is None or len(copied) != len(entries) or len(set(entries)) != len(entries):
+        return {}
+    return dict(zip(entries, copied, strict=True))
 
 
 def restore_backup(
@@ -224,6 +250,7 @@ def restore_backup(
     jobs: int = 1,
     keyring: BackupKeyring | None = None,
     precheck: bool = True,
+    recount: bool = False,
     owners: bool = True,
     privileges: bool = True,
     staging_dir: Path | None = None,
@@ -235,7 +262,8 @@ def restore_backup(
     indexes, constraints, triggers, policies and owned sequences; the types, functions
     and schemas they use must exist in the target. ``clean`` drops the backup's objects
     in the target first. ``owners``/``privileges`` False restore without ``ALTER
-    OWNER``/``GRANT`` (into a server that lacks the roles). Raise
+    OWNER``/``GRANT`` (into a server that lacks the roles). ``recount`` counts every
+    restored table's rows with ``count(*)`` rather than take them from the load. Raise
     :class:`TargetNotEmpty`, :class:`IntegrityFailed` (the target untouched), or
     :class:`RowCountMismatch` after the restore.
     """
@@ -262,13 +290,17 @@ def restore_backup(
             if manifest.options.get("section") == "data":
                 # Triggers (audit, foreign keys) would fire on each row and in any order.
                 options.append("--disable-triggers")
-            if chosen is not None:
-                listing = Path(temp, "restore.list")
+            lines: list[str] = []
+            if chosen is not None or (jobs == 1 and not recount):
                 lines = backup_contents(
                     storage, backup_id, keyring=keyring, staging_dir=staging_dir
                 )
-                listing.write_text(_toc.filter_list(lines, chosen, present))
+            if chosen is not None:
+                listing = Path(temp, "restore.list")
+                kept = _toc.filter_list(lines, chosen, present)
+                listing.write_text(kept)
                 options.append(f"--use-list={listing}")
+                lines = kept.splitlines()
             command = RestoreCommand(
                 binary,
                 target_major,
@@ -294,9 +326,10 @@ def restore_backup(
                 command.run(feed=held_back(counted(chunks, "restore", on_progress, total=total)))
             seconds = time.monotonic() - started
         restored = chosen if chosen is not None else list(manifest.tables)
+        loaded = {} if recount else _loaded(_toc.data_entries(lines), command.copied)
         with _pgtools.connect(engine) as conn:
             checks, blobs = _count_after(
-                conn, manifest, restored, whole=chosen is None, clean=clean
+                conn, manifest, restored, loaded, whole=chosen is None, clean=clean
             )
     finally:
         engine.dispose()
@@ -310,6 +343,7 @@ def restore_backup(
         mode=command.mode,
         staged=staged,
         prechecked=staged or precheck,
+        counted_on_load=bool(loaded) and all(c.table in loaded for c in checks),
     )
     if not result.ok:
         raise _mismatch(result)

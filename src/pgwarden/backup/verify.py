@@ -195,6 +195,7 @@ def verify_backup(
                 target,
                 keyring=keyring,
                 precheck=False,
+                recount=True,  # read every row back: part of proving the backup
                 owners=False,
                 privileges=False,
                 staging_dir=staging_dir,
