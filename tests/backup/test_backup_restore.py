@@ -85,6 +85,19 @@ def test_clean_restore_puts_the_backed_up_rows_back(target_url: str, backups: Lo
     ]
 
 
+def test_clean_restore_over_partitioned_tables(
+    source_url: str, backups: LocalStorage, target_url: str
+) -> None:
+    """pg_restore --clean drops a partition's key before its parent's, which fails alone."""
+    manifest = create_backup(source_url, backups).manifest
+    restore_backup(backups, manifest.id, target_url)
+    execute(target_url, "DELETE FROM page_views", "DELETE FROM content_tags")
+    result = restore_backup(backups, manifest.id, target_url, clean=True)
+    assert checksums(target_url) == checksums(source_url) and result.counted_on_load
+    partitions = "SELECT count(*) FROM pg_inherits"
+    assert execute(target_url, partitions) == execute(source_url, partitions)
+
+
 def test_restore_of_chosen_tables_brings_indexes_and_keys(
     source_url: str, backups: LocalStorage, target_url: str
 ) -> None:

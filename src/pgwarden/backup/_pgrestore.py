@@ -34,8 +34,14 @@ from pgwarden.db.binaries import Binary
 
 __all__ = ["RestoreCommand"]
 
-_HEADER_LINES = 100
 _DROPPED = b"SET transaction_timeout = 0;"
+_CONSTRAINT_DROP = re.compile(
+    rb"^ALTER TABLE (IF EXISTS )?(ONLY )?\S.* DROP CONSTRAINT IF EXISTS \S.*;$"
+)
+# invalid_table_definition: "cannot drop inherited constraint"
+_GUARD = (
+    b"DO $pgwarden$ BEGIN %s EXCEPTION WHEN invalid_table_definition THEN NULL; END $pgwarden$;"
+)
 _COPY_TAG = re.compile(rb"^COPY (\d+)$")
 
 
@@ -58,6 +64,7 @@ class RestoreCommand:
         self.jobs = 1 if self.drop_header else jobs
         self.through_psql = self.jobs == 1
         self.options = [*options, "--single-transaction" if self.jobs == 1 else f"--jobs={jobs}"]
+        self.clean = "--clean" in options
         self.copied: list[int] | None = None
 
     @property
@@ -98,12 +105,12 @@ class RestoreCommand:
         pump: _Pump | None = None
         psql: subprocess.Popen[bytes] | None = None
         try:
-            if self.drop_header:
+            if self.drop_header or self.clean:
                 psql = _pgtools.spawn(
                     psql_args, self.client.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
                 )
                 assert psql.stdin is not None
-                pump = _Pump(proc.stdout, psql.stdin)
+                pump = _Pump(proc.stdout, psql.stdin, drop_header=self.drop_header)
             else:  # straight from pg_restore to psql
                 psql = _pgtools.spawn(
                     psql_args, self.client.env, stdin=proc.stdout, stdout=subprocess.PIPE
@@ -191,10 +198,19 @@ def _failed(program: str, code: int, stderr: str) -> RestoreFailed:
 
 
 class _Pump:
-    """Copy pg_restore's SQL to psql, dropping the setting older servers do not know."""
+    """Copy pg_restore's SQL to psql, mending its first section on the way.
 
-    def __init__(self, source: IO[bytes], target: IO[bytes]) -> None:
+    The header and, with ``--clean``, the drops that follow it are read a line at a
+    time, up to the first comment after a statement (the first object's); the rest
+    passes in large chunks. ``drop_header`` drops the setting servers before 17 do not
+    know. Every ``ALTER TABLE ... DROP CONSTRAINT IF EXISTS`` among the drops runs in a
+    block that lets it fail with *cannot drop inherited constraint*: pg_restore drops a
+    partition's key before its parent's, which takes the partition's with it.
+    """
+
+    def __init__(self, source: IO[bytes], target: IO[bytes], *, drop_header: bool) -> None:
         self.error: BaseException | None = None
+        self.drop_header = drop_header
         self._thread = threading.Thread(
             target=self._run, args=(source, target), name="pgwarden-restore-pump", daemon=True
         )
@@ -203,12 +219,18 @@ class _Pump:
     def _run(self, source: IO[bytes], target: IO[bytes]) -> None:
         try:
             with source:
-                for _ in range(_HEADER_LINES):
-                    line = source.readline()
-                    if not line:
-                        break
-                    if line.rstrip(b"\r\n") != _DROPPED:
+                stated = False
+                while line := source.readline():
+                    text = line.rstrip(b"\r\n")
+                    if text.startswith(b"--") and stated:
                         target.write(line)
+                        break
+                    stated = stated or (bool(text) and not text.startswith((b"\\", b"--")))
+                    if self.drop_header and text == _DROPPED:
+                        continue
+                    if _CONSTRAINT_DROP.match(text):
+                        line = _GUARD % text + b"\n"
+                    target.write(line)
                 while chunk := source.read(64 * 1024):
                     target.write(chunk)
                 target.flush()
