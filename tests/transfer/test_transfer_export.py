@@ -8,6 +8,7 @@ enforced, and nothing fails.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
 from pathlib import Path
@@ -19,14 +20,17 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 from sqlalchemy.engine import Connection, Engine
 
+from pgwarden.db.binaries import find_binary
 from pgwarden.db.engines import create_engine
 from pgwarden.errors import UserError
 from pgwarden.transfer._copyout import CopyOut, _rewritten, stream_rows
 from pgwarden.transfer.bundle import BundleColumn, BundleError, TableSchema, read_bundle
 from pgwarden.transfer.copytext import format_copy_row, parse_copy_line
 from pgwarden.transfer.export import ExportResult, export_bundle, export_personal_data
+from pgwarden.transfer.importer import import_bundle
 from pgwarden.transfer.progress import TransferProgress
 from pgwarden.transfer.transforms import TransformSpec, compile_transforms
+from pgwarden.urls import libpq_url
 from transfer_export_support import load_with_copy
 
 SALT = b"test-salt-not-a-secret"
@@ -127,15 +131,29 @@ def test_users_in_a_range_with_content_and_comments_anonymized_load_into_an_empt
     kinds = {(n["table"], n["column"], n["kind"]) for n in json.loads(manifest)["transforms"]}
     assert ("public.users", "email", "fake_email") in kinds
 
-    # it loads into an empty learnhub with every foreign key checked
-    loaded = load_with_copy(empty, bundle)
-    assert loaded == {t.qualified: t.rows for t in bundle.tables}
+    # pgwarden import loads it into an empty learnhub, every foreign key checked
+    with empty.begin() as conn:
+        imported = import_bundle(conn, tmp_path / "out")
+    assert imported.ok and imported.run_id is not None
+    assert {t.table: t.inserted for t in imported.tables} == {
+        t.qualified: t.rows for t in bundle.tables
+    }
     with empty.connect() as conn:
-        assert values(conn, "SELECT count(*) FROM users") == [
-            str(bundle.table("public.users").rows)
-        ]
+        for table in bundle.tables:
+            rows = values(conn, f"SELECT count(*) FROM {table.schema}.{table.name}")
+            assert rows == [str(table.rows)]  # the manifest's counts
         emails = values(conn, "SELECT email FROM users")
+        unchecked = "SELECT count(*) FROM pg_constraint WHERE contype = 'f' AND NOT convalidated"
+        assert values(conn, unchecked) == ["0"]
     assert all(email.endswith(("@example.com", "@example.net", "@example.org")) for email in emails)
+    # and no original e-mail or name anywhere in the target database (import journal too)
+    dumped = subprocess.run(
+        [str(find_binary("pg_dump").path), "--data-only", "--dbname",
+         libpq_url(empty.url.render_as_string(hide_password=False))],
+        capture_output=True, check=True,
+    ).stdout  # fmt: skip
+    assert dumped.count(b"\nCOPY ") >= len(bundle.tables)
+    assert [value for value in originals if value.encode() in dumped] == []
 
     # progress came per table, ending at each table's rows
     last = {e.table: e.rows for e in events}
