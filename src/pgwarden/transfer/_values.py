@@ -28,6 +28,7 @@ from abc import ABC, abstractmethod
 from binascii import hexlify
 from collections import deque
 from collections.abc import Callable, Sequence
+from contextlib import suppress
 from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from functools import cache, lru_cache
@@ -532,9 +533,8 @@ class _IntegerHash(CopyFieldFunction):
         cache = self.permute.fields
 
         def column(fields: list[bytes]) -> list[bytes]:
-            found = list(map(cache.get, fields))
-            if None not in found:
-                return found  # type: ignore[return-value]  # no None in it
+            with suppress(KeyError):  # most often every field is there
+                return list(map(cache.__getitem__, fields))
             missing = set(fields).difference(cache)
             if len(cache) + len(missing) > _CACHE:
                 cache.clear()
