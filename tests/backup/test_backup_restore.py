@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import pytest
 from logical_support import (
@@ -18,6 +19,8 @@ from logical_support import (
     user_tables,
 )
 
+from pgwarden.backup import _pgtools
+from pgwarden.backup._pgrestore import RestoreCommand
 from pgwarden.backup.errors import (
     ChecksumMismatch,
     IntegrityFailed,
@@ -29,7 +32,8 @@ from pgwarden.backup.logical import create_backup
 from pgwarden.backup.manifest import MANIFEST
 from pgwarden.backup.restore import backup_contents, restore_backup
 from pgwarden.backup.storage import LocalStorage
-from pgwarden.errors import ConfigError, UserError
+from pgwarden.db.binaries import Binary
+from pgwarden.errors import BinaryNotFound, ConfigError, UserError
 from pgwarden.testing.servers import TestServer
 
 pytest_plugins = ["logical_fixtures"]  # backups, source_url, target_url
@@ -206,3 +210,15 @@ def test_a_failing_restore_changes_nothing(
         restore_backup(backups, manifest.id, target_url)
     assert raised.value.exit_code == 1
     assert user_tables(target_url) == []
+
+
+def test_without_psql_beside_pg_restore(tmp_path: Path) -> None:
+    """pg_restore then loads by itself (rows counted after), unless the server is older."""
+    (tmp_path / "pg_restore").write_text("")
+    binary = Binary("pg_restore", tmp_path / "pg_restore", 18, "18.1", "PATH")
+    client = _pgtools.ClientArgs(dbname="postgresql://x@127.0.0.1/db", env={})
+    command = RestoreCommand(binary, 18, client, ["--format=custom"])
+    assert not command.through_psql and command.mode == "pg_restore"
+    with pytest.raises(BinaryNotFound, match="needs psql") as raised:
+        RestoreCommand(binary, 15, client, ["--format=custom"])
+    assert "client package" in (raised.value.hint or "")

@@ -31,6 +31,7 @@ from typing import IO
 from pgwarden.backup import _pgtools
 from pgwarden.backup.errors import RestoreFailed
 from pgwarden.db.binaries import Binary
+from pgwarden.errors import BinaryNotFound
 
 __all__ = ["RestoreCommand"]
 
@@ -59,10 +60,19 @@ class RestoreCommand:
     ) -> None:
         self.binary = binary
         self.client = client
+        self.psql = binary.path.parent / "psql"
         self.drop_header = binary.major >= 17 and target_major < 17
+        if self.drop_header and not self.psql.exists():
+            raise BinaryNotFound(
+                f"restoring into a PostgreSQL {target_major} server with pg_restore "
+                f"{binary.major} needs psql, and there is none in {binary.path.parent}.",
+                hint="Install the client package with psql, or a pg_restore of the "
+                "server's version.",
+            )
         # Servers before 17 get SQL through psql, so one job: --jobs needs --dbname.
         self.jobs = 1 if self.drop_header else jobs
-        self.through_psql = self.jobs == 1
+        # Without psql beside pg_restore, pg_restore loads by itself (rows then counted).
+        self.through_psql = self.jobs == 1 and self.psql.exists()
         self.options = [*options, "--single-transaction" if self.jobs == 1 else f"--jobs={jobs}"]
         self.clean = "--clean" in options
         self.copied: list[int] | None = None
@@ -100,7 +110,7 @@ class RestoreCommand:
         proc = _pgtools.spawn(args, self.client.env, stdin=stdin, stdout=subprocess.PIPE)
         errors = _pgtools.StderrTail(proc.stderr)
         assert proc.stdout is not None
-        psql_args = [str(self.binary.path.parent / "psql"), "-X", "-v", "ON_ERROR_STOP=1",
+        psql_args = [str(self.psql), "-X", "-v", "ON_ERROR_STOP=1",
                      f"--dbname={self.client.dbname}"]  # fmt: skip
         pump: _Pump | None = None
         psql: subprocess.Popen[bytes] | None = None
