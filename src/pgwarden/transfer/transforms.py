@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from pgwarden.errors import UserError
-from pgwarden.transfer import _values
+from pgwarden.transfer import _fakes, _hashes, _values
 from pgwarden.transfer.bundle import TableSchema, TransformNote
 
 __all__ = [
@@ -397,7 +397,7 @@ def _function(
     salt, namespace = spec.salt or b"", rule.namespace
     if kind in _FAKES or kind == "fake":
         provider = _FAKES.get(kind) or str(rule.option("provider"))
-        return _values.fake(salt, namespace, provider, rule.option("locale"))
+        return _fakes.fake(salt, namespace, provider, rule.option("locale"))
     simple: dict[str, _values.ValueFunction] = {
         "lower": lambda v: None if v is None else str(v).lower(),
         "upper": lambda v: None if v is None else str(v).upper(),
@@ -409,9 +409,9 @@ def _function(
     if kind in simple:
         return simple[kind]
     if kind == "fake_email":
-        return _values.fake_email(salt, namespace)
+        return _fakes.fake_email(salt, namespace)
     if kind == "hash":
-        return _values.keyed_hash(salt, namespace, column_type, rule.option("length"))
+        return _hashes.keyed_hash(salt, namespace, column_type, rule.option("length"))
     if kind == "noise":
         return _values.noise(
             salt, namespace, column_type,
