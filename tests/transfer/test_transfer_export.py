@@ -23,7 +23,8 @@ from sqlalchemy.engine import Connection, Engine
 from pgwarden.db.binaries import find_binary
 from pgwarden.db.engines import create_engine
 from pgwarden.errors import UserError
-from pgwarden.transfer._copyout import CopyOut, _rewritten, stream_rows
+from pgwarden.transfer._copyout import CopyOut, stream_rows
+from pgwarden.transfer._rewrite import rewritten
 from pgwarden.transfer.bundle import BundleColumn, BundleError, TableSchema, read_bundle
 from pgwarden.transfer.copytext import format_copy_row, parse_copy_line
 from pgwarden.transfer.export import ExportResult, export_bundle, export_personal_data
@@ -359,7 +360,7 @@ def test_chunks_are_rewritten_as_row_by_row_would(rules: dict[str, object]) -> N
     # in forked worker processes, in order, whatever the chunk sizes
     chunks = [data[i : i + 1000] for i in range(0, len(data), 1000)]
     sink = Collect()
-    rows = _rewritten(chunks, sink, transform.copy_fields, report=None, workers=2,
+    rows = rewritten(chunks, sink, transform.copy_fields, report=None, workers=2,
                       parallel_after=0)  # fmt: skip
     assert rows == 3000 and bytes(sink.data) == expected
 

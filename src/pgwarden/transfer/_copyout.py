@@ -4,18 +4,14 @@ Rows never gather in memory: :class:`CopyOut` takes the server's CopyData messag
 a row) off the connection as many at a time as have arrived, and hands them over in
 chunks of whole lines of up to 1 MiB, which go to the file in one write each. A table
 without transforms is copied byte for byte. A COPY text table with transforms is
-rewritten a chunk at a time: each line is split on tabs (at C speed), only the fields
-some rule changes go through Python, and the lines are joined again; other formats
-(JSONL, CSV output) are parsed row by row.
+rewritten a chunk at a time (:mod:`._rewrite`): the lines are split on tabs (at C
+speed), each changed column goes through its function as one list, and the lines are
+joined again; other formats (JSONL, CSV output) are parsed row by row.
 """
 
 from __future__ import annotations
 
 import json
-import multiprocessing
-import os
-import sys
-from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -31,6 +27,7 @@ from sqlalchemy.engine import Connection
 
 from pgwarden.errors import UserError
 from pgwarden.insight.findings import quote
+from pgwarden.transfer._rewrite import rewritten
 from pgwarden.transfer.bundle import BundleColumn, DataFile
 from pgwarden.transfer.copytext import (
     format_copy_row,
@@ -69,8 +66,6 @@ _ROWS_BETWEEN_REPORTS = 10_000
 # What CopyOut gathers before handing a chunk on: big enough that the Python work per
 # chunk vanishes, small enough to stay in cache while a transform rewrites it.
 _CHUNK = 1 << 18
-# A transformed table larger than this goes to worker processes (when there are CPUs).
-_PARALLEL_AFTER = 4 << 20
 
 
 class Sink(Protocol):
@@ -262,7 +257,7 @@ def _stream(
                 transform=transform, report=report,
             )  # fmt: skip
         if transform.copy_fields:  # renames alone change no COPY text: copied as it comes
-            return _rewritten(chunks, sink, transform.copy_fields, report=report, workers=workers)
+            return rewritten(chunks, sink, transform.copy_fields, report=report, workers=workers)
     buffer = bytearray()
     pending: list[bytes] = []
     size = unreported = rows = 0
@@ -312,255 +307,6 @@ def _flush(buffer: bytearray, sink: Sink, fmt: str) -> int:
     sink.write(data)
     buffer.clear()
     return data.count(b"\n")
-
-
-def _rewritten(
-    chunks: Iterable[bytes],
-    sink: Sink,
-    fields: Sequence[tuple[int, Callable[[list[bytes]], list[bytes]]]],
-    *,
-    report: Callable[[int], None] | None,
-    workers: int | None = None,
-    parallel_after: int = _PARALLEL_AFTER,
-) -> int:
-    """Write COPY text ``chunks`` with ``fields`` (position, function of a column) rewritten.
-
-    A chunk of whole lines at a time (see :func:`_rewrite_chunk`); a line cut by a
-    chunk's end waits for the next chunk. Past ``parallel_after`` bytes, chunks go to
-    ``workers`` forked processes (``None``: see :meth:`_Pool.start`), in tasks of about
-    1 MiB, at most two a worker in flight, and come back in order.
-    """
-    columns = [_Column(index, function) for index, function in fields]
-    rows = 0
-    rest = b""
-    out: list[bytes] = []
-    size = 0
-    seen = 0
-    pool: _Pool | None = None
-    try:
-        for chunk in chunks:
-            if rest:
-                chunk = rest + chunk
-            cut = chunk.rfind(b"\n") + 1
-            rest = chunk[cut:]
-            if not cut:
-                continue
-            piece = chunk[:cut] if rest else chunk
-            seen += cut
-            if pool is None and seen > parallel_after:
-                pool = _Pool.start(columns, workers)
-            done = [_rewrite_chunk(piece, columns)] if pool is None else pool.submit(piece)
-            for data, count in done:
-                rows += count
-                out.append(data)
-                size += len(data)
-            if size >= _FLUSH:
-                sink.write(b"".join(out))
-                out.clear()
-                size = 0
-                if report:
-                    report(rows)
-        if rest:
-            rest += b"\n"
-            done = pool.submit(rest) if pool is not None else [_rewrite_chunk(rest, columns)]
-            for data, count in done:
-                rows += count
-                out.append(data)
-                size += len(data)
-        for data, count in pool.finish() if pool is not None else ():
-            rows += count
-            out.append(data)
-    finally:
-        if pool is not None:
-            pool.close()
-    sink.write(b"".join(out))
-    if report:
-        report(rows)
-    return rows
-
-
-# The columns of the tables being rewritten, by key: forked workers find theirs here.
-_JOBS: dict[int, Sequence[_Column]] = {}
-
-
-def _work(key: int, chunk: bytes) -> tuple[bytes, int]:
-    return _rewrite_chunk(chunk, _JOBS[key])
-
-
-class _Pool:
-    """Forked processes rewriting chunks in order, a few chunks in flight at most.
-
-    Forked, so the workers inherit the compiled transforms (closures, which do not
-    pickle); only chunks of COPY text cross the pipes.
-    """
-
-    TASK = 1 << 20  # bytes a task: smaller ones cost more in pickling and handoffs
-
-    def __init__(self, key: int, pool: Any, size: int) -> None:
-        self.key = key
-        self.pool = pool
-        self.size = size
-        self.pending: deque[Any] = deque()
-        self.gathered: list[bytes] = []
-        self.gathered_size = 0
-
-    @classmethod
-    def start(cls, columns: Sequence[_Column], workers: int | None) -> _Pool | None:
-        """Return a pool of ``workers`` processes, or ``None`` for fewer than two.
-
-        ``None`` is, on Linux, one a CPU less one, which the main process needs to take
-        rows off the connection and write them: so none on a two-CPU machine, where
-        (measured with the server on the same machine) the pickling and copying
-        between processes cost about what a second worker saves. Elsewhere ``None`` is
-        none: forking a process that has loaded system frameworks is not safe on macOS.
-        """
-        if workers is None:
-            workers = max((os.cpu_count() or 1) - 1, 0) if sys.platform == "linux" else 0
-        if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
-            return None
-        size = workers
-        key = id(columns)
-        _JOBS[key] = columns
-        pool = multiprocessing.get_context("fork").Pool(size)
-        return cls(key, pool, size)
-
-    def submit(self, chunk: bytes) -> list[tuple[bytes, int]]:
-        """Take ``chunk`` (whole lines); return the results that must be taken now, in order.
-
-        Chunks gather into tasks of about :attr:`TASK` bytes.
-        """
-        self.gathered.append(chunk)
-        self.gathered_size += len(chunk)
-        if self.gathered_size < self.TASK:
-            return []
-        return self._send()
-
-    def _send(self) -> list[tuple[bytes, int]]:
-        task = b"".join(self.gathered)
-        self.gathered.clear()
-        self.gathered_size = 0
-        self.pending.append(self.pool.apply_async(_work, (self.key, task)))
-        done = []
-        while len(self.pending) > 2 * self.size or (self.pending and self.pending[0].ready()):
-            done.append(self.pending.popleft().get())
-        return done
-
-    def finish(self) -> list[tuple[bytes, int]]:
-        """Return every result still pending, in order."""
-        if self.gathered:
-            self._send()
-        done = [result.get() for result in self.pending]
-        self.pending.clear()
-        return done
-
-    def close(self) -> None:
-        """Stop the workers (at once: any result still pending is not wanted)."""
-        self.pool.terminate()
-        self.pool.join()
-        _JOBS.pop(self.key, None)
-
-
-def _rewrite_chunk(chunk: bytes, columns: Sequence[_Column]) -> tuple[bytes, int]:
-    """Return COPY text lines (``chunk``, newline-terminated) rewritten, and their count.
-
-    COPY text escapes tabs and newlines inside values, so every tab and newline is a
-    separator, and every line has as many fields as the first. The chunk is split on
-    tabs at once (C speed) into one flat list: a line's last field and the next line's
-    first stay one item, ``last\\nfirst``, so line r's field i (not the first or last)
-    is item ``r * (width - 1) + i``, and a column is one slice of the list, put back in
-    one slice assignment. No list and no Python code per line: only the values of the
-    rewritten columns meet Python functions. First and last fields take one more
-    split and join of those joint items (see :func:`_rewrite_edges`).
-    """
-    rows = chunk.count(b"\n")
-    width = chunk.count(b"\t", 0, chunk.index(b"\n")) + 1
-    if width == 1:
-        (column,) = columns
-        return b"\n".join(column.rewrite(chunk[:-1].split(b"\n"))) + b"\n", rows
-    step = width - 1
-    items = chunk[:-1].split(b"\t")
-    if len(items) != rows * step + 1 or any(column.index >= width for column in columns):
-        raise UserError(
-            "COPY sent lines with different numbers of fields; the rows cannot be transformed.",
-            hint="Report it: pgwarden expects COPY text from the server as it is.",
-        )
-    first = last = None
-    for column in columns:
-        if column.index == 0:
-            first = column
-        elif column.index == step:
-            last = column
-        else:
-            items[column.index :: step] = column.rewrite(items[column.index :: step])
-    if first is not None or last is not None:
-        _rewrite_edges(items, step, rows, first, last)
-    return b"\t".join(items) + b"\n", rows
-
-
-def _rewrite_edges(
-    items: list[bytes], step: int, rows: int, first: _Column | None, last: _Column | None
-) -> None:
-    """Rewrite the first and last fields of lines split as :func:`_rewrite_chunk` does.
-
-    ``items[0]`` is line 0's first field; ``items[step::step]`` the joints
-    ``last_0\\nfirst_1``, ..., ``last_R-2\\nfirst_R-1``, and ``last_R-1`` alone.
-    """
-    joints = b"\n".join(items[step::step]).split(b"\n")  # last_0, first_1, last_1, ...
-    if last is not None:
-        joints[0::2] = last.rewrite(joints[0::2])
-    if first is not None:
-        firsts = first.rewrite([items[0], *joints[1::2]])
-        items[0] = firsts[0]
-        joints[1::2] = firsts[1:]
-    # Join again, "\n" inside a joint and "\t" between them, and split on "\t".
-    woven = [b"\n"] * (2 * len(joints) - 1)
-    woven[0::2] = joints
-    woven[3::4] = [b"\t"] * (rows - 1)
-    items[step::step] = b"".join(woven).split(b"\t")
-
-
-class _Column:
-    """A rewritten column: its position, its function, and its results while repeats pay.
-
-    The function takes a list of fields and returns the new ones (see
-    :meth:`TableTransform.copy_fields`). A foreign key or a denormalized e-mail repeats;
-    a primary key or a user's own e-mail does not. The first :attr:`TRIAL` values
-    decide: if fewer than a fifth of them had been seen before, the column stops keeping
-    results and every value goes straight through its function. Long values (over
-    :attr:`LONG` bytes on average) are never kept.
-    """
-
-    TRIAL = 1 << 15
-    LIMIT = 1 << 18
-    LONG = 128
-
-    def __init__(self, index: int, function: Callable[[list[bytes]], list[bytes]]) -> None:
-        self.index = index
-        self.function = function
-        self.cache: dict[bytes, bytes] | None = {}
-        self.seen = 0
-        self.hits = 0
-
-    def rewrite(self, values: list[bytes]) -> list[bytes]:
-        """Return the new fields for ``values``, in order."""
-        cache = self.cache
-        if cache is None:
-            return self.function(values)
-        if self.seen < self.TRIAL and sum(map(len, values)) > self.LONG * len(values):
-            self.cache = None
-            return self.function(values)
-        # set.difference(dict) looks each value up in the dict: O(values), not O(cache).
-        missing = list(set(values).difference(cache))
-        if len(cache) + len(missing) > self.LIMIT:
-            cache.clear()
-            missing = list(set(values))
-        cache.update(zip(missing, self.function(missing), strict=True))
-        if self.seen < self.TRIAL:
-            self.seen += len(values)
-            self.hits += len(values) - len(missing)
-            if self.seen >= self.TRIAL and self.hits * 5 < self.seen:
-                self.cache = None
-        return list(map(cache.__getitem__, values))
 
 
 def _transformed(
