@@ -12,17 +12,18 @@ from __future__ import annotations
 import logging
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Connection, Engine, make_url
-from sqlalchemy.ext.asyncio import AsyncEngine
-from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
 
 from pgwarden.config import Settings, load_settings
 from pgwarden.errors import ConfigError, ConnectionFailed, PgwardenError
 from pgwarden.urls import async_url, redact_text, redact_url, sync_url
+
+if TYPE_CHECKING:  # sqlalchemy.ext.asyncio loads the ORM: only for those who ask for it
+    from sqlalchemy.ext.asyncio import AsyncEngine
 
 __all__ = ["connect", "connection_error", "create_async_engine", "create_engine"]
 
@@ -116,6 +117,8 @@ def create_async_engine(
     chosen, settings = _resolve(url, settings)
     target = async_url(chosen, driver=driver)
     connect_args = _connect_args(settings, application_name, target.drivername.partition("+")[2])
+    from sqlalchemy.ext.asyncio import create_async_engine as sa_create_async_engine
+
     engine = sa_create_async_engine(target, **_engine_args(settings, connect_args, engine_args))
     log.debug("async engine created for %s", redact_url(engine.url))
     return engine
