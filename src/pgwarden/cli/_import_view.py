@@ -4,11 +4,10 @@ from __future__ import annotations
 
 import json
 
-import click
 from rich.console import Console
 from rich.markup import escape
 
-from pgwarden.cli.render import RowBars, jsonable, table
+from pgwarden.cli.render import RowProgressView, jsonable, table
 from pgwarden.transfer.erase import EraseReport
 from pgwarden.transfer.importer import ImportReport
 from pgwarden.transfer.journal import Run
@@ -27,29 +26,17 @@ __all__ = [
 _PHASES = {"load": "loading", "merge": "writing"}
 
 
-class ImportProgressView:
+class ImportProgressView(RowProgressView):
     """Show progress on stderr: one bar a phase with rows/s and an ETA on a terminal,
     JSON lines with ``--json``, nothing otherwise."""
 
-    def __init__(self, as_json: bool) -> None:
-        self._json = as_json
-        self._bars = RowBars(enabled=not as_json)
-
-    def __enter__(self) -> ImportProgressView:
-        self._bars.__enter__()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._bars.__exit__(*exc_info)
-
     def progress(self, event: TransferProgress) -> None:
         """Show one progress event."""
-        if self._json:
-            line = {"event": "progress", **jsonable(event)}
-            click.echo(json.dumps(line, sort_keys=True), err=True)
+        if self.json:
+            self.emit({"event": "progress", **jsonable(event)})
             return
         description = f"{_PHASES.get(event.phase, event.phase)} {event.table}"
-        self._bars.update(event.phase, description, event.done, event.total)
+        self.bars.update(event.phase, description, event.done, event.total)
 
 
 def _key(key: object) -> str:

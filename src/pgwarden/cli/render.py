@@ -9,8 +9,9 @@ import json
 import time
 from collections.abc import Iterable, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, Self
 
+import click
 from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, MofNCompleteColumn, TaskID, TextColumn, TimeRemainingColumn
@@ -18,7 +19,7 @@ from rich.progress import Progress as ProgressBar
 from rich.table import Table
 from rich.text import Text
 
-__all__ = ["RowBars", "dump_json", "jsonable", "key_value_table", "table"]
+__all__ = ["RowBars", "RowProgressView", "dump_json", "jsonable", "key_value_table", "table"]
 
 
 def jsonable(value: Any) -> Any:
@@ -117,3 +118,23 @@ class RowBars:
         self._bar.update(
             task, description=escape(description), completed=done, total=size, rate=rate
         )
+
+
+class RowProgressView:
+    """Progress on stderr: :class:`RowBars` on a terminal, JSON lines with ``--json``,
+    nothing otherwise. Subclasses show an event with :meth:`emit` or :attr:`bars`."""
+
+    def __init__(self, as_json: bool) -> None:
+        self.json = as_json
+        self.bars = RowBars(enabled=not as_json)
+
+    def __enter__(self) -> Self:
+        self.bars.__enter__()
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.bars.__exit__(*exc_info)
+
+    def emit(self, line: Mapping[str, Any]) -> None:
+        """Write ``line`` as one JSON object on a line of stderr."""
+        click.echo(json.dumps(line, sort_keys=True), err=True)

@@ -7,7 +7,6 @@ filter, table or transform is a user error (exit 2), reported before any row is 
 
 from __future__ import annotations
 
-import json
 import sys
 from pathlib import Path
 from typing import Any, Literal, cast
@@ -16,7 +15,7 @@ import click
 from rich.markup import escape
 
 from pgwarden.cli.context import Context, pass_context
-from pgwarden.cli.render import RowBars, dump_json, table
+from pgwarden.cli.render import RowProgressView, dump_json, table
 from pgwarden.db.engines import connect
 from pgwarden.insight.findings import format_size
 from pgwarden.transfer.bundle import Format
@@ -275,24 +274,12 @@ def _render(state: Context, result: ExportResult) -> None:
         )
 
 
-class _ProgressView:
+class _ProgressView(RowProgressView):
     """Show progress on stderr: a bar on a terminal, JSON lines with ``--json``, else nothing."""
 
-    def __init__(self, as_json: bool) -> None:
-        self._json = as_json
-        self._bars = RowBars(enabled=not as_json)
-
-    def __enter__(self) -> _ProgressView:
-        self._bars.__enter__()
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self._bars.__exit__(*exc_info)
-
     def progress(self, event: TransferProgress) -> None:
-        if self._json:
-            elapsed = self._bars.elapsed(event.table)
-            line = {"table": event.table, "rows": event.rows, "elapsed": round(elapsed, 3)}
-            click.echo(json.dumps(line, sort_keys=True), err=True)
+        if self.json:
+            elapsed = self.bars.elapsed(event.table)
+            self.emit({"table": event.table, "rows": event.rows, "elapsed": round(elapsed, 3)})
             return
-        self._bars.update(event.table, event.table, event.rows, event.table_rows)
+        self.bars.update(event.table, event.table, event.rows, event.table_rows)

@@ -19,6 +19,7 @@ from sqlalchemy.exc import DBAPIError
 
 from pgwarden.errors import UserError
 from pgwarden.insight.findings import qualified_name, quote
+from pgwarden.transfer.catalog import KEY_COLUMNS
 
 __all__ = [
     "Column",
@@ -95,15 +96,9 @@ SELECT 'constraint' AS source,
        con.confrelid AS ref_oid,
        con.confdeltype AS on_delete,
        con.condeferrable AS deferrable,
-       ARRAY(SELECT a.attname
-             FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, i)
-             JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
-             ORDER BY k.i) AS columns,
-       ARRAY(SELECT a.attname
-             FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, i)
-             JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
-             ORDER BY k.i) AS ref_columns
-FROM pg_constraint con
+"""
+    + KEY_COLUMNS
+    + """FROM pg_constraint con
 WHERE con.contype IN ('p', 'u', 'f')
   AND con.conparentid = 0
   AND (con.conrelid = ANY(:oids) OR (con.contype = 'f' AND con.confrelid = ANY(:oids)))

@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 from pgwarden.errors import UserError
 from pgwarden.transfer.bundle import BundleColumn, BundleForeignKey, TableSchema
 
-__all__ = ["Catalog", "CatalogTable", "load_catalog", "split_name"]
+__all__ = ["KEY_COLUMNS", "Catalog", "CatalogTable", "load_catalog", "split_name"]
 
 TABLES = text(
     """
@@ -56,14 +56,8 @@ ORDER BY a.attrelid, a.attnum
 """
 )
 
-# Keys: primary keys and foreign keys declared on the top-level table (conparentid = 0
-# leaves out the copies PostgreSQL makes on each partition). Column lists keep key order.
-KEYS = text(
-    """
-SELECT con.contype AS kind,
-       con.condeferrable AS deferrable,
-       con.conrelid AS oid,
-       con.confrelid AS ref_oid,
+# A constraint's columns and, for a foreign key, the referenced ones, in key order.
+KEY_COLUMNS = """
        ARRAY(SELECT a.attname
              FROM unnest(con.conkey) WITH ORDINALITY AS k(attnum, i)
              JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
@@ -72,7 +66,19 @@ SELECT con.contype AS kind,
              FROM unnest(con.confkey) WITH ORDINALITY AS k(attnum, i)
              JOIN pg_attribute a ON a.attrelid = con.confrelid AND a.attnum = k.attnum
              ORDER BY k.i) AS ref_columns
-FROM pg_constraint con
+"""
+
+# Keys: primary keys and foreign keys declared on the top-level table (conparentid = 0
+# leaves out the copies PostgreSQL makes on each partition). Column lists keep key order.
+KEYS = text(
+    """
+SELECT con.contype AS kind,
+       con.condeferrable AS deferrable,
+       con.conrelid AS oid,
+       con.confrelid AS ref_oid,
+"""
+    + KEY_COLUMNS
+    + """FROM pg_constraint con
 WHERE con.contype IN ('p', 'f')
   AND con.conparentid = 0
 ORDER BY con.conrelid, con.conname
