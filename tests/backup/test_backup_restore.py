@@ -19,7 +19,6 @@ from logical_support import (
     user_tables,
 )
 
-from pgwarden.backup import _pgtools
 from pgwarden.backup._pgrestore import RestoreCommand
 from pgwarden.backup.errors import (
     ChecksumMismatch,
@@ -32,6 +31,7 @@ from pgwarden.backup.logical import create_backup
 from pgwarden.backup.manifest import MANIFEST
 from pgwarden.backup.restore import backup_contents, restore_backup
 from pgwarden.backup.storage import LocalStorage
+from pgwarden.db import clients
 from pgwarden.db.binaries import Binary
 from pgwarden.errors import BinaryNotFound, ConfigError, UserError
 from pgwarden.testing.servers import TestServer
@@ -216,7 +216,7 @@ def test_without_psql_beside_pg_restore(tmp_path: Path) -> None:
     """pg_restore then loads by itself (rows counted after), unless the server is older."""
     (tmp_path / "pg_restore").write_text("")
     binary = Binary("pg_restore", tmp_path / "pg_restore", 18, "18.1", "PATH")
-    client = _pgtools.ClientArgs(dbname="postgresql://x@127.0.0.1/db", env={})
+    client = clients.ClientArgs(dbname="postgresql://x@127.0.0.1/db", env={})
     command = RestoreCommand(binary, 18, client, ["--format=custom"])
     assert not command.through_psql and command.mode == "pg_restore"
     with pytest.raises(BinaryNotFound, match="needs psql") as raised:

@@ -10,13 +10,16 @@ from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
 
+import numpy as np
 import pytest
+from cryptography.hazmat.primitives.ciphers import Cipher, algorithms, modes
 from faker import Faker
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgwarden.errors import UserError
-from pgwarden.transfer import _values
+from pgwarden.transfer import _hashes, _values
+from pgwarden.transfer._prf import ValuePRF
 from pgwarden.transfer.bundle import BundleColumn, BundleForeignKey, TableSchema
 from pgwarden.transfer.copytext import format_copy_row
 from pgwarden.transfer.transforms import (
@@ -372,6 +375,37 @@ def test_the_keyed_states_give_hmac_sha256() -> None:
             )
 
 
+def test_the_value_prf_is_a_length_prefixed_cbc_mac_stretched() -> None:
+    prf = ValuePRF(b"key")
+
+    def reference(value: bytes) -> bytes:  # CBC encryption's last block is the CBC-MAC
+        encoded = len(value).to_bytes(4, "little") + value
+        encoded += bytes(-len(encoded) % 16)
+        cbc = Cipher(algorithms.AES(prf.mac_key), modes.CBC(bytes(16))).encryptor()
+        tag = cbc.update(encoded)[-16:]
+        return prf.stretch.block(tag + tag[:15] + bytes([tag[15] ^ 1]))
+
+    # lengths on and around block edges, past WIDE blocks, and NUL and high bytes
+    sizes = [0, 1, 11, 12, 13, 27, 28, 29, 251, 252, 253, 300, 5000]
+    values = [bytes((7 * i + size) % 256 for i in range(size)) for size in sizes]
+    values += [b"x" * 12, b"x" * 12 + b"\0", b"\0" * 12]  # the length keeps these apart
+    column = prf.many(values)
+    assert [row.tobytes() for row in column] == [reference(v) for v in values]
+    assert [prf.one(v) for v in values] == [reference(v) for v in values]
+    assert len({row.tobytes() for row in column}) == len(values)
+    assert ValuePRF(b"other key").one(b"a") != prf.one(b"a")
+
+
+@pytest.mark.parametrize("bits", [15, 31, 63])
+def test_integer_permutation_of_an_array_equals_one_at_a_time(bits: int) -> None:
+    permute = _hashes._Permutation(b"k", "public.t.n", bits)
+    numbers = [0, 1, 2, (1 << bits) - 1, (1 << bits) - 2, *range(1000, 1100, 7)]
+    numbers += [(n * 2654435761) % (1 << bits) for n in range(500)]
+    many = permute.many(np.array(numbers, dtype=np.uint64)).tolist()
+    assert many == [permute(n) for n in numbers]
+    assert len(set(many)) == len(set(numbers)) and max(many) < 1 << bits
+
+
 def test_integer_hashes_permute_the_whole_range_exactly() -> None:
     function = compile_transforms(
         TransformSpec.from_mapping({"tables": {"public.t": {"n": "hash"}}}, salt=b"k"),
@@ -387,6 +421,8 @@ def test_integer_hashes_permute_the_whole_range_exactly() -> None:
         function({"n": "7"})["n"].encode(),
     ]
     assert column([b"7", b"32767"]) == [function({"n": n})["n"].encode() for n in ("7", "32767")]
+    with pytest.raises(UserError, match="out of range"):  # its magnitude needs 16 bits
+        column([b"1", b"-32768"])
 
 
 def test_fakes_come_from_the_locale_and_look_the_part() -> None:

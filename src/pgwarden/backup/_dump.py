@@ -21,6 +21,7 @@ from pgwarden.backup.errors import DumpFailed
 from pgwarden.backup.manifest import Compression, TableEntry
 from pgwarden.backup.progress import Progress
 from pgwarden.backup.storage import CHUNK_SIZE
+from pgwarden.db import clients
 from pgwarden.db.binaries import Binary
 from pgwarden.errors import UserError
 
@@ -78,7 +79,7 @@ def directory_progress(directory: Path) -> Progress:
     return Progress("dump", size)
 
 
-def read_dump(proc: subprocess.Popen[bytes], errors: _pgtools.StderrTail) -> Iterator[bytes]:
+def read_dump(proc: subprocess.Popen[bytes], errors: clients.StderrTail) -> Iterator[bytes]:
     """Yield pg_dump's output; raise at its end if pg_dump failed, so nothing is stored."""
     assert proc.stdout is not None
     stdout = cast(BufferedReader, proc.stdout)
@@ -92,7 +93,7 @@ def read_dump(proc: subprocess.Popen[bytes], errors: _pgtools.StderrTail) -> Ite
 def dump_failed(code: int, stderr: str) -> DumpFailed:
     """Return the error of pg_dump exiting with ``code``."""
     return DumpFailed(
-        f"pg_dump failed (exit code {code}): {_pgtools.first_error(stderr, program='pg_dump')}",
+        f"pg_dump failed (exit code {code}): {clients.first_error(stderr, program='pg_dump')}",
         hint="Nothing was marked complete; the leftovers are removed by `pgwarden backup "
         "expire`. Rerun with -v to see pg_dump's whole message in the log.",
     )

@@ -28,8 +28,8 @@ from contextlib import suppress
 from pathlib import Path
 from typing import IO
 
-from pgwarden.backup import _pgtools
 from pgwarden.backup.errors import RestoreFailed
+from pgwarden.db import clients
 from pgwarden.db.binaries import Binary
 from pgwarden.errors import BinaryNotFound
 
@@ -53,7 +53,7 @@ class RestoreCommand:
         self,
         binary: Binary,
         target_major: int,
-        client: _pgtools.ClientArgs,
+        client: clients.ClientArgs,
         options: list[str],
         *,
         jobs: int = 1,
@@ -91,8 +91,8 @@ class RestoreCommand:
             return
         args = [str(self.binary.path), *self.options, "--exit-on-error",
                 f"--dbname={self.client.dbname}", *inputs]  # fmt: skip
-        proc = _pgtools.spawn(args, self.client.env, stdin=stdin)
-        errors = _pgtools.StderrTail(proc.stderr)
+        proc = clients.spawn(args, self.client.env, stdin=stdin)
+        errors = clients.StderrTail(proc.stderr)
         try:
             if feed is not None:
                 _feed(proc, feed)
@@ -107,8 +107,8 @@ class RestoreCommand:
         self, inputs: list[str], stdin: int | None, feed: Iterable[bytes] | None
     ) -> None:
         args = [str(self.binary.path), *self.options, "--file=-", *inputs]
-        proc = _pgtools.spawn(args, self.client.env, stdin=stdin, stdout=subprocess.PIPE)
-        errors = _pgtools.StderrTail(proc.stderr)
+        proc = clients.spawn(args, self.client.env, stdin=stdin, stdout=subprocess.PIPE)
+        errors = clients.StderrTail(proc.stderr)
         assert proc.stdout is not None
         psql_args = [str(self.psql), "-X", "-v", "ON_ERROR_STOP=1",
                      f"--dbname={self.client.dbname}"]  # fmt: skip
@@ -116,20 +116,20 @@ class RestoreCommand:
         psql: subprocess.Popen[bytes] | None = None
         try:
             if self.drop_header or self.clean:
-                psql = _pgtools.spawn(
+                psql = clients.spawn(
                     psql_args, self.client.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
                 )
                 assert psql.stdin is not None
                 pump = _Pump(proc.stdout, psql.stdin, drop_header=self.drop_header)
             else:  # straight from pg_restore to psql
-                psql = _pgtools.spawn(
+                psql = clients.spawn(
                     psql_args, self.client.env, stdin=proc.stdout, stdout=subprocess.PIPE
                 )
                 proc.stdout.close()
         except BaseException:
             _kill(proc)
             raise
-        psql_errors = _pgtools.StderrTail(psql.stderr)
+        psql_errors = clients.StderrTail(psql.stderr)
         tags = _CopyTags(psql.stdout)
         try:
             if feed is not None:
@@ -201,7 +201,7 @@ def _kill(*procs: subprocess.Popen[bytes] | None) -> None:
 
 def _failed(program: str, code: int, stderr: str) -> RestoreFailed:
     return RestoreFailed(
-        f"{program} failed (exit code {code}): {_pgtools.first_error(stderr, program=program)}",
+        f"{program} failed (exit code {code}): {clients.first_error(stderr, program=program)}",
         hint="The restore ran in one transaction and was rolled back, unless it ran with "
         "--jobs. Rerun with -v to log the program's whole message.",
     )

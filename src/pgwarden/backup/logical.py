@@ -51,6 +51,7 @@ from pgwarden.backup.manifest import (
 )
 from pgwarden.backup.progress import ProgressCallback, counted, no_progress
 from pgwarden.backup.storage import CHUNK_SIZE, Storage
+from pgwarden.db import clients
 from pgwarden.db.binaries import Binary
 from pgwarden.errors import UserError
 from pgwarden.urls import parse_database_url, redact_url
@@ -259,7 +260,7 @@ class _Job:
                     *(["--schema-only"] if section == "schema" else []),
                     *(["--data-only"] if section == "data" else []),
                 ]
-                client = _pgtools.client_args(self.url, application_name="pgwarden-pg_dump")
+                client = clients.client_args(self.url, application_name="pgwarden-pg_dump")
                 counter = _dump.RowCounter(conn, selection.tables, row_counts)
                 counter.start()
                 try:
@@ -322,26 +323,26 @@ class _Job:
         return StoredFile(name, stored.size, stored.hexdigest, plain.size, plain.hexdigest)
 
     def _dump_custom(
-        self, args: list[str], client: _pgtools.ClientArgs, keyring: BackupKeyring | None
+        self, args: list[str], client: clients.ClientArgs, keyring: BackupKeyring | None
     ) -> StoredFile:
-        proc = _pgtools.spawn(
+        proc = clients.spawn(
             [*args, f"--dbname={client.dbname}"], client.env, stdout=subprocess.PIPE
         )
-        errors = _pgtools.StderrTail(proc.stderr)
+        errors = clients.StderrTail(proc.stderr)
         try:
             return self._store("data.dump", _dump.read_dump(proc, errors), keyring, phase="dump")
         finally:
             _dump.stop(proc)
 
     def _dump_directory(
-        self, args: list[str], client: _pgtools.ClientArgs, jobs: int, target: Path
+        self, args: list[str], client: clients.ClientArgs, jobs: int, target: Path
     ) -> None:
         """Run pg_dump's parallel workers into the local directory ``target``."""
-        proc = _pgtools.spawn(
+        proc = clients.spawn(
             [*args, f"--jobs={jobs}", f"--file={target}", f"--dbname={client.dbname}"],
             client.env,
         )
-        errors = _pgtools.StderrTail(proc.stderr)
+        errors = clients.StderrTail(proc.stderr)
         try:
             while proc.poll() is None:
                 self.on_progress(_dump.directory_progress(target))

@@ -49,6 +49,7 @@ from pgwarden.backup.errors import RestoreFailed, RowCountMismatch, TargetNotEmp
 from pgwarden.backup.manifest import Manifest, RowCheck, TableEntry
 from pgwarden.backup.progress import ProgressCallback, counted, no_progress
 from pgwarden.backup.storage import Storage
+from pgwarden.db import clients
 from pgwarden.errors import UserError
 from pgwarden.urls import parse_database_url, redact_url
 
@@ -103,8 +104,8 @@ def backup_contents(
             args.append(str(archive))
         else:
             feed = _archive.read_file(storage, manifest, entry.prefix, manifest.files[0], keyring)
-        proc = _pgtools.spawn(args, stdin=subprocess.PIPE if feed else None, stdout=subprocess.PIPE)
-        errors = _pgtools.StderrTail(proc.stderr)
+        proc = clients.spawn(args, stdin=subprocess.PIPE if feed else None, stdout=subprocess.PIPE)
+        errors = clients.StderrTail(proc.stderr)
         output: list[bytes] = []
         stdout = proc.stdout
         assert stdout is not None
@@ -116,7 +117,7 @@ def backup_contents(
         reader.join()
     if code != 0:
         raise RestoreFailed(
-            f"pg_restore --list failed: {_pgtools.first_error(errors.text(), program='pg_restore')}"
+            f"pg_restore --list failed: {clients.first_error(errors.text(), program='pg_restore')}"
         )
     return b"".join(output).decode("utf-8", "replace").splitlines()
 
@@ -304,7 +305,7 @@ def restore_backup(
             command = RestoreCommand(
                 binary,
                 target_major,
-                _pgtools.client_args(target_url, application_name="pgwarden-pg_restore"),
+                clients.client_args(target_url, application_name="pgwarden-pg_restore"),
                 options,
                 jobs=jobs,
             )

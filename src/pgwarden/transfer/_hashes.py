@@ -2,14 +2,16 @@
 
 from __future__ import annotations
 
-import hashlib
 import hmac
 import uuid
 from contextlib import suppress
 from functools import cache
 from typing import Any
 
+import numpy as np
+
 from pgwarden.errors import UserError
+from pgwarden.transfer._prf import BlockPRF
 from pgwarden.transfer._values import (
     NULL,
     ColumnFunction,
@@ -67,18 +69,25 @@ class _IntegerHash(CopyFieldFunction):
 
     def column_function(self) -> ColumnFunction:
         # Keys repeat (a foreign key, and the key it references): the fields already
-        # seen are looked up, by C loops, in a cache the permutation keeps.
-        field = self.field_function()
-        cache = self.permute.fields
+        # seen are looked up, by C loops, in a cache the permutation keeps; the others
+        # are permuted together, in numpy and a few AES calls.
+        permute = self.permute
+        cache = permute.fields
 
         def column(fields: list[bytes]) -> list[bytes]:
             with suppress(KeyError):  # most often every field is there
                 return list(map(cache.__getitem__, fields))
-            missing = set(fields).difference(cache)
+            missing = list(set(fields).difference(cache))
             if len(cache) + len(missing) > _CACHE:
-                cache.clear()
-                missing = set(fields)
-            cache.update(zip(missing, map(field, missing), strict=True))
+                permute.clear()
+                missing = list(set(fields).difference(cache))
+            numbers = np.array(list(map(int, missing)), dtype=np.int64)
+            magnitudes = np.abs(numbers).astype(np.uint64)  # -2**63 stays 2**63: too big
+            if (too_big := np.flatnonzero(magnitudes >> permute.bits)).size:
+                permute(int(magnitudes[too_big[0]]))  # raises the error saying which
+            permuted = permute.many(magnitudes).astype(np.int64)
+            permuted = np.where(numbers < 0, -permuted, permuted)
+            cache.update(zip(missing, map(b"%d".__mod__, permuted.tolist()), strict=True))
             return list(map(cache.__getitem__, fields))
 
         return column
@@ -119,22 +128,28 @@ class _Permutation:
     """A keyed bijection of ``[0, 2**bits)``: an unbalanced Feistel network.
 
     The halves have ``bits // 2`` and ``bits - bits // 2`` bits and trade places every
-    round, so four rounds map the range onto itself exactly. Results are kept in
-    :attr:`cache` (emptied when full), since keys repeat.
+    round, so four rounds map the range onto itself exactly. Round ``r`` mixes into the
+    left half the first 8 bytes of AES-256 of the block ``r, 0 x 7, right (8 bytes,
+    big-endian)``. :meth:`many` runs the rounds for an array at once. Results are kept
+    (emptied when full), since keys repeat: numbers in :attr:`cache`, COPY fields in
+    :attr:`fields`.
     """
 
+    ROUNDS = 4
+
     def __init__(self, salt: bytes, namespace: str, bits: int) -> None:
-        key = hmac.digest(salt, b"permute\0" + namespace.encode(), "sha256")
+        self.prf = BlockPRF(hmac.digest(salt, b"permute\0" + namespace.encode(), "sha256"))
         self.bits = bits
         self.low = bits // 2
         self.high = bits - self.low
-        # The round function only has to be a keyed PRF: keyed BLAKE2b is one, and fast.
-        self.states = [
-            hashlib.blake2b(key=hashlib.blake2b(bytes([index]), key=key).digest(), digest_size=8)
-            for index in range(4)
-        ]
         self.cache: dict[int, int] = {}
-        self.fields: dict[bytes, bytes] = {}  # COPY fields in and out, for column functions
+        self.fields: dict[bytes, bytes] = {NULL: NULL}
+
+    def clear(self) -> None:
+        """Forget the results kept."""
+        self.cache.clear()
+        self.fields.clear()
+        self.fields[NULL] = NULL
 
     def __call__(self, number: int) -> int:
         result = self.cache.get(number)
@@ -144,10 +159,9 @@ class _Permutation:
             raise UserError(f"{number} is out of range for a {self.bits + 1}-bit integer hash.")
         left, right = number >> self.low, number & ((1 << self.low) - 1)
         left_bits, right_bits = self.high, self.low
-        for state in self.states:
-            mac = state.copy()
-            mac.update(right.to_bytes(8, "big"))
-            mixed = left ^ (int.from_bytes(mac.digest(), "big") & ((1 << left_bits) - 1))
+        for index in range(self.ROUNDS):
+            block = self.prf.block(bytes([index]) + bytes(7) + right.to_bytes(8, "big"))
+            mixed = left ^ (int.from_bytes(block[:8], "big") & ((1 << left_bits) - 1))
             left, right = right, mixed
             left_bits, right_bits = right_bits, left_bits
         result = (left << right_bits) | right
@@ -155,3 +169,16 @@ class _Permutation:
             self.cache.clear()
         self.cache[number] = result
         return result
+
+    def many(self, numbers: Any) -> Any:
+        """Return the permutation of each of ``numbers`` (uint64, each in range), in order."""
+        left, right = numbers >> self.low, numbers & ((1 << self.low) - 1)
+        left_bits, right_bits = self.high, self.low
+        blocks = np.zeros((len(numbers), 16), dtype=np.uint8)
+        for index in range(self.ROUNDS):
+            blocks[:, 0] = index
+            blocks[:, 8:] = right.astype(">u8").view(np.uint8).reshape(-1, 8)
+            mixed = self.prf.blocks(blocks)[:, :8].copy().view(">u8").ravel()
+            left, right = right, left ^ (mixed.astype(np.uint64) & ((1 << left_bits) - 1))
+            left_bits, right_bits = right_bits, left_bits
+        return (left << right_bits) | right

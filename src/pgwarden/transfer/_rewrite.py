@@ -51,6 +51,7 @@ def rewritten(
     size = 0
     seen = 0
     pool: _Pool | None = None
+    pooled = False  # whether a pool was asked for (it may have been refused: None)
     try:
         for chunk in chunks:
             if rest:
@@ -61,8 +62,8 @@ def rewritten(
                 continue
             piece = chunk[:cut] if rest else chunk
             seen += cut
-            if pool is None and seen > parallel_after:
-                pool = _Pool.start(columns, workers)
+            if not pooled and seen > parallel_after:
+                pool, pooled = _Pool.start(columns, workers), True
             done = [_rewrite_chunk(piece, columns)] if pool is None else pool.submit(piece)
             for data, count in done:
                 rows += count

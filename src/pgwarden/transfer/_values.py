@@ -6,9 +6,9 @@ every run with the same salt, so joins still match, and nobody without the salt 
 recompute it. ``noise`` here, and ``hash`` (hex and UUID; :mod:`._hashes`), use
 ``HMAC-SHA256(salt, namespace NUL value)`` (:class:`Mac`); integer keys go through a
 keyed permutation (:mod:`._hashes`); fakes pick from the Faker locale's own lists with
-keyed BLAKE2s (:mod:`._fakes`). Values arrive as COPY text (``str``) or as JSONL values
-(``int``, ``Decimal``, ``bool``, ...); each function returns the same kind it was
-given, and ``None`` for ``None``.
+a keyed PRF on AES (:mod:`._fakes`, :mod:`._prf`). Values arrive as COPY text
+(``str``) or as JSONL values (``int``, ``Decimal``, ``bool``, ...); each function
+returns the same kind it was given, and ``None`` for ``None``.
 
 The export's hot loop uses :func:`copy_column_function`: a chain of functions as one
 function of a column's raw COPY text fields (a list of bytes, escaped, ``\\N`` for NULL)
