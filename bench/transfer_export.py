@@ -6,8 +6,11 @@ distinct on every row, so no cache helps the fakes). Every round runs each case 
 in turn, on the same database, so load from elsewhere falls on all of them alike; each
 figure is the median of ``--rounds`` rounds:
 
-- **raw COPY**: ``COPY authors TO STDOUT`` and ``COPY posts TO STDOUT`` through psycopg
-  into files: the same rows the export writes, the floor;
+- **raw COPY (psycopg)**: ``COPY authors TO STDOUT`` and ``COPY posts TO STDOUT``
+  through psycopg into files: the same rows the export writes, as a Python program
+  reads them; the ratios are to this;
+- **raw COPY (psql)**: the same two statements run by ``psql`` into files: the server's
+  floor, which a C client reaches (the export hands big tables to psql too);
 - **export**: ``export_bundle`` of both tables whole (one snapshot, checksums, manifest);
 - **export, anonymized**: the same with ``fake_email`` on posts.email, ``fake_name`` on
   posts.name and authors.name, and a keyed ``hash`` on posts.author_id (and so on
@@ -17,9 +20,9 @@ figure is the median of ``--rounds`` rounds:
   this script measured them: the authors the posts need are found by closure on the
   server, in temporary tables of row ids.
 
-The last column divides each median by the raw COPY's. On a two-CPU machine the server
-and pgwarden share the CPUs, and the raw COPY is bound by the server. The import half
-(``COPY FROM`` against ``pgwarden import``) is measured by its own script.
+The last two columns divide each median by the raw COPYs'. On a two-CPU machine the
+server, psql and pgwarden share the CPUs. The import half (``COPY FROM`` against
+``pgwarden import``) is measured by its own script.
 
     .venv/bin/python bench/transfer_export.py [--rows 1000000] [--rounds 3]
 
@@ -31,6 +34,7 @@ from __future__ import annotations
 import argparse
 import os
 import statistics
+import subprocess
 import tempfile
 import time
 from collections.abc import Callable
@@ -41,6 +45,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 from sqlalchemy.pool import NullPool
 
+from pgwarden.db.binaries import find_binary
+from pgwarden.db.clients import client_args
 from pgwarden.db.engines import create_engine
 from pgwarden.testing.servers import start_test_server
 from pgwarden.transfer.export import export_bundle
@@ -98,6 +104,22 @@ def raw_copy(url: str) -> Callable[[Path], None]:
     return work
 
 
+def psql_copy(url: str) -> Callable[[Path], None]:
+    psql = str(find_binary("psql").path)
+    client = client_args(url, application_name="bench")
+
+    def work(out: Path) -> None:
+        out.mkdir()
+        for table in ("authors", "posts"):
+            with (out / table).open("wb") as file:
+                subprocess.run(
+                    [psql, "-X", "-q", "-d", client.dbname, "-c", f"COPY {table} TO STDOUT"],
+                    stdout=file, env=client.env, check=True,
+                )  # fmt: skip
+
+    return work
+
+
 def export(engine: Engine, **options: object) -> Callable[[Path], None]:
     def work(out: Path) -> None:
         with engine.connect() as conn:
@@ -129,7 +151,8 @@ def main() -> None:
             mask = TransformSpec.from_mapping(MASK_AND_HASH, salt=b"bench-salt")
             half = f"id <= {args.rows // 2}"
             cases = [
-                ("raw COPY TO STDOUT (both tables)", total, raw_copy(url)),
+                ("raw COPY TO STDOUT, psycopg", total, raw_copy(url)),
+                ("raw COPY TO STDOUT, psql", total, psql_copy(url)),
                 ("export, both tables whole", total, export(engine)),
                 ("export, anonymized", total, export(engine, transforms=spec)),
                 ("export posts (+ authors closure)", total,
@@ -144,12 +167,14 @@ def main() -> None:
                 for label, _, work in cases:
                     times[label].append(timed(work))
             base = statistics.median(times[cases[0][0]])
+            floor = statistics.median(times[cases[1][0]])
             print(f"{args.rows:,} posts, {total - args.rows:,} authors; median of {args.rounds}")
+            print(f"{'':36} {'time':>9}  {'rows/s':>12}  {'x psycopg':>9}  {'x psql':>6}")
             for label, rows, _ in cases:
                 seconds = statistics.median(times[label])
                 print(
-                    f"{label:36} {seconds:7.2f} s  {rows / seconds:>12,.0f} rows/s"
-                    f"  x{seconds / base:5.2f} of raw COPY"
+                    f"{label:36} {seconds:7.2f} s  {rows / seconds:>12,.0f}"
+                    f"  {seconds / base:9.2f}  {seconds / floor:6.2f}"
                 )
         finally:
             engine.dispose()

@@ -38,6 +38,7 @@ from pgwarden.transfer.copytext import (
 from pgwarden.transfer.transforms import TableTransform
 
 __all__ = [
+    "CHUNK_SIZE",
     "SESSION_SETTINGS",
     "CopyOut",
     "Sink",
@@ -65,7 +66,7 @@ _FLUSH = 1 << 20
 _ROWS_BETWEEN_REPORTS = 10_000
 # What CopyOut gathers before handing a chunk on: big enough that the Python work per
 # chunk vanishes, small enough to stay in cache while a transform rewrites it.
-_CHUNK = 1 << 18
+CHUNK_SIZE = 1 << 18
 
 
 class Sink(Protocol):
@@ -147,7 +148,7 @@ class CopyOut:
     the client spends a fraction of the server's time per row.
     """
 
-    def __init__(self, conn: Connection, statement: str, *, chunk_size: int = _CHUNK) -> None:
+    def __init__(self, conn: Connection, statement: str, *, chunk_size: int = CHUNK_SIZE) -> None:
         self.conn = conn
         self.statement = statement
         self.chunk_size = chunk_size
@@ -274,7 +275,7 @@ def _stream(
             continue
         pending.append(chunk)
         size += len(chunk)
-        if size >= _CHUNK:  # CopyOut's chunks go as they come; single rows gather
+        if size >= CHUNK_SIZE:  # CopyOut's chunks go as they come; single rows gather
             data = chunk if len(pending) == 1 else b"".join(pending)
             pending.clear()
             sink.write(data)

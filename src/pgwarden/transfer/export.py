@@ -21,9 +21,10 @@ snapshot; it reads only, apart from temporary tables of row ids (see
 from __future__ import annotations
 
 import importlib
+import os
 import shutil
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Literal
@@ -34,12 +35,15 @@ from sqlalchemy.engine import Connection
 
 from pgwarden.errors import UserError
 from pgwarden.transfer._copyout import (
+    CHUNK_SIZE,
+    SESSION_SETTINGS,
     CopyOut,
     copy_statement,
     copy_table_statement,
     snapshot,
     stream_rows,
 )
+from pgwarden.transfer._psqlread import SnapshotReader
 from pgwarden.transfer.bundle import (
     Bundle,
     BundleForeignKey,
@@ -63,6 +67,11 @@ __all__ = [
     "plan_selections",
     "user_selection",
 ]
+
+# Whole tables of at least this many rows (by the planner's estimate) are read by a psql
+# child in the export's snapshot (see :mod:`._psqlread`): below it, starting psql and
+# its connection costs more than it saves.
+_PSQL_AFTER = 50_000
 
 
 @dataclass(frozen=True)
@@ -293,6 +302,7 @@ def _write_tables(
 ) -> tuple[list[TableReport], list[BundleTable]]:
     total = sum(subset.tables[name].rows for name in order)
     done = 0
+    reader: SnapshotReader | Literal[False] | None = None  # False: asked, none to be had
     reports: list[TableReport] = []
     written: list[BundleTable] = []
     for name in order:
@@ -308,18 +318,28 @@ def _write_tables(
                 on_progress(event)
 
         nulled = subset.nulled_columns(name)
-        if part.keys is None and not nulled and format == "copy" and not table.partitioned:
+        whole = part.keys is None and not nulled  # no temporary tables of row ids
+        if whole and format == "copy" and not table.partitioned:
             statement = copy_table_statement(table.schema, table.name, table.column_names)
         else:
             statement = copy_statement(list(table.columns), part.source(), format, nulled)
+        chunks: Iterable[bytes] = CopyOut(conn, statement)
+        workers = None
+        if whole and part.rows >= _PSQL_AFTER and format in ("copy", "jsonl"):
+            if reader is None:
+                reader = SnapshotReader.open(conn, SESSION_SETTINGS) or False
+            if reader:
+                chunks = reader.copy(statement, chunk_size=CHUNK_SIZE)
+                workers = os.cpu_count()  # this process only hands chunks on: all CPUs
         with DataFile(out, table.schema, table.name, format) as data:
             stream_rows(
-                CopyOut(conn, statement),
+                chunks,
                 data,
                 fmt=format,
                 columns=table.column_names,
                 transform=compiled[name],
                 report=report,
+                workers=workers,
             )
         done += data.rows
         direct = data.rows if part.keys is None else min(part.direct, data.rows)
