@@ -45,7 +45,7 @@ class BlockPRF:
 
     def blocks(self, matrix: Any) -> Any:
         """Return the encryption of each row of ``matrix`` (uint8, 16 a row), as a matrix."""
-        data = self.cipher.encryptor().update(np.ascontiguousarray(matrix).data)
+        data = self.local.encryptor.update(np.ascontiguousarray(matrix).data)
         return np.frombuffer(data, dtype=np.uint8).reshape(-1, _BLOCK)
 
 
@@ -110,21 +110,34 @@ class ValuePRF:
     def _tags(
         self, values: Sequence[bytes], lengths: Any, blocks: Any, rows: Any, tags: Any
     ) -> None:
-        """Put the CBC-MAC tag of each value of ``rows`` (no wider than WIDE) in ``tags``."""
+        """Put the CBC-MAC tag of each value of ``rows`` (no wider than WIDE) in ``tags``.
+
+        The rows go shortest first, so the values still being chained at a block
+        position are always the tail of the matrix: slices, no gathering.
+        """
+        ends = blocks[rows]
+        chosen = values if len(rows) == len(values) else None  # rows is every row, in order
+        if not (ends[:-1] <= ends[1:]).all():  # most often every value has as many blocks
+            order = np.argsort(ends, kind="stable")
+            rows, ends, chosen = rows[order], ends[order], None
+        if chosen is None:
+            chosen = [values[i] for i in rows.tolist()]
         width = int(lengths[rows].max())
-        encoded = np.zeros((len(rows), int(blocks[rows].max()) * _BLOCK), dtype=np.uint8)
+        last = int(ends[-1])
+        encoded = np.zeros((len(rows), last * _BLOCK), dtype=np.uint8)
         encoded[:, :4] = lengths[rows].astype("<u4").view(np.uint8).reshape(-1, 4)
         if width:
-            chosen = values if len(rows) == len(values) else [values[i] for i in rows.tolist()]
             texts = np.array(chosen, dtype=f"S{width}").view(np.uint8).reshape(-1, width)
             encoded[:, 4 : 4 + width] = texts
-        ends = blocks[rows]
-        live = np.arange(len(rows))  # rows of ``encoded`` still being chained
-        state = np.zeros((len(rows), _BLOCK), dtype=np.uint8)
-        for position in range(encoded.shape[1] // _BLOCK):
-            span = slice(position * _BLOCK, (position + 1) * _BLOCK)
-            state = self.mac.blocks(state ^ encoded[live, span])
-            done = ends[live] == position + 1
-            if done.any():
-                tags[rows[live[done]]] = state[done]
-                live, state = live[~done], state[~done]
+        # finished[p]: how many rows end at or before block p + 1
+        finished = np.searchsorted(ends, np.arange(1, last + 1), side="right").tolist()
+        begin = 0
+        state = None
+        for position in range(last):
+            block = encoded[begin:, position * _BLOCK : (position + 1) * _BLOCK]
+            state = self.mac.blocks(block if state is None else state ^ block)
+            end = finished[position]
+            if end > begin:
+                tags[rows[begin:end]] = state[: end - begin]
+                state = state[end - begin :]
+                begin = end
