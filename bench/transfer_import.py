@@ -7,7 +7,7 @@ runs into the same empty table of a second database, truncated between runs:
 
 - **raw COPY**: the bundle's data file through ``COPY items FROM STDIN``, the floor;
 - **import**: ``import_bundle`` in insert mode, journaled (committed);
-- **import, transformed**: the same with an anonymizing transform (``fake`` of the
+- **import, transformed**: the same with an anonymizing transform (``fake_name`` on the
   ``name`` column), rows passing through Python;
 - **upsert, 10 % differ**: ``--mode upsert --dry-run`` into the table holding every
   row already, a tenth of them with another ``name``;
@@ -43,7 +43,7 @@ from pgwarden.transfer.transforms import TransformSpec
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from transfer_import_support import write_bundle
 
-SPEC = {"tables": {"public.items": {"name": {"kind": "mask", "keep": 2}}}}
+SPEC = {"tables": {"public.items": {"name": "fake_name"}}}
 
 TABLE = (
     "CREATE TABLE items (id bigint PRIMARY KEY, name text NOT NULL, created_at timestamptz"

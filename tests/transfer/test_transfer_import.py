@@ -14,7 +14,7 @@ from pgwarden.transfer.bundle import BundleError, read_bundle
 from pgwarden.transfer.importer import ImportFailed, ImportReport, import_bundle, import_csv
 from pgwarden.transfer.journal import list_runs
 from pgwarden.transfer.progress import TransferProgress
-from pgwarden.transfer.transforms import TransformSpec
+from pgwarden.transfer.transforms import TransformSpec, compile_transforms
 from transfer_import_support import checksums, connection, counts, run, scalar, write_bundle
 
 
@@ -240,14 +240,22 @@ def test_transforms_rewrite_rows_on_their_way_in(
     bundle = write_bundle(
         seeded_url, tmp_path / "b", tables=["public.organizations", "public.users"]
     )
-    spec = TransformSpec.from_mapping(
-        {"tables": {"users": {"display_name": {"kind": "constant", "value": "Someone"}}}}
-    )
+    rules = {"display_name": {"kind": "constant", "value": "Someone"}, "email": "fake_email"}
+    spec = TransformSpec.from_mapping({"tables": {"users": rules}}, salt=b"x")
     report = load(learnhub_url, bundle, transforms=spec)
     assert report.ok
     names = scalar(learnhub_url, "SELECT array_agg(DISTINCT display_name) FROM users")
     assert names == ["Someone"]
     assert scalar(learnhub_url, "SELECT count(*) FROM users") == table(report, "public.users").rows
+    # a column at a time on the way in gives what one row at a time gives
+    one_by_one = compile_transforms(spec, read_bundle(bundle).table("public.users"))
+    query = "SELECT id::text, email FROM users ORDER BY id"
+    with connection(seeded_url) as source, connection(learnhub_url) as target:
+        before, after = source.execute(sa.text(query)).all(), target.execute(sa.text(query)).all()
+    assert [id for id, _ in after] == [id for id, _ in before]
+    assert [email for _, email in after] == [
+        one_by_one({"id": id, "email": email})["email"] for id, email in before
+    ]
 
 
 def test_an_exported_bundle_imports_into_an_empty_database(

@@ -12,12 +12,12 @@ import multiprocessing
 import os
 import sys
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from typing import Any, Protocol
 
 from pgwarden.errors import UserError
 
-__all__ = ["rewritten"]
+__all__ = ["rewrite_chunks", "rewritten"]
 
 _FLUSH = 1 << 20
 # A transformed table larger than this goes to worker processes (when there are CPUs).
@@ -37,18 +37,49 @@ def rewritten(
     workers: int | None = None,
     parallel_after: int = _PARALLEL_AFTER,
 ) -> int:
-    """Write COPY text ``chunks`` with ``fields`` (position, function of a column) rewritten.
+    """Write COPY text ``chunks`` with ``fields`` rewritten to ``sink``; return the rows.
 
-    A chunk of whole lines at a time (see :func:`_rewrite_chunk`); a line cut by a
-    chunk's end waits for the next chunk. Past ``parallel_after`` bytes, chunks go to
-    ``workers`` forked processes (``None``: see :meth:`_Pool.start`), in tasks of about
-    1 MiB, at most two a worker in flight, and come back in order.
+    See :func:`rewrite_chunks`; ``report(rows)`` is called about every MiB written.
     """
-    columns = [_Column(index, function) for index, function in fields]
     rows = 0
-    rest = b""
     out: list[bytes] = []
     size = 0
+    for data, count in rewrite_chunks(
+        chunks, fields, workers=workers, parallel_after=parallel_after
+    ):
+        rows += count
+        out.append(data)
+        size += len(data)
+        if size >= _FLUSH:
+            sink.write(b"".join(out))
+            out.clear()
+            size = 0
+            if report:
+                report(rows)
+    sink.write(b"".join(out))
+    if report:
+        report(rows)
+    return rows
+
+
+def rewrite_chunks(
+    chunks: Iterable[bytes],
+    fields: Sequence[tuple[int, Callable[[list[bytes]], list[bytes]]]],
+    *,
+    workers: int | None = None,
+    parallel_after: int = _PARALLEL_AFTER,
+) -> Iterator[tuple[bytes, int]]:
+    """Yield COPY text ``chunks`` with ``fields`` (position, function of a column) rewritten,
+    as (whole lines, how many), in order.
+
+    A chunk of whole lines at a time (see :func:`_rewrite_chunk`); a line cut by a
+    chunk's end waits for the next chunk, and a last line without its newline gets one.
+    Past ``parallel_after`` bytes, chunks go to ``workers`` forked processes (``None``:
+    see :meth:`_Pool.start`), in tasks of about 1 MiB, at most two a worker in flight,
+    and come back in order.
+    """
+    columns = [_Column(index, function) for index, function in fields]
+    rest = b""
     seen = 0
     pool: _Pool | None = None
     pooled = False  # whether a pool was asked for (it may have been refused: None)
@@ -64,34 +95,15 @@ def rewritten(
             seen += cut
             if not pooled and seen > parallel_after:
                 pool, pooled = _Pool.start(columns, workers), True
-            done = [_rewrite_chunk(piece, columns)] if pool is None else pool.submit(piece)
-            for data, count in done:
-                rows += count
-                out.append(data)
-                size += len(data)
-            if size >= _FLUSH:
-                sink.write(b"".join(out))
-                out.clear()
-                size = 0
-                if report:
-                    report(rows)
+            yield from [_rewrite_chunk(piece, columns)] if pool is None else pool.submit(piece)
         if rest:
             rest += b"\n"
-            done = pool.submit(rest) if pool is not None else [_rewrite_chunk(rest, columns)]
-            for data, count in done:
-                rows += count
-                out.append(data)
-                size += len(data)
-        for data, count in pool.finish() if pool is not None else ():
-            rows += count
-            out.append(data)
+            yield from pool.submit(rest) if pool is not None else [_rewrite_chunk(rest, columns)]
+        if pool is not None:
+            yield from pool.finish()
     finally:
         if pool is not None:
             pool.close()
-    sink.write(b"".join(out))
-    if report:
-        report(rows)
-    return rows
 
 
 # The columns of the tables being rewritten, by key: forked workers find theirs here.

@@ -49,6 +49,7 @@ from pgwarden.errors import UserError
 from pgwarden.transfer import _fit
 from pgwarden.transfer._job import ImportFailed, ImportReport, Job, Source, transaction
 from pgwarden.transfer._merge import Mode, RowError, TableReport
+from pgwarden.transfer._rewrite import rewrite_chunks
 from pgwarden.transfer._staging import (
     RowTransform,
     Stage,
@@ -68,7 +69,6 @@ from pgwarden.transfer.bundle import (
     schema_fingerprint,
 )
 from pgwarden.transfer.catalog import load_catalog
-from pgwarden.transfer.copytext import format_copy_row, parse_copy_line
 from pgwarden.transfer.progress import ProgressCallback
 from pgwarden.transfer.transforms import TableTransform, TransformSpec, compile_transforms
 
@@ -281,10 +281,10 @@ def _compiled(
 def _bundle_source(bundle: Bundle, table: BundleTable, transform: Any) -> Source:
     def load(stage: Stage, on_rows: Callable[[int], None], tf: RowTransform | None) -> None:
         if tf is not None:
-            lines = bundle.iter_lines(table)
             if table.format == "copy" and isinstance(tf, TableTransform):
-                stage.load_copy(_transformed_copy(lines, tf), on_rows)
+                stage.load_copy(_transformed_copy(bundle.iter_data(table), tf), on_rows)
                 return
+            lines = bundle.iter_lines(table)
             if table.format == "copy":
                 rows = copy_rows(lines, table.column_names, tf)
             else:
@@ -299,21 +299,16 @@ def _bundle_source(bundle: Bundle, table: BundleTable, transform: Any) -> Source
     return Source(table.qualified, table.column_names, table.rows, load, columns)
 
 
-def _transformed_copy(lines: Iterable[bytes], transform: TableTransform) -> Iterator[bytes]:
-    """Yield COPY text of ``lines`` transformed: lists of values, no dict per row.
+def _transformed_copy(chunks: Iterable[bytes], transform: TableTransform) -> Iterator[bytes]:
+    """Yield COPY text ``chunks`` transformed, a column at a time, as the export does.
 
-    The bundle's columns are the table's, in order, which is what ``apply`` takes; its
-    output is in the order of ``transform.columns`` (the staged columns).
+    Renames change no COPY text: the staged columns are the table's, renamed, in order.
     """
-    out = bytearray()
-    for line in lines:
-        if line:
-            out += format_copy_row(transform.apply(parse_copy_line(line)))
-            if len(out) >= _CHUNK:
-                yield bytes(out)
-                out.clear()
-    if out:
-        yield bytes(out)
+    if not transform.copy_fields:
+        yield from chunks
+        return
+    for data, _ in rewrite_chunks(chunks, transform.copy_fields):
+        yield data
 
 
 def _check_fit(
