@@ -8,7 +8,7 @@ runs into the same empty table of a second database, truncated between runs:
 - **raw COPY**: the bundle's data file through ``COPY items FROM STDIN``, the floor;
 - **import**: ``import_bundle`` in insert mode, journaled (committed);
 - **import, transformed**: the same with an anonymizing transform (``fake_name`` on the
-  ``name`` column), rows passing through Python;
+  ``name`` column), rewritten a column at a time;
 - **upsert, 10 % differ**: ``--mode upsert --dry-run`` into the table holding every
   row already, a tenth of them with another ``name``;
 - **rollback**: rolling the journaled import back (1,000,000 rows deleted).

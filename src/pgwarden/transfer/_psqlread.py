@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 from pgwarden.db import clients
 from pgwarden.db.binaries import find_binary
 from pgwarden.errors import BinaryNotFound, ServerError
+from pgwarden.urls import redact_text
 
 __all__ = ["SnapshotReader"]
 
@@ -44,7 +45,7 @@ class SnapshotReader:
     ::
 
         reader = SnapshotReader.open(conn, settings)  # None: read through conn instead
-        for chunk in reader.copy("COPY public.t (a, b) TO STDOUT"):
+        for chunk in reader.copy("COPY public.t (a, b) TO STDOUT", chunk_size=1 << 18):
             ...
     """
 
@@ -101,7 +102,9 @@ class SnapshotReader:
             log.info("psql cannot be run (%s): reading through the export's connection", exc)
             return False
         if probe.returncode != 0:
-            said = clients.first_error(probe.stderr.decode("utf-8", "replace"), program="psql")
+            said = clients.first_error(
+                redact_text(probe.stderr.decode("utf-8", "replace")), program="psql"
+            )
             log.info("psql cannot read for the export (%s): reading through its connection", said)
             return False
         return True
