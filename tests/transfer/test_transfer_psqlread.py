@@ -7,6 +7,7 @@ the psql path; "through the connection" is the same export with psql not found.
 from __future__ import annotations
 
 import logging
+import multiprocessing
 import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -24,7 +25,7 @@ from pgwarden.transfer.transforms import TransformSpec
 
 PASSWORD = "pw-never-on-a-command-line"  # the embedded server trusts: any password does
 ANONYMIZE = {"tables": {"public.people": {"email": "fake_email", "id": "hash"}}}
-ROWS = 40_000
+ROWS = 80_000  # past the 4 MiB after which transforms go to worker processes
 
 
 @pytest.fixture
@@ -118,8 +119,9 @@ def test_psql_reads_the_rows_of_the_exports_snapshot_byte_for_byte(
     assert len(got) == 3
 
 
+@pytest.mark.parametrize("transforms", [None, ANONYMIZE], ids=["whole", "anonymized"])
 def test_a_reader_stopped_mid_table_fails_the_export_and_leaves_nothing(
-    engine: Engine, tmp_path: Path
+    engine: Engine, tmp_path: Path, transforms: dict | None
 ) -> None:
     with engine.begin() as conn:  # big enough to be mid-read at the first progress report
         conn.execute(sa.text("INSERT INTO people SELECT g, repeat('x', 200), NULL"
@@ -135,11 +137,14 @@ def test_a_reader_stopped_mid_table_fails_the_export_and_leaves_nothing(
                     " AND state = 'active' AND query LIKE 'COPY%'"
                 )).scalars())  # fmt: skip
 
-    with pytest.raises(ServerError, match=r"through psql failed.*terminating connection"):
-        run(engine, tmp_path / "out", on_progress=stop, tables=["public.people"])
+    spec = TransformSpec.from_mapping(transforms, salt=b"s") if transforms else None
+    said = r"through psql failed.*(terminating connection|server closed the connection)"
+    with pytest.raises(ServerError, match=said):
+        run(engine, tmp_path / "out", on_progress=stop, tables=["public.people"], transforms=spec)
     assert stopped == [True]
     assert not (tmp_path / "out").exists()
     assert not psql_children()
+    assert not multiprocessing.active_children()  # the workers are gone too
 
 
 def test_when_psql_cannot_connect_the_export_reads_through_its_connection(
