@@ -365,6 +365,30 @@ def test_fakes_a_column_at_a_time_equal_one_value_at_a_time(
     assert column(fields) == expected
 
 
+@settings(max_examples=60, deadline=None)
+@given(
+    values=st.lists(
+        st.one_of(st.none(), st.text(max_size=30), st.text("abc xyz0123", max_size=30)),
+        min_size=1, max_size=200,
+    ),
+    keep=st.integers(0, 12),
+    char=st.sampled_from(["*", "x", "\t", "•"]),
+)  # fmt: skip
+def test_masks_a_column_at_a_time_equal_one_value_at_a_time(
+    values: list[str | None], keep: int, char: str
+) -> None:
+    transform = compile_transforms(
+        spec({"name": {"kind": "mask", "keep": keep, "char": char}}), USERS
+    )
+    ((index, column),) = transform.copy_fields
+    fields = [format_copy_row([value])[:-1] for value in values]
+    expected = [
+        format_copy_row([transform.apply([None] * index + [value] + [None] * 8)[index]])[:-1]
+        for value in values
+    ]
+    assert column(fields) == expected
+
+
 def test_the_keyed_states_give_hmac_sha256() -> None:
     for salt in (b"s", b"x" * 64, b"y" * 65, bytes(range(200))):
         mac = _values.Mac(salt, "fake_email")

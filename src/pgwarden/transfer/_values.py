@@ -29,6 +29,8 @@ from datetime import datetime, timedelta
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import numpy as np
+
 from pgwarden.transfer.copytext import format_copy_field, parse_copy_field
 
 __all__ = [
@@ -221,6 +223,32 @@ class _Mask(CopyFieldFunction):
             shown = field[-self.keep :] if self.keep > 0 else b""
             return self.char_field * (len(field) - len(shown)) + shown
         return format_copy_field(self(parse_copy_field(field)))
+
+    def column_function(self) -> ColumnFunction:
+        # ASCII fields with no escapes, a one-byte mask character: one numpy array of
+        # the column, its masked bytes set at once. Anything else goes value by value.
+        field = self.copy_field
+        if len(self.char_field) != 1:
+            return lambda fields: list(map(field, fields))
+        keep, char = self.keep, self.char_field[0]
+
+        def column(fields: list[bytes]) -> list[bytes]:
+            joined = b"".join(fields)
+            nulls = fields.count(NULL) if b"\\" in joined else 0
+            if not fields or not joined.isascii() or joined.count(b"\\") != nulls:
+                return list(map(field, fields))
+            values = np.array(fields, dtype="S")  # zero-padded: no field holds a NUL byte
+            width = values.dtype.itemsize
+            matrix = values.view(np.uint8).reshape(-1, width).copy()
+            lengths = np.fromiter(map(len, fields), dtype=np.intp, count=len(fields))
+            matrix[np.arange(width) < (lengths - keep)[:, None]] = char
+            out: list[bytes] = matrix.view(f"S{width}").ravel().tolist()
+            if nulls:
+                for index in [i for i, value in enumerate(fields) if value == NULL]:
+                    out[index] = NULL
+            return out
+
+        return column
 
 
 def noise(
