@@ -179,9 +179,21 @@ class _Template:
             table += [number] * (round(running / total * 4096) - len(table))
         self.table = table
         self.table_array = np.array(table, dtype=np.intp)
-        # numpy byte strings: no choice ends in a NUL byte (COPY text has none), so none
-        # loses one to the padding.
-        self.arrays = [[np.array(part, dtype="S") for part in parts] for parts in self.formats]
+        # For pick_many, part i of every format in one array of numpy byte strings (no
+        # choice ends in a NUL byte, which the padding would take): format f's choices at
+        # offsets[f, i], counts[f, i] of them; a format with fewer parts gets b"" there.
+        width = max(len(parts) for parts in self.formats)
+        offsets = np.zeros((len(self.formats), width), dtype=np.int64)
+        counts = np.ones((len(self.formats), width), dtype=np.int64)
+        self.parts = []
+        for i in range(width):
+            choices: list[bytes] = []
+            for number, parts in enumerate(self.formats):
+                part = parts[i] if i < len(parts) else (b"",)
+                offsets[number, i], counts[number, i] = len(choices), len(part)
+                choices += part
+            self.parts.append(np.array(choices, dtype="S"))
+        self.offsets, self.counts = offsets, counts
 
     def pick(self, mac: bytes) -> bytes:
         """Return the value for one digest."""
@@ -191,23 +203,14 @@ class _Template:
 
     def pick_many(self, words: Any) -> Any:
         """Return :meth:`pick` of every row of ``words`` (an array of 8 words a row), as
-        an array of numpy byte strings."""
-        formats = self.table_array[words[:, 7] >> 20] if len(self.arrays) > 1 else None
-        picked = []
-        for number, parts in enumerate(self.arrays):
-            rows = np.flatnonzero(formats == number) if formats is not None else slice(None)
-            chosen = words[rows]
-            if not len(chosen):
-                continue
-            texts = parts[0][chosen[:, 0] % len(parts[0])]
-            for i, choices in enumerate(parts[1:], 1):
-                texts = np.strings.add(texts, choices[chosen[:, i % 5] % len(choices)])
-            picked.append((rows, texts))
-        width = max([texts.dtype.itemsize for _, texts in picked], default=1)
-        out = np.empty(len(words), dtype=f"S{width}")
-        for rows, texts in picked:
-            out[rows] = texts
-        return out
+        an array of numpy byte strings: a gather and a join a part, every format at once."""
+        formats = self.table_array[words[:, 7] >> 20]
+        texts = None
+        for i, choices in enumerate(self.parts):
+            index = self.offsets[formats, i] + words[:, i % 5] % self.counts[formats, i]
+            part = choices[index]
+            texts = part if texts is None else np.strings.add(texts, part)
+        return texts
 
 
 _WORDS = struct.Struct("<8I")
