@@ -302,7 +302,7 @@ def _write_tables(
 ) -> tuple[list[TableReport], list[BundleTable]]:
     total = sum(subset.tables[name].rows for name in order)
     done = 0
-    reader: SnapshotReader | Literal[False] | None = None  # False: asked, none to be had
+    readers = _Readers(conn)
     reports: list[TableReport] = []
     written: list[BundleTable] = []
     for name in order:
@@ -323,14 +323,8 @@ def _write_tables(
             statement = copy_table_statement(table.schema, table.name, table.column_names)
         else:
             statement = copy_statement(list(table.columns), part.source(), format, nulled)
-        chunks: Iterable[bytes] = CopyOut(conn, statement)
-        workers = None
-        if whole and part.rows >= _PSQL_AFTER and format in ("copy", "jsonl"):
-            if reader is None:
-                reader = SnapshotReader.open(conn, SESSION_SETTINGS) or False
-            if reader:
-                chunks = reader.copy(statement, chunk_size=CHUNK_SIZE)
-                workers = os.cpu_count()  # this process only hands chunks on: all CPUs
+        big = whole and part.rows >= _PSQL_AFTER and format in ("copy", "jsonl")
+        chunks, workers = readers.chunks(statement, big=big)
         with DataFile(out, table.schema, table.name, format) as data:
             stream_rows(
                 chunks,
@@ -350,6 +344,25 @@ def _write_tables(
         )
         written.append(_bundle_table(table, data, format))
     return reports, written
+
+
+class _Readers:
+    """Where a table's COPY is read: a psql child in the export's snapshot for a big whole
+    table (see :mod:`._psqlread`), else the export's own connection."""
+
+    def __init__(self, conn: Connection) -> None:
+        self.conn = conn
+        self.reader: SnapshotReader | None = None
+        self.asked = False
+
+    def chunks(self, statement: str, *, big: bool) -> tuple[Iterable[bytes], int | None]:
+        """Return the chunks of ``statement``'s rows, and the transform's workers."""
+        if big and not self.asked:
+            self.reader, self.asked = SnapshotReader.open(self.conn, SESSION_SETTINGS), True
+        if big and self.reader is not None:
+            # this process only hands chunks on: the transform may have every CPU
+            return self.reader.copy(statement, chunk_size=CHUNK_SIZE), os.cpu_count()
+        return CopyOut(self.conn, statement), None
 
 
 def _bundle_table(table: CatalogTable, data: DataFile, format: Format) -> BundleTable:
