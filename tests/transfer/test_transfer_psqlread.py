@@ -80,7 +80,7 @@ def run(
 ) -> dict[str, bytes]:
     with engine.connect() as conn:
         export_bundle(conn, out, on_progress=on_progress, **options)  # type: ignore[arg-type]
-    return {path.name: path.read_bytes() for path in sorted(out.rglob("*.copy"))}
+    return {path.name: path.read_bytes() for path in sorted((out / "data").iterdir())}
 
 
 def without_psql(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -90,14 +90,22 @@ def without_psql(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(_psqlread, "find_binary", missing)
 
 
-@pytest.mark.parametrize("transforms", [None, ANONYMIZE], ids=["whole", "anonymized"])
+@pytest.mark.parametrize(
+    ("transforms", "format"),
+    [(None, "copy"), (ANONYMIZE, "copy"), (ANONYMIZE, "jsonl")],
+    ids=["whole", "anonymized", "anonymized-jsonl"],
+)
 def test_psql_reads_the_rows_of_the_exports_snapshot_byte_for_byte(
-    engine: Engine, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, transforms: dict | None
+    engine: Engine,
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    transforms: dict | None,
+    format: str,
 ) -> None:
     spec = TransformSpec.from_mapping(transforms, salt=b"s") if transforms else None
     with monkeypatch.context() as patch:
         without_psql(patch)
-        expected = run(engine, tmp_path / "connection", transforms=spec)
+        expected = run(engine, tmp_path / "connection", transforms=spec, format=format)
     seen: list[list[int]] = []
     commands: list[bytes] = []
 
@@ -111,11 +119,11 @@ def test_psql_reads_the_rows_of_the_exports_snapshot_byte_for_byte(
                     "INSERT INTO visits VALUES (-1, -1, now()); DELETE FROM visits WHERE id = 7;"
                 ))  # fmt: skip
 
-    got = run(engine, tmp_path / "psql", on_progress=meddle, transforms=spec)
+    got = run(engine, tmp_path / "psql", on_progress=meddle, transforms=spec, format=format)
     assert seen and seen[0], "the table was not read by psql"
     assert all(PASSWORD.encode() not in command for command in commands)
     assert got == expected  # the late rows are not there, the deleted one is
-    assert got["public.visits.copy"].count(b"\n") == ROWS
+    assert got[f"public.visits.{format}"].count(b"\n") == ROWS
     assert len(got) == 3
 
 
@@ -163,5 +171,5 @@ def test_when_psql_cannot_connect_the_export_reads_through_its_connection(
         with caplog.at_level(logging.INFO, logger="pgwarden.transfer"):
             export_bundle(conn, tmp_path / "fallback")
     assert "psql cannot read for the export" in caplog.text
-    got = {path.name: path.read_bytes() for path in sorted((tmp_path / "fallback").rglob("*.copy"))}
+    got = {path.name: path.read_bytes() for path in sorted((tmp_path / "fallback/data").iterdir())}
     assert got == expected
