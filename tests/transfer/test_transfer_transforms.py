@@ -9,6 +9,7 @@ import sys
 from datetime import datetime, timedelta
 from decimal import Decimal
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -339,6 +340,17 @@ def test_copy_fields_do_what_the_value_functions_do(rules: dict[str, object]) ->
         assert column == [rewrite(transform, b"\t".join(f)).split(b"\t")[index] for f in lines]
 
 
+def assert_column_equals_one_by_one(transform: Any, values: list[str | None]) -> None:
+    """Check the transform's one column function against its value-by-value result."""
+    ((index, column),) = transform.copy_fields
+    fields = [format_copy_row([value])[:-1] for value in values]
+    expected = [
+        format_copy_row([transform.apply([None] * index + [value] + [None] * 8)[index]])[:-1]
+        for value in values
+    ]
+    assert column(fields) == expected
+
+
 @settings(max_examples=60, deadline=None)
 @given(
     values=st.lists(st.one_of(st.none(), st.text(max_size=30)), min_size=1, max_size=300),
@@ -356,13 +368,7 @@ def test_fakes_a_column_at_a_time_equal_one_value_at_a_time(
     values: list[str | None], rule: object
 ) -> None:
     transform = compile_transforms(spec({"name": rule}), USERS)
-    ((index, column),) = transform.copy_fields
-    fields = [format_copy_row([value])[:-1] for value in values]
-    expected = [
-        format_copy_row([transform.apply([None] * index + [value] + [None] * 8)[index]])[:-1]
-        for value in values
-    ]
-    assert column(fields) == expected
+    assert_column_equals_one_by_one(transform, values)
 
 
 @settings(max_examples=60, deadline=None)
@@ -380,13 +386,7 @@ def test_masks_a_column_at_a_time_equal_one_value_at_a_time(
     transform = compile_transforms(
         spec({"name": {"kind": "mask", "keep": keep, "char": char}}), USERS
     )
-    ((index, column),) = transform.copy_fields
-    fields = [format_copy_row([value])[:-1] for value in values]
-    expected = [
-        format_copy_row([transform.apply([None] * index + [value] + [None] * 8)[index]])[:-1]
-        for value in values
-    ]
-    assert column(fields) == expected
+    assert_column_equals_one_by_one(transform, values)
 
 
 def test_the_keyed_states_give_hmac_sha256() -> None:

@@ -56,17 +56,6 @@ class _IntegerHash(CopyFieldFunction):
     def copy_field(self, field: bytes) -> bytes:
         return NULL if field == NULL else str(self(int(field))).encode()
 
-    def field_function(self) -> FieldFunction:
-        permute = self.permute
-
-        def field(data: bytes) -> bytes:
-            if data == NULL:
-                return data
-            number = int(data)
-            return str(permute(number) if number >= 0 else -permute(-number)).encode()
-
-        return field
-
     def column_function(self) -> ColumnFunction:
         # Keys repeat (a foreign key, and the key it references): the fields already
         # seen are looked up, by C loops, in a cache the permutation keeps; the others

@@ -227,10 +227,9 @@ class _Mask(CopyFieldFunction):
     def column_function(self) -> ColumnFunction:
         # ASCII fields with no escapes, a one-byte mask character: one numpy array of
         # the column, its masked bytes set at once. Anything else goes value by value.
-        field = self.copy_field
         if len(self.char_field) != 1:
-            return lambda fields: list(map(field, fields))
-        keep, char = self.keep, self.char_field[0]
+            return super().column_function()
+        field, keep, char = self.copy_field, self.keep, self.char_field[0]
 
         def column(fields: list[bytes]) -> list[bytes]:
             joined = b"".join(fields)
