@@ -1,7 +1,9 @@
-"""Helpers of the export tests (library and CLI): load a bundle the plainest way there is."""
+"""Helpers of the export tests (library and CLI): load a bundle the plainest way there is,
+and find processes an export left behind."""
 
 from __future__ import annotations
 
+import psutil
 from sqlalchemy.engine import Engine
 
 from pgwarden.transfer.bundle import Bundle
@@ -33,3 +35,14 @@ def load_with_copy(engine: Engine, bundle: Bundle) -> dict[str, int]:
 def quote(name: str) -> str:
     """Return ``name`` as a quoted SQL identifier."""
     return '"' + name.replace('"', '""') + '"'
+
+
+def forked_children() -> list[int]:
+    """Return the pids of this process's children running its own program: its forks."""
+    me = psutil.Process()
+    return [child.pid for child in me.children() if child.name() == me.name()]
+
+
+def psql_children() -> list[int]:
+    """Return the pids of this process's psql children."""
+    return [child.pid for child in psutil.Process().children() if child.name() == "psql"]

@@ -7,6 +7,8 @@ and an exit code, the HTTP API into one JSON error shape. Nothing else catches i
 
 from __future__ import annotations
 
+from typing import Any
+
 
 class PgwardenError(Exception):
     """Base of every error pgwarden raises on purpose.
@@ -24,6 +26,17 @@ class PgwardenError(Exception):
 
     def __str__(self) -> str:
         return self.message
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        # Whole across processes (the export's transform workers): hint and fields too,
+        # whatever the subclass's __init__ takes.
+        return _restore, (type(self), self.args, self.__dict__)
+
+
+def _restore(cls: type[PgwardenError], args: tuple[Any, ...], state: dict[str, Any]) -> Any:
+    error = cls.__new__(cls, *args)
+    error.__dict__.update(state)
+    return error
 
 
 class UserError(PgwardenError):

@@ -8,6 +8,8 @@ enforced, and nothing fails.
 from __future__ import annotations
 
 import json
+import os
+import signal
 import subprocess
 from collections.abc import Iterator
 from decimal import Decimal
@@ -32,7 +34,7 @@ from pgwarden.transfer.importer import import_bundle
 from pgwarden.transfer.progress import TransferProgress
 from pgwarden.transfer.transforms import TransformSpec, compile_transforms
 from pgwarden.urls import libpq_url
-from transfer_export_support import load_with_copy
+from transfer_export_support import forked_children, load_with_copy
 
 SALT = b"test-salt-not-a-secret"
 
@@ -363,6 +365,37 @@ def test_chunks_are_rewritten_as_row_by_row_would(rules: dict[str, object]) -> N
     rows = rewritten(chunks, sink, transform.copy_fields, report=None, workers=2,
                       parallel_after=0)  # fmt: skip
     assert rows == 3000 and bytes(sink.data) == expected
+
+
+def test_an_error_in_a_worker_is_raised_whole_and_stops_the_workers() -> None:
+    data = copy_lines(3000)
+    main = os.getpid()
+
+    def fussy(fields: list[bytes]) -> list[bytes]:
+        if b"-1200" in fields and os.getpid() != main:
+            raise UserError("no -1200 here", hint="leave it out")
+        return fields
+
+    chunks = [data[i : i + 1000] for i in range(0, len(data), 1000)]
+    with pytest.raises(UserError, match="no -1200 here") as raised:
+        rewritten(chunks, Collect(), [(0, fussy)], report=None, workers=2, parallel_after=0)
+    assert raised.value.hint == "leave it out"
+    assert not forked_children()
+
+
+def test_a_worker_that_dies_is_a_clear_error_not_a_hang() -> None:
+    data = copy_lines(3000)
+    main = os.getpid()
+
+    def doomed(fields: list[bytes]) -> list[bytes]:
+        if b"-1200" in fields and os.getpid() != main:
+            os.kill(os.getpid(), signal.SIGKILL)
+        return fields
+
+    chunks = [data[i : i + 1000] for i in range(0, len(data), 1000)]
+    with pytest.raises(RuntimeError, match=r"a transform worker \(process \d+\) stopped"):
+        rewritten(chunks, Collect(), [(0, doomed)], report=None, workers=2, parallel_after=0)
+    assert not forked_children()
 
 
 def test_a_line_without_its_newline_still_counts() -> None:

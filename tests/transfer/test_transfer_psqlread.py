@@ -7,8 +7,6 @@ the psql path; "through the connection" is the same export with psql not found.
 from __future__ import annotations
 
 import logging
-import multiprocessing
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
@@ -22,6 +20,7 @@ from pgwarden.transfer import _psqlread, export
 from pgwarden.transfer.export import export_bundle
 from pgwarden.transfer.progress import TransferProgress
 from pgwarden.transfer.transforms import TransformSpec
+from transfer_export_support import forked_children, psql_children
 
 PASSWORD = "pw-never-on-a-command-line"  # the embedded server trusts: any password does
 ANONYMIZE = {"tables": {"public.people": {"email": "fake_email", "id": "hash"}}}
@@ -54,22 +53,6 @@ def engine(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
         ))  # fmt: skip
     yield engine
     engine.dispose()
-
-
-def psql_children() -> list[int]:
-    """Return the pids of this process's psql children."""
-    found = []
-    for entry in Path("/proc").iterdir():
-        if entry.name.isdigit():
-            try:
-                stat = (entry / "stat").read_text()
-            except OSError:
-                continue
-            name = stat[stat.index("(") + 1 : stat.rindex(")")]
-            parent = int(stat[stat.rindex(")") + 1 :].split()[1])  # after the state
-            if name == "psql" and parent == os.getpid():
-                found.append(int(entry.name))
-    return found
 
 
 def run(
@@ -152,7 +135,7 @@ def test_a_reader_stopped_mid_table_fails_the_export_and_leaves_nothing(
     assert stopped == [True]
     assert not (tmp_path / "out").exists()
     assert not psql_children()
-    assert not multiprocessing.active_children()  # the workers are gone too
+    assert not forked_children()  # the transform's workers are gone too
 
 
 def test_when_psql_cannot_connect_the_export_reads_through_its_connection(

@@ -8,11 +8,15 @@ machine has the CPUs.
 
 from __future__ import annotations
 
-import multiprocessing
+import fcntl
 import os
+import pickle
+import signal
+import struct
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import suppress
 from typing import Any, Protocol
 
 from pgwarden.errors import UserError
@@ -106,28 +110,24 @@ def rewrite_chunks(
             pool.close()
 
 
-# The columns of the tables being rewritten, by key: forked workers find theirs here.
-_JOBS: dict[int, Sequence[_Column]] = {}
-
-
-def _work(key: int, chunk: bytes) -> tuple[bytes, int]:
-    return _rewrite_chunk(chunk, _JOBS[key])
-
-
 class _Pool:
-    """Forked processes rewriting chunks in order, a few chunks in flight at most.
+    """Forked processes rewriting chunks, one task each at a time, results in order.
 
     Forked, so the workers inherit the compiled transforms (closures, which do not
-    pickle); only chunks of COPY text cross the pipes.
+    pickle). A task goes to each worker in turn, down a pipe of its own, as a length
+    and the bytes; the rewritten bytes come back the same way. So results come back in
+    order by reading the workers in turn, and nothing is pickled and no thread hands
+    anything on: the main process's cost is copying a task into a pipe and its result
+    out of one. A worker is given its next task once its last result is read, so
+    neither side can block writing to the other.
     """
 
-    TASK = 1 << 20  # bytes a task: smaller ones cost more in pickling and handoffs
+    TASK = 1 << 20  # bytes a task: smaller ones cost more in handoffs
 
-    def __init__(self, key: int, pool: Any, size: int) -> None:
-        self.key = key
-        self.pool = pool
-        self.size = size
-        self.pending: deque[Any] = deque()
+    def __init__(self, workers: list[_Worker]) -> None:
+        self.workers = workers
+        self.pending: deque[_Worker] = deque()  # in the order the tasks were given
+        self.turn = 0
         self.gathered: list[bytes] = []
         self.gathered_size = 0
 
@@ -137,19 +137,23 @@ class _Pool:
 
         ``None`` is, on Linux, one a CPU less one, which the main process needs to take
         rows off the connection and write them: so none on a two-CPU machine, where
-        (measured with the server on the same machine) the pickling and copying
-        between processes cost about what a second worker saves. Elsewhere ``None`` is
-        none: forking a process that has loaded system frameworks is not safe on macOS.
+        (measured with the server on the same machine) the copying between processes
+        costs about what a second worker saves. Elsewhere ``None`` is none: forking a
+        process that has loaded system frameworks is not safe on macOS.
         """
         if workers is None:
             workers = max((os.cpu_count() or 1) - 1, 0) if sys.platform == "linux" else 0
-        if workers < 2 or "fork" not in multiprocessing.get_all_start_methods():
+        if workers < 2 or not hasattr(os, "fork"):
             return None
-        size = workers
-        key = id(columns)
-        _JOBS[key] = columns
-        pool = multiprocessing.get_context("fork").Pool(size)
-        return cls(key, pool, size)
+        started: list[_Worker] = []
+        try:
+            for _ in range(workers):
+                started.append(_Worker.fork(columns, started))
+        except BaseException:
+            for worker in started:
+                worker.stop()
+            raise
+        return cls(started)
 
     def submit(self, chunk: bytes) -> list[tuple[bytes, int]]:
         """Take ``chunk`` (whole lines); return the results that must be taken now, in order.
@@ -163,28 +167,140 @@ class _Pool:
         return self._send()
 
     def _send(self) -> list[tuple[bytes, int]]:
-        task = b"".join(self.gathered)
+        task = self.gathered[0] if len(self.gathered) == 1 else b"".join(self.gathered)
         self.gathered.clear()
         self.gathered_size = 0
-        self.pending.append(self.pool.apply_async(_work, (self.key, task)))
+        worker = self.workers[self.turn]
+        self.turn = (self.turn + 1) % len(self.workers)
         done = []
-        while len(self.pending) > 2 * self.size or (self.pending and self.pending[0].ready()):
-            done.append(self.pending.popleft().get())
+        while worker.busy:  # its result is the oldest still pending
+            done.append(self.pending.popleft().result())
+        worker.send(task)
+        self.pending.append(worker)
         return done
 
     def finish(self) -> list[tuple[bytes, int]]:
         """Return every result still pending, in order."""
-        if self.gathered:
-            self._send()
-        done = [result.get() for result in self.pending]
-        self.pending.clear()
+        done = self._send() if self.gathered else []
+        while self.pending:
+            done.append(self.pending.popleft().result())
         return done
 
     def close(self) -> None:
         """Stop the workers (at once: any result still pending is not wanted)."""
-        self.pool.terminate()
-        self.pool.join()
-        _JOBS.pop(self.key, None)
+        for worker in self.workers:
+            worker.stop()
+
+
+_HEADER = struct.Struct("<qq")  # a task's or result's size in bytes; the result's rows
+
+
+class _Worker:
+    """One forked process rewriting the tasks it reads from a pipe (see :class:`_Pool`)."""
+
+    def __init__(self, pid: int, tasks: int, results: int) -> None:
+        self.pid = pid
+        self.tasks = tasks  # the write end of the worker's task pipe
+        self.results = results  # the read end of its result pipe
+        self.busy = False
+
+    @classmethod
+    def fork(cls, columns: Sequence[_Column], siblings: Sequence[_Worker]) -> _Worker:
+        """Start a worker rewriting with ``columns``; ``siblings`` are the pool's others."""
+        task_read, task_write = os.pipe()
+        result_read, result_write = os.pipe()
+        for end in (task_write, result_write):  # fewer, larger reads and writes
+            with suppress(OSError):
+                fcntl.fcntl(end, fcntl.F_SETPIPE_SZ, _Pool.TASK)
+        pid = os.fork()
+        if pid == 0:  # the worker: it never returns to the caller's code
+            code = 1
+            try:
+                signal.signal(signal.SIGINT, signal.SIG_IGN)  # the main process decides
+                for fd in (task_write, result_read):
+                    os.close(fd)
+                for sibling in siblings:
+                    os.close(sibling.tasks)
+                    os.close(sibling.results)
+                _serve(task_read, result_write, columns)
+                code = 0
+            finally:
+                os._exit(code)
+        os.close(task_read)
+        os.close(result_write)
+        return cls(pid, task_write, result_read)
+
+    def send(self, task: bytes) -> None:
+        """Give the worker ``task`` (it must not be busy)."""
+        _write(self.tasks, _HEADER.pack(len(task), 0), task)
+        self.busy = True
+
+    def result(self) -> tuple[bytes, int]:
+        """Wait for the result of the worker's task; raise what the task raised."""
+        try:
+            size, rows = _HEADER.unpack(_read(self.results, _HEADER.size))
+            data = _read(self.results, size)
+        except EOFError:
+            raise RuntimeError(
+                f"a transform worker (process {self.pid}) stopped before it finished its rows."
+            ) from None
+        self.busy = False
+        if rows < 0:
+            raise pickle.loads(data)  # noqa: S301  # from our own fork
+        return data, rows
+
+    def stop(self) -> None:
+        """Stop the worker now and wait for it."""
+        for fd in (self.tasks, self.results):
+            with suppress(OSError):
+                os.close(fd)
+        with suppress(ProcessLookupError):
+            os.kill(self.pid, signal.SIGKILL)
+        with suppress(ChildProcessError):
+            os.waitpid(self.pid, 0)
+
+
+def _serve(tasks: int, results: int, columns: Sequence[_Column]) -> None:
+    """Rewrite each task read from ``tasks`` and write it to ``results``, until EOF."""
+    while True:
+        try:
+            size, _ = _HEADER.unpack(_read(tasks, _HEADER.size))
+        except EOFError:
+            return
+        try:
+            data, rows = _rewrite_chunk(_read(tasks, size), columns)
+        except Exception as exc:  # it goes to the main process, which raises it
+            try:
+                data = pickle.dumps(exc)
+            except Exception:  # an exception that does not pickle
+                data = pickle.dumps(RuntimeError(f"{type(exc).__name__}: {exc}"))
+            rows = -1
+        _write(results, _HEADER.pack(len(data), rows), data)
+
+
+def _read(fd: int, size: int) -> bytes:
+    """Return exactly ``size`` bytes read from ``fd``; raise EOFError at its end before."""
+    first = os.read(fd, size)
+    if len(first) == size:
+        return first
+    buffer = bytearray(size)
+    buffer[: len(first)] = first
+    view = memoryview(buffer)
+    got = len(first)
+    while got < size:
+        count = os.readv(fd, [view[got:]])
+        if not count:
+            raise EOFError
+        got += count
+    return bytes(buffer)
+
+
+def _write(fd: int, header: bytes, data: bytes) -> None:
+    """Write ``header`` and ``data`` whole to ``fd``."""
+    sent = os.writev(fd, [header, data])
+    view = memoryview(data)
+    while sent < len(header) + len(data):
+        sent += os.write(fd, view[sent - len(header) :])
 
 
 def _rewrite_chunk(chunk: bytes, columns: Sequence[_Column]) -> tuple[bytes, int]:
