@@ -209,9 +209,10 @@ class _Worker:
         """Start a worker rewriting with ``columns``; ``siblings`` are the pool's others."""
         task_read, task_write = os.pipe()
         result_read, result_write = os.pipe()
-        for end in (task_write, result_write):  # fewer, larger reads and writes
+        resize = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux's: fewer, larger reads and writes
+        for end in (task_write, result_write) if resize else ():
             with suppress(OSError):
-                fcntl.fcntl(end, fcntl.F_SETPIPE_SZ, _Pool.TASK)
+                fcntl.fcntl(end, resize, _Pool.TASK)
         pid = os.fork()
         if pid == 0:  # the worker: it never returns to the caller's code
             code = 1
