@@ -209,7 +209,7 @@ class _Worker:
         """Start a worker rewriting with ``columns``; ``siblings`` are the pool's others."""
         task_read, task_write = os.pipe()
         result_read, result_write = os.pipe()
-        resize = getattr(fcntl, "F_SETPIPE_SZ", None)  # Linux's: fewer, larger reads and writes
+        resize: int = getattr(fcntl, "F_SETPIPE_SZ", 0)  # Linux: fewer, larger reads and writes
         for end in (task_write, result_write) if resize else ():
             with suppress(OSError):
                 fcntl.fcntl(end, resize, _Pool.TASK)
