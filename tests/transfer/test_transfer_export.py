@@ -24,7 +24,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from pgwarden.db.binaries import find_binary
 from pgwarden.db.engines import create_engine
-from pgwarden.errors import UserError
+from pgwarden.errors import PgwardenError, UserError
 from pgwarden.transfer._copyout import CopyOut, stream_rows
 from pgwarden.transfer._rewrite import rewritten
 from pgwarden.transfer.bundle import BundleColumn, BundleError, TableSchema, read_bundle
@@ -393,7 +393,7 @@ def test_a_worker_that_dies_is_a_clear_error_not_a_hang() -> None:
         return fields
 
     chunks = [data[i : i + 1000] for i in range(0, len(data), 1000)]
-    with pytest.raises(RuntimeError, match=r"a transform worker \(process \d+\) stopped"):
+    with pytest.raises(PgwardenError, match=r"a transform worker \(process \d+\) stopped"):
         rewritten(chunks, Collect(), [(0, doomed)], report=None, workers=2, parallel_after=0)
     assert not forked_children()
 

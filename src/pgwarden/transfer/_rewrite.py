@@ -19,7 +19,7 @@ from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import suppress
 from typing import Any, Protocol
 
-from pgwarden.errors import UserError
+from pgwarden.errors import PgwardenError, UserError
 
 __all__ = ["rewrite_chunks", "rewritten"]
 
@@ -233,7 +233,10 @@ class _Worker:
 
     def send(self, task: bytes) -> None:
         """Give the worker ``task`` (it must not be busy)."""
-        _write(self.tasks, _HEADER.pack(len(task), 0), task)
+        try:
+            _write(self.tasks, _HEADER.pack(len(task), 0), task)
+        except BrokenPipeError:
+            raise self.died() from None
         self.busy = True
 
     def result(self) -> tuple[bytes, int]:
@@ -242,13 +245,19 @@ class _Worker:
             size, rows = _HEADER.unpack(_read(self.results, _HEADER.size))
             data = _read(self.results, size)
         except EOFError:
-            raise RuntimeError(
-                f"a transform worker (process {self.pid}) stopped before it finished its rows."
-            ) from None
+            raise self.died() from None
         self.busy = False
         if rows < 0:
             raise pickle.loads(data)  # noqa: S301  # from our own fork
         return data, rows
+
+    def died(self) -> PgwardenError:
+        """Return the error for the worker's death mid-task."""
+        return PgwardenError(
+            f"a transform worker (process {self.pid}) stopped before it finished its rows; "
+            "nothing was kept.",
+            hint="Something killed it: the kernel's log (dmesg) says if it ran out of memory.",
+        )
 
     def stop(self) -> None:
         """Stop the worker now and wait for it."""
