@@ -8,6 +8,7 @@ enforced, and nothing fails.
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
 import signal
 import subprocess
@@ -27,6 +28,7 @@ from pgwarden.db.engines import create_engine
 from pgwarden.errors import PgwardenError, UserError
 from pgwarden.transfer._copyout import CopyOut, stream_rows
 from pgwarden.transfer._rewrite import rewritten
+from pgwarden.transfer._workers import WorkerPool
 from pgwarden.transfer.bundle import BundleColumn, BundleError, TableSchema, read_bundle
 from pgwarden.transfer.copytext import format_copy_row, parse_copy_line
 from pgwarden.transfer.export import ExportResult, export_bundle, export_personal_data
@@ -396,6 +398,31 @@ def test_a_worker_that_dies_is_a_clear_error_not_a_hang() -> None:
     with pytest.raises(PgwardenError, match=r"a transform worker \(process \d+\) stopped"):
         rewritten(chunks, Collect(), [(0, doomed)], report=None, workers=2, parallel_after=0)
     assert not forked_children()
+
+
+def test_the_workers_start_inside_a_daemonic_process_too() -> None:
+    # as in a Celery prefork worker, where multiprocessing's pools refuse to start
+    data = b"".join(b"line %d\n" % i for i in range(400_000))  # tasks of 1 MiB: several
+    context = multiprocessing.get_context("fork")
+    results = context.Queue()
+
+    def job() -> None:
+        pool = WorkerPool.start(lambda task: (task.upper(), os.getpid()), 2)
+        assert pool is not None
+        try:
+            chunks = [data[i : i + 65536] for i in range(0, len(data), 65536)]
+            done = [result for chunk in chunks for result in pool.submit(chunk)]
+            results.put([*done, *pool.finish()])
+        finally:
+            pool.close()
+
+    daemon = context.Process(target=job, daemon=True)
+    daemon.start()
+    done = results.get(timeout=60)
+    daemon.join(timeout=60)
+    assert daemon.exitcode == 0
+    assert b"".join(out for out, _ in done) == data.upper()  # in order
+    assert len(done) > 2 and len({pid for _, pid in done} - {daemon.pid}) == 2  # both worked
 
 
 def test_a_line_without_its_newline_still_counts() -> None:
