@@ -92,10 +92,8 @@ def rewrite_chunks(
             piece = chunk[:cut] if rest else chunk
             seen += cut
             if not pooled and seen > parallel_after:
-                pool, pooled = (
-                    WorkerPool.start(partial(_rewrite_chunk, columns=columns), workers),
-                    True,
-                )
+                pool = WorkerPool.start(partial(_rewrite_chunk, columns=columns), workers)
+                pooled = True
             yield from [_rewrite_chunk(piece, columns)] if pool is None else pool.submit(piece)
         if rest:
             rest += b"\n"
