@@ -90,7 +90,7 @@ class WorkerPool:
         worker = self.workers[self.turn]
         self.turn = (self.turn + 1) % len(self.workers)
         done = []
-        while worker.busy:  # its result is the oldest still pending
+        while worker in self.pending:  # its result is the oldest still pending
             done.append(self.pending.popleft().result())
         worker.send(task)
         self.pending.append(worker)
@@ -119,7 +119,6 @@ class _Worker:
         self.pid = pid
         self.tasks = tasks  # the write end of the worker's task pipe
         self.results = results  # the read end of its result pipe
-        self.busy = False
 
     @classmethod
     def fork(cls, work: Work, siblings: Sequence[_Worker]) -> _Worker:
@@ -149,12 +148,11 @@ class _Worker:
         return cls(pid, task_write, result_read)
 
     def send(self, task: bytes) -> None:
-        """Give the worker ``task`` (it must not be busy)."""
+        """Give the worker ``task`` (its last result must have been read)."""
         try:
             _write(self.tasks, _HEADER.pack(len(task), 0), task)
         except BrokenPipeError:
             raise self.died() from None
-        self.busy = True
 
     def result(self) -> tuple[bytes, int]:
         """Wait for the result of the worker's task; raise what the task raised."""
@@ -163,7 +161,6 @@ class _Worker:
             data = _read(self.results, size)
         except EOFError:
             raise self.died() from None
-        self.busy = False
         if rows < 0:
             raise pickle.loads(data)  # noqa: S301  # from our own fork
         return data, rows
