@@ -31,7 +31,8 @@ Mode = Literal["insert", "upsert", "replace"]
 
 _JOURNAL = (
     "INSERT INTO pgwarden.import_journal\n"
-    "  (run_id, schema_name, table_name, action, key, keys, previous, written_xmin)\n"
+    "  (run_id, schema_name, table_name, action, key, keys, previous, previous_row,"
+    " written_xmin)\n"
 )
 # Key types whose values cannot be gathered into one array of them and unnested again.
 _NOT_IN_ARRAYS = ("A", "C", "P")
@@ -101,7 +102,7 @@ class TableMerge:
         if not self._batch_keys:
             return (
                 f"pgw_ji AS (\n{_JOURNAL}"
-                f"  SELECT :run, :schema, :table, 'insert', {self._journal_key}, NULL, NULL,"
+                f"  SELECT :run, :schema, :table, 'insert', {self._journal_key}, NULL, NULL, NULL,"
                 " pgw_up.pgw_xmin\n"
                 f"  FROM pgw_up{where}\n  RETURNING 1\n)"
             )
@@ -109,7 +110,7 @@ class TableMerge:
         return (
             f"pgw_ji AS (\n{_JOURNAL}"
             f"  SELECT :run, :schema, :table, 'insert', NULL, {self._key_arrays('pgw_up')},"
-            " NULL, (array_agg(pgw_up.pgw_xmin))[1]\n"
+            " NULL, NULL, (array_agg(pgw_up.pgw_xmin))[1]\n"
             f"  FROM pgw_up{where}\n  HAVING count(*) > 0\n  RETURNING 1\n)"
         )
 
@@ -165,7 +166,8 @@ class TableMerge:
         joined = " AND ".join(f"pgw_p.pgw_k{i} = pgw_up.{quote(c)}" for i, c in enumerate(keys))
         return (
             "WITH pgw_prev AS MATERIALIZED (\n"
-            f"  SELECT {previous_keys}, to_jsonb(pgw_t.*) AS previous\n"
+            f"  SELECT {previous_keys}, to_jsonb(pgw_t.*) AS previous,"
+            " CAST(ROW(pgw_t.*) AS text) AS previous_row\n"
             f"  FROM {self.target.sql} AS pgw_t\n"
             f"  JOIN {self.stage.name} AS pgw_s ON {self._staged_match('pgw_t')}\n"
             f"  WHERE {self._range()} AND {differs}\n"
@@ -174,7 +176,7 @@ class TableMerge:
             f"  ON CONFLICT ({column_list(keys)}) {action}\n{returning},\n"
             f"pgw_ju AS (\n{_JOURNAL}"
             f"  SELECT :run, :schema, :table, 'update', {self._journal_key}, NULL,"
-            " pgw_p.previous, pgw_up.pgw_xmin\n"
+            " pgw_p.previous, pgw_p.previous_row, pgw_up.pgw_xmin\n"
             f"  FROM pgw_up\n  JOIN pgw_prev AS pgw_p ON {joined}\n"
             "  RETURNING 1\n),\n"
             + self._journal_inserts(
@@ -218,7 +220,7 @@ class TableMerge:
         rolled back, and the caller stages the rows to find the ones to blame.
         """
         mark = text(
-            f"{_JOURNAL}VALUES (:run, :schema, :table, 'insert', NULL, '{{}}', NULL, NULL)\n"
+            f"{_JOURNAL}VALUES (:run, :schema, :table, 'insert', NULL, '{{}}', NULL, NULL, NULL)\n"
             "RETURNING xmin::text AS xid, ctid::text AS ctid"
         )
         keys = text(
@@ -438,7 +440,7 @@ class TableMerge:
             "  RETURNING pgw_t.*\n),\n"
             f"pgw_j AS (\n{_JOURNAL}"
             f"  SELECT :run, :schema, :table, 'delete', {deleted_key}, NULL, to_jsonb(pgw_up.*),"
-            " NULL\n"
+            " CAST(ROW(pgw_up.*) AS text), NULL\n"
             "  FROM pgw_up\n  RETURNING action\n)\n"
             "SELECT count(*) FROM pgw_j"
         )

@@ -6,8 +6,9 @@ where the merge can find the row and report its key, instead of aborting the loa
 a line number. ``_pgw_n`` numbers the rows in file order, so merges go in batches by
 range and a row can be reported by its line.
 
-COPY files stream straight through COPY; JSONL lines go through COPY into a ``jsonb``
-column and are spread into columns by ``jsonb_populate_record``; with transforms, rows
+COPY files stream straight through COPY; JSONL lines go through COPY into a ``json``
+column (not ``jsonb``, which would rewrite the text of a nested ``json`` value) and are
+spread into columns by ``json_populate_record``; with transforms, rows
 pass through Python (:mod:`pgwarden.transfer.copytext`) and back into COPY.
 
 :class:`DirectLoad` is the fast path of an insert into an empty table: the same loads,
@@ -20,9 +21,7 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import json
 from collections.abc import Callable, Iterable, Iterator, Sequence
-from decimal import Decimal
 from typing import Any
 
 import psycopg
@@ -30,7 +29,12 @@ from sqlalchemy.engine import Connection
 
 from pgwarden.insight.findings import quote
 from pgwarden.transfer._target import column_list
-from pgwarden.transfer.copytext import format_copy_row, json_value_to_text, parse_copy_line
+from pgwarden.transfer.copytext import (
+    format_copy_row,
+    json_value_to_text,
+    load_json_line,
+    parse_copy_line,
+)
 
 __all__ = ["ROW_NUMBER", "DirectLoad", "NotDirect", "RowTransform", "Stage"]
 
@@ -77,7 +81,7 @@ class Stage:
         """Stream a JSONL file into the table, each line's keys into the columns they name."""
         raw = f"{self.name}_raw"
         self.conn.exec_driver_sql(
-            f"CREATE TEMPORARY TABLE {raw} (line jsonb, n bigint GENERATED ALWAYS AS IDENTITY)"
+            f"CREATE TEMPORARY TABLE {raw} (line json, n bigint GENERATED ALWAYS AS IDENTITY)"
             " ON COMMIT DROP"
         )
         self._copy(f"COPY {raw} (line) FROM STDIN", _escaped(chunks), on_rows)
@@ -85,7 +89,7 @@ class Stage:
             f"INSERT INTO {self.name} ({column_list(self.columns)})\n"
             f"SELECT {column_list(self.columns, 'r')}\n"
             f"FROM {raw} AS l\n"
-            f"CROSS JOIN LATERAL jsonb_populate_record(NULL::{self.name}, l.line) AS r\n"
+            f"CROSS JOIN LATERAL json_populate_record(NULL::{self.name}, l.line) AS r\n"
             "WHERE l.line IS NOT NULL\n"
             "ORDER BY l.n"
         )
@@ -186,7 +190,7 @@ def jsonl_rows(lines: Iterable[bytes], transform: RowTransform) -> Iterator[dict
     """Yield the rows of JSONL ``lines`` as dicts, numbers exact, through ``transform``."""
     for line in lines:
         if line.strip():
-            result = transform(json.loads(line, parse_float=Decimal))
+            result = transform(load_json_line(line))
             if result is not None:
                 yield result
 

@@ -62,7 +62,7 @@ _COLUMNS = text(
 SELECT a.attrelid AS oid,
        a.attname AS name,
        format_type(a.atttypid, a.atttypmod) AS type,
-       format_type(a.atttypid, NULL) AS base_type,
+       a.atttypid AS type_oid,
        NOT a.attnotnull AS nullable,
        a.attgenerated <> '' AS generated,
        a.attidentity AS identity,
@@ -131,6 +131,32 @@ ORDER BY tgname
 """
 )
 
+# Each type the columns use, with the types it is built on (a domain's base type, an
+# array's element type), to name a type that takes any of its values unchanged.
+_TYPES = text(
+    """
+WITH RECURSIVE pgw_ty (oid) AS (
+  SELECT unnest(CAST(:oids AS oid[]))
+  UNION
+  SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END
+  FROM pgw_ty
+  JOIN pg_type t ON t.oid = pgw_ty.oid
+  WHERE t.typtype = 'd' OR (t.typelem <> 0 AND t.typcategory = 'A')
+)
+SELECT t.oid,
+       t.typtype AS kind,
+       t.typbasetype AS base,
+       CASE WHEN t.typelem <> 0 AND e.typarray = t.oid THEN t.typelem END AS element,
+       n.nspname = 'pg_catalog' AND t.typname IN ('bpchar', 'bit') AS sized,
+       t.typname AS name,
+       format_type(t.oid, NULL) AS formatted
+FROM pgw_ty
+JOIN pg_type t ON t.oid = pgw_ty.oid
+JOIN pg_namespace n ON n.oid = t.typnamespace
+LEFT JOIN pg_type e ON e.oid = t.typelem
+"""
+)
+
 _NAMES = text(
     """
 SELECT c.oid, n.nspname AS schema, c.relname AS name
@@ -147,7 +173,10 @@ class Column:
 
     name: str
     type: str
-    base_type: str  # the type without its modifier: a cast to it never truncates
+    # A type that holds any value of ``type`` unchanged: no length, precision or domain.
+    # A cast to it never cuts or rounds; assigning the result to the column then checks
+    # the column's modifier and domain, and refuses a value that does not fit.
+    base_type: str
     nullable: bool
     generated: bool
     identity: str  # "a" GENERATED ALWAYS, "d" BY DEFAULT, "" neither
@@ -297,11 +326,13 @@ def load_targets(conn: Connection, names: Iterable[tuple[str, str]]) -> dict[str
     oids = list(targets)
     if not oids:
         return {}
-    for row in conn.execute(_COLUMNS, {"oids": oids}):
+    columns = conn.execute(_COLUMNS, {"oids": oids}).all()
+    wide = _wide_types(conn, {row.type_oid for row in columns})
+    for row in columns:
         targets[row.oid].columns[row.name] = Column(
             name=row.name,
             type=row.type,
-            base_type=row.base_type,
+            base_type=wide[row.type_oid],
             nullable=row.nullable,
             generated=row.generated,
             identity=row.identity,
@@ -338,6 +369,29 @@ def load_targets(conn: Connection, names: Iterable[tuple[str, str]]) -> dict[str
     for target in targets.values():
         target.unique_keys.sort(key=lambda key: (not key.primary, key.name))
     return {target.qualified: target for target in targets.values()}
+
+
+def _wide_types(conn: Connection, oids: set[int]) -> dict[int, str]:
+    """Return, for each type of ``oids``, the type a cast to which keeps every value whole.
+
+    ``format_type(oid, NULL)`` is not that: it prints ``character`` and ``bit``, which a
+    cast reads as ``char(1)`` and ``bit(1)``; and a cast to a domain over ``varchar(n)``
+    cuts to its length. So domains give way to their base types, arrays are of the wide
+    type of their elements, and ``char``/``bit`` widen to ``bpchar``/``varbit``.
+    """
+    types = {row.oid: row for row in conn.execute(_TYPES, {"oids": sorted(oids)})}
+
+    def wide(oid: int) -> str:
+        row = types[oid]
+        if row.kind == "d":
+            return wide(row.base)
+        if row.element is not None:
+            return wide(row.element) + "[]"
+        if row.sized:
+            return "pg_catalog.bpchar" if row.name == "bpchar" else "pg_catalog.varbit"
+        return str(row.formatted)
+
+    return {oid: wide(oid) for oid in oids}
 
 
 def _names(conn: Connection, oids: set[int]) -> dict[int, str]:

@@ -80,7 +80,7 @@ CREATE TEMPORARY TABLE pgw_erase (
 
 _JOURNAL = (
     "INSERT INTO pgwarden.import_journal\n"
-    "  (run_id, schema_name, table_name, action, key, previous, new_hash)\n"
+    "  (run_id, schema_name, table_name, action, key, previous, previous_row, new_hash)\n"
 )
 
 
@@ -322,7 +322,7 @@ class _Eraser:
         sql = text(
             "WITH pgw_prev AS MATERIALIZED (\n"
             f"  SELECT {previous_keys}, e.key AS pgw_key, e.columns AS pgw_columns,"
-            " to_jsonb(pgw_t.*) AS previous\n"
+            " to_jsonb(pgw_t.*) AS previous, CAST(ROW(pgw_t.*) AS text) AS previous_row\n"
             "  FROM pgw_erase AS e\n"
             f"  CROSS JOIN LATERAL jsonb_to_record(e.key) AS pgw_k({self._defs(target)})\n"
             f"  JOIN {target.sql} AS pgw_t ON {matched}\n"
@@ -332,7 +332,7 @@ class _Eraser:
             f"  FROM pgw_prev AS pgw_p WHERE {joined}\n  RETURNING pgw_t.*\n),\n"
             f"pgw_j AS (\n{_JOURNAL}"
             f"  SELECT :run, :schema, :table, 'update', {journal_key}, pgw_p.previous,"
-            " md5(ROW(pgw_up.*)::text)\n"
+            " pgw_p.previous_row, md5(ROW(pgw_up.*)::text)\n"
             f"  FROM pgw_up JOIN pgw_prev AS pgw_p ON {back}\n  RETURNING 1\n)\n"
             "SELECT count(*) FROM pgw_j"
         )
@@ -407,7 +407,8 @@ class _Eraser:
             f" AND e.action = 'delete' AND {matched}\n"
             "  RETURNING pgw_t.*\n),\n"
             f"pgw_j AS (\n{_JOURNAL}"
-            f"  SELECT :run, :schema, :table, 'delete', {journal_key}, to_jsonb(pgw_up.*), NULL\n"
+            f"  SELECT :run, :schema, :table, 'delete', {journal_key}, to_jsonb(pgw_up.*),"
+            " CAST(ROW(pgw_up.*) AS text), NULL\n"
             "  FROM pgw_up\n  RETURNING 1\n)\n"
             "SELECT count(*) FROM pgw_j"
         )
