@@ -68,6 +68,11 @@ SELECT a.attrelid AS oid,
        a.attidentity AS identity,
        a.atthasdef OR a.attidentity <> '' AS has_default,
        t.typcategory AS category,
+       t.typname IN ('int2', 'int4', 'int8', 'oid', 'bool', 'char', 'name', 'text', 'varchar',
+                     'date', 'time', 'timetz', 'timestamp', 'timestamptz', 'uuid', 'bytea',
+                     'money', 'inet', 'cidr', 'macaddr', 'macaddr8')
+         AND t.typnamespace = 'pg_catalog'::regnamespace
+         AND coalesce(co.collisdeterministic, true) AS equal_is_identical,
        CASE WHEN a.atttypmod > 4 AND t.typname IN ('varchar', 'bpchar')
             THEN a.atttypmod - 4 END AS max_length,
        pg_get_serial_sequence(quote_ident(n.nspname) || '.' || quote_ident(c.relname),
@@ -78,6 +83,7 @@ LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_collation co ON co.oid = a.attcollation
 WHERE a.attrelid = ANY(:oids)
   AND a.attnum > 0
   AND NOT a.attisdropped
@@ -182,6 +188,10 @@ class Column:
     identity: str  # "a" GENERATED ALWAYS, "d" BY DEFAULT, "" neither
     has_default: bool
     category: str  # pg_type.typcategory: "S" string, "N" numeric, "A" array, "U" user...
+    # Whether ``=`` holds only for identical values (not so for numeric 1.0 = 1.00,
+    # float -0 = 0, interval '1 day' = '24 hours', jsonb, arrays, or a nondeterministic
+    # collation): such columns compare with IS DISTINCT FROM, the rest by binary image.
+    equal_is_identical: bool
     max_length: int | None
     sequence: str | None
     default: str | None = None  # the default's SQL, as pg_get_expr prints it
@@ -338,6 +348,7 @@ def load_targets(conn: Connection, names: Iterable[tuple[str, str]]) -> dict[str
             identity=row.identity,
             has_default=row.has_default,
             category=row.category,
+            equal_is_identical=row.equal_is_identical,
             max_length=row.max_length,
             sequence=row.sequence,
             default=row.default_sql,
@@ -417,16 +428,27 @@ def column_list(names: Iterable[str], alias: str | None = None) -> str:
     return ", ".join(prefix + quote(name) for name in names)
 
 
-def key_json(columns: Iterable[str], alias: str, params: dict[str, Any], prefix: str) -> str:
+def key_json(
+    columns: Iterable[str],
+    alias: str,
+    params: dict[str, Any],
+    prefix: str,
+    *,
+    as_text: bool = False,
+) -> str:
     """Return ``jsonb_build_object(:k0, alias.c0, ...)``, binding the names into ``params``.
 
     Names go as bound values, never into the SQL text; the journal's keys are built only
-    here, so the same key always has the same JSON.
+    here, so the same key always has the same JSON. ``as_text`` gives every value as
+    its text, as a report shows keys.
     """
     parts = []
     for i, name in enumerate(columns):
         params[f"{prefix}{i}"] = name
-        parts.append(f"CAST(:{prefix}{i} AS text), {alias}.{quote(name)}")
+        value = f"{alias}.{quote(name)}"
+        parts.append(
+            f"CAST(:{prefix}{i} AS text), {f'CAST({value} AS text)' if as_text else value}"
+        )
     return f"jsonb_build_object({', '.join(parts)})"
 
 
