@@ -45,6 +45,7 @@ def test_ping_shows_the_url_without_its_secrets(
     text = _check(_run("--database-url", secret_url.url, "-vv", "ping"), secret_url)
     assert "Connected to" in text and "postgresql://pgwarden_secret_" in text
     assert "password=***" in text
+    assert raw_records  # -vv: DEBUG records were made, and seen
     secret_url.assert_absent(*map(record_text, raw_records), where="log")
 
 
@@ -81,6 +82,7 @@ def test_a_connection_error_shows_no_secret(
     assert "cannot connect to postgresql://pgwarden_secret_" in message
     assert "password=***" in message
     secret_url.assert_absent(_everything(result), where="error")
+    assert raw_records  # -vv: DEBUG records were made, and seen
     secret_url.assert_absent(*map(record_text, raw_records), where="log")
 
 
@@ -104,6 +106,7 @@ def test_a_backup_keeps_the_secrets_off_the_manifest_and_the_command_line(
     for path in store.rglob("*"):  # manifest.json, the dump, the lock's traces
         if path.is_file():
             secret_url.assert_absent(path.read_bytes(), where=str(path.relative_to(store)))
+    assert raw_records  # -vv: DEBUG records were made, and seen
     secret_url.assert_absent(*map(record_text, raw_records), where="log")
 
     [pg_dump] = [
