@@ -16,7 +16,16 @@ from pgwarden.db.embedded import EmbeddedServer
 from pgwarden.db.engines import create_engine
 from pgwarden.errors import ConfigError
 
-__all__ = ["Context", "pass_context"]
+__all__ = ["Context", "pass_context", "plain_console"]
+
+
+def plain_console(**options: Any) -> Console:
+    """Return a console that prints strings as given: no markup, emoji codes or highlights.
+
+    What the commands print quotes names from databases and storage (``[/x]``,
+    ``:smile:``), so a styled part is a rich ``Text``, never markup in a string.
+    """
+    return Console(markup=False, emoji=False, highlight=False, **options)
 
 
 @dataclass
@@ -27,7 +36,7 @@ class Context:
     config_file: Path | None = None
     json: bool = False
     verbose: int = 0
-    console: Console = field(default_factory=Console)
+    console: Console = field(default_factory=plain_console)
     _settings: Settings | None = None
 
     @property

@@ -14,10 +14,10 @@ from pathlib import Path
 from typing import Any
 
 import click
-from rich.console import Console
+from rich.text import Text
 from sqlalchemy import exc as sa_exc
 
-from pgwarden.cli.context import Context
+from pgwarden.cli.context import Context, plain_console
 from pgwarden.errors import PgwardenError
 from pgwarden.logs import configure_logging
 from pgwarden.urls import redact_text
@@ -54,10 +54,11 @@ def _report(ctx: click.Context, message: str, hint: str | None, kind: str) -> No
         error = {"error": {"type": kind, "message": message, "hint": hint}}
         click.echo(json.dumps(error, sort_keys=True))
         return
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-    err.print(f"[bold red]error:[/] {message}", markup=True)
+    # The message quotes what the user typed and what storage holds: text, not markup.
+    err = plain_console(stderr=True, soft_wrap=True)
+    err.print(Text.assemble(("error:", "bold red"), " ", message))
     if hint:
-        err.print(f"[bold]hint:[/] {hint}", markup=True)
+        err.print(Text.assemble(("hint:", "bold"), " ", hint))
 
 
 @click.group(cls=PgwardenGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -96,7 +97,7 @@ def cli(
     state.config_file = config_file
     state.json = as_json
     state.verbose = verbose
-    state.console = Console(highlight=False, soft_wrap=as_json)
+    state.console = plain_console(soft_wrap=as_json)
     level: int | None = None if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     try:
         configure_logging(level=level or state.settings.log_level, fmt=state.settings.log_format)

@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import click
-from rich.markup import escape
+from rich.text import Text
 
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import RowProgressView, dump_json, table
@@ -228,7 +228,7 @@ def export_csv(
         dump_json(state.console, {"file": file, **result.__dict__})
     else:
         state.console.print(
-            f"Wrote {result.rows} rows of {escape(result.table)} to {escape(file)}"
+            f"Wrote {result.rows} rows of {result.table} to {file}"
             f" ({format_size(result.bytes)}, {result.seconds:.2f} s)."
         )
 
@@ -263,13 +263,16 @@ def _render(state: Context, result: ExportResult) -> None:
         table(["table", "rows", "selected", "added by closure", "size", "time"], rows)
     )
     state.console.print(
-        f"Wrote {result.rows} rows in {len(result.tables)} tables to {escape(str(bundle.path))}"
+        f"Wrote {result.rows} rows in {len(result.tables)} tables to {bundle.path}"
         f" ({result.seconds:.2f} s)."
     )
     for cycle in bundle.cycles:
         state.console.print(
-            f"[bold yellow]note:[/] {escape(', '.join(cycle))} reference each other; "
-            "loading them needs deferrable keys or a second pass.",
+            Text.assemble(
+                ("note:", "bold yellow"),
+                f" {', '.join(cycle)} reference each other; "
+                "loading them needs deferrable keys or a second pass.",
+            ),
             soft_wrap=True,
         )
 
