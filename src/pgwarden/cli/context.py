@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,7 +27,14 @@ def plain_console(**options: Any) -> Console:
     What the commands print quotes names from databases and storage (``[/x]``,
     ``:smile:``), so a styled part is a rich ``Text``, never markup in a string.
     """
-    return Console(markup=False, emoji=False, highlight=False, **options)
+    return _PlainConsole(markup=False, emoji=False, highlight=False, **options)
+
+
+class _PlainConsole(Console):
+    def on_broken_pipe(self) -> None:
+        # Rich would exit 1 on its own; the CLI's edge handles every closed stdout alike.
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
 
 @dataclass
