@@ -9,9 +9,12 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import select
 import sys
 import traceback
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from typing import NoReturn
 
 import click
@@ -19,17 +22,31 @@ from rich.text import Text
 from sqlalchemy import exc as sa_exc
 
 from pgwarden.cli.context import Context, plain_console
+from pgwarden.errors import PgwardenError, UserError
 from pgwarden.urls import redact_text
 
 __all__ = [
+    "InvalidValue",
     "database_error",
+    "option_values",
     "report",
     "silence_stdout",
     "stdout_closed",
     "unexpected",
 ]
 
+# SQLSTATE class 22, data exception: a value that does not read as its type, or does not fit.
+_DATA_EXCEPTION = "22"
+# "invalid input syntax for type bigint: ...", "value ... is out of range for type integer"
+_TYPE = re.compile(r"for type (?P<type>[^:\"]+?)\s*(?::|$)")
+# invalid_datetime_format, datetime_field_overflow, invalid_time_zone_displacement_value
+_DATETIME = {"22007", "22008", "22009"}
+_EXAMPLE = "2026-01-31 or '2026-01-31 12:00+00'"
 _REASON_CHARS = 300
+
+
+class InvalidValue(UserError):
+    """Raise when a value given on the command line does not read as the type it must have."""
 
 
 def report(ctx: click.Context, message: str, hint: str | None, kind: str) -> None:
@@ -106,3 +123,48 @@ def silence_stdout() -> None:
     null = os.open(os.devnull, os.O_WRONLY)
     os.dup2(null, fd)
     os.close(null)
+
+
+@contextmanager
+def option_values(options: Mapping[str, str | None]) -> Iterator[None]:
+    """Report a value the database cannot read as its type as a user error naming its option.
+
+    ``options`` maps an option (``--user-id``) to the value given. A data exception
+    (SQLSTATE class 22) that quotes one of these values, raised by the database or as the
+    cause of a :class:`PgwardenError`, becomes :class:`InvalidValue` saying which option
+    to fix and the type it must read as. Any other error passes through unchanged.
+    """
+    try:
+        yield
+    except (sa_exc.DBAPIError, PgwardenError) as exc:
+        error = _invalid_value(exc, options)
+        if error is None:
+            raise
+        raise error from exc
+
+
+def _invalid_value(exc: BaseException, options: Mapping[str, str | None]) -> InvalidValue | None:
+    cause = exc.__cause__
+    orig = database_error(exc) or (database_error(cause) if cause is not None else None)
+    sqlstate = getattr(orig, "sqlstate", None) or getattr(orig, "pgcode", None)
+    if orig is None or not str(sqlstate or "").startswith(_DATA_EXCEPTION):
+        return None
+    text = redact_text(str(orig))
+    named = [(o, v) for o, v in options.items() if v is not None and f'"{v}"' in text]
+    if not named:
+        return None
+    names = " and ".join(option for option, _ in named)
+    value = named[0][1]
+    detail = text.strip().splitlines()[0]
+    match = _TYPE.search(detail)
+    if match is not None:
+        return InvalidValue(
+            f"{names} {value!r} is not a valid {match['type']}: {detail}",
+            hint=f"Give {names} a value PostgreSQL reads as {match['type']}.",
+        )
+    hint = (
+        f"Give {names} a date or time as PostgreSQL reads it, such as {_EXAMPLE}."
+        if sqlstate in _DATETIME
+        else f"Give {names} a value of the column's type, as PostgreSQL reads it."
+    )
+    return InvalidValue(f"{names} {value!r} does not fit its column's type: {detail}", hint=hint)
