@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.text import Text
 
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.options import server_options
@@ -24,7 +25,7 @@ def server() -> None:
     """
 
 
-def _show(state: Context, status: ServerStatus, headline: str) -> None:
+def _show(state: Context, status: ServerStatus, headline: str | Text) -> None:
     if state.json:
         dump_json(state.console, status)
         return
@@ -57,7 +58,7 @@ def start(state: Context, data_dir: Path | None, port: int | None) -> None:
     embedded = state.embedded(data_dir, port)
     was_running = embedded.status().running
     status = embedded.start()
-    _show(state, status, "Already running." if was_running else "[green]Started.[/]")
+    _show(state, status, "Already running." if was_running else Text("Started.", style="green"))
 
 
 @server.command()

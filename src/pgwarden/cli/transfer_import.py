@@ -20,6 +20,7 @@ import click
 from sqlalchemy.engine import Connection
 
 from pgwarden.cli import _import_view as view
+from pgwarden.cli._errors import option_values
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import dump_json
 from pgwarden.db.engines import connect
@@ -334,7 +335,7 @@ def erase_user_command(
       pgwarden erase-user --user-table public.users --user-id 42 --dry-run
     """
     salt = os.environ.get(salt_env, "")
-    with _connection(state) as conn:
+    with _connection(state) as conn, option_values({"--user-id": user_id}):
         report = erase_user(
             conn, user_table, user_id, anonymize=anonymize, dry_run=dry_run, also=also,
             salt=salt, purge_journal=purge_journal,
