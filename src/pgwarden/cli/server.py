@@ -40,6 +40,7 @@ def _show(state: Context, status: ServerStatus, headline: str | Text) -> None:
                 ("version", f"PostgreSQL {status.version}" if status.version else None),
                 ("data directory", status.data_dir),
                 ("log", status.log_file),
+                ("password file", status.password_file),
             ]
         )
     )
@@ -101,7 +102,11 @@ def status(state: Context, data_dir: Path | None, port: int | None) -> None:
 @click.option("--database", default="postgres", show_default=True, help="Database to name.")
 @pass_context
 def url(state: Context, data_dir: Path | None, port: int | None, database: str) -> None:
-    """Print the server's URL, for DATABASE_URL.
+    """Print the server's URL with its password, for --database-url or DATABASE_URL.
+
+    The password (kept in the 0600 file beside the data directory) is part of the URL
+    because this command exists to be fed to other commands: do not paste its output
+    where others can read it. `pgwarden server status` shows the URL without it.
 
     \b
     Example:
