@@ -132,8 +132,19 @@ def import_group() -> None:
 @import_group.command("bundle")
 @click.argument("bundle_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @_write_options
-@click.option("--allow-schema-drift", is_flag=True,
-              help="Import when the bundle's columns are a subset of the target's.")  # fmt: skip
+@click.option(
+    "--allow-schema-drift",
+    is_flag=True,
+    help="Import when the bundle's columns are a subset of the target's.",
+)
+@click.option(
+    "--allow-table",
+    "allow_tables",
+    multiple=True,
+    metavar="TABLE",
+    help="Refuse the bundle unless each of its tables is one of these (repeatable; default:"
+    " any table outside pgwarden's and the system's schemas).",
+)
 @pass_context
 def import_bundle_command(
     state: Context,
@@ -147,12 +158,17 @@ def import_bundle_command(
     max_errors: int,
     fire_triggers: bool,
     allow_schema_drift: bool,
+    allow_tables: tuple[str, ...],
 ) -> None:
     """Import a bundle written by `pgwarden export`, journaled as a run.
 
+    The bundle is untrusted input: its manifest, its files (plain files, no links),
+    its tables (never pgwarden's own) and every line are checked, and a bad one stops
+    the import before anything is written.
+
     \b
     Example:
-      pgwarden import bundle out/ --mode replace --dry-run
+      pgwarden import bundle out/ --mode replace --dry-run --allow-table tags
     """
     spec = _transforms(transforms_file, salt_env)
     with view.ImportProgressView(state.json) as progress, _connection(state) as conn:
@@ -160,7 +176,8 @@ def import_bundle_command(
             report = import_bundle(
                 conn, bundle_dir, mode=cast(Mode, mode),
                 conflict_keys=_conflict_keys(conflict_keys),
-                dry_run=dry_run, allow_schema_drift=allow_schema_drift, transforms=spec,
+                dry_run=dry_run, allow_schema_drift=allow_schema_drift,
+                allow_tables=allow_tables or None, transforms=spec,
                 batch_size=batch_size, max_errors=max_errors, fire_triggers=fire_triggers,
                 on_progress=progress.progress,
             )  # fmt: skip
