@@ -6,12 +6,12 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
-from hypothesis import HealthCheck, given, settings
+from hypothesis import given
 from hypothesis import strategies as st
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Engine
 from sqlalchemy.orm import DeclarativeBase, Session, mapped_column
 
-from hostile_names import distinct, quoted, schema_names
+from hostile_names import distinct, examples, quoted, raw, schema_names
 from orm_support import Role
 from pgwarden.orm import (
     audit_log_table,
@@ -24,11 +24,6 @@ from pgwarden.orm import (
     set_tenant,
     tsvector_column,
 )
-
-
-def raw(conn: Connection, statement: str) -> None:
-    """Run the test's own SQL as it is written, whatever the names hold."""
-    conn.exec_driver_sql(statement, execution_options={"no_parameters": True})
 
 
 def model(schema: str, names: list[str]) -> tuple[Any, sa.Table]:
@@ -57,11 +52,7 @@ def model(schema: str, names: list[str]) -> tuple[Any, sa.Table]:
     return cls, log
 
 
-@settings(
-    max_examples=25,
-    deadline=None,
-    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
-)
+@examples(25)
 @given(
     schema=schema_names,
     names=distinct(6).filter(lambda n: "audit_log" not in n and n[0] + "_pkey" not in n),
