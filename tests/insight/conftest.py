@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pgwarden.testing.servers import TestServer
+from pgwarden_test_support import drop_role
 
 Run = Callable[..., None]
 
@@ -53,9 +54,4 @@ def monitor_role(pg_server: TestServer, pg_engine: Engine) -> Iterator[str]:
     try:
         yield quoted
     finally:
-        # Grants live in the test database (dropped after this), the role in the cluster.
-        with pg_engine.begin() as conn:
-            conn.execute(sa.text(f"DROP OWNED BY {quoted}"))
-        pg_engine.dispose()
-        with pg_server.admin.connect() as conn:
-            conn.execute(sa.text(f"DROP ROLE IF EXISTS {quoted}"))
+        drop_role(pg_engine, pg_server.admin, quoted)
