@@ -53,3 +53,12 @@ def wait_until(engine: Engine, query: str, done: Callable[[Any], bool]) -> Any:
 def stat(table: str, column: str) -> str:
     """Return a query of one statistics column of ``table``."""
     return f"SELECT {column} FROM pg_stat_user_tables WHERE relname = '{table}'"
+
+
+def drop_role(database: Engine, cluster: Engine, quoted: str) -> None:
+    """Drop the role ``quoted``: its privileges in ``database``, then it from the cluster."""
+    with database.begin() as conn:
+        conn.execute(sa.text(f"DROP OWNED BY {quoted}"))
+    database.dispose()
+    with cluster.connect() as conn:
+        conn.execute(sa.text(f"DROP ROLE IF EXISTS {quoted}"))

@@ -169,10 +169,11 @@ def test_hypopg_already_installed_is_used_and_kept(shop: Engine) -> None:
 def ordinary_role(pg_server: TestServer, shop: Engine) -> Iterator[str]:
     """Yield the URL of a role that may create databases but is no superuser."""
     name = f"advisor_{secrets.token_hex(4)}"
+    password = secrets.token_hex(16)
     with shop.begin() as conn:
-        conn.execute(sa.text(f'CREATE ROLE "{name}" LOGIN CREATEDB'))
+        conn.execute(sa.text(f"CREATE ROLE \"{name}\" LOGIN CREATEDB PASSWORD '{password}'"))
         conn.execute(sa.text(f'GRANT SELECT ON ALL TABLES IN SCHEMA public TO "{name}"'))
-    url = shop.url.set(username=name, password=None)
+    url = shop.url.set(username=name, password=password)
     try:
         yield url.render_as_string(hide_password=False)
     finally:

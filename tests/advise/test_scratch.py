@@ -2,14 +2,21 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
+from sqlalchemy.pool import NullPool
 
-from advise_support import ORDERS, scratch_databases
+from advise_support import ORDERS, build_shop, scratch_databases
+from credentials_support import Launches, SecretURL, launches, secret_url
 from pgwarden.advise import advise_indexes
 from pgwarden.advise.catalog import load_catalog
 from pgwarden.advise.scratch import scratch_copy
+from pgwarden.db.engines import create_engine
+
+__all__ = ["launches", "secret_url"]  # fixtures
 
 QUERY = "SELECT * FROM orders WHERE customer_id = $1 AND created_at > $2"
 
@@ -88,3 +95,21 @@ def test_the_copy_has_the_rows_indexes_and_statistics_but_no_foreign_keys(shop: 
     # COPY packs pages a little less tightly than the original INSERT did
     assert planned.rows == pytest.approx(ORDERS, rel=0.2)
     assert copy.tables and not any(t.sampled for t in copy.tables)
+
+
+def test_the_scratch_copy_passes_no_secret_on_a_command_line(
+    secret_url: SecretURL, launches: Launches
+) -> None:
+    engine = create_engine(secret_url.url, poolclass=NullPool)
+    try:
+        build_shop(engine)
+        with engine.connect() as conn:
+            advice = advise_indexes(conn, queries=[QUERY], method="scratch")
+    finally:
+        engine.dispose()
+    assert advice.method == "scratch copy" and advice.recommendations
+    for launch in launches.seen:
+        secret_url.assert_absent(" ".join(launch.args), launch.cmdline, where="command line")
+    connected = [launch for launch in launches.seen if "--dbname" in " ".join(launch.args)]
+    assert {Path(launch.args[0]).name for launch in connected} == {"pg_dump", "pg_restore"}
+    assert all(launch.env["PGPASSWORD"] == secret_url.password for launch in connected)

@@ -31,8 +31,12 @@ def test_server_lifecycle_through_the_cli(server_dir: Path) -> None:
         info = json.loads(status.stdout)
         assert info["running"] is True and info["pid"]
 
+        # `url` gives what --database-url needs, password included; `status` never shows it.
+        password = (server_dir / "data.password").read_text().strip()
         url = runner.invoke(cli, ["server", "url", *opts]).stdout.strip()
-        assert url == info["url"]
+        assert url == info["url"].replace(":***@", f":{password}@")
+        shown = runner.invoke(cli, ["server", "status", *opts]).stdout
+        assert password not in status.stdout + shown and "***" in shown
         ping = runner.invoke(cli, ["--database-url", url, "ping"])
         assert ping.exit_code == 0 and "Connected" in ping.stdout
 

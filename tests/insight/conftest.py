@@ -10,6 +10,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from pgwarden.testing.servers import TestServer
+from pgwarden_test_support import drop_role
 
 Run = Callable[..., None]
 
@@ -42,17 +43,15 @@ def run_autocommit(pg_engine: Engine) -> Run:
 def monitor_role(pg_server: TestServer, pg_engine: Engine) -> Iterator[str]:
     """Yield the quoted name of a new login role that is a member of pg_monitor only."""
     quoted = f'"monitor_{secrets.token_hex(4)}"'
+    # Tests connect with pg_url's user name swapped: the role has the same password.
+    password = pg_engine.url.password
+    login = f"LOGIN PASSWORD '{password}'" if password else "LOGIN"
     try:
         with pg_engine.begin() as conn:
-            conn.execute(sa.text(f"CREATE ROLE {quoted} LOGIN IN ROLE pg_monitor"))
+            conn.execute(sa.text(f"CREATE ROLE {quoted} {login} IN ROLE pg_monitor"))
     except sa.exc.ProgrammingError as exc:
         pytest.skip(f"the test server's role cannot create roles: {exc.orig}")
     try:
         yield quoted
     finally:
-        # Grants live in the test database (dropped after this), the role in the cluster.
-        with pg_engine.begin() as conn:
-            conn.execute(sa.text(f"DROP OWNED BY {quoted}"))
-        pg_engine.dispose()
-        with pg_server.admin.connect() as conn:
-            conn.execute(sa.text(f"DROP ROLE IF EXISTS {quoted}"))
+        drop_role(pg_engine, pg_server.admin, quoted)

@@ -211,3 +211,23 @@ def test_exact_check_without_execute_on_pgstattuple_is_skipped(
     assert "permission denied for function pgstattuple" in str(results["table_bloat"].skipped)
     # pgstatindex is still granted: the index check ran, after the first one rolled back.
     assert results["index_bloat"].skipped is None and results["index_bloat"].findings == []
+
+
+@pytest.mark.parametrize("schema", [":x", "a :b%s", "Mixed Case"])
+def test_pgstattuple_in_a_schema_of_any_name(pg_engine: Engine, schema: str) -> None:
+    quoted = '"' + schema + '"'
+    with pg_engine.begin() as conn:
+        for statement in [
+            f"CREATE SCHEMA {quoted}",
+            f"CREATE EXTENSION pgstattuple SCHEMA {quoted}",
+            "CREATE TABLE t (id int PRIMARY KEY)",
+            "INSERT INTO t SELECT generate_series(1, 1000)",
+        ]:
+            try:
+                conn.exec_driver_sql(statement, execution_options={"no_parameters": True})
+            except sa.exc.DBAPIError as error:
+                pytest.skip(f"pgstattuple is not available on this server: {error.orig}")
+    with pg_engine.connect() as conn:
+        [table] = table_bloat(conn, exact=True, min_bloat_fraction=0, min_wasted_bytes=0)
+        [index] = index_bloat(conn, exact=True, min_bloat_fraction=0, min_wasted_bytes=0)
+    assert (table.table, table.exact, index.index) == ("t", True, "t_pkey")

@@ -15,6 +15,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
+from pgwarden.advise import top_queries
 from pgwarden.insight.findings import CheckSkipped
 from pgwarden.insight.statements import (
     QueryStats,
@@ -195,3 +196,22 @@ def test_a_role_without_pg_read_all_stats_sees_its_own_texts_only(
     assert by_calls  # the view is readable to all...
     assert not any("pgwarden_" in s.query for s in by_calls)  # ...other roles' texts are not
     assert "<insufficient privilege>" in {s.query for s in by_calls}
+
+
+@pytest.mark.parametrize("schema", [":x", "a :b%s"])
+def test_the_extension_in_a_schema_of_any_name(pg_engine: Engine, schema: str) -> None:
+    if not preloaded(pg_engine):
+        pytest.skip("this server does not preload pg_stat_statements")
+    with pg_engine.begin() as conn:
+        for statement in [
+            f'CREATE SCHEMA "{schema}"',
+            f'CREATE EXTENSION pg_stat_statements SCHEMA "{schema}"',
+        ]:
+            conn.exec_driver_sql(statement, execution_options={"no_parameters": True})
+    repeat(pg_engine, SLOW, 12)
+    with pg_engine.connect() as conn:
+        assert (
+            probe(slow_queries(conn, min_calls=10, min_mean_ms=0), "pgwarden_slow_probe").calls
+            == 12
+        )
+        assert any("pgwarden_slow_probe" in q.sql for q in top_queries(conn, min_calls=10))

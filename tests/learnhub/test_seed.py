@@ -6,6 +6,7 @@ import pytest
 import sqlalchemy as sa
 from click.testing import CliRunner
 from learnhub.__main__ import main as learnhub_cli
+from learnhub.models.users import Profile
 from learnhub.seed import BASE_COUNTS, plan, seed
 
 from pgwarden.db.engines import create_engine
@@ -87,6 +88,8 @@ def test_phone_numbers_are_stored_encrypted(seeded_url: str) -> None:
             .scalars()
             .all()
         )
+        phones = conn.execute(sa.select(Profile.phone).where(Profile.phone.is_not(None)))
+        assert all(phone.startswith("+1-") for phone in phones.scalars())
     engine.dispose()
     assert raw
     assert not any(b"+1-" in bytes(value) for value in raw)

@@ -183,6 +183,7 @@ def test_no_password_url_or_statement_text_reaches_the_metrics(
     engine = create_engine(url, pool_size=1, max_overflow=0)
     instrument(engine, registry=registry)
     named = EngineMetrics(engine, name=url.render_as_string(hide_password=False), registry=registry)
+    keyed = EngineMetrics(engine, name=f"host=db password={secret}", registry=registry)
     try:
         with engine.connect() as conn:
             conn.execute(sa.text(f"SELECT '{secret}' AS leaked_column"))
@@ -190,6 +191,7 @@ def test_no_password_url_or_statement_text_reaches_the_metrics(
         text = metrics_text(registry).decode()
     finally:
         named.close()
+        keyed.close()
         uninstrument(engine)
         engine.dispose()
         with pg_engine.begin() as conn:

@@ -56,7 +56,7 @@ def _timing(response: httpx.Response) -> tuple[float, int]:
 
 
 def test_server_timing_counts_the_requests_statements(seeded_url: str) -> None:
-    response = _get(seeded_url, "/titles?limit=4&eager=true", mode="raise")
+    response = _get(seeded_url, "/titles?limit=4&eager=true", mode="raise", server_timing=True)
     assert response.status_code == 200 and len(response.json()) == 4
     duration, statements = _timing(response)
     assert duration > 0
@@ -65,11 +65,15 @@ def test_server_timing_counts_the_requests_statements(seeded_url: str) -> None:
 
 def test_each_request_is_watched(seeded_url: str) -> None:
     with pytest.warns(observe.NPlusOneWarning, match=r"Content\.author lazy-loaded"):
-        response = _get(seeded_url, "/titles?limit=5", mode="warn")
+        response = _get(seeded_url, "/titles?limit=5", mode="warn", server_timing=True)
     assert response.status_code == 200
     assert _timing(response)[1] >= 3
 
 
-def test_without_server_timing(seeded_url: str) -> None:
+def test_server_timing_is_off_unless_asked_for(seeded_url: str) -> None:
+    # The header tells any client how much database work a request costs.
+    response = _get(seeded_url, "/titles?limit=1")
+    assert response.status_code == 200
+    assert "server-timing" not in response.headers
     response = _get(seeded_url, "/titles?limit=1", server_timing=False)
     assert "server-timing" not in response.headers

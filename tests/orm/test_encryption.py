@@ -215,10 +215,11 @@ def test_a_truncated_value_fails_to_decrypt(engine: Engine) -> None:
 
 
 def test_a_value_under_a_key_not_in_the_keyring_names_the_key_id(engine: Engine) -> None:
-    foreign = Keyring({"k9": KEY9}, primary="k9").encrypt(b"123-45-6789")
+    bound = Patient.national_id.type.associated_data(["1"])
+    foreign = Keyring({"k9": KEY9}, primary="k9").encrypt(b"123-45-6789", aad=bound)
     with engine.begin() as conn:
         conn.execute(
-            sa.text("INSERT INTO patient (name, national_id) VALUES ('ada', :token)"),
+            sa.text("INSERT INTO patient (id, name, national_id) VALUES (1, 'ada', :token)"),
             {"token": foreign},
         )
     with Session(engine) as session, pytest.raises(UnknownKey, match="key id 'k9'") as info:
@@ -255,16 +256,25 @@ def test_rotate_needs_an_encrypted_column(engine: Engine) -> None:
         rotate(session, Patient.name)
 
 
-def test_a_key_error_while_writing_comes_wrapped_and_hide_parameters_keeps_plaintext_out(
+def test_a_key_error_while_flushing_is_raised_as_it_is_without_the_plaintext(
+    engine: Engine,
+) -> None:
+    with Session(engine) as session:
+        session.add(Contact(phone="+44 20 7946 0000"))
+        with pytest.raises(ConfigError, match="PGWARDEN_ENCRYPTION_KEYS is not set") as info:
+            session.flush()
+    assert "7946" not in f"{info.value.message} {info.value.hint}"
+
+
+def test_plaintext_in_a_core_statement_comes_wrapped_and_hide_parameters_keeps_it_out(
     engine: Engine, pg_url: str
 ) -> None:
     hidden = create_engine(pg_url, poolclass=NullPool, hide_parameters=True)
     try:
-        with Session(hidden) as session:
-            session.add(Contact(phone="+44 20 7946 0000"))
-            with pytest.raises(sa.exc.StatementError) as info:
-                session.flush()
+        with hidden.begin() as conn, pytest.raises(sa.exc.StatementError) as info:
+            conn.execute(sa.insert(Patient).values(name="ada", national_id="123-45-6789"))
     finally:
         hidden.dispose()
-    assert isinstance(info.value.orig, ConfigError)
-    assert "7946" not in str(info.value)
+    assert isinstance(info.value.orig, UserError)
+    assert "written without its row" in str(info.value.orig)
+    assert "6789" not in str(info.value)

@@ -1,20 +1,19 @@
 from __future__ import annotations
 
 import asyncio
-import secrets
 from collections.abc import Iterator
 
 import pytest
 import sqlalchemy as sa
-from sqlalchemy.engine import Engine, make_url
+from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import async_sessionmaker
 from sqlalchemy.orm import DeclarativeBase, Mapped, Session
 from sqlalchemy.pool import NullPool
 
+from orm_support import Role
 from pgwarden.db.engines import create_async_engine, create_engine
 from pgwarden.errors import UserError
 from pgwarden.orm import IdPrimaryKey, install_rls, rls_policy_sql, set_tenant
-from pgwarden.testing.servers import TestServer
 
 
 class Base(DeclarativeBase):
@@ -37,39 +36,14 @@ SEED = [
 
 
 @pytest.fixture
-def app_url(pg_server: TestServer, pg_url: str, pg_engine: Engine) -> Iterator[sa.URL]:
-    """Yield the URL of an ordinary role (not the tables' owner) that may use ``note``."""
+def app_url(pg_engine: Engine, app_role: Role) -> sa.URL:
+    """Return the URL of an ordinary role (not the tables' owner) that may use ``note``."""
     Base.metadata.create_all(pg_engine)
     with pg_engine.begin() as conn:  # as the superuser owner, which RLS does not bind
         conn.execute(sa.insert(Note), SEED)
-    role = f"app_{secrets.token_hex(4)}"
-    quoted = f'"{role}"'
-    try:
-        with pg_engine.begin() as conn:
-            conn.execute(sa.text(f"CREATE ROLE {quoted} LOGIN"))
-    except sa.exc.ProgrammingError as exc:
-        pytest.skip(f"the test server's role cannot create roles: {exc.orig}")
-    try:
-        with pg_engine.begin() as conn:
-            conn.execute(sa.text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON note TO {quoted}"))
-            conn.execute(sa.text(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {quoted}"))
-        url = make_url(pg_url).set(username=role, password=None)
-        probe = sa.create_engine(url.set(drivername="postgresql+psycopg"), poolclass=NullPool)
-        try:
-            with probe.connect():
-                pass
-        except sa.exc.OperationalError as exc:
-            pytest.skip(f"role {role} cannot log in without a password on this server: {exc.orig}")
-        finally:
-            probe.dispose()
-        yield url
-    finally:
-        # Privileges live in the test database (dropped after this), the role in the cluster.
-        with pg_engine.begin() as conn:
-            conn.execute(sa.text(f"DROP OWNED BY {quoted}"))
-        pg_engine.dispose()
-        with pg_server.admin.connect() as conn:
-            conn.execute(sa.text(f"DROP ROLE IF EXISTS {quoted}"))
+        conn.execute(sa.text(f"GRANT SELECT, INSERT, UPDATE, DELETE ON note TO {app_role.quoted}"))
+        conn.execute(sa.text(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {app_role.quoted}"))
+    return app_role.url
 
 
 @pytest.fixture

@@ -122,8 +122,8 @@ def test_the_search_vector_is_not_loaded_with_the_row(engine: Engine) -> None:
 @pytest.mark.parametrize(
     ("weighted", "config", "expected"),
     [
-        ((("title); DROP TABLE article; --", "A"),), "english", "not a column name"),
-        ((('title"', "A"),), "english", "not a column name"),
+        ((("", "A"),), "english", "not a column name"),
+        ((("ti\x00tle", "A"),), "english", "not a column name"),
         ((("title", "E"),), "english", "not a weight"),
         ((("title", "A') || ('"),), "english", "not a weight"),
         ((("title", "A"),), "english'), 'A') || ('", "not a text search configuration"),

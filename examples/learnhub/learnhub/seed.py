@@ -21,10 +21,11 @@ from faker import Faker
 from psycopg import sql
 from psycopg.types.range import Range
 
-from learnhub.db import keyring
+from learnhub.models.users import Profile
 from learnhub.partitions import ensure_month_partitions
 from pgwarden.db.engines import connect, create_engine
 from pgwarden.errors import UserError
+from pgwarden.orm import seal
 
 Progress = Callable[[str, int, int], None]
 Row = tuple[Any, ...]
@@ -167,7 +168,6 @@ class _Generator:
             )
 
     def profiles(self) -> Iterator[Row]:
-        ring = keyring()
         topics = ["python", "sql", "postgres", "design", "math", "history", "music", "art"]
         for i in range(1, self.n["users"] + 1):
             phone = self.fake.numerify("+1-###-###-####") if self.rng.random() < 0.6 else None
@@ -175,7 +175,7 @@ class _Generator:
                 i,
                 self.fake.sentence(nb_words=12),
                 f"https://avatars.example.org/{i}.png" if self.rng.random() < 0.5 else None,
-                ring.encrypt(phone.encode()) if phone else None,
+                seal(Profile.phone, phone, i) if phone else None,  # bound to user_id i
                 self.rng.sample(topics, self.rng.randint(0, 3)),
                 json.dumps(
                     {"theme": self.rng.choice(["light", "dark"]), "digest": self.rng.random() < 0.3}

@@ -155,7 +155,8 @@ class HypoPG:
 
     def __init__(self, conn: psycopg.Connection[Any], schema: str) -> None:
         self.conn = conn
-        self.schema = quote(schema)
+        # Every call passes parameters, so psycopg reads a "%" in the name as its own.
+        self.schema = quote(schema).replace("%", "%%")
 
     def plan(self, query: ParsedQuery) -> Plan:
         return explain(self.conn, query.query.sql, params=query.params)
@@ -189,7 +190,7 @@ class HypoPG:
     def reset(self) -> bool:
         """Drop every hypothetical index of this session; return whether that worked."""
         try:
-            self.conn.execute(f"SELECT {self.schema}.hypopg_reset()")
+            self.conn.execute(f"SELECT {self.schema}.hypopg_reset()", [])
         except psycopg.Error:
             log.debug("hypopg_reset() failed", exc_info=True)
             return False

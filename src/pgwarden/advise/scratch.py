@@ -27,7 +27,6 @@ database is dropped when the ``with`` block ends, however it ends.
 from __future__ import annotations
 
 import logging
-import os
 import secrets
 import subprocess
 import tempfile
@@ -46,6 +45,7 @@ from pgwarden.advise.candidates import Candidate
 from pgwarden.advise.catalog import Table
 from pgwarden.advise.evaluate import Plan, PlanFailed, Probe, explain
 from pgwarden.advise.parsing import ParsedQuery
+from pgwarden.db import clients
 from pgwarden.db.binaries import find_binary
 from pgwarden.errors import NotEnabled, PgwardenError
 from pgwarden.insight.findings import qualified_name, quote
@@ -263,11 +263,12 @@ def _drop_database(url: URL, name: str, *, quiet: bool = False) -> None:
         with psycopg.connect(_conninfo(url), autocommit=True) as admin:
             admin.execute(statement)
     except psycopg.Error as error:
-        log.warning("could not drop the scratch database %s: %s", name, error)
+        said = redact_text(str(error)).strip()
+        log.warning("could not drop the scratch database %s: %s", name, said)
         if quiet:
             return
         raise PgwardenError(
-            f"could not drop the scratch database {name}: {str(error).strip()}",
+            f"could not drop the scratch database {name}: {said}",
             hint=f"Drop it by hand: DROP DATABASE {quote(name)} WITH (FORCE);",
         ) from error
 
@@ -284,18 +285,21 @@ class _Runner:
     """Run pg_dump and pg_restore against the original and the scratch database."""
 
     def __init__(self, url: URL, scratch: str, notes: list[str]) -> None:
-        self.source = url.set(drivername="postgresql", password=None)
-        self.scratch = self.source.set(database=scratch)
-        self.env = {**os.environ, "PGAPPNAME": "pgwarden-advise"}
-        if url.password:
-            self.env["PGPASSWORD"] = str(url.password)
+        # Secrets reach the children through the environment, never their command line.
+        self.source = clients.client_args(url, application_name="pgwarden-advise")
+        self.scratch = clients.client_args(
+            url.set(database=scratch), application_name="pgwarden-advise"
+        )
         self.notes = notes
 
-    def _run(self, args: list[Any], target: URL | None) -> subprocess.CompletedProcess[str]:
+    def _run(
+        self, args: list[Any], target: clients.ClientArgs | None
+    ) -> subprocess.CompletedProcess[str]:
         command = [str(arg) for arg in args]
         if target is not None:
-            command.append(f"--dbname={target.render_as_string(hide_password=False)}")
-        return subprocess.run(command, capture_output=True, text=True, env=self.env, check=False)
+            command.append(f"--dbname={target.dbname}")
+        env = (target or self.source).env
+        return subprocess.run(command, capture_output=True, text=True, env=env, check=False)
 
     def check(self, args: list[Any], *, source: bool = False, connect: bool = True) -> str:
         """Run a step that must succeed; return its output."""

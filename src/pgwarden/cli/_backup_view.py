@@ -25,6 +25,7 @@ from pgwarden.backup.manifest import Manifest
 from pgwarden.backup.progress import Progress
 from pgwarden.cli.render import key_value_table, table
 from pgwarden.insight.findings import format_size
+from pgwarden.urls import redact_url
 
 __all__ = [
     "Bars",
@@ -169,7 +170,7 @@ def _manifest_rows(manifest: Manifest) -> list[tuple[str, Any]]:
     chosen = [f"{k}={','.join(v)}" for k, v in options.items() if isinstance(v, list) and v]
     return [
         ("took", f"{manifest.duration_seconds:.1f} s"),
-        ("source", manifest.database_url),
+        ("source", redact_url(manifest.database_url)),  # older manifests were not redacted
         ("server", manifest.server_version),
         ("pg_dump", manifest.client_version),
         ("format", f"{manifest.dump_format}, {options.get('section', 'all')}"),

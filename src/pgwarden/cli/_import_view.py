@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 
 from pgwarden.cli.render import RowProgressView, jsonable, table
 from pgwarden.transfer.erase import EraseReport
@@ -46,7 +46,7 @@ def _key(key: object) -> str:
 def print_import(console: Console, report: ImportReport) -> None:
     """Print an import's report: counts per table, conflicts, refused rows, the outcome."""
     for warning in report.warnings:
-        console.print(f"[bold yellow]schema drift:[/] {escape(warning)}", soft_wrap=True)
+        console.print(Text.assemble(("schema drift:", "bold yellow"), " ", warning), soft_wrap=True)
     columns = ["table", "rows", "inserted", "updated", "unchanged", "deleted"]
     columns += ["conflicts", "refused"]
     rows = [
@@ -59,23 +59,21 @@ def print_import(console: Console, report: ImportReport) -> None:
             keys = ", ".join(_key(k) for k in t.conflict_keys)
             more = " ..." if t.conflicts > len(t.conflict_keys) else ""
             console.print(
-                f"[bold red]conflicts:[/] {escape(t.table)}: {t.conflicts} row(s) whose key"
-                f" exists already: {escape(keys)}{more}",
+                Text.assemble(
+                    ("conflicts:", "bold red"),
+                    f" {t.table}: {t.conflicts} row(s) whose key exists already: {keys}{more}",
+                ),
                 soft_wrap=True,
             )
         for error in t.errors:
             where = f" row {error.row}" if error.row is not None else ""
             key = f" {_key(error.key)}" if error.key is not None else ""
             detail = f" ({error.detail})" if error.detail else ""
-            console.print(
-                f"[bold red]refused:[/] {escape(t.table)}{where}{escape(key)}:"
-                f" {escape(error.error)}{escape(detail)}",
-                soft_wrap=True,
-            )
+            console.print(_refused(f"{t.table}{where}{key}: {error.error}{detail}"), soft_wrap=True)
         if t.failed > len(t.errors) and t.errors:
             console.print(f"  ... {t.failed - len(t.errors)} more row(s) refused in {t.table}")
     for error in report.errors:
-        console.print(f"[bold red]refused:[/] {escape(error.error)}", soft_wrap=True)
+        console.print(_refused(error.error), soft_wrap=True)
     totals = report.totals
     changed = totals["inserted"] + totals["updated"] + totals["deleted"]
     if report.dry_run:
@@ -88,6 +86,10 @@ def print_import(console: Console, report: ImportReport) -> None:
             f"Imported: {changed} row(s) changed, as run {report.run_id}"
             f" (undo with `pgwarden import rollback {report.run_id}`)."
         )
+
+
+def _refused(what: str) -> Text:
+    return Text.assemble(("refused:", "bold red"), " ", what)
 
 
 def print_runs(console: Console, runs: list[Run]) -> None:
@@ -143,14 +145,17 @@ def print_erase(console: Console, report: EraseReport) -> None:
         console.print(table(["table", "deleted", "unlinked (key set to NULL)"], rows))
     who = f"{report.user_table} id {report.user_id}"
     if report.dry_run:
-        console.print(f"Dry run: {escape(who)} would be erased as above. Nothing was changed.")
+        console.print(f"Dry run: {who} would be erased as above. Nothing was changed.")
         return
-    console.print(f"Erased {escape(who)} as run {report.run_id}.")
+    console.print(f"Erased {who} as run {report.run_id}.")
     if report.journal_purged:
         console.print("The journal was purged: no copy of the erased values is kept.")
     else:
         console.print(
-            f"[bold yellow]note:[/] the journal of run {report.run_id} keeps the erased values"
-            f" so it can be rolled back; `pgwarden import purge {report.run_id}` deletes them.",
+            Text.assemble(
+                ("note:", "bold yellow"),
+                f" the journal of run {report.run_id} keeps the erased values so it can be"
+                f" rolled back; `pgwarden import purge {report.run_id}` deletes them.",
+            ),
             soft_wrap=True,
         )

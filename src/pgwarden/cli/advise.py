@@ -10,6 +10,7 @@ from typing import cast
 
 import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
+from rich.text import Text
 
 from pgwarden.advise import IndexAdvice, advise_indexes, alembic_migration, read_queries
 from pgwarden.advise.evaluate import Method
@@ -160,25 +161,31 @@ def _progress(state: Context) -> Iterator[Callable[[str, int, int], None] | None
 def _render(state: Context, advice: IndexAdvice, migration: str | None) -> None:
     out = state.console
     method = advice.method or "none (nothing to try)"
-    out.print(f"[bold]method:[/] {method} - {advice.method_reason}")
+    out.print(Text.assemble(("method:", "bold"), f" {method} - {advice.method_reason}"))
     out.print(
         f"{advice.queries_analyzed} queries analysed, {advice.candidates_tried} candidate "
         f"indexes tried, {len(advice.recommendations)} recommended."
     )
     for sampled in advice.sampled_tables:
         out.print(
-            f"[dim]{sampled.schema}.{sampled.table}: {sampled.rows_copied:,} of about "
-            f"{sampled.rows_estimated:,} rows copied; its costs are for that sample.[/]"
+            Text(
+                f"{sampled.schema}.{sampled.table}: {sampled.rows_copied:,} of about "
+                f"{sampled.rows_estimated:,} rows copied; its costs are for that sample.",
+                style="dim",
+            )
         )
     for note in advice.notes:
-        out.print(f"[yellow]note:[/] {note}")
+        out.print(_note(note))
     for index in advice.recommendations:
         out.print()
         where = f" WHERE {index.predicate}" if index.predicate else ""
         out.print(
-            f"[bold green]{index.name}[/] on {index.schema}.{index.table} "
-            f"({', '.join(key.sql for key in index.keys)}){where}, "
-            f"about {_size(index.size_bytes)} ({index.size_source})"
+            Text.assemble(
+                (index.name, "bold green"),
+                f" on {index.schema}.{index.table} "
+                f"({', '.join(key.sql for key in index.keys)}){where}, "
+                f"about {_size(index.size_bytes)} ({index.size_source})",
+            )
         )
         rows = [
             (
@@ -192,17 +199,22 @@ def _render(state: Context, advice: IndexAdvice, migration: str | None) -> None:
         ]
         out.print(table(["cost before", "after", "factor", "calls", "query"], rows))
         for note in index.notes:
-            out.print(f"[yellow]note:[/] {note}")
-        out.print(index.create_sql, markup=False, highlight=False, soft_wrap=True)
+            out.print(_note(note))
+        out.print(index.create_sql, soft_wrap=True)
     if not advice.recommendations:
         out.print("No index to recommend: the queries are served as well as an index could.")
     if advice.skipped:
         reasons = Counter(skipped.reason.split(":", 1)[0] for skipped in advice.skipped)
         summary = "; ".join(f"{count} {reason}" for reason, count in reasons.most_common())
-        out.print(f"[dim]{len(advice.skipped)} queries skipped ({summary}); --json lists them.[/]")
+        skipped = f"{len(advice.skipped)} queries skipped ({summary}); --json lists them."
+        out.print(Text(skipped, style="dim"))
     if migration is not None:
         out.print()
-        out.print(migration, markup=False, highlight=False, soft_wrap=True)
+        out.print(migration, soft_wrap=True)
+
+
+def _note(note: str) -> Text:
+    return Text.assemble(("note:", "yellow"), " ", note)
 
 
 def _short(sql: str) -> str:

@@ -13,6 +13,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import click
+from rich.text import Text
 
 from pgwarden.backup import catalog
 from pgwarden.backup.lock import break_lock
@@ -110,9 +111,14 @@ def create(
     manifest = result.manifest
     encrypted = f", encrypted with key {manifest.key_id}" if manifest.key_id else ""
     state.console.print(
-        f"backup [bold]{manifest.id}[/] of {manifest.database} complete: "
-        f"{format_size(manifest.size)} in {manifest.duration_seconds:.1f} s, "
-        f"{len(manifest.tables)} tables{encrypted}; in {result.storage.rstrip('/')}/{result.prefix}"
+        Text.assemble(
+            "backup ",
+            (manifest.id, "bold"),
+            f" of {manifest.database} complete: "
+            f"{format_size(manifest.size)} in {manifest.duration_seconds:.1f} s, "
+            f"{len(manifest.tables)} tables{encrypted}; "
+            f"in {result.storage.rstrip('/')}/{result.prefix}",
+        )
     )
     if result.copied_to:
         state.console.print(f"copied to {result.copied_to}")
@@ -204,8 +210,12 @@ def verify(
         f", {amcheck.indexes_checked} indexes amchecked" if amcheck and amcheck.available else ""
     )
     state.console.print(
-        f"backup [bold]{backup_id}[/] verified: restored in {record.restore_seconds:.1f} s "
-        f"({record.scratch}), {checked} tables' rows match{indexes}."
+        Text.assemble(
+            "backup ",
+            (backup_id, "bold"),
+            f" verified: restored in {record.restore_seconds:.1f} s "
+            f"({record.scratch}), {checked} tables' rows match{indexes}.",
+        )
     )
 
 

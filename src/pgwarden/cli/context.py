@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import errno
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,7 +18,23 @@ from pgwarden.db.embedded import EmbeddedServer
 from pgwarden.db.engines import create_engine
 from pgwarden.errors import ConfigError
 
-__all__ = ["Context", "pass_context"]
+__all__ = ["Context", "pass_context", "plain_console"]
+
+
+def plain_console(**options: Any) -> Console:
+    """Return a console that prints strings as given: no markup, emoji codes or highlights.
+
+    What the commands print quotes names from databases and storage (``[/x]``,
+    ``:smile:``), so a styled part is a rich ``Text``, never markup in a string.
+    """
+    return _PlainConsole(markup=False, emoji=False, highlight=False, **options)
+
+
+class _PlainConsole(Console):
+    def on_broken_pipe(self) -> None:
+        # Rich would exit 1 on its own; the CLI's edge handles every closed stdout alike.
+        self.quiet = True
+        raise BrokenPipeError(errno.EPIPE, os.strerror(errno.EPIPE))
 
 
 @dataclass
@@ -27,7 +45,7 @@ class Context:
     config_file: Path | None = None
     json: bool = False
     verbose: int = 0
-    console: Console = field(default_factory=Console)
+    console: Console = field(default_factory=plain_console)
     _settings: Settings | None = None
 
     @property

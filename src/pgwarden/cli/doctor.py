@@ -7,7 +7,7 @@ from typing import Any
 
 import click
 from rich.console import Console
-from rich.markup import escape
+from rich.text import Text
 from sqlalchemy import text
 from sqlalchemy.engine import Engine
 
@@ -98,7 +98,7 @@ def doctor_command(
         for report in reports:
             _print(state.console, report, show_database=all_databases)
         for database in unreachable:
-            state.console.print(f"[yellow]not checked[/] {escape(database['error'])}")
+            state.console.print(Text.assemble(("not checked", "yellow"), " ", database["error"]))
     failed = any(report.failed for report in reports)
     if failed or (fail_on and any(report.findings_at(fail_on) for report in reports)):
         raise SystemExit(1)
@@ -216,26 +216,32 @@ def _totals(reports: list[DoctorReport]) -> dict[str, int]:
 
 def _print(console: Console, report: DoctorReport, *, show_database: bool) -> None:
     if show_database:
-        console.print(f"[bold]database {escape(report.database)}[/]")
+        console.print(Text(f"database {report.database}", style="bold"))
     for severity in SEVERITIES:
         findings = [f for f in report.findings if f.severity == severity]
         if not findings:
             continue
-        console.print(f"[{_COLOURS[severity]}]{severity} ({len(findings)})[/]")
+        colour = _COLOURS[severity]
+        console.print(Text(f"{severity} ({len(findings)})", style=colour))
         for finding in findings:
-            console.print(f"  [{_COLOURS[severity]}]{severity}[/] {escape(finding.what)}")
-            console.print(f"    [dim]why:[/] {escape(finding.why)}")
+            console.print(Text.assemble("  ", (severity, colour), " ", finding.what))
+            console.print(Text.assemble("    ", ("why:", "dim"), " ", finding.why))
             if finding.fix:
-                console.print(f"    [dim]fix:[/] {escape(finding.fix)}")
+                console.print(Text.assemble("    ", ("fix:", "dim"), " ", finding.fix))
     for result in report.skipped:
-        console.print(f"[dim]skipped[/] {result.check}: {escape(result.skipped or '')}")
+        console.print(Text.assemble(("skipped", "dim"), f" {result.check}: {result.skipped or ''}"))
     for result in report.failed:
-        console.print(f"[bold red]failed[/] {result.check}: {escape(result.error or '')}")
+        console.print(
+            Text.assemble(("failed", "bold red"), f" {result.check}: {result.error or ''}")
+        )
     counts = ", ".join(f"{report.counts[s]} {s}" for s in SEVERITIES)
     ran = len(report.results) - len(report.skipped) - len(report.failed)
-    verdict = "[green]no findings[/]" if not report.findings else counts
+    verdict = Text("no findings", style="green") if not report.findings else Text(counts)
     console.print(
-        f"{verdict}; {ran} checks run, {len(report.skipped)} skipped, "
-        f"{len(report.failed)} failed, in {report.duration_s:.2f} s "
-        f"(PostgreSQL {report.server_version}, database {escape(report.database)})"
+        Text.assemble(
+            verdict,
+            f"; {ran} checks run, {len(report.skipped)} skipped, "
+            f"{len(report.failed)} failed, in {report.duration_s:.2f} s "
+            f"(PostgreSQL {report.server_version}, database {report.database})",
+        )
     )

@@ -7,6 +7,7 @@ from importlib.metadata import PackageNotFoundError
 from importlib.metadata import version as package_version
 
 import click
+from rich.text import Text
 
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import dump_json, jsonable, key_value_table, table
@@ -73,7 +74,7 @@ def ping(state: Context, samples: int) -> None:
         dump_json(state.console, {"url": url, **_as_dict(result)})
         return
     role = "standby (in recovery)" if result.in_recovery else "primary"
-    state.console.print(f"[bold green]Connected[/] to {url}")
+    state.console.print(Text.assemble(("Connected", "bold green"), f" to {url}"))
     state.console.print(
         key_value_table(
             [

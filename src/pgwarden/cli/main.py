@@ -1,23 +1,29 @@
 """The ``pgwarden`` command: global options, and errors turned into exit codes.
 
 Exit codes: 0 ok; 1 a failure (or findings at or above ``--fail-on``); 2 a user error,
-shown as one line saying what was wrong and one saying what to do, never a traceback.
+shown as one line saying what was wrong and one saying what to do, never a traceback;
+130 interrupted (Ctrl-C); 141 stdout closed by its reader (``| head``), both silent. An
+exception nobody expected is a failure: one ``error:`` line, its traceback only with -v.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import sys
 from importlib import import_module
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 import click
-from rich.console import Console
-from sqlalchemy import exc as sa_exc
 
-from pgwarden.cli.context import Context
+from pgwarden.cli._errors import (
+    database_error,
+    report,
+    silence_stdout,
+    stdout_closed,
+    unexpected,
+)
+from pgwarden.cli.context import Context, plain_console
 from pgwarden.errors import PgwardenError
 from pgwarden.logs import configure_logging
 from pgwarden.urls import redact_text
@@ -26,7 +32,7 @@ __all__ = ["cli", "main"]
 
 
 class PgwardenGroup(click.Group):
-    """A command group that turns pgwarden's errors into messages and exit codes."""
+    """A command group that turns every exception into a message and an exit code."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *_COMMANDS})
@@ -34,30 +40,30 @@ class PgwardenGroup(click.Group):
     def invoke(self, ctx: click.Context) -> Any:
         try:
             return super().invoke(ctx)
+        except (click.ClickException, click.exceptions.Exit, click.exceptions.Abort):
+            raise  # click's own: usage errors and exits, reported by click
         except PgwardenError as exc:
-            _report(ctx, exc.message, exc.hint, type(exc).__name__)
+            report(ctx, exc.message, exc.hint, type(exc).__name__)
             ctx.exit(exc.exit_code)
-        except sa_exc.DBAPIError as exc:
-            # A failure of the database mid-command (lost connection, a statement
-            # cancelled): the work failed, the user did nothing wrong.
-            detail = redact_text(str(exc.orig or exc)).strip().splitlines()
-            _report(ctx, f"database error: {detail[0] if detail else exc}", None, "DatabaseError")
-            ctx.exit(1)
         except KeyboardInterrupt:
-            _report(ctx, "interrupted.", None, "Interrupted")
-            ctx.exit(130)
+            ctx.exit(130)  # the user knows: no message
+        except Exception as exc:  # the last resort: never a traceback
+            _failure(ctx, exc)
 
 
-def _report(ctx: click.Context, message: str, hint: str | None, kind: str) -> None:
-    state = ctx.find_object(Context)
-    if state is not None and state.json:
-        error = {"error": {"type": kind, "message": message, "hint": hint}}
-        click.echo(json.dumps(error, sort_keys=True))
-        return
-    err = Console(stderr=True, highlight=False, soft_wrap=True)
-    err.print(f"[bold red]error:[/] {message}", markup=True)
-    if hint:
-        err.print(f"[bold]hint:[/] {hint}", markup=True)
+def _failure(ctx: click.Context, exc: Exception) -> NoReturn:
+    if isinstance(exc, BrokenPipeError) and stdout_closed():
+        # `pgwarden ... | head`: the reader has what it wanted.
+        silence_stdout()
+        ctx.exit(141)
+    orig = database_error(exc)
+    if orig is None:
+        unexpected(ctx, exc)
+    # A failure of the database mid-command (lost connection, a statement cancelled):
+    # the work failed, the user did nothing wrong.
+    detail = redact_text(str(orig)).strip().splitlines()
+    report(ctx, f"database error: {detail[0] if detail else exc}", None, "DatabaseError")
+    ctx.exit(1)
 
 
 @click.group(cls=PgwardenGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -96,7 +102,7 @@ def cli(
     state.config_file = config_file
     state.json = as_json
     state.verbose = verbose
-    state.console = Console(highlight=False, soft_wrap=as_json)
+    state.console = plain_console(soft_wrap=as_json)
     level: int | None = None if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     try:
         configure_logging(level=level or state.settings.log_level, fmt=state.settings.log_format)

@@ -20,9 +20,10 @@ from rich.console import Console
 from rich.markup import escape
 from rich.progress import BarColumn, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as ProgressBar
+from rich.text import Text
 from sqlalchemy.engine import Connection
 
-from pgwarden.cli.context import Context, pass_context
+from pgwarden.cli.context import Context, pass_context, plain_console
 from pgwarden.cli.render import dump_json, jsonable, table
 from pgwarden.db.engines import connect
 from pgwarden.insight.findings import format_size
@@ -235,9 +236,7 @@ def _connection(state: Context) -> Iterator[Connection]:
 def _caution(state: Context, dry_run: bool, warning: str | None) -> None:
     """Say what locks a run takes before it takes them (the report repeats it)."""
     if warning and not dry_run and not state.json:
-        Console(stderr=True, highlight=False, soft_wrap=True).print(
-            f"[bold yellow]warning:[/] {escape(warning)}"
-        )
+        plain_console(stderr=True, soft_wrap=True).print(_warning(warning))
 
 
 class _ProgressView:
@@ -248,7 +247,7 @@ class _ProgressView:
 
     def __init__(self, as_json: bool) -> None:
         self._json = as_json
-        self._console = Console(stderr=True, highlight=False)
+        self._console = plain_console(stderr=True)
         self._bar = ProgressBar(
             SpinnerColumn(),
             TextColumn("{task.description}"),
@@ -302,8 +301,10 @@ class _ProgressView:
             self._bar.refresh()  # or the next print redraws the bar as it last was
             self._task = None
         if self._console.is_terminal:
-            mark = "[green]ok[/]" if op.status == "ok" else "[red]failed[/]"
-            self._console.print(f"{mark} {escape(op.statement)} ({op.seconds or 0:.2f} s)")
+            mark = ("ok", "green") if op.status == "ok" else ("failed", "red")
+            self._console.print(
+                Text.assemble(mark, f" {op.statement} ({op.seconds or 0:.2f} s)"), soft_wrap=True
+            )
 
 
 def _render(state: Context, report: MaintenanceReport) -> None:
@@ -317,7 +318,7 @@ def _render(state: Context, report: MaintenanceReport) -> None:
 
 def _print_report(console: Console, report: MaintenanceReport) -> None:
     for warning in report.warnings:
-        console.print(f"[bold yellow]warning:[/] {escape(warning)}", soft_wrap=True)
+        console.print(_warning(warning), soft_wrap=True)
     if not report.operations:
         below = f" ({report.below_threshold} below the threshold)" if report.below_threshold else ""
         console.print(f"Nothing to {report.command}{below}.")
@@ -328,22 +329,22 @@ def _print_report(console: Console, report: MaintenanceReport) -> None:
     if report.dry_run:
         console.print("Dry run: nothing was run. The statements, in order:")
         for statement in report.statements:
-            console.print(f"{statement};", markup=False, soft_wrap=True)
+            console.print(f"{statement};", soft_wrap=True)
     for op in report.failed:
-        console.print(
-            f"[bold red]failed:[/] {escape(op.statement)}: {escape(op.error or '')}",
-            soft_wrap=True,
-        )
+        failed = Text.assemble(("failed:", "bold red"), f" {op.statement}: {op.error or ''}")
+        console.print(failed, soft_wrap=True)
         for holder in op.blockers:
-            console.print(f"  {escape(_holder(holder))}", soft_wrap=True)
+            console.print(f"  {_holder(holder)}", soft_wrap=True)
         if op.hint:
-            console.print(f"  [bold]hint:[/] {escape(op.hint)}", soft_wrap=True)
+            console.print(Text.assemble("  ", ("hint:", "bold"), f" {op.hint}"), soft_wrap=True)
     for op in report.operations:
         for warning in op.warnings:
-            console.print(
-                f"[yellow]warning:[/] {escape(op.statement)}: {escape(warning)}", soft_wrap=True
-            )
+            console.print(_warning(f"{op.statement}: {warning}", "yellow"), soft_wrap=True)
     console.print(_summary(report))
+
+
+def _warning(warning: str, style: str = "bold yellow") -> Text:
+    return Text.assemble(("warning:", style), " ", warning)
 
 
 def _dead(op: Operation) -> str:

@@ -6,6 +6,7 @@ import sys
 from pathlib import Path
 
 import click
+from rich.text import Text
 
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import dump_json, table
@@ -49,7 +50,7 @@ def audit_orm(state: Context, module: str, paths: tuple[Path, ...], fail_on: str
     else:
         rows = [
             (
-                f"[{_COLOURS[r.risk]}]{r.risk}[/]",
+                Text(r.risk, style=_COLOURS[r.risk]),
                 r.relationship,
                 r.direction,
                 r.strategy,

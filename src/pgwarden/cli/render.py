@@ -51,21 +51,32 @@ def dump_json(console: Console, value: Any) -> None:
 def key_value_table(rows: Iterable[tuple[str, Any]], *, title: str | None = None) -> Table:
     """Return a two-column table of names and values."""
     grid = Table.grid(padding=(0, 2))
-    grid.title = title
+    grid.title = None if title is None else Text(title)
     grid.add_column(style="bold")
     grid.add_column()
     for key, value in rows:
-        grid.add_row(key, "-" if value is None else str(value))
+        grid.add_row(Text(key), _cell(value))
     return grid
 
 
 def table(columns: list[str], rows: Iterable[Iterable[Any]], *, title: str | None = None) -> Table:
-    """Return a table with a header row."""
-    result = Table(*columns, title=title, title_justify="left", header_style="bold")
+    """Return a table with a header row; a cell that is a rich ``Text`` keeps its style."""
+    result = Table(
+        *columns,
+        title=None if title is None else Text(title),
+        title_justify="left",
+        header_style="bold",
+    )
     for row in rows:
-        # Text, not markup: a cell holds data (a query, a name) that may contain [brackets].
-        result.add_row(*(Text("-" if cell is None else str(cell)) for cell in row))
+        result.add_row(*(_cell(cell) for cell in row))
     return result
+
+
+def _cell(value: Any) -> Text:
+    # Text, not markup: a cell holds data (a query, a name) that may contain [brackets].
+    if isinstance(value, Text):
+        return value
+    return Text("-" if value is None else str(value))
 
 
 class RowBars:

@@ -9,6 +9,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.text import Text
 from sqlalchemy.engine import make_url
 
 from pgwarden.backup.restore import backup_contents, restore_backup
@@ -105,8 +106,12 @@ def restore(
         return
     database = make_url(result.target).database
     state.console.print(
-        f"restored backup [bold]{backup_id}[/] into {database} in {result.seconds:.1f} s: "
-        f"{len(result.tables)} tables, {len(result.row_checks)} row counts match."
+        Text.assemble(
+            "restored backup ",
+            (backup_id, "bold"),
+            f" into {database} in {result.seconds:.1f} s: "
+            f"{len(result.tables)} tables, {len(result.row_checks)} row counts match.",
+        )
     )
 
 

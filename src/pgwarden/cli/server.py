@@ -5,6 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import click
+from rich.text import Text
 
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.options import server_options
@@ -24,7 +25,7 @@ def server() -> None:
     """
 
 
-def _show(state: Context, status: ServerStatus, headline: str) -> None:
+def _show(state: Context, status: ServerStatus, headline: str | Text) -> None:
     if state.json:
         dump_json(state.console, status)
         return
@@ -39,6 +40,7 @@ def _show(state: Context, status: ServerStatus, headline: str) -> None:
                 ("version", f"PostgreSQL {status.version}" if status.version else None),
                 ("data directory", status.data_dir),
                 ("log", status.log_file),
+                ("password file", status.password_file),
             ]
         )
     )
@@ -57,7 +59,7 @@ def start(state: Context, data_dir: Path | None, port: int | None) -> None:
     embedded = state.embedded(data_dir, port)
     was_running = embedded.status().running
     status = embedded.start()
-    _show(state, status, "Already running." if was_running else "[green]Started.[/]")
+    _show(state, status, "Already running." if was_running else Text("Started.", style="green"))
 
 
 @server.command()
@@ -100,7 +102,11 @@ def status(state: Context, data_dir: Path | None, port: int | None) -> None:
 @click.option("--database", default="postgres", show_default=True, help="Database to name.")
 @pass_context
 def url(state: Context, data_dir: Path | None, port: int | None, database: str) -> None:
-    """Print the server's URL, for DATABASE_URL.
+    """Print the server's URL with its password, for --database-url or DATABASE_URL.
+
+    The password (kept in the 0600 file beside the data directory) is part of the URL
+    because this command exists to be fed to other commands: do not paste its output
+    where others can read it. `pgwarden server status` shows the URL without it.
 
     \b
     Example:

@@ -12,8 +12,9 @@ from pathlib import Path
 from typing import Any, Literal, cast
 
 import click
-from rich.markup import escape
+from rich.text import Text
 
+from pgwarden.cli._errors import option_values
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import RowProgressView, dump_json, table
 from pgwarden.db.engines import connect
@@ -157,8 +158,9 @@ def export(
     spec = _transforms(transforms_file, salt_env)
     depth = None if children == -1 else children  # None: every level
     engine = state.engine()
+    given = {"--user-id": user_id, "--since": since, "--until": until}
     try:
-        with _ProgressView(state.json) as view, connect(engine) as conn:
+        with _ProgressView(state.json) as view, connect(engine) as conn, option_values(given):
             if user_id is not None:
                 if names or where or date_column:
                     raise click.UsageError("--user-id exports one user's data; drop --table.")
@@ -214,7 +216,8 @@ def export_csv(
     out: Any = sys.stdout.buffer if file == "-" else Path(file)
     engine = state.engine()
     try:
-        with _ProgressView(state.json) as view, connect(engine) as conn:
+        given = {"--since": since, "--until": until}
+        with _ProgressView(state.json) as view, connect(engine) as conn, option_values(given):
             result = export_table(
                 conn, table_name, out, format=cast(FileFormat, fmt), where=where,
                 date_column=date_column, since=since, until=until, transforms=spec,
@@ -228,7 +231,7 @@ def export_csv(
         dump_json(state.console, {"file": file, **result.__dict__})
     else:
         state.console.print(
-            f"Wrote {result.rows} rows of {escape(result.table)} to {escape(file)}"
+            f"Wrote {result.rows} rows of {result.table} to {file}"
             f" ({format_size(result.bytes)}, {result.seconds:.2f} s)."
         )
 
@@ -263,13 +266,16 @@ def _render(state: Context, result: ExportResult) -> None:
         table(["table", "rows", "selected", "added by closure", "size", "time"], rows)
     )
     state.console.print(
-        f"Wrote {result.rows} rows in {len(result.tables)} tables to {escape(str(bundle.path))}"
+        f"Wrote {result.rows} rows in {len(result.tables)} tables to {bundle.path}"
         f" ({result.seconds:.2f} s)."
     )
     for cycle in bundle.cycles:
         state.console.print(
-            f"[bold yellow]note:[/] {escape(', '.join(cycle))} reference each other; "
-            "loading them needs deferrable keys or a second pass.",
+            Text.assemble(
+                ("note:", "bold yellow"),
+                f" {', '.join(cycle)} reference each other; "
+                "loading them needs deferrable keys or a second pass.",
+            ),
             soft_wrap=True,
         )
 

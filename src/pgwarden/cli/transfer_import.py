@@ -20,6 +20,7 @@ import click
 from sqlalchemy.engine import Connection
 
 from pgwarden.cli import _import_view as view
+from pgwarden.cli._errors import option_values
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import dump_json
 from pgwarden.db.engines import connect
@@ -131,8 +132,19 @@ def import_group() -> None:
 @import_group.command("bundle")
 @click.argument("bundle_dir", type=click.Path(file_okay=False, exists=True, path_type=Path))
 @_write_options
-@click.option("--allow-schema-drift", is_flag=True,
-              help="Import when the bundle's columns are a subset of the target's.")  # fmt: skip
+@click.option(
+    "--allow-schema-drift",
+    is_flag=True,
+    help="Import when the bundle's columns are a subset of the target's.",
+)
+@click.option(
+    "--allow-table",
+    "allow_tables",
+    multiple=True,
+    metavar="TABLE",
+    help="Refuse the bundle unless each of its tables is one of these (repeatable; default:"
+    " any table outside pgwarden's and the system's schemas).",
+)
 @pass_context
 def import_bundle_command(
     state: Context,
@@ -146,12 +158,17 @@ def import_bundle_command(
     max_errors: int,
     fire_triggers: bool,
     allow_schema_drift: bool,
+    allow_tables: tuple[str, ...],
 ) -> None:
     """Import a bundle written by `pgwarden export`, journaled as a run.
 
+    The bundle is untrusted input: its manifest, its files (plain files, no links),
+    its tables (never pgwarden's own) and every line are checked, and a bad one stops
+    the import before anything is written.
+
     \b
     Example:
-      pgwarden import bundle out/ --mode replace --dry-run
+      pgwarden import bundle out/ --mode replace --dry-run --allow-table tags
     """
     spec = _transforms(transforms_file, salt_env)
     with view.ImportProgressView(state.json) as progress, _connection(state) as conn:
@@ -159,7 +176,8 @@ def import_bundle_command(
             report = import_bundle(
                 conn, bundle_dir, mode=cast(Mode, mode),
                 conflict_keys=_conflict_keys(conflict_keys),
-                dry_run=dry_run, allow_schema_drift=allow_schema_drift, transforms=spec,
+                dry_run=dry_run, allow_schema_drift=allow_schema_drift,
+                allow_tables=allow_tables or None, transforms=spec,
                 batch_size=batch_size, max_errors=max_errors, fire_triggers=fire_triggers,
                 on_progress=progress.progress,
             )  # fmt: skip
@@ -334,7 +352,7 @@ def erase_user_command(
       pgwarden erase-user --user-table public.users --user-id 42 --dry-run
     """
     salt = os.environ.get(salt_env, "")
-    with _connection(state) as conn:
+    with _connection(state) as conn, option_values({"--user-id": user_id}):
         report = erase_user(
             conn, user_table, user_id, anonymize=anonymize, dry_run=dry_run, also=also,
             salt=salt, purge_journal=purge_journal,

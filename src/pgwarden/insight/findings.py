@@ -27,6 +27,7 @@ __all__ = [
     "format_size",
     "qualified_name",
     "quote",
+    "quote_in_text",
     "run_check",
 ]
 
@@ -130,6 +131,16 @@ def qualified_name(schema: str, name: str) -> str:
 def quote(name: str) -> str:
     """Return one identifier quoted for SQL only where PostgreSQL needs quotes."""
     return str(_PREPARER.quote(name))
+
+
+def quote_in_text(name: str) -> str:
+    """Return ``name`` quoted to be spliced into a :func:`sqlalchemy.text` statement.
+
+    ``text()`` takes ``:word`` for a bind parameter even inside a quoted name (a schema
+    called ``a:b``); ``\\:`` is its escape for a plain colon. A ``%`` needs nothing:
+    ``text()`` doubles it for drivers whose placeholders are ``%s``.
+    """
+    return quote(name).replace(":", "\\:")
 
 
 def run_check(

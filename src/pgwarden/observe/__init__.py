@@ -6,8 +6,8 @@
     with observe.watch(mode="raise"):     # a unit of work: a request, a test, a job
         ...
 
-The ASGI middleware (:mod:`pgwarden.observe.middleware`) watches each request and adds
-a ``Server-Timing`` header; the pytest plugin watches each test
+The ASGI middleware (:mod:`pgwarden.observe.middleware`) watches each request (and, if
+asked, adds a ``Server-Timing`` header); the pytest plugin watches each test
 (``--pgwarden-nplusone=raise``).
 """
 

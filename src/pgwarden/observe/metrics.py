@@ -172,7 +172,7 @@ def _label(name: str) -> str:
             return make_url(name).database or "default"
         except Exception:
             return "default"
-    return redact_text(name) if "@" in name else name
+    return redact_text(name)  # a libpq key=value string has no :// and no @
 
 
 class _Family:

@@ -3,10 +3,12 @@
     app.add_middleware(ObserveMiddleware, mode="warn")   # FastAPI / Starlette
     app = ObserveMiddleware(app)                          # any ASGI app
 
-Each HTTP request runs inside :func:`pgwarden.observe.watch`, and its response gets a
-``Server-Timing`` header (``db;dur=12.3;desc="8 statements"``) that browsers' developer
-tools show next to the request. Statements are counted on engines passed to
-:func:`pgwarden.observe.instrument`; N+1 lazy loads are seen on any session.
+Each HTTP request runs inside :func:`pgwarden.observe.watch`. With
+``server_timing=True`` its response also gets a ``Server-Timing`` header
+(``db;dur=12.3;desc="8 statements"``) that browsers' developer tools show next to the
+request; it is off by default, since it tells every client how much database work a
+request costs, which helps an attacker time queries. Statements are counted on engines
+passed to :func:`pgwarden.observe.instrument`; N+1 lazy loads are seen on any session.
 """
 
 from __future__ import annotations
@@ -29,7 +31,11 @@ log = logging.getLogger("pgwarden.observe.requests")
 
 
 class ObserveMiddleware:
-    """Watch each HTTP request for N+1 queries and time its database work."""
+    """Watch each HTTP request for N+1 queries and time its database work.
+
+    ``server_timing`` adds the ``Server-Timing`` header to every response; turn it on
+    where only developers see the responses.
+    """
 
     def __init__(
         self,
@@ -38,7 +44,7 @@ class ObserveMiddleware:
         mode: Mode = "log",
         threshold: int = 2,
         allow: Iterable[str] = (),
-        server_timing: bool = True,
+        server_timing: bool = False,
     ) -> None:
         self.app = app
         self.mode: Mode = mode

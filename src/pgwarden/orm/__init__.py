@@ -4,7 +4,8 @@
   by a trigger, soft deletes hidden from every query;
 - :mod:`~pgwarden.orm.audit`: an audit log written by trigger, with the acting user;
 - :mod:`~pgwarden.orm.rls`: tenant isolation by row-level security;
-- :mod:`~pgwarden.orm.encryption`: AES-256-GCM encrypted columns with key rotation;
+- :mod:`~pgwarden.orm.encryption`: AES-256-GCM keyrings with key rotation;
+- :mod:`~pgwarden.orm.encrypted_columns`: encrypted columns, each value bound to its row;
 - :mod:`~pgwarden.orm.search`: full-text search on a generated tsvector.
 
 Each pattern that needs DDL comes both as a ``*_sql`` function (for Alembic migrations)
@@ -20,7 +21,8 @@ from pgwarden.orm.audit import (
     install_audit,
     set_actor,
 )
-from pgwarden.orm.encryption import EncryptedString, Keyring, keyring_from_settings, rotate
+from pgwarden.orm.encrypted_columns import EncryptedString, rotate, seal
+from pgwarden.orm.encryption import Keyring, keyring_from_settings
 from pgwarden.orm.mixins import (
     UPDATED_AT_FUNCTION_SQL,
     IdPrimaryKey,
@@ -54,6 +56,7 @@ __all__ = [
     "keyring_from_settings",
     "rls_policy_sql",
     "rotate",
+    "seal",
     "search",
     "set_actor",
     "set_tenant",

@@ -3,7 +3,14 @@
 Every ``*_sql`` function of :mod:`pgwarden.orm` builds statements from names, never
 from values, so the rules here are the whole of its defence against injection:
 identifiers are quoted the way SQLAlchemy quotes them for PostgreSQL, anything placed
-inside a string literal is checked against a strict pattern first.
+inside a string literal is escaped or checked against a strict pattern first.
+
+The statements must also read the same whichever way they are run: Alembic's
+``op.execute`` and ``text()`` take ``:name`` for a parameter, and a driver whose
+placeholders are ``%s`` takes ``%`` for one when it is given parameters. So no
+generated statement holds a ``%`` or a ``:`` followed by a letter: a name that has one
+is written with Unicode escapes (``U&"a\\0025b"`` is ``"a%b"``), and a literal that
+has one with hex escapes (``E'a\\x25b'``).
 """
 
 from __future__ import annotations
@@ -12,7 +19,7 @@ import re
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from sqlalchemy import DDL, Table
+from sqlalchemy import Table
 from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import FromClause
@@ -23,29 +30,45 @@ __all__ = [
     "as_table",
     "check_setting",
     "creator",
+    "dollar_quote",
     "quote",
     "run",
     "string_literal",
     "table_name",
 ]
 
-_PREPARER = PGDialect().identifier_preparer  # type: ignore[no-untyped-call]
+# "named", so that the preparer leaves a "%" in a name single.
+_PREPARER = PGDialect(paramstyle="named").identifier_preparer  # type: ignore[no-untyped-call]
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _SETTING = re.compile(rf"^{_NAME}\.{_NAME}$")
+# Characters some layer between a statement and the server reads as a parameter.
+_READ_AS_PARAMETER = frozenset("%:")
 
 
-def quote(name: str) -> str:
-    """Return ``name`` as a PostgreSQL identifier, quoted when it needs to be."""
-    if not name or "\x00" in name:
+def quote(name: str, *, plain: bool = False) -> str:
+    """Return ``name`` as a PostgreSQL identifier, quoted when it needs to be.
+
+    ``plain`` keeps the ordinary ``"..."`` form even for a ``%`` or ``:``, for a name
+    that goes inside a string literal (which escapes those) to be read by
+    ``parse_ident`` or ``::regclass``, neither of which knows ``U&``.
+    """
+    if not isinstance(name, str) or not name or "\x00" in name:
         raise UserError(
             f"{name!r} is not a usable identifier.", hint="Give a non-empty name without NUL."
         )
-    return _PREPARER.quote(name)
+    if plain or _READ_AS_PARAMETER.isdisjoint(name):
+        return _PREPARER.quote(name)
+    escaped = "".join(
+        f"\\{ord(char):04X}" if char in _READ_AS_PARAMETER else char
+        for char in name.replace("\\", "\\\\").replace('"', '""')
+    )
+    return f'U&"{escaped}"'
 
 
-def table_name(table: str, schema: str | None = None) -> str:
-    """Return ``schema.table`` (or ``table``), each part quoted."""
-    return f"{quote(schema)}.{quote(table)}" if schema else quote(table)
+def table_name(table: str, schema: str | None = None, *, plain: bool = False) -> str:
+    """Return ``schema.table`` (or ``table``), each part quoted (see :func:`quote`)."""
+    name = quote(table, plain=plain)
+    return f"{quote(schema, plain=plain)}.{name}" if schema else name
 
 
 def as_table(table: FromClause) -> Table:
@@ -63,7 +86,17 @@ def string_literal(text: str) -> str:
     """
     if "\x00" in text:
         raise UserError("a SQL literal cannot hold a NUL character.")
-    return "E'" + text.replace("\\", "\\\\").replace("'", "''") + "'"
+    escaped = text.replace("\\", "\\\\").replace("'", "''")
+    return "E'" + escaped.replace("%", "\\x25").replace(":", "\\x3a") + "'"
+
+
+def dollar_quote(body: str) -> str:
+    """Return ``body`` between dollar quotes whose tag does not occur in it."""
+    tag, n = "$pgwarden$", 0
+    while tag in body:
+        n += 1
+        tag = f"$pgwarden_{n}$"
+    return f"{tag}\n{body}\n{tag}"
 
 
 def check_setting(setting: str) -> str:
@@ -77,13 +110,13 @@ def check_setting(setting: str) -> str:
 
 
 def run(connection: Connection, statements: Iterable[str]) -> None:
-    """Execute generated ``statements`` on ``connection``, in order, without binds.
+    """Execute generated ``statements`` on ``connection``, in order, exactly as written.
 
-    They go through :class:`~sqlalchemy.DDL`, which neither parses ``:name`` as a bind
-    nor lets the driver read a ``%`` in a quoted name as a placeholder.
+    Without parameters the driver sends the text as it is: nothing is parsed as a
+    placeholder, whatever the names hold.
     """
     for statement in statements:
-        connection.execute(DDL(statement.replace("%", "%%")))  # type: ignore[no-untyped-call]
+        connection.exec_driver_sql(statement, execution_options={"no_parameters": True})
 
 
 def creator(statements: list[str]) -> Callable[..., None]:

@@ -51,21 +51,30 @@ __all__ = [
 AUDIT_TABLE = "audit_log"
 AUDIT_TRIGGER = "pgwarden_audit"
 
-# The audit table comes as the trigger's argument (a quoted, possibly qualified name);
-# the primary key columns come from the catalog, so the same function serves every table.
+# The audit table comes as the trigger's argument: a quoted, schema-qualified name, fixed
+# when the trigger is created. The function pins its search_path, so nothing a writer
+# puts on theirs (a temp table called audit_log, a schema shadowing to_jsonb, "-" or
+# current_setting) is consulted: only pg_catalog, then pg_temp, which is never searched
+# for functions or operators and never reached for the qualified log. A name without a
+# schema (a trigger made before names were qualified) means the audited table's schema.
+# The primary key columns come from the catalog, so the same function serves every table.
 # An UPDATE that changes nothing but updated_at (which the Timestamps trigger moves on
 # every UPDATE) is not recorded.
 AUDIT_FUNCTION_SQL = """\
 CREATE OR REPLACE FUNCTION pgwarden_audit()
 RETURNS trigger
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 DECLARE
-    audit_table regclass := TG_ARGV[0]::regclass;
+    log_name text[] := parse_ident(TG_ARGV[0]);
     old_row jsonb;
     new_row jsonb;
     row_pk jsonb;
 BEGIN
+    IF cardinality(log_name) = 1 THEN
+        log_name := ARRAY[TG_TABLE_SCHEMA::text, log_name[1]];
+    END IF;
     IF TG_OP IN ('UPDATE', 'DELETE') THEN
         old_row := to_jsonb(OLD);
     END IF;
@@ -81,7 +90,7 @@ BEGIN
     JOIN pg_attribute AS a ON a.attrelid = i.indrelid AND a.attnum = ANY (i.indkey)
     WHERE i.indrelid = TG_RELID
       AND i.indisprimary;
-    EXECUTE 'INSERT INTO ' || audit_table::text
+    EXECUTE 'INSERT INTO ' || quote_ident(log_name[1]) || '.' || quote_ident(log_name[2])
         || ' (table_name, row_pk, action, old_values, new_values, actor)'
         || ' VALUES ($1, $2, $3, $4, $5, $6)'
     USING TG_TABLE_NAME, row_pk, TG_OP, old_row, new_row,
@@ -89,6 +98,27 @@ BEGIN
     RETURN NULL;
 END
 $$"""
+
+# Qualify the log's name as the session running the migration sees it (a temporary
+# table is never the log), then create the trigger with that name as its argument.
+_RESOLVE_AND_CREATE = """\
+DECLARE
+    log_schema text;
+BEGIN
+    SELECT n.nspname INTO log_schema
+    FROM pg_catalog.pg_class AS c
+    JOIN pg_catalog.pg_namespace AS n ON n.oid = c.relnamespace
+    WHERE c.oid = pg_catalog.to_regclass({name})
+      AND c.relpersistence <> 't';
+    log_schema := coalesce(log_schema, pg_catalog.current_schema());
+    IF log_schema IS NULL THEN
+        RAISE EXCEPTION 'no schema to find the audit table in: the search_path is empty';
+    END IF;
+    EXECUTE {create}
+        || pg_catalog.quote_literal(
+            pg_catalog.quote_ident(log_schema) || '.' || pg_catalog.quote_ident({table}))
+        || ')';
+END"""
 
 _SET_ACTOR = text("SELECT set_config('pgwarden.actor', :actor, true)")
 
@@ -128,22 +158,38 @@ def audit_trigger_sql(
 
     They create (or replace) the function ``pgwarden_audit()``, then drop and create
     the trigger, so they can run again safely. ``audit_schema`` and ``audit_table``
-    name the log table; unqualified, it is looked up on the ``search_path`` of the
-    session that writes. In an Alembic migration::
+    name the log table. The trigger always names it with its schema: without
+    ``audit_schema``, the schema is found when these statements run (that of the
+    ``audit_table`` the running session sees, else its current schema, where an
+    unqualified CREATE TABLE would put it), never by the session that writes. In an
+    Alembic migration::
 
         for statement in audit_trigger_sql("content"):
             op.execute(statement)
     """
     target = _ddl.table_name(table, schema)
     trigger = _ddl.quote(AUDIT_TRIGGER)
-    log = _ddl.string_literal(_ddl.table_name(audit_table, audit_schema))
-    return [
-        AUDIT_FUNCTION_SQL,
-        f"DROP TRIGGER IF EXISTS {trigger} ON {target}",
+    create = (
         f"CREATE TRIGGER {trigger}\n"
         f"AFTER INSERT OR UPDATE OR DELETE ON {target}\n"
         "FOR EACH ROW\n"
-        f"EXECUTE FUNCTION pgwarden_audit({log})",
+        "EXECUTE FUNCTION pgwarden_audit("
+    )
+    if audit_schema is not None:
+        log = _ddl.table_name(audit_table, audit_schema, plain=True)
+        create_trigger = f"{create}{_ddl.string_literal(log)})"
+    else:
+        create_trigger = "DO " + _ddl.dollar_quote(
+            _RESOLVE_AND_CREATE.format(
+                name=_ddl.string_literal(_ddl.quote(audit_table, plain=True)),
+                create=_ddl.string_literal(create),
+                table=_ddl.string_literal(audit_table),
+            )
+        )
+    return [
+        AUDIT_FUNCTION_SQL,
+        f"DROP TRIGGER IF EXISTS {trigger} ON {target}",
+        create_trigger,
     ]
 
 

@@ -1,17 +1,16 @@
-"""Encrypt a column in the application with AES-256-GCM, under keys that can be rotated.
+"""Encrypt values in the application with AES-256-GCM, under keys that can be rotated.
 
 A :class:`Keyring` holds keys by id; the first (the primary) encrypts, every key can
 decrypt. Each value is stored as a self-describing token: a version byte, the length of
 the key id and the key id, a 12-byte random nonce, then the ciphertext and its 16-byte
 tag. The header is authenticated with the data, so changing any byte of the token makes
-it fail to decrypt rather than decrypt to something else::
+it fail to decrypt rather than decrypt to something else.
 
-    class Patient(IdPrimaryKey, Base):
-        __tablename__ = "patient"
-        national_id: Mapped[str] = mapped_column(EncryptedString())  # PGWARDEN_ENCRYPTION_KEYS
-
-To rotate, put a new key first in ``PGWARDEN_ENCRYPTION_KEYS`` (keeping the old ones),
-deploy, then run :func:`rotate` on each encrypted column and drop the old key after.
+The version says what else was authenticated: 1, nothing (tokens written before
+encrypted columns were bound to their rows); 2, associated data given by the caller,
+which :mod:`pgwarden.orm.encrypted_columns` makes the table, column and primary key of
+the row the value belongs to. The version being authenticated too, a bound token cannot
+be passed off as an unbound one.
 """
 
 from __future__ import annotations
@@ -19,44 +18,30 @@ from __future__ import annotations
 import base64
 import functools
 import os
-from collections.abc import Callable, Mapping
-from typing import Any
+from collections.abc import Mapping
 
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
-from sqlalchemy import (
-    Column,
-    LargeBinary,
-    and_,
-    bindparam,
-    func,
-    literal,
-    select,
-    tuple_,
-    type_coerce,
-    update,
-)
-from sqlalchemy.engine import Dialect
-from sqlalchemy.orm import ColumnProperty, InstrumentedAttribute, Session
-from sqlalchemy.types import TypeDecorator
 
 from pgwarden._encryption_keys import FORM_HINT as _FORM_HINT
 from pgwarden._encryption_keys import KEY_BYTES, SETTING, parse_key_setting
 from pgwarden._encryption_keys import KEY_ID as _KEY_ID
 from pgwarden._encryption_keys import check_key_id as _check_key_id
 from pgwarden.config import load_settings
-from pgwarden.errors import ConfigError, DecryptionFailed, UnknownKey, UserError
+from pgwarden.errors import ConfigError, DecryptionFailed, UnknownKey
 
-__all__ = ["EncryptedString", "Keyring", "keyring_from_settings", "rotate"]
+__all__ = ["UNBOUND", "WITH_ASSOCIATED_DATA", "Keyring", "header", "keyring_from_settings"]
 
-VERSION = 1
+UNBOUND = 1
+WITH_ASSOCIATED_DATA = 2
 NONCE_BYTES = 12
 TAG_BYTES = 16
 
 
-def _header(key_id: str) -> bytes:
+def header(key_id: str, version: int) -> bytes:
+    """Return the header a token under ``key_id`` of ``version`` starts with."""
     encoded = key_id.encode("ascii")
-    return bytes((VERSION, len(encoded))) + encoded
+    return bytes((version, len(encoded))) + encoded
 
 
 class Keyring:
@@ -117,12 +102,13 @@ class Keyring:
 
         ``aad`` is authenticated but not stored: the same bytes must be given to
         :meth:`decrypt` (a table and column name, say, to stop a token being copied
-        into another column).
+        into another column). A token with associated data is of version 2, one
+        without of version 1.
         """
-        header = _header(self._primary)
+        start = header(self._primary, WITH_ASSOCIATED_DATA if aad else UNBOUND)
         nonce = os.urandom(NONCE_BYTES)
-        sealed = self._ciphers[self._primary].encrypt(nonce, plaintext, header + aad)
-        return header + nonce + sealed
+        sealed = self._ciphers[self._primary].encrypt(nonce, plaintext, start + aad)
+        return start + nonce + sealed
 
     def decrypt(self, token: bytes, *, aad: bytes = b"") -> bytes:
         """Return the plaintext of ``token``.
@@ -156,12 +142,18 @@ class Keyring:
         """Return the id of the key ``token`` was encrypted with, without decrypting it."""
         return _read_header(token)[0]
 
+    @staticmethod
+    def version(token: bytes) -> int:
+        """Return the version of ``token``: 1 without associated data, 2 with it."""
+        _read_header(token)
+        return token[0]
+
 
 def _read_header(token: bytes) -> tuple[str, int]:
     """Return the key id of ``token`` and the length of its header."""
     if len(token) < 2:
         raise _truncated()
-    if token[0] != VERSION:
+    if token[0] not in (UNBOUND, WITH_ASSOCIATED_DATA):
         raise DecryptionFailed(
             f"the value is not an encrypted token of a known version (byte {token[0]}).",
             hint="Check that the column holds values written by EncryptedString.",
@@ -200,99 +192,3 @@ def keyring_from_settings() -> Keyring:
             f"{SETTING} is not set; there is no key to encrypt with.", hint=_FORM_HINT
         )
     return Keyring.from_setting(text)
-
-
-class EncryptedString(TypeDecorator[str]):
-    """Store a ``str`` encrypted in a ``bytea`` column; read it back decrypted.
-
-    ``keyring`` is a :class:`Keyring`, a function returning one (called on each use,
-    so it can follow a reload), or None for :func:`keyring_from_settings`. Values are
-    encrypted with a random nonce, so equal strings give different bytes: the column
-    cannot be compared, sorted or indexed on its plaintext.
-    """
-
-    impl = LargeBinary
-    cache_ok = True
-
-    def __init__(self, keyring: Keyring | Callable[[], Keyring] | None = None) -> None:
-        super().__init__()
-        self.keyring = keyring
-
-    @property
-    def python_type(self) -> type[str]:
-        return str
-
-    def get_keyring(self) -> Keyring:
-        """Return the keyring this column encrypts and decrypts with now."""
-        if self.keyring is None:
-            return keyring_from_settings()
-        if isinstance(self.keyring, Keyring):
-            return self.keyring
-        return self.keyring()
-
-    def process_bind_param(self, value: str | None, dialect: Dialect) -> bytes | None:
-        if value is None:
-            return None
-        if not isinstance(value, str):
-            raise UserError(
-                f"an encrypted string column was given a {type(value).__name__}, not a str."
-            )
-        return self.get_keyring().encrypt(value.encode("utf-8"))
-
-    def process_result_value(self, value: Any | None, dialect: Dialect) -> str | None:
-        if value is None:
-            return None
-        return self.get_keyring().decrypt(bytes(value)).decode("utf-8")
-
-
-def rotate(session: Session, column: InstrumentedAttribute[Any], *, batch_size: int = 500) -> int:
-    """Re-encrypt under the primary key every value of ``column`` that is not; return how many.
-
-    ``column`` is a mapped attribute of type :class:`EncryptedString` (``Patient.national_id``)
-    on a table with a primary key. Rows are read in primary key order, ``batch_size`` at
-    a time, and updated in the session's transaction: commit it afterwards.
-    """
-    if batch_size < 1:
-        raise UserError(f"batch_size must be 1 or more, not {batch_size}.")
-    prop = column.property
-    target = prop.columns[0] if isinstance(prop, ColumnProperty) else None
-    if not isinstance(target, Column) or not isinstance(target.type, EncryptedString):
-        raise UserError(
-            f"{column} is not a column of type EncryptedString.",
-            hint="Pass the mapped attribute of an encrypted column, such as Patient.national_id.",
-        )
-    table = target.table
-    key = list(table.primary_key.columns)
-    if not key:
-        raise UserError(f"table {table.fullname} has no primary key; rotate cannot address rows.")
-    keyring = target.type.get_keyring()
-    token = type_coerce(target, LargeBinary)
-    prefix = _header(keyring.primary)
-    stale = and_(
-        target.is_not(None),
-        func.substring(token, 1, len(prefix)) != literal(prefix, LargeBinary),
-    )
-    write = (
-        update(table)
-        .where(*(col == bindparam(f"pgwarden_key_{i}") for i, col in enumerate(key)))
-        .values({target: bindparam("pgwarden_token", type_=LargeBinary)})
-    )
-    rotated = 0
-    last: tuple[Any, ...] | None = None
-    while True:
-        query = select(*key, token).where(stale).order_by(*key).limit(batch_size)
-        if last is not None:
-            query = query.where(
-                tuple_(*key) > tuple_(*(literal(v, c.type) for c, v in zip(key, last, strict=True)))
-            )
-        rows = session.execute(query).all()
-        if not rows:
-            return rotated
-        changes = []
-        for row in rows:
-            change = {f"pgwarden_key_{i}": value for i, value in enumerate(row[:-1])}
-            change["pgwarden_token"] = keyring.encrypt(keyring.decrypt(bytes(row[-1])))
-            changes.append(change)
-        session.execute(write, changes)
-        rotated += len(rows)
-        last = tuple(rows[-1][:-1])

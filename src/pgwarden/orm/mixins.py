@@ -49,10 +49,13 @@ _E = TypeVar("_E", bound=Executable)
 UPDATED_AT_TRIGGER = "pgwarden_updated_at"
 
 # clock_timestamp(), not now(): two updates in one transaction get two different times.
+# The pinned search_path keeps the writer's own (a schema with its own clock_timestamp
+# ahead of pg_catalog) out of it.
 UPDATED_AT_FUNCTION_SQL = """\
 CREATE OR REPLACE FUNCTION pgwarden_set_updated_at()
 RETURNS trigger
 LANGUAGE plpgsql
+SET search_path = pg_catalog, pg_temp
 AS $$
 BEGIN
     NEW.updated_at := clock_timestamp();

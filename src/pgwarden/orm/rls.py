@@ -81,17 +81,27 @@ def install_rls(
 ) -> None:
     """Make ``table.create`` (and ``metadata.create_all``) add the tenant policy to it.
 
-    ``table`` is a Table, such as ``Note.__table__``. The options are those of
+    ``table`` is a Table, such as ``Note.__table__``; ``column`` is the tenant column's
+    attribute key or its name in the database. The options are those of
     :func:`rls_policy_sql` and are checked now, not at create.
     """
     table = _ddl.as_table(table)
-    if column not in table.c:
+    # By its key (a mapped attribute's name) or by its name in the database.
+    found = table.c.get(column)
+    if found is None:
+        found = next((c for c in table.c if c.name == column), None)
+    if found is None:
         raise UserError(
             f"table {table.fullname} has no column {column!r}.",
             hint="Name the tenant column with column=.",
         )
     statements = rls_policy_sql(
-        table.name, column=column, setting=setting, cast=cast, schema=table.schema, policy=policy
+        table.name,
+        column=found.name,
+        setting=setting,
+        cast=cast,
+        schema=table.schema,
+        policy=policy,
     )
     event.listen(table, "after_create", _ddl.creator(statements))
 

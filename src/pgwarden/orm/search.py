@@ -33,7 +33,6 @@ from pgwarden.orm import _ddl
 
 __all__ = ["gin_index", "search", "tsvector_column"]
 
-_COLUMN = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")
 _CONFIG = re.compile(r"^[a-z_][a-z0-9_]*(\.[a-z_][a-z0-9_]*)?$")
 _WEIGHTS = frozenset("ABCD")
 
@@ -52,15 +51,16 @@ def tsvector_column(*weighted: tuple[str, str], config: str = "english") -> Mapp
 
     ``tsvector_column(("title", "A"), ("body", "B"))`` makes
     ``setweight(to_tsvector('english', coalesce(title, '')), 'A') || ...``: a match in
-    the title ranks above one in the body. Weights are A (highest) to D. The column is
-    deferred: it is not loaded with the row, as only the database needs it.
+    the title ranks above one in the body. Weights are A (highest) to D. The column
+    names are the table's (not the attributes'), any legal name, quoted as needed. The
+    column is deferred: it is not loaded with the row, as only the database needs it.
     """
     if not weighted:
         raise UserError("a search vector needs at least one column.")
     _check_config(config)
     parts = []
     for column, weight in weighted:
-        if not isinstance(column, str) or not _COLUMN.match(column):
+        if not isinstance(column, str) or not column or "\x00" in column:
             raise UserError(
                 f"{column!r} is not a column name.", hint="Name a text column of the table."
             )

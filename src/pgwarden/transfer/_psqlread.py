@@ -9,15 +9,15 @@ server and psql on one CPU while pgwarden transforms on another.
 psql joins the export's transaction snapshot (``pg_export_snapshot()`` there, ``SET
 TRANSACTION SNAPSHOT`` in psql), as pg_dump's parallel workers do: it sees exactly the
 rows the export's connection sees. It connects with the export connection's own
-parameters (psycopg's ``info.dsn``), the password in ``PGPASSWORD``, never on the
-command line. Only statements that read plain tables can go this way: the temporary
-tables of row ids a subset uses are the export connection's alone.
+parameters (psycopg's ``info``), its secrets in the environment, never on the command
+line (:func:`pgwarden.db.clients.conninfo_args`). Only statements that read plain
+tables can go this way: the temporary tables of row ids a subset uses are the export
+connection's alone.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import re
 import subprocess
 from collections.abc import Iterator, Sequence
@@ -29,7 +29,7 @@ from sqlalchemy.engine import Connection
 
 from pgwarden.db import clients
 from pgwarden.db.binaries import find_binary
-from pgwarden.errors import BinaryNotFound, ServerError
+from pgwarden.errors import BinaryNotFound, ConfigError, ServerError
 from pgwarden.urls import redact_text
 
 __all__ = ["SnapshotReader"]
@@ -50,11 +50,12 @@ class SnapshotReader:
     """
 
     def __init__(
-        self, psql: Path, dsn: str, env: dict[str, str], snapshot: str, settings: Sequence[str]
+        self, psql: Path, client: clients.ClientArgs, snapshot: str, settings: Sequence[str]
     ) -> None:
         self.psql = psql
-        self.dsn = dsn
-        self.env = env
+        self.client = client  # kept: a service file it made lives as long as it does
+        self.dsn = client.dbname
+        self.env = client.env
         self.snapshot = snapshot
         self.settings = tuple(settings)
 
@@ -82,12 +83,15 @@ class SnapshotReader:
         snapshot = str(conn.execute(text("SELECT pg_export_snapshot()")).scalar_one())
         if not _SNAPSHOT_ID.fullmatch(snapshot):
             return None
-        env = dict(os.environ)
-        env["PGAPPNAME"] = "pgwarden-export"
-        env.pop("PGPASSWORD", None)
+        params = dbapi.info.get_parameters()
         if dbapi.info.password:
-            env["PGPASSWORD"] = dbapi.info.password
-        reader = cls(psql.path, dbapi.info.dsn, env, snapshot, settings)
+            params["password"] = dbapi.info.password
+        try:
+            client = clients.conninfo_args(params, application_name="pgwarden-export")
+        except ConfigError as exc:
+            log.info("psql cannot get the connection's secrets (%s): reading through it", exc)
+            return None
+        reader = cls(psql.path, client, snapshot, settings)
         return reader if reader.works() else None
 
     def works(self) -> bool:

@@ -22,6 +22,12 @@ description of the transforms applied (never a salt or a secret). Both halves of
 JSONL values are JSON-native for booleans, numbers (read them with
 ``json.loads(line, parse_float=decimal.Decimal)`` to keep numeric precision) and
 json/jsonb (nested JSON); every other type is a string as PostgreSQL prints it.
+
+A bundle is written readable by its owner only (files 0600, directories 0700). Read
+back, it is untrusted: the manifest is checked against a strict schema
+(:mod:`._manifest`), each table's file must be a plain name in ``data/``, one file a
+table, and files are opened only as regular files, never through a symbolic link
+(:mod:`._files`).
 """
 
 from __future__ import annotations
@@ -29,15 +35,16 @@ from __future__ import annotations
 import hashlib
 import json
 import os
-import re
 from collections.abc import Iterable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, Protocol
 
 from pgwarden.errors import UserError
+from pgwarden.transfer import _manifest
+from pgwarden.transfer._files import NotRegular, create_private, open_regular, private_directory
 
 __all__ = [
     "BUNDLE_VERSION",
@@ -63,8 +70,10 @@ DATA_DIR = "data"
 FORMATS = ("copy", "jsonl")
 Format = Literal["copy", "jsonl"]
 
-_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_.-")
-_SHA256 = re.compile(r"[0-9a-f]{64}")
+# Characters a name keeps in its file name; every other is percent-encoded, "." (the
+# separator of schema and name) and "%" included, so two tables never share a name.
+_SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
+_LONGEST = 200  # characters of a file name kept before it is shortened
 _CHUNK = 1 << 20
 
 
@@ -150,6 +159,7 @@ class Bundle:
     order: tuple[str, ...]
     transforms: tuple[TransformNote, ...] = ()
     cycles: tuple[tuple[str, ...], ...] = field(default=())
+    manifest_sha256: str = ""
 
     def table(self, qualified: str) -> BundleTable:
         """Return the table named ``schema.name``, or raise :class:`BundleError`."""
@@ -170,17 +180,11 @@ class Bundle:
         """
         digest = hashlib.sha256()
         size = 0
-        try:
-            with self.file_path(table).open("rb") as handle:
-                while chunk := handle.read(chunk_size):
-                    digest.update(chunk)
-                    size += len(chunk)
-                    yield chunk
-        except FileNotFoundError as exc:
-            raise BundleError(
-                f"the data file {table.file} of {table.qualified} is missing.",
-                hint="Copy the whole bundle directory, data/ included.",
-            ) from exc
+        with self._open(table) as handle:
+            while chunk := handle.read(chunk_size):
+                digest.update(chunk)
+                size += len(chunk)
+                yield chunk
         if size != table.bytes or digest.hexdigest() != table.sha256:
             raise BundleError(
                 f"the data file {table.file} of {table.qualified} does not match the manifest"
@@ -189,24 +193,108 @@ class Bundle:
                 hint="The file was changed or truncated after export; export again.",
             )
 
+    def _open(self, table: BundleTable) -> IO[bytes]:
+        try:
+            return open_regular(self.path, table.file)
+        except FileNotFoundError as exc:
+            raise BundleError(
+                f"the data file {table.file} of {table.qualified} is missing.",
+                hint="Copy the whole bundle directory, data/ included.",
+            ) from exc
+        except NotRegular as exc:
+            raise BundleError(
+                f"the data file {table.file} of {table.qualified} is a symbolic link or not"
+                " a regular file.",
+                hint="A bundle holds plain files only; copy it without links.",
+            ) from exc
+        except OSError as exc:
+            raise BundleError(
+                f"cannot read the data file {table.file} of {table.qualified}: {exc.strerror}."
+            ) from exc
+
     def iter_lines(self, table: BundleTable) -> Iterator[bytes]:
         """Yield the rows of ``table``'s file one line at a time, without the newline.
 
         Both formats hold one row a line (COPY text escapes newlines inside values).
         """
-        rest = b""
+        rest: list[bytes] = []  # pieces of a line longer than a chunk: joined once
         for chunk in self.iter_data(table):
-            lines = (rest + chunk).split(b"\n")
-            rest = lines.pop()
+            lines = chunk.split(b"\n")
+            if len(lines) == 1:
+                rest.append(chunk)
+                continue
+            if rest:
+                lines[0] = b"".join([*rest, lines[0]])
+            rest = [lines.pop()]
             yield from lines
-        if rest:
-            yield rest
+        if tail := b"".join(rest):
+            yield tail
 
     def verify(self) -> None:
         """Check every data file's size and SHA-256, raising :class:`BundleError` on a mismatch."""
         for table in self.tables:
             for _ in self.iter_data(table):
                 pass
+
+    def first_bad_line(self, table: BundleTable) -> tuple[int, str] | None:
+        """Return the number of the first line of ``table``'s file not in its format, and why.
+
+        A COPY line must be UTF-8 with one field a column; a JSONL line a JSON object.
+        ``None`` when every line is well formed (a value may still be refused). Reads the
+        whole file: for finding, after a load failed, the line to blame.
+        """
+        width = len(table.columns)
+        for number, line in enumerate(self.iter_lines(table), start=1):
+            if problem := _line_problem(line, table.format, width):
+                return number, problem
+        return None
+
+    def check_files(self) -> None:
+        """Check that each table's data file is a regular file of the manifest's size.
+
+        Raises :class:`BundleError` for a missing file, a link, anything but a regular
+        file, a size other than the manifest's, or two tables naming one file (a hard
+        link, say): a truncated or swapped file is refused before any row is read.
+        """
+        seen: dict[tuple[int, int], str] = {}
+        for table in self.tables:
+            with self._open(table) as handle:
+                found = os.fstat(handle.fileno())
+            if found.st_size != table.bytes:
+                raise BundleError(
+                    f"the data file {table.file} of {table.qualified} does not match the"
+                    f" manifest ({found.st_size} bytes; expected {table.bytes}).",
+                    hint="The file was changed or truncated after export; export again.",
+                )
+            other = seen.setdefault((found.st_dev, found.st_ino), table.qualified)
+            if other != table.qualified:
+                raise BundleError(
+                    f"{other} and {table.qualified} name one data file.",
+                    hint="The manifest must be as pgwarden export wrote it; export again.",
+                )
+
+
+def _line_problem(line: bytes, format: Format, width: int) -> str | None:
+    try:
+        text = line.decode()
+    except UnicodeDecodeError as exc:
+        return f"is not UTF-8 (byte {exc.start + 1})"
+    if format == "copy":
+        fields = text.count("\t") + 1
+        return None if fields == width else f"has {fields} field(s), not {width}"
+    if not text.strip():
+        return "is empty"
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except RecursionError:
+        return "nests too deep"
+    except ValueError as exc:
+        return f"is not JSON ({exc})"
+    return None if isinstance(value, dict) else "is not a JSON object"
+
+
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
 
 
 class _HasSchema(Protocol):
@@ -254,10 +342,16 @@ def schema_fingerprint(tables: Iterable[_HasSchema]) -> str:
 def data_file_name(schema: str, name: str, format: Format) -> str:
     """Return the bundle-relative path of a table's data file: ``data/<schema>.<name>.<format>``.
 
-    Every character outside ``[A-Za-z0-9_.-]`` is percent-encoded (as UTF-8 bytes), so
-    no name can leave ``data/`` or collide with the separator ``/``.
+    Every character outside ``[A-Za-z0-9_-]`` is percent-encoded (as UTF-8 bytes), ``.``
+    and ``%`` included, so no name can leave ``data/``, and two tables (``"a.b".c`` and
+    ``a."b.c"``) never get one name. A name too long for a file system keeps its first
+    characters and ends with ``~`` and a hash of the table's name.
     """
-    return f"{DATA_DIR}/{_quote_part(schema)}.{_quote_part(name)}.{format}"
+    stem = f"{_quote_part(schema)}.{_quote_part(name)}"
+    if len(stem) > _LONGEST:
+        digest = hashlib.sha256(f"{schema}\0{name}".encode()).hexdigest()[:16]
+        stem = f"{stem[: _LONGEST - 17]}~{digest}"
+    return f"{DATA_DIR}/{stem}.{format}"
 
 
 def _quote_part(part: str) -> str:
@@ -277,21 +371,35 @@ class DataFile:
                 data.write(chunk)
         data.rows, data.bytes, data.sha256
 
-    ``rows`` counts newlines: both formats end every row with one.
+    ``rows`` counts newlines: both formats end every row with one. The file is new and
+    0600, in a 0700 ``data/``; should its name be taken (two names that differ in case
+    only, on a file system that folds case), it is numbered: ``data/public.Users~2.copy``.
     """
 
     def __init__(self, bundle_dir: str | Path, schema: str, name: str, format: Format) -> None:
+        self.bundle_dir = Path(bundle_dir)
         self.file = data_file_name(schema, name, format)
-        self.path = Path(bundle_dir) / self.file
+        self.path = self.bundle_dir / self.file
         self.rows = 0
         self.bytes = 0
         self._digest = hashlib.sha256()
         self._handle: IO[bytes] | None = None
 
     def __enter__(self) -> DataFile:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._handle = self.path.open("xb")
-        return self
+        private_directory(self.bundle_dir)
+        private_directory(self.path.parent)
+        stem, suffix = self.file.removesuffix(self.path.suffix), self.path.suffix
+        number = 1
+        while True:
+            try:
+                self._handle = create_private(self.path)
+                return self
+            except FileExistsError:
+                number += 1
+                if number > 1000:
+                    raise
+                self.file = f"{stem}~{number}{suffix}"
+                self.path = self.bundle_dir / self.file
 
     def __exit__(
         self,
@@ -347,37 +455,74 @@ def write_manifest(
         transforms=tuple(transforms),
         cycles=tuple(tuple(group) for group in cycles),
     )
-    _check_bundle(bundle)
+    text = json.dumps(_manifest_json(bundle), indent=2, ensure_ascii=False) + "\n"
+    _parse(path, text.encode())  # write only what a reader accepts
+    private_directory(path)
     temporary = path / f".{MANIFEST_NAME}.tmp"
-    temporary.write_text(json.dumps(_manifest_json(bundle), indent=2, ensure_ascii=False) + "\n")
+    temporary.unlink(missing_ok=True)
+    with create_private(temporary) as handle:
+        handle.write(text.encode())
     os.replace(temporary, path / MANIFEST_NAME)
-    return bundle
+    return replace(bundle, manifest_sha256=hashlib.sha256(text.encode()).hexdigest())
 
 
 def read_bundle(bundle_dir: str | Path, *, verify: bool = False) -> Bundle:
     """Read and validate the bundle in ``bundle_dir``; with ``verify``, check every file's hash.
 
-    Raises :class:`BundleError` for a missing or malformed manifest, an unknown version,
-    a data file name that is not the one its table must have, or (with ``verify``) a
-    data file whose size or SHA-256 differs from the manifest. Without ``verify`` the
-    hashes are checked as :meth:`Bundle.iter_data` streams each file.
+    Raises :class:`BundleError` for a missing manifest, one that is not of the schema
+    (see :mod:`._manifest`) or of an unknown version, a data file name that is not a
+    plain name in ``data/`` or that two tables share, a data file that is missing, a
+    link or not a regular file, of another size than the manifest's, or (with
+    ``verify``) of another SHA-256. Without ``verify`` the hashes are checked as
+    :meth:`Bundle.iter_data` streams each file.
     """
     path = Path(bundle_dir)
+    raw = _read_manifest(path)
+    bundle = _bundle(path, _parse(path, raw), hashlib.sha256(raw).hexdigest())
+    bundle.check_files()
+    if verify:
+        bundle.verify()
+    return bundle
+
+
+def _parse(path: Path, raw: bytes) -> _manifest.Manifest:
+    try:
+        return _manifest.parse_manifest(raw, BUNDLE_VERSION)
+    except _manifest.UnsupportedVersion as exc:
+        raise BundleError(
+            f"bundle format version {exc} is not supported (this pgwarden reads {BUNDLE_VERSION}).",
+            hint="Use the pgwarden version that wrote the bundle.",
+        ) from None
+    except _manifest.ManifestInvalid as exc:
+        raise BundleError(
+            f"{path / MANIFEST_NAME} is malformed: {exc}.",
+            hint="The manifest must be as pgwarden export wrote it; export again.",
+        ) from None
+
+
+def _read_manifest(path: Path) -> bytes:
     manifest = path / MANIFEST_NAME
     try:
-        data = json.loads(manifest.read_text())
+        with open_regular(path, MANIFEST_NAME) as handle:
+            raw = handle.read(_manifest.MAX_MANIFEST_BYTES + 1)
     except FileNotFoundError as exc:
         raise BundleError(
             f"{path} has no {MANIFEST_NAME}.",
             hint="Point at a bundle directory; one without a manifest is an unfinished export.",
         ) from exc
-    except (OSError, ValueError) as exc:
-        raise BundleError(f"cannot read {manifest}: {exc}") from exc
-    bundle = _parse_manifest(path, data)
-    _check_bundle(bundle)
-    if verify:
-        bundle.verify()
-    return bundle
+    except NotRegular as exc:
+        raise BundleError(
+            f"{manifest} is a symbolic link or not a regular file.",
+            hint="A bundle holds plain files only; copy it without links.",
+        ) from exc
+    except OSError as exc:
+        raise BundleError(f"cannot read {manifest}: {exc.strerror}.") from exc
+    if len(raw) > _manifest.MAX_MANIFEST_BYTES:
+        raise BundleError(
+            f"{manifest} is larger than {_manifest.MAX_MANIFEST_BYTES >> 20} MiB.",
+            hint="The manifest must be as pgwarden export wrote it; export again.",
+        )
+    return raw
 
 
 def _foreign_key_json(fk: BundleForeignKey) -> dict[str, Any]:
@@ -425,110 +570,38 @@ def _manifest_json(bundle: Bundle) -> dict[str, Any]:
     return manifest
 
 
-def _parse_manifest(path: Path, data: Any) -> Bundle:
-    try:
-        if not isinstance(data, dict):
-            raise TypeError("the manifest is not a JSON object")
-        version = data["pgwarden_bundle"]
-        if version != BUNDLE_VERSION:
-            raise BundleError(
-                f"bundle format version {version!r} is not supported (this pgwarden reads"
-                f" {BUNDLE_VERSION}).",
-                hint="Use the pgwarden version that wrote the bundle.",
+def _bundle(path: Path, manifest: _manifest.Manifest, sha256: str) -> Bundle:
+    return Bundle(
+        path=path,
+        created_at=manifest.created_at,
+        source_database=manifest.source.database,
+        server_version=manifest.source.server_version,
+        schema_fingerprint=manifest.schema_fingerprint,
+        tables=tuple(
+            BundleTable(
+                schema=table.schema_,
+                name=table.name,
+                columns=tuple(BundleColumn(c.name, c.type, c.nullable) for c in table.columns),
+                primary_key=tuple(table.primary_key),
+                foreign_keys=tuple(
+                    BundleForeignKey(
+                        columns=tuple(fk.columns),
+                        ref_schema=fk.references.schema_,
+                        ref_table=fk.references.table,
+                        ref_columns=tuple(fk.references.columns),
+                    )
+                    for fk in table.foreign_keys
+                ),
+                file=table.file,
+                format=table.format,
+                rows=table.rows,
+                bytes=table.bytes,
+                sha256=table.sha256,
             )
-        return Bundle(
-            path=path,
-            created_at=_str(data["created_at"]),
-            source_database=_str(data["source"]["database"]),
-            server_version=_str(data["source"]["server_version"]),
-            schema_fingerprint=_str(data["schema_fingerprint"]),
-            tables=tuple(_parse_table(item) for item in data["tables"]),
-            order=tuple(_str(name) for name in data["order"]),
-            transforms=tuple(
-                TransformNote(_str(t["table"]), _str(t["column"]), _str(t["kind"]))
-                for t in data.get("transforms", [])
-            ),
-            cycles=tuple(tuple(_str(name) for name in group) for group in data.get("cycles", [])),
-        )
-    except BundleError:
-        raise
-    except (KeyError, TypeError, ValueError) as exc:
-        raise BundleError(
-            f"{path / MANIFEST_NAME} is malformed: {type(exc).__name__}: {exc}.",
-            hint="The manifest must be as pgwarden export wrote it; export again.",
-        ) from exc
-
-
-def _parse_table(item: Any) -> BundleTable:
-    fmt = _str(item["format"])
-    if fmt not in FORMATS:
-        raise ValueError(f"format {fmt!r} is not one of {', '.join(FORMATS)}")
-    return BundleTable(
-        schema=_str(item["schema"]),
-        name=_str(item["name"]),
-        columns=tuple(
-            BundleColumn(_str(c["name"]), _str(c["type"]), _bool(c["nullable"]))
-            for c in item["columns"]
+            for table in manifest.tables
         ),
-        primary_key=tuple(_str(name) for name in item["primary_key"]),
-        foreign_keys=tuple(
-            BundleForeignKey(
-                columns=tuple(_str(name) for name in fk["columns"]),
-                ref_schema=_str(fk["references"]["schema"]),
-                ref_table=_str(fk["references"]["table"]),
-                ref_columns=tuple(_str(name) for name in fk["references"]["columns"]),
-            )
-            for fk in item["foreign_keys"]
-        ),
-        file=_str(item["file"]),
-        format=fmt,  # type: ignore[arg-type]  # checked against FORMATS above
-        rows=_int(item["rows"]),
-        bytes=_int(item["bytes"]),
-        sha256=_str(item["sha256"]),
+        order=tuple(manifest.order),
+        transforms=tuple(TransformNote(t.table, t.column, t.kind) for t in manifest.transforms),
+        cycles=tuple(tuple(group) for group in manifest.cycles),
+        manifest_sha256=sha256,
     )
-
-
-def _check_bundle(bundle: Bundle) -> None:
-    names = [table.qualified for table in bundle.tables]
-    duplicates = sorted({name for name in names if names.count(name) > 1})
-    problems = [f"table {name} is listed twice" for name in duplicates]
-    files = [table.file for table in bundle.tables]
-    problems += [f"file {f} is shared" for f in sorted({f for f in files if files.count(f) > 1})]
-    for table in bundle.tables:
-        if table.file != data_file_name(table.schema, table.name, table.format):
-            problems.append(f"{table.qualified} names the file {table.file!r}")
-        if not _SHA256.fullmatch(table.sha256):
-            problems.append(f"{table.qualified} has a malformed sha256")
-        if table.rows < 0 or table.bytes < 0:
-            problems.append(f"{table.qualified} has a negative count")
-        known = set(table.column_names)
-        if missing := [c for c in table.primary_key if c not in known]:
-            problems.append(f"{table.qualified}'s primary key names unknown columns {missing}")
-        for fk in table.foreign_keys:
-            if missing := [c for c in fk.columns if c not in known]:
-                problems.append(f"{table.qualified}'s foreign key names unknown columns {missing}")
-    if sorted(bundle.order) != sorted(names):
-        problems.append("order does not list every table exactly once")
-    if problems:
-        raise BundleError(
-            f"the bundle in {bundle.path} is inconsistent: {'; '.join(problems)}.",
-            hint="The manifest must be as pgwarden export wrote it; export again.",
-        )
-
-
-def _str(value: Any) -> str:
-    if not isinstance(value, str):
-        raise TypeError(f"expected a string, got {value!r}")
-    return value
-
-
-def _int(value: Any) -> int:
-    if not isinstance(value, int) or isinstance(value, bool):
-        raise TypeError(f"expected an integer, got {value!r}")
-    return value
-
-
-def _bool(value: Any) -> bool:
-    if not isinstance(value, bool):
-        raise TypeError(f"expected true or false, got {value!r}")
-    return value

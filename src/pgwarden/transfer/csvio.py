@@ -26,6 +26,7 @@ from sqlalchemy.engine import Connection
 
 from pgwarden.errors import UserError
 from pgwarden.transfer._copyout import CopyOut, copy_statement, snapshot, stream_rows
+from pgwarden.transfer._files import create_private
 from pgwarden.transfer.catalog import load_catalog
 from pgwarden.transfer.progress import ProgressCallback, TransferProgress
 from pgwarden.transfer.subset import TableSubset, select_subset, selection
@@ -72,7 +73,8 @@ def export_table(
 ) -> TableFile:
     """Write the rows of ``table`` passing the filters to ``out`` (a path or a binary file).
 
-    A path is written whole or not at all: on an error the partial file is removed.
+    A path is written whole or not at all: on an error the partial file is removed. A new
+    file is created 0600 (it may hold personal data); an existing one keeps its mode.
     """
     if format not in ("csv", "jsonl"):
         raise UserError(f"unknown format {format!r}; use csv or jsonl.")
@@ -81,7 +83,11 @@ def export_table(
     if isinstance(out, str | Path):
         path = Path(out)
         try:
-            with path.open("wb") as handle:
+            handle = create_private(path, exclusive=False)
+        except OSError as exc:
+            raise UserError(f"cannot write {path}: {exc.strerror}.") from exc
+        try:
+            with handle:
                 return export_table(
                     conn, table, handle, format=format, where=where, date_column=date_column,
                     since=since, until=until, transforms=transforms, on_progress=on_progress,

@@ -43,6 +43,7 @@ from pgwarden.transfer._copyout import (
     snapshot,
     stream_rows,
 )
+from pgwarden.transfer._files import private_directory
 from pgwarden.transfer._psqlread import SnapshotReader
 from pgwarden.transfer.bundle import (
     Bundle,
@@ -280,13 +281,17 @@ def _export(
 
 
 def _new_directory(out_dir: str | Path) -> Path:
+    """Create the bundle's directory (or take an empty one), readable by its owner only."""
     path = Path(out_dir)
-    if path.exists() and (not path.is_dir() or any(path.iterdir())):
-        raise UserError(
-            f"{path} exists and is not an empty directory.",
-            hint="Export into a new directory; a bundle is never written over another.",
-        )
-    path.mkdir(parents=True, exist_ok=True)
+    try:
+        if path.exists() and (not path.is_dir() or any(path.iterdir())):
+            raise UserError(
+                f"{path} exists and is not an empty directory.",
+                hint="Export into a new directory; a bundle is never written over another.",
+            )
+        private_directory(path)
+    except OSError as exc:
+        raise UserError(f"cannot create the bundle directory {path}: {exc.strerror}.") from exc
     return path
 
 

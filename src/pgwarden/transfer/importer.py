@@ -34,16 +34,25 @@ splitting a failing batch until the rows are isolated, with savepoints).
 User triggers (audit, ``updated_at``) are off during an import unless
 ``fire_triggers``: an import writes the bundle's values, not new ones, and rollback can
 undo only what the journal holds.
+
+A bundle is untrusted input: it is read as :func:`~pgwarden.transfer.bundle.read_bundle`
+checks it; tables in pgwarden's own schema or the system's are refused, and so, given
+``allow_tables``, is any other table; a line that is not in its file's format fails the
+import with its file and line named, before anything is written.
 """
 
 from __future__ import annotations
 
+import codecs
 import hashlib
-from collections.abc import Callable, Iterable, Iterator, Mapping
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
+import psycopg
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import DBAPIError
 
 from pgwarden.errors import UserError
 from pgwarden.transfer import _fit
@@ -51,6 +60,7 @@ from pgwarden.transfer._job import ImportFailed, ImportReport, Job, Source, tran
 from pgwarden.transfer._merge import Mode, RowError, TableReport
 from pgwarden.transfer._rewrite import rewrite_chunks
 from pgwarden.transfer._staging import (
+    DirectLoad,
     RowTransform,
     Stage,
     copy_rows,
@@ -60,9 +70,9 @@ from pgwarden.transfer._staging import (
 )
 from pgwarden.transfer._target import Target, UniqueKey, load_targets, resolve_table
 from pgwarden.transfer.bundle import (
-    MANIFEST_NAME,
     Bundle,
     BundleColumn,
+    BundleError,
     BundleTable,
     TableSchema,
     read_bundle,
@@ -85,6 +95,9 @@ __all__ = [
 
 MODES: tuple[Mode, ...] = ("insert", "upsert", "replace")
 _CHUNK = 1 << 20
+# Schemas an import never writes: pgwarden's journal, and the system's.
+_RESERVED = ("pgwarden", "pg_catalog", "information_schema")
+_COPY_LINE = re.compile(r"^COPY .*, line (\d+)", re.MULTILINE)
 
 
 def import_bundle(
@@ -95,6 +108,7 @@ def import_bundle(
     conflict_keys: Mapping[str, str] | None = None,
     dry_run: bool = False,
     allow_schema_drift: bool = False,
+    allow_tables: Sequence[str] | None = None,
     transforms: TransformSpec | None = None,
     batch_size: int = 20_000,
     max_errors: int = 10,
@@ -106,18 +120,25 @@ def import_bundle(
     ``conflict_keys`` maps ``schema.table`` (or ``*``: every table that has one of
     that name) to the unique constraint or index to match rows on (default: the
     primary key). ``transforms`` (see
-    :mod:`pgwarden.transfer.transforms`) rewrite rows on their way in.
+    :mod:`pgwarden.transfer.transforms`) rewrite rows on their way in. ``allow_tables``
+    (names as SQL reads them: ``tags``, ``sales.orders``) are the only tables the bundle
+    may hold; ``None`` allows every table outside pgwarden's and the system's schemas.
 
-    Raises :class:`UserError` before writing anything when a table is missing from the
+    Raises :class:`UserError` before writing anything when the bundle holds a table in
+    pgwarden's or a system schema, or one not allowed, when a table is missing from the
     target or its columns differ (with ``allow_schema_drift``, a bundle whose columns
     are a subset of the target's with the same types is accepted);
-    :class:`BundleError` when a file does not match the manifest; and, unless
+    :class:`BundleError` when the bundle is malformed, or a file does not match the
+    manifest or holds a line not in its format; and, unless
     ``dry_run``, :class:`ImportFailed` when rows are refused. The connection's
     transaction, if one is open, is used through a savepoint and left for the caller
     to commit.
     """
     bundle = read_bundle(path)
+    _refuse_reserved([(table.schema, table.name) for table in bundle.tables])
     with transaction(conn, dry_run):
+        if allow_tables is not None:
+            _refuse_unallowed(conn, bundle, allow_tables)
         names = list(bundle.order)
         targets = load_targets(conn, [(t.schema, t.name) for t in bundle.tables])
         missing = [name for name in names if name not in targets]
@@ -129,7 +150,7 @@ def import_bundle(
         warnings = _check_fit(conn, bundle, targets, allow_schema_drift)
         compiled = _compiled(transforms, bundle.tables)
         sources = [_bundle_source(bundle, bundle.table(name), compiled.get(name)) for name in names]
-        manifest_sha = hashlib.sha256((Path(path) / MANIFEST_NAME).read_bytes()).hexdigest()
+        manifest_sha = bundle.manifest_sha256
         source = {
             "bundle": str(Path(path).resolve()),
             "database": bundle.source_database,
@@ -173,6 +194,7 @@ def import_csv(
     """
     with transaction(conn, dry_run):
         schema, name = resolve_table(conn, table)
+        _refuse_reserved([(schema, name)])
         target = load_targets(conn, [(schema, name)])[f"{schema}.{name}"]
         file = Path(path)
         try:
@@ -240,6 +262,34 @@ class _Digest:
         return self.hash.hexdigest()
 
 
+def _refuse_reserved(tables: Iterable[tuple[str, str]]) -> None:
+    """Raise UserError for any table in pgwarden's schema or a system schema."""
+    reserved = [
+        f"{schema}.{name}"
+        for schema, name in tables
+        if schema in _RESERVED or schema.startswith("pg_")
+    ]
+    if reserved:
+        raise UserError(
+            f"the import would write {', '.join(reserved[:5])}, in pgwarden's or the"
+            " system's schemas; nothing was imported.",
+            hint="An import writes application tables only: export without these.",
+        )
+
+
+def _refuse_unallowed(conn: Connection, bundle: Bundle, allowed: Sequence[str]) -> None:
+    """Raise UserError when the bundle holds a table that ``allowed`` does not name."""
+    names = {resolve_table(conn, name) for name in allowed}
+    outside = [t.qualified for t in bundle.tables if (t.schema, t.name) not in names]
+    if outside:
+        more = f" and {len(outside) - 5} more" if len(outside) > 5 else ""
+        raise UserError(
+            f"the bundle holds tables not allowed: {', '.join(outside[:5])}{more};"
+            " nothing was imported.",
+            hint="Allow them too (--allow-table), or export only the allowed tables.",
+        )
+
+
 def _csv_key(target: Target, name: str | None) -> dict[str, str]:
     return {target.qualified: name} if name else {}
 
@@ -280,35 +330,120 @@ def _compiled(
 
 def _bundle_source(bundle: Bundle, table: BundleTable, transform: Any) -> Source:
     def load(stage: Stage, on_rows: Callable[[int], None], tf: RowTransform | None) -> None:
-        if tf is not None:
-            if table.format == "copy" and isinstance(tf, TableTransform):
-                stage.load_copy(_transformed_copy(bundle.iter_data(table), tf), on_rows)
-                return
-            lines = bundle.iter_lines(table)
-            if table.format == "copy":
-                rows = copy_rows(lines, table.column_names, tf)
-            else:
-                rows = jsonl_rows(lines, tf)
-            stage.load_rows(rows, on_rows)
-        elif table.format == "copy":
-            stage.load_copy(bundle.iter_data(table), on_rows)
-        else:
-            stage.load_jsonl(bundle.iter_data(table), on_rows)
+        try:
+            _load(bundle, table, stage, on_rows, tf)
+        except BundleError:
+            raise
+        except (psycopg.Error, DBAPIError) as error:
+            # A staging table is all text: what it refuses is the file's form, not a
+            # value. The target itself (a direct load) refuses values: the caller stages.
+            if isinstance(stage, DirectLoad) or not _is_data_error(error):
+                raise
+            raise _damaged(bundle, table, error) from None
+        except (ValueError, TypeError, RecursionError, UserError) as error:
+            # Parsing in Python (transforms): blame the line, if a line is to blame.
+            if (found := bundle.first_bad_line(table)) is None:
+                raise
+            raise _bad_line(table, *found) from error
 
     columns = list(transform.columns) if transform is not None else table.column_names
     return Source(table.qualified, table.column_names, table.rows, load, columns)
 
 
-def _transformed_copy(chunks: Iterable[bytes], transform: TableTransform) -> Iterator[bytes]:
-    """Yield COPY text ``chunks`` transformed, a column at a time, as the export does.
+def _load(
+    bundle: Bundle,
+    table: BundleTable,
+    stage: Stage,
+    on_rows: Callable[[int], None],
+    tf: RowTransform | None,
+) -> None:
+    if tf is not None:
+        if table.format == "copy" and isinstance(tf, TableTransform):
+            stage.load_copy(_transformed_copy(bundle, table, tf), on_rows)
+            return
+        lines = bundle.iter_lines(table)
+        if table.format == "copy":
+            rows = copy_rows(lines, table.column_names, tf)
+        else:
+            rows = jsonl_rows(_no_blank(lines), tf)
+        stage.load_rows(rows, on_rows)
+    elif table.format == "copy":
+        stage.load_copy(bundle.iter_data(table), on_rows)
+    else:
+        stage.load_jsonl(bundle.iter_data(table), on_rows)
+
+
+def _transformed_copy(
+    bundle: Bundle, table: BundleTable, transform: TableTransform
+) -> Iterator[bytes]:
+    """Yield ``table``'s COPY text transformed, a column at a time, as the export does.
 
     Renames change no COPY text: the staged columns are the table's, renamed, in order.
+    Lines with other numbers of fields than the first can shift the columns rewritten
+    into the joints of lines: counting lines in and out catches it. The file must be
+    UTF-8 throughout, as without transforms, though fields no rule reads are not decoded.
     """
+    chunks = _utf8(bundle.iter_data(table))
     if not transform.copy_fields:
         yield from chunks
         return
-    for data, _ in rewrite_chunks(chunks, transform.copy_fields):
+    for data, lines in rewrite_chunks(chunks, transform.copy_fields):
+        if data.count(b"\n") != lines:
+            found = bundle.first_bad_line(table)
+            if found is not None:
+                raise _bad_line(table, *found)
+            raise BundleError(
+                f"{table.file} ({table.qualified}) cannot be transformed: its lines do not"
+                " hold one field a column; nothing was imported.",
+                hint="The bundle is damaged; export it again.",
+            )
         yield data
+
+
+def _utf8(chunks: Iterable[bytes]) -> Iterator[bytes]:
+    """Yield ``chunks``, raising UnicodeDecodeError where they are not UTF-8."""
+    decoder = codecs.getincrementaldecoder("utf-8")()
+    for chunk in chunks:
+        decoder.decode(chunk)
+        yield chunk
+    decoder.decode(b"", final=True)
+
+
+def _no_blank(lines: Iterable[bytes]) -> Iterator[bytes]:
+    """Yield JSONL ``lines``, raising ValueError at a blank one, as a load without transforms."""
+    for line in lines:
+        if not line.strip():
+            raise ValueError("a blank line")
+        yield line
+
+
+def _is_data_error(error: psycopg.Error | DBAPIError) -> bool:
+    orig = error.orig if isinstance(error, DBAPIError) else error
+    return str(getattr(orig, "sqlstate", None) or "").startswith("22")
+
+
+def _damaged(bundle: Bundle, table: BundleTable, error: psycopg.Error | DBAPIError) -> BundleError:
+    """Return the error for a file the server could not read: its first bad line, or the
+    server's account of it (a bad escape, say)."""
+    if (found := bundle.first_bad_line(table)) is not None:
+        return _bad_line(table, *found)
+    orig = error.orig if isinstance(error, DBAPIError) else error
+    diag = getattr(orig, "diag", None)
+    message = getattr(diag, "message_primary", None) or str(orig).splitlines()[0]
+    line = _COPY_LINE.search(getattr(diag, "context", None) or "")
+    where = f"line {line.group(1)} of " if line else ""
+    return BundleError(
+        f"{where}{table.file} ({table.qualified}) cannot be loaded: {message}; nothing was"
+        " imported.",
+        hint="The bundle is damaged; export it again.",
+    )
+
+
+def _bad_line(table: BundleTable, line: int, problem: str) -> BundleError:
+    return BundleError(
+        f"line {line} of {table.file} ({table.qualified}) {problem}; nothing was imported.",
+        hint="The bundle is damaged; export it again.",
+    )
 
 
 def _check_fit(
