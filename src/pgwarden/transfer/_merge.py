@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from pgwarden.insight.findings import quote
+from pgwarden.db.identifiers import quote_identifier as quote
 from pgwarden.transfer._reports import RowError, TableReport, is_row_level, row_error
 from pgwarden.transfer._staging import NotDirect, Stage
 from pgwarden.transfer._target import Target, UniqueKey, column_list, key_json, sql_name
@@ -50,11 +50,10 @@ def planner_settings(conn: Connection, **settings: bool) -> Iterator[None]:
         conn.execute(
             text("SELECT set_config(:n, :v, true)"), {"n": name, "v": "on" if on else "off"}
         )
-    try:
-        yield
-    finally:
-        for name, value in zip(names, before, strict=True):
-            conn.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
+    yield
+    # Not after an error: the transaction is then rolled back, and the settings with it.
+    for name, value in zip(names, before, strict=True):
+        conn.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
 
 
 class TableMerge:
@@ -89,7 +88,7 @@ class TableMerge:
         self._batch_keys = all(
             target.columns[c].category not in _NOT_IN_ARRAYS for c in self.row_key
         )
-        self.order = stage.n  # the column batches are ranges of
+        self._order: str | None = None  # the column batches are ranges of: stage.n
 
     # -- SQL --
 
@@ -124,6 +123,11 @@ class TableMerge:
 
     def _staged_match(self, alias: str) -> str:
         return " AND ".join(f"{alias}.{quote(c)} = {self._cast(c)}" for c in self.conflict.columns)
+
+    @property
+    def order(self) -> str:
+        """Return the stage's column that orders the rows to merge."""
+        return self._order or self.stage.n
 
     @property
     def changes(self) -> str:
@@ -467,7 +471,7 @@ class TableMerge:
         )
         self.conn.exec_driver_sql(f"CREATE INDEX ON {stage} ({self._x('order')})")
         self.conn.exec_driver_sql(f"ANALYZE {stage}")
-        self.order = self._x("order")
+        self._order = self._x("order")
 
     # -- the merge --
 

@@ -21,14 +21,13 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import secrets
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
 from sqlalchemy.engine import Connection
 
-from pgwarden.insight.findings import quote
+from pgwarden.db.identifiers import quote_identifier as quote
 from pgwarden.transfer._target import column_list
 from pgwarden.transfer.copytext import (
     format_copy_row,
@@ -48,11 +47,12 @@ _JSONL_ESCAPES = ((b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\r", b"\\r"))
 def internal_prefix(columns: Iterable[str]) -> str:
     """Return the prefix of the columns pgwarden adds to a stage: none of ``columns`` has it.
 
-    ``_pgw_``, unless a column of the user's starts with it.
+    ``_pgw_``, unless a column of the user's starts with it; the same for the same columns.
     """
-    prefix = "_pgw_"
+    prefix, number = "_pgw_", 0
     while any(column.startswith(prefix) for column in columns):
-        prefix = f"_pgw{secrets.token_hex(3)}_"
+        number += 1
+        prefix = f"_pgw{number}_"
     return prefix
 
 

@@ -17,8 +17,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from pgwarden.db.identifiers import qualified as qualified_name
+from pgwarden.db.identifiers import quote_identifier as quote
+from pgwarden.db.identifiers import split_table_key, table_key
 from pgwarden.errors import UserError
-from pgwarden.insight.findings import qualified_name, quote
 from pgwarden.transfer.catalog import KEY_COLUMNS
 
 __all__ = [
@@ -240,7 +242,7 @@ class Target:
     @property
     def qualified(self) -> str:
         """Return ``schema.name`` unquoted, as bundles and the journal name tables."""
-        return f"{self.schema}.{self.name}"
+        return table_key(self.schema, self.name)
 
     @property
     def sql(self) -> str:
@@ -407,13 +409,12 @@ def _wide_types(conn: Connection, oids: set[int]) -> dict[int, str]:
 
 def _names(conn: Connection, oids: set[int]) -> dict[int, str]:
     rows = conn.execute(_NAMES, {"oids": sorted(oids)}).all()
-    return {row.oid: f"{row.schema}.{row.name}" for row in rows}
+    return {row.oid: table_key(row.schema, row.name) for row in rows}
 
 
 def split_qualified(name: str) -> tuple[str, str]:
     """Return ``(schema, name)`` of an unquoted ``schema.name`` as the journal stores it."""
-    schema, _, table = name.partition(".")
-    return schema, table
+    return split_table_key(name)
 
 
 def sql_name(qualified: str) -> str:

@@ -45,8 +45,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from pgwarden.db.identifiers import quote_identifier as quote
+from pgwarden.db.identifiers import table_key
 from pgwarden.errors import UserError
-from pgwarden.insight.findings import quote
 from pgwarden.transfer._job import transaction
 from pgwarden.transfer._target import (
     ForeignKey,
@@ -137,7 +138,7 @@ def erase_user(
     with transaction(conn, dry_run):
         pin_settings(conn)
         schema, name = resolve_table(conn, user_table)
-        report.user_table = f"{schema}.{name}"
+        report.user_table = table_key(schema, name)
         eraser = _Eraser(conn, report.user_table, also)
         eraser.choose(str(user_id))
         run_id = start_run(
@@ -242,7 +243,7 @@ class _Eraser:
                 {"prev": round - 1},
             ).all()
             for row in tables:
-                for link in self._links(f"{row.schema_name}.{row.table_name}"):
+                for link in self._links(table_key(row.schema_name, row.table_name)):
                     grown += self._follow(link, round)
             if not grown:
                 return
@@ -286,13 +287,8 @@ class _Eraser:
 
     def apply(self, run_id: int, anonymize: bool, salt: str) -> dict[str, EraseTable]:
         """Unlink, then delete (children first) or anonymize the chosen rows, journaled."""
-        chosen = (
-            self.conn.execute(
-                text("SELECT DISTINCT schema_name || '.' || table_name FROM pgw_erase")
-            )
-            .scalars()
-            .all()
-        )
+        pairs = self.conn.execute(text("SELECT DISTINCT schema_name, table_name FROM pgw_erase"))
+        chosen = [table_key(schema, name) for schema, name in pairs]
         order, _ = load_catalog(self.conn).dependency_order(chosen)
         counts = {name: EraseTable(name) for name in order}
         self.conn.exec_driver_sql("SET CONSTRAINTS ALL DEFERRED")

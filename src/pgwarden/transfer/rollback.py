@@ -39,8 +39,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from pgwarden.db.identifiers import quote_identifier as quote
+from pgwarden.db.identifiers import table_key
 from pgwarden.errors import PgwardenError, UserError
-from pgwarden.insight.findings import quote
 from pgwarden.transfer._job import transaction
 from pgwarden.transfer._target import (
     Target,
@@ -232,7 +233,7 @@ def _journaled(conn: Connection, run_id: int) -> dict[str, _Journaled]:
     targets = load_targets(conn, names)
     found: dict[str, _Journaled] = {}
     for row in rows:
-        name = f"{row.schema_name}.{row.table_name}"
+        name = table_key(row.schema_name, row.table_name)
         target = targets.get(name)
         if target is None:
             raise UserError(f"run {run_id} changed {name}, which no longer exists.")
