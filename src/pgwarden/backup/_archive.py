@@ -1,6 +1,6 @@
 """Read a stored backup back: prove its files, stage them locally, find its keyring.
 
-Every byte read goes through :func:`~pgwarden.backup._streams.read_checked`, so a file
+Every byte read goes through :class:`~pgwarden.backup._streams.CheckedRead`, so a file
 is proved (size, SHA-256, authenticated decryption) whatever it is read for.
 """
 
@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pgwarden.backup._streams import read_checked
+from pgwarden.backup._streams import CheckedRead
 from pgwarden.backup.crypto import BackupKeyring
 from pgwarden.backup.manifest import Manifest, StoredFile
 from pgwarden.backup.progress import ProgressCallback, counted, no_progress
@@ -60,9 +60,9 @@ def read_file(
     prefix: str,
     stored: StoredFile,
     keyring: BackupKeyring | None,
-) -> Iterator[bytes]:
-    """Yield the proved plaintext of one stored file of a backup."""
-    return read_checked(
+) -> CheckedRead:
+    """Return the proved plaintext of one stored file of a backup, chunk by chunk."""
+    return CheckedRead(
         storage,
         prefix + stored.name,
         stored,
