@@ -289,7 +289,7 @@ def restore_backup(
             present = _check_target(conn, manifest, chosen, clean=clean, shown=shown)
             conn.rollback()
         need = max(target_major, _archive.major(manifest.client_version))
-        binary = _pgtools.client_binary("pg_restore", min_major=need)
+        binary = _pgtools.client_binary("pg_restore", min_major=need, into_psql=jobs == 1)
         with _archive.staging_directory(staging_dir, "pgwarden-restore-") as temp:
             options = [f"--format={manifest.dump_format}"]
             options += ["--clean", "--if-exists"] if clean else []
