@@ -2,8 +2,9 @@
 
 Everything is read from the storage itself, so every host sharing it sees the same
 catalogue: a backup id with a ``manifest.json`` is complete, one without is incomplete
-(running, or left by a crash). ``verify.json`` holds the last verification and
-``pinned.json`` pins a backup; the manifest itself is never rewritten.
+(running, or left by a crash), one whose manifest is not valid is unreadable (kept by
+expire, refused by whatever needs the manifest). ``verify.json`` holds the last
+verification and ``pinned.json`` pins a backup; the manifest itself is never rewritten.
 
 :func:`expire_backups` applies :func:`~pgwarden.backup.retention.plan_retention` under
 the database's storage lock: never the newest complete nor the newest verified backup,
