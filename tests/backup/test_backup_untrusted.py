@@ -283,3 +283,18 @@ def test_local_storage_refuses_a_key_through_a_link_out(tmp_path: Path) -> None:
             storage.read_bytes(key)
     assert list(storage.list("out/")) == []
     assert sentinel.untouched()
+
+
+def test_names_with_brackets_print_as_they_are(made: Made, storage: LocalStorage) -> None:
+    data = manifest_data(storage, made.custom)
+    data["database"] = "[/x] [bold]db"
+    data["tables"][0]["name"] = "[/]"
+    write_manifest(storage, made.custom, data)
+    where = ["--storage", str(storage.root)]
+    shown = run("backup", "info", made.custom, *where)
+    assert shown.exit_code == 0 and clean_end(shown), shown.output
+    assert "[/x] [bold]db" in shown.stdout and "[/]" in shown.stdout
+    for bad in ("[/x]", "[bold]20261123T101500Z-3f9a"):
+        refused = run("backup", "info", bad, *where)
+        assert refused.exit_code == 2 and clean_end(refused), refused.output
+        assert bad in refused.output
