@@ -20,10 +20,10 @@ from collections.abc import Callable, Iterable
 from typing import Any
 
 from sqlalchemy import Table
-from sqlalchemy.dialects.postgresql.base import PGDialect
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import FromClause
 
+from pgwarden.db.identifiers import quote_identifier
 from pgwarden.errors import UserError
 
 __all__ = [
@@ -37,12 +37,8 @@ __all__ = [
     "table_name",
 ]
 
-# "named", so that the preparer leaves a "%" in a name single.
-_PREPARER = PGDialect(paramstyle="named").identifier_preparer  # type: ignore[no-untyped-call]
 _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _SETTING = re.compile(rf"^{_NAME}\.{_NAME}$")
-# Characters some layer between a statement and the server reads as a parameter.
-_READ_AS_PARAMETER = frozenset("%:")
 
 
 def quote(name: str, *, plain: bool = False) -> str:
@@ -56,13 +52,7 @@ def quote(name: str, *, plain: bool = False) -> str:
         raise UserError(
             f"{name!r} is not a usable identifier.", hint="Give a non-empty name without NUL."
         )
-    if plain or _READ_AS_PARAMETER.isdisjoint(name):
-        return _PREPARER.quote(name)
-    escaped = "".join(
-        f"\\{ord(char):04X}" if char in _READ_AS_PARAMETER else char
-        for char in name.replace("\\", "\\\\").replace('"', '""')
-    )
-    return f'U&"{escaped}"'
+    return quote_identifier(name, plain=plain)
 
 
 def table_name(table: str, schema: str | None = None, *, plain: bool = False) -> str:

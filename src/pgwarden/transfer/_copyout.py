@@ -12,6 +12,7 @@ joined again; other formats (JSONL, CSV output) are parsed row by row.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from decimal import Decimal
@@ -25,13 +26,14 @@ from psycopg.waiting import Wait
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from pgwarden.db.identifiers import quote_identifier as quote
 from pgwarden.errors import UserError
-from pgwarden.insight.findings import quote
 from pgwarden.transfer._rewrite import rewritten
 from pgwarden.transfer.bundle import BundleColumn, DataFile
 from pgwarden.transfer.copytext import (
     format_copy_row,
     json_value_to_text,
+    load_json_line,
     parse_copy_line,
     unescape_copy_field,
 )
@@ -60,8 +62,9 @@ SESSION_SETTINGS = (
     "SET LOCAL statement_timeout = 0",
 )
 
-# Types JSONL keeps as JSON values; every other type goes as text.
-_JSON_NATIVE = ("boolean", "smallint", "integer", "bigint", "real", "double precision", "json")
+# Types JSONL keeps as JSON values; every other type goes as text. ``json`` and ``jsonb``
+# go as text too: as JSON values, a JSON ``null`` would read back as SQL NULL.
+_JSON_NATIVE = ("boolean", "smallint", "integer", "bigint", "real", "double precision")
 _FLUSH = 1 << 20
 _ROWS_BETWEEN_REPORTS = 10_000
 # What CopyOut gathers before handing a chunk on: big enough that the Python work per
@@ -86,8 +89,10 @@ def select_list(
     for column in columns:
         name = quote(column.name)
         value = (overrides or {}).get(column.name, name)
-        native = column.type in _JSON_NATIVE or column.type in ("jsonb", "numeric")
-        if fmt == "jsonl" and not (native or column.type.startswith("numeric(")):
+        native = column.type in _JSON_NATIVE or re.fullmatch(
+            r"numeric(\(\d+,-?\d+\))?", column.type
+        )
+        if fmt == "jsonl" and not native:
             items.append(f"({value})::text AS {name}")
         else:
             items.append(name if value == name else f"{value} AS {name}")
@@ -100,7 +105,8 @@ def copy_statement(
     """Return the COPY ... TO STDOUT statement for rows of ``source`` in format ``fmt``."""
     select = f"SELECT {select_list(columns, fmt, overrides)} {source}"
     if fmt == "jsonl":
-        return f"COPY (SELECT row_to_json(r) FROM ({select}) AS r) TO STDOUT"
+        # ``pgw_row.*`` names the row even when a column is called pgw_row.
+        return f"COPY (SELECT row_to_json(pgw_row.*) FROM ({select}) AS pgw_row) TO STDOUT"
     if fmt == "csv":
         return f"COPY ({select}) TO STDOUT WITH (FORMAT csv, HEADER)"
     return f"COPY ({select}) TO STDOUT"
@@ -399,7 +405,7 @@ def _copy_rows(chunks: Iterable[bytes], columns: list[str]) -> Iterator[dict[str
 
 def _json_rows(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     for line in _lines(chunks):
-        row: dict[str, Any] = json.loads(unescape_copy_field(line), parse_float=Decimal)
+        row: dict[str, Any] = load_json_line(unescape_copy_field(line))
         yield row
 
 

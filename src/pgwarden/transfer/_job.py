@@ -17,7 +17,7 @@ from sqlalchemy.exc import DBAPIError
 
 from pgwarden.errors import PgwardenError, UserError
 from pgwarden.transfer._merge import Mode, RowError, TableMerge, TableReport, row_error
-from pgwarden.transfer._staging import DirectLoad, RowTransform, Stage
+from pgwarden.transfer._staging import DirectLoad, NotDirect, RowTransform, Stage
 from pgwarden.transfer._target import Target, UniqueKey, triggers_off
 from pgwarden.transfer.bundle import BundleError
 from pgwarden.transfer.journal import finish_run, pin_settings, start_run
@@ -140,6 +140,12 @@ class Job:
         """Import every source; the caller holds the transaction (see :func:`transaction`)."""
         report = ImportReport(self.mode, self.dry_run, source, self.reports, warnings=warnings)
         pin_settings(self.conn)
+        # Sorts and hashes over whole tables (the change set, the duplicate check) stay
+        # in memory instead of spilling to disk; the server's default is 4 MB.
+        self.conn.exec_driver_sql(
+            "SELECT set_config('work_mem', '64MB', true)"
+            " WHERE pg_size_bytes(current_setting('work_mem')) < pg_size_bytes('64MB')"
+        )
         self.run_id = start_run(
             self.conn, kind="import", mode=self.mode, source=source, manifest_sha256=manifest_sha
         )
@@ -177,13 +183,13 @@ class Job:
                 max_errors=self.max_errors,
             )
             if not merge.can_load_directly():
-                merge.stage = self._stage(number, source, report)
+                merge.stage = self._stage(number, source, target, report)
             merges.append(merge)
         return merges
 
-    def _stage(self, number: int, source: Source, report: TableReport) -> Stage:
-        stage = Stage(self.conn, number, source.staged)
-        loaded = 0
+    def _stage(self, number: int, source: Source, target: Target, report: TableReport) -> Stage:
+        """Load a source into a stage typed as the target, or, if a value does not fit, as text."""
+        loaded, before = 0, self._loaded
 
         def on_rows(rows: int) -> None:
             nonlocal loaded
@@ -192,6 +198,19 @@ class Job:
             self._progress("load", source.table, loaded, source.expected_rows or 0, self._loaded)
 
         transform = self.transforms.get(source.table)
+        types = {c: target.columns[c].type for c in source.staged if c in target.columns}
+        if len(types) == len(source.staged):
+            try:
+                with self.conn.begin_nested():
+                    stage = Stage(self.conn, number, source.staged, types)
+                    source.load(stage, on_rows, transform)
+            except (psycopg.Error, DBAPIError, NotDirect):
+                loaded, self._loaded = 0, before
+            else:
+                report.rows = stage.finish()
+                self._check_rows(source, report.rows)
+                return stage
+        stage = Stage(self.conn, number, source.staged)
         try:
             source.load(stage, on_rows, transform)
         except psycopg.Error as error:
@@ -230,7 +249,7 @@ class Job:
             self._loaded += loaded
             self._check_rows(source, merge.report.rows)
             return True
-        merge.stage = self._stage(direct.number, source, merge.report)
+        merge.stage = self._stage(direct.number, source, merge.target, merge.report)
         return False
 
     def _merge(self, merges: list[TableMerge], report: ImportReport) -> None:

@@ -18,6 +18,8 @@ import pydantic_core
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic import ValidationError as _ValidationError
 
+from pgwarden.db.identifiers import table_key
+
 __all__ = [
     "MAX_MANIFEST_BYTES",
     "Manifest",
@@ -148,12 +150,12 @@ def parse_manifest(raw: bytes, version: int) -> Manifest:
 
 def _inconsistencies(manifest: Manifest) -> list[str]:
     """Return what the manifest says that cannot be so: repeats, unknown names, bad files."""
-    names = Counter(f"{table.schema_}.{table.name}" for table in manifest.tables)
+    names = Counter(table_key(table.schema_, table.name) for table in manifest.tables)
     problems = [f"table {name} is listed twice" for name, n in sorted(names.items()) if n > 1]
     files = Counter(table.file for table in manifest.tables)
     problems += [f"file {f[:80]!r} is shared" for f, n in sorted(files.items()) if n > 1]
     for table in manifest.tables:
-        qualified = f"{table.schema_}.{table.name}"
+        qualified = table_key(table.schema_, table.name)
         if not _FILE.fullmatch(table.file):
             problems.append(
                 f"{qualified} names the file {table.file[:80]!r}, not a plain name in data/"

@@ -12,7 +12,8 @@ be counted.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Literal
 
 import psycopg
@@ -20,9 +21,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from pgwarden.insight.findings import quote
+from pgwarden.db.identifiers import quote_identifier as quote
 from pgwarden.transfer._reports import RowError, TableReport, is_row_level, row_error
-from pgwarden.transfer._staging import ROW_NUMBER, NotDirect, Stage
+from pgwarden.transfer._staging import NotDirect, Stage
 from pgwarden.transfer._target import Target, UniqueKey, column_list, key_json, sql_name
 
 __all__ = ["Mode", "RowError", "TableMerge", "TableReport", "row_error"]
@@ -31,10 +32,28 @@ Mode = Literal["insert", "upsert", "replace"]
 
 _JOURNAL = (
     "INSERT INTO pgwarden.import_journal\n"
-    "  (run_id, schema_name, table_name, action, key, keys, previous, written_xmin)\n"
+    "  (run_id, schema_name, table_name, action, key, keys, previous, previous_row,"
+    " written_xmin)\n"
 )
 # Key types whose values cannot be gathered into one array of them and unnested again.
 _NOT_IN_ARRAYS = ("A", "C", "P")
+
+
+@contextmanager
+def planner_settings(conn: Connection, **settings: bool) -> Iterator[None]:
+    """Set planner switches (``enable_hashjoin=False``...) inside, as they were after."""
+    names = list(settings)
+    before = [
+        conn.execute(text("SELECT current_setting(:n)"), {"n": n}).scalar_one() for n in names
+    ]
+    for name, on in settings.items():
+        conn.execute(
+            text("SELECT set_config(:n, :v, true)"), {"n": name, "v": "on" if on else "off"}
+        )
+    yield
+    # Not after an error: the transaction is then rolled back, and the settings with it.
+    for name, value in zip(names, before, strict=True):
+        conn.execute(text("SELECT set_config(:n, :v, true)"), {"n": name, "v": value})
 
 
 class TableMerge:
@@ -63,37 +82,128 @@ class TableMerge:
         self.columns = [c for c in stage.columns if not target.columns[c].generated]
         shown = self.row_key if set(self.row_key) <= set(stage.columns) else conflict.columns
         self.params: dict[str, Any] = {"run": run_id, "schema": target.schema, "table": target.name}
-        self._shown_key = key_json(shown, "pgw_s", self.params, "pgw_r")
+        self._shown_key = key_json(shown, "pgw_s", self.params, "pgw_r", as_text=True)
         self._journal_key = key_json(self.row_key, "pgw_up", self.params, "pgw_k")
         # The keys of a batch's inserted rows go in one journal row, an array a column.
         self._batch_keys = all(
             target.columns[c].category not in _NOT_IN_ARRAYS for c in self.row_key
         )
-        self.order = ROW_NUMBER  # the column batches are ranges of
+        self._order: str | None = None  # the column batches are ranges of: stage.n
 
     # -- SQL --
 
     def _cast(self, column: str, alias: str = "pgw_s") -> str:
+        """Return a staged value as the column's type: as it is when staged typed."""
+        if self.stage.typed:
+            return f"{alias}.{quote(column)}"
         return f"CAST({alias}.{quote(column)} AS {self.target.columns[column].base_type})"
+
+    def _differs(self, columns: list[str], old: str, new: str | None = None) -> str:
+        """Return SQL true when ``old``'s ``columns`` differ from the staged (or ``new``) ones.
+
+        Typed values compare by their binary images (``*=``), which every type has, and
+        which tell ``1.0`` from ``1.00`` and ``-0`` from ``0``; staged text compares as
+        text after the cast.
+        """
+        if new is not None or self.stage.typed:
+            new = new or "pgw_s"
+            # Columns whose = means identical compare directly (cheap); the rest as one
+            # record of binary images, which costs building two records a row.
+            plain = [c for c in columns if self.target.columns[c].equal_is_identical]
+            imaged = [c for c in columns if c not in plain]
+            tests = [f"{old}.{quote(c)} IS DISTINCT FROM {new}.{quote(c)}" for c in plain]
+            if imaged:
+                ours = ", ".join(f"{old}.{quote(c)}" for c in imaged)
+                theirs = ", ".join(f"{new}.{quote(c)}" for c in imaged)
+                tests.append(f"NOT (ROW({ours})::record *= ROW({theirs})::record)")
+            return "(" + " OR ".join(tests) + ")"
+        ours = ", ".join(f"{old}.{quote(c)}::text" for c in columns)
+        theirs = ", ".join(f"{self._cast(c)}::text" for c in columns)
+        return f"({ours}) IS DISTINCT FROM ({theirs})"
 
     def _staged_match(self, alias: str) -> str:
         return " AND ".join(f"{alias}.{quote(c)} = {self._cast(c)}" for c in self.conflict.columns)
 
+    @property
+    def order(self) -> str:
+        """Return the stage's column that orders the rows to merge."""
+        return self._order or self.stage.n
+
+    @property
+    def changes(self) -> str:
+        """Return the temporary table of the change set that upserts and replaces merge.
+
+        It holds the staged rows that are new or differ from the target's, numbered in
+        merge order (``pgw_pos``).
+        """
+        return f"pgw_changes_{self.stage.number}"
+
+    def _x(self, name: str) -> str:
+        """Return the name of a column pgwarden adds (``_pgw_pos``...): no staged column's."""
+        return f"{self.stage.internal}{name}"
+
+    def _found(self) -> str:
+        """Return SQL true when the staged row matched a row ``pgw_t`` of the target."""
+        return f"pgw_t.{quote(self.conflict.columns[0])} IS NOT NULL"  # matched: not NULL
+
+    def _updated_columns(self) -> list[str]:
+        unchanged = set(self.conflict.columns) | set(self.target.primary_key)
+        return [
+            c for c in self.columns if c not in unchanged and self.target.columns[c].identity != "a"
+        ]
+
+    def find_changes(self) -> int:
+        """Gather the change set in one pass (a join of the stage and the target); count it.
+
+        The change set holds the staged rows that are new or differ from the row they
+        match, numbered in merge order (``_pgw_pos``), with whether they matched
+        (``_pgw_found``) and the matched row's previous version for the journal. One
+        set-based pass costs about a scan of each table; matching batch by batch made
+        the planner scan both once a batch, and locked every unchanged row.
+        """
+        updates = self._updated_columns()
+        differs = self._differs(updates, "pgw_t") if updates else "false"
+        found = self._found()
+        self.conn.exec_driver_sql(f"DROP TABLE IF EXISTS {self.changes}")
+        # Both tables have a unique index on the key: walking them side by side (a merge
+        # join) beats hashing a million rows, which the planner prefers.
+        with planner_settings(self.conn, enable_hashjoin=not self.stage.typed):
+            self._gather_changes(found, differs)
+        self.conn.exec_driver_sql(f"CREATE UNIQUE INDEX ON {self.changes} ({self._x('pos')})")
+        self.conn.exec_driver_sql(f"ANALYZE {self.changes} ({self._x('pos')})")
+        count = self.conn.exec_driver_sql(f"SELECT count(*) FROM {self.changes}").scalar_one()
+        return int(count)
+
+    def _gather_changes(self, found: str, differs: str) -> None:
+        self.conn.exec_driver_sql(
+            f"CREATE TEMPORARY TABLE {self.changes} ON COMMIT DROP AS\n"
+            f"SELECT row_number() OVER (ORDER BY pgw_s.{self.order}) AS {self._x('pos')},\n"
+            "  pgw_s.*,\n"
+            f"  {found} AS {self._x('found')},\n"
+            f"  CASE WHEN {found} THEN to_jsonb(pgw_t.*) END AS {self._x('previous')},\n"
+            f"  CASE WHEN {found} THEN CAST(ROW(pgw_t.*) AS text) END"
+            f" AS {self._x('previous_row')}\n"
+            f"FROM {self.stage.name} AS pgw_s\n"
+            f"LEFT JOIN {self.target.sql} AS pgw_t ON {self._staged_match('pgw_t')}\n"
+            f"WHERE NOT ({found}) OR {differs}"
+        )
+
     def _range(self) -> str:
         return f"pgw_s.{self.order} > :lo AND pgw_s.{self.order} <= :hi"
 
-    def _insert(self) -> str:
+    def _insert(self, *, source: str | None = None) -> str:
         overriding = (
             " OVERRIDING SYSTEM VALUE"
             if any(self.target.columns[c].identity == "a" for c in self.columns)
             else ""
         )
         values = ", ".join(self._cast(c) for c in self.columns)
+        # An upsert inserts from its change set (``source``), not from the whole stage.
+        source = source or f"{self.stage.name} AS pgw_s\n  WHERE {self._range()}"
         return (
             f"INSERT INTO {self.target.sql} AS pgw_t ({column_list(self.columns)}){overriding}\n"
             f"  SELECT {values}\n"
-            f"  FROM {self.stage.name} AS pgw_s\n"
-            f"  WHERE {self._range()}\n"
+            f"  FROM {source}\n"
         )
 
     def _journal_inserts(self, where: str = "") -> str:
@@ -101,7 +211,7 @@ class TableMerge:
         if not self._batch_keys:
             return (
                 f"pgw_ji AS (\n{_JOURNAL}"
-                f"  SELECT :run, :schema, :table, 'insert', {self._journal_key}, NULL, NULL,"
+                f"  SELECT :run, :schema, :table, 'insert', {self._journal_key}, NULL, NULL, NULL,"
                 " pgw_up.pgw_xmin\n"
                 f"  FROM pgw_up{where}\n  RETURNING 1\n)"
             )
@@ -109,7 +219,7 @@ class TableMerge:
         return (
             f"pgw_ji AS (\n{_JOURNAL}"
             f"  SELECT :run, :schema, :table, 'insert', NULL, {self._key_arrays('pgw_up')},"
-            " NULL, (array_agg(pgw_up.pgw_xmin))[1]\n"
+            " NULL, NULL, (array_agg(pgw_up.pgw_xmin))[1]\n"
             f"  FROM pgw_up{where}\n  HAVING count(*) > 0\n  RETURNING 1\n)"
         )
 
@@ -145,43 +255,31 @@ class TableMerge:
                 f"{self._journal_inserts()}\n"
                 "SELECT (SELECT count(*) FROM pgw_up) AS inserted, 0 AS updated"
             )
-        keys = self.conflict.columns
-        unchanged = set(keys) | set(self.target.primary_key)
-        updates = [
-            c for c in self.columns if c not in unchanged and self.target.columns[c].identity != "a"
-        ]
-        if updates:
-            old = ", ".join(f"pgw_t.{quote(c)}::text" for c in updates)
-            new = ", ".join(f"EXCLUDED.{quote(c)}::text" for c in updates)
-            sets = ", ".join(f"{quote(c)} = EXCLUDED.{quote(c)}" for c in updates)
-            action = f"DO UPDATE SET {sets}\n  WHERE ({old}) IS DISTINCT FROM ({new})"
-            staged = ", ".join(f"{self._cast(c)}::text" for c in updates)
-            # Only rows whose values differ can be updated: the rest need no previous
-            # version (to_jsonb of every matched row made upserts about 30 % slower).
-            differs = f"({old}) IS DISTINCT FROM ({staged})"
-        else:
-            action, differs = "DO NOTHING", "false"
-        previous_keys = ", ".join(f"pgw_t.{quote(c)} AS pgw_k{i}" for i, c in enumerate(keys))
-        joined = " AND ".join(f"pgw_p.pgw_k{i} = pgw_up.{quote(c)}" for i, c in enumerate(keys))
+        # The batch's rows of the change set, as pgw_s: rows that differ from the row
+        # they match (found, with its previous version) are updated by a join, new
+        # rows inserted. Both read the same snapshot and touch different rows. A plain
+        # update, unlike INSERT ... ON CONFLICT DO UPDATE, writes no row lock first.
+        pos = self._x("pos")
+        batch = f"pgw_s.{pos} > :lo AND pgw_s.{pos} <= :hi"
+        updates = self._updated_columns() or self.conflict.columns[:1]
+        sets = ", ".join(f"{quote(c)} = {self._cast(c)}" for c in updates)
+        updated_key = key_json(self.row_key, "pgw_upd", self.params, "pgw_u")
         return (
-            "WITH pgw_prev AS MATERIALIZED (\n"
-            f"  SELECT {previous_keys}, to_jsonb(pgw_t.*) AS previous\n"
-            f"  FROM {self.target.sql} AS pgw_t\n"
-            f"  JOIN {self.stage.name} AS pgw_s ON {self._staged_match('pgw_t')}\n"
-            f"  WHERE {self._range()} AND {differs}\n"
-            "),\n"
-            f"pgw_up AS (\n{self._insert()}"
-            f"  ON CONFLICT ({column_list(keys)}) {action}\n{returning},\n"
+            f"WITH pgw_upd AS (\n  UPDATE {self.target.sql} AS pgw_t SET {sets}\n"
+            f"  FROM {self.changes} AS pgw_s\n"
+            f"  WHERE pgw_s.{self._x('found')} AND {batch} AND {self._staged_match('pgw_t')}\n"
+            f"  RETURNING {returned}, {xmin} AS pgw_xmin,"
+            f" pgw_s.{self._x('previous')}, pgw_s.{self._x('previous_row')}\n),\n"
             f"pgw_ju AS (\n{_JOURNAL}"
-            f"  SELECT :run, :schema, :table, 'update', {self._journal_key}, NULL,"
-            " pgw_p.previous, pgw_up.pgw_xmin\n"
-            f"  FROM pgw_up\n  JOIN pgw_prev AS pgw_p ON {joined}\n"
-            "  RETURNING 1\n),\n"
-            + self._journal_inserts(
-                f"\n  WHERE NOT EXISTS (SELECT FROM pgw_prev AS pgw_p WHERE {joined})"
-            )
-            + "\nSELECT (SELECT count(*) FROM pgw_up) - (SELECT count(*) FROM pgw_ju) AS inserted,"
-            "\n       (SELECT count(*) FROM pgw_ju) AS updated"
+            f"  SELECT :run, :schema, :table, 'update', {updated_key}, NULL,"
+            f" pgw_upd.{self._x('previous')}, pgw_upd.{self._x('previous_row')},"
+            " pgw_upd.pgw_xmin\n"
+            "  FROM pgw_upd\n  RETURNING 1\n),\n"
+            f"pgw_up AS (\n{self._insert(source=f'{self.changes} AS pgw_s')}"
+            f"  WHERE NOT pgw_s.{self._x('found')} AND {batch}\n{returning},\n"
+            f"{self._journal_inserts()}\n"
+            "SELECT (SELECT count(*) FROM pgw_up) AS inserted,"
+            " (SELECT count(*) FROM pgw_ju) AS updated"
         )
 
     # -- the fast path: COPY straight into an empty table --
@@ -218,7 +316,7 @@ class TableMerge:
         rolled back, and the caller stages the rows to find the ones to blame.
         """
         mark = text(
-            f"{_JOURNAL}VALUES (:run, :schema, :table, 'insert', NULL, '{{}}', NULL, NULL)\n"
+            f"{_JOURNAL}VALUES (:run, :schema, :table, 'insert', NULL, '{{}}', NULL, NULL, NULL)\n"
             "RETURNING xmin::text AS xid, ctid::text AS ctid"
         )
         keys = text(
@@ -247,7 +345,7 @@ class TableMerge:
             f"FROM {self.stage.name} AS pgw_s\n"
             f"WHERE EXISTS (SELECT FROM {self.target.sql} AS pgw_x"
             f" WHERE {self._staged_match('pgw_x')})\n"
-            f"ORDER BY pgw_s.{ROW_NUMBER}\nLIMIT :limit"
+            f"ORDER BY pgw_s.{self.stage.n}\nLIMIT :limit"
         )
         rows = self._checked(sql, {**self.params, "limit": limit})
         if rows:
@@ -255,11 +353,27 @@ class TableMerge:
             self.report.conflict_keys = [dict(row.key) for row in rows]
 
     def find_duplicates(self, limit: int) -> None:
-        """Report staged rows that repeat a key: the bundle cannot hold two versions of a row."""
+        """Report staged rows that repeat a key: the bundle cannot hold two versions of a row.
+
+        A typed stage first tries a unique index on the key, which succeeds (for about a
+        quarter of what grouping every row costs) unless there is something to report;
+        the index then serves the merge's joins too.
+        """
+        if self.stage.typed:
+            try:
+                with self.conn.begin_nested():
+                    self.conn.exec_driver_sql(
+                        f"CREATE UNIQUE INDEX ON {self.stage.name}"
+                        f" ({column_list(self.conflict.columns)})"
+                    )
+                    return
+            except DBAPIError as error:
+                if not is_row_level(error):
+                    raise
         casts = ", ".join(self._cast(c) for c in self.conflict.columns)
         present = " AND ".join(f"pgw_s.{quote(c)} IS NOT NULL" for c in self.conflict.columns)
         sql = text(
-            f"SELECT min(pgw_s.{ROW_NUMBER}) AS first, max(pgw_s.{ROW_NUMBER}) AS row,"
+            f"SELECT min(pgw_s.{self.stage.n}) AS first, max(pgw_s.{self.stage.n}) AS row,"
             " count(*) AS copies\n"
             f"FROM {self.stage.name} AS pgw_s\nWHERE {present}\n"
             f"GROUP BY {casts}\nHAVING count(*) > 1\nORDER BY 1\nLIMIT :limit"
@@ -287,12 +401,23 @@ class TableMerge:
             return []
 
     def _key_of(self, row: int) -> dict[str, Any] | None:
-        return self._row_at(row, ROW_NUMBER)[1]
+        return self._row_at(row, self.stage.n)[1]
+
+    def _row_at_position(self, position: int) -> tuple[int, dict[str, Any] | None]:
+        """Return the file row number and key of the row merged at ``position``."""
+        if self.mode == "insert":
+            return self._row_at(position, self.order)
+        sql = text(
+            f"SELECT pgw_ch.{self.stage.n} FROM {self.changes} AS pgw_ch"
+            f" WHERE pgw_ch.{self._x('pos')} = :n"
+        )
+        row = int(self.conn.execute(sql, {"n": position}).scalar_one())
+        return self._row_at(row, self.stage.n)
 
     def _row_at(self, position: int, column: str) -> tuple[int, dict[str, Any] | None]:
         """Return the file row number and key of the staged row at ``position`` of ``column``."""
         sql = text(
-            f"SELECT pgw_s.{ROW_NUMBER} AS row, {self._shown_key} AS key"
+            f"SELECT pgw_s.{self.stage.n} AS row, {self._shown_key} AS key"
             f" FROM {self.stage.name} AS pgw_s WHERE pgw_s.{column} = :n"
         )
         found = self.conn.execute(sql, {**self.params, "n": position}).one()
@@ -323,8 +448,8 @@ class TableMerge:
             + ")"
             for fk in links
         )
-        stage, n = self.stage.name, ROW_NUMBER
-        self.conn.exec_driver_sql(f"ALTER TABLE {stage} ADD COLUMN _pgw_order bigint")
+        stage, n = self.stage.name, self.stage.n
+        self.conn.exec_driver_sql(f"ALTER TABLE {stage} ADD COLUMN {self._x('order')} bigint")
         self.conn.exec_driver_sql(
             "WITH RECURSIVE pgw_d (n, depth, path) AS (\n"
             f"  SELECT pgw_c.{n}, 0, ARRAY[pgw_c.{n}] FROM {stage} AS pgw_c\n"
@@ -341,25 +466,36 @@ class TableMerge:
             f"  FROM {stage} AS pgw_s LEFT JOIN pgw_d ON pgw_d.n = pgw_s.{n}\n"
             f"  GROUP BY pgw_s.{n}\n"
             ")\n"
-            f"UPDATE {stage} AS pgw_s SET _pgw_order = pgw_o.position\n"
+            f"UPDATE {stage} AS pgw_s SET {self._x('order')} = pgw_o.position\n"
             f"FROM pgw_o WHERE pgw_o.n = pgw_s.{n}"
         )
-        self.conn.exec_driver_sql(f"CREATE INDEX ON {stage} (_pgw_order)")
+        self.conn.exec_driver_sql(f"CREATE INDEX ON {stage} ({self._x('order')})")
         self.conn.exec_driver_sql(f"ANALYZE {stage}")
-        self.order = "_pgw_order"
+        self._order = self._x("order")
 
     # -- the merge --
 
     def merge(self, batch_size: int, on_batch: Callable[[int], None]) -> None:
         """Merge every staged row, ``batch_size`` at a time, calling ``on_batch(rows)``."""
+        if self.mode == "insert" or self.target.self_referencing():
+            self.stage.index()
         if self.target.self_referencing():
             self.order_parents_first()
         self._sql = text(self._merge_sql())
         total = self.stage.rows
-        for lo in range(0, total, batch_size):
-            hi = min(lo + batch_size, total)
-            self._merge_range(lo, hi)
-            on_batch(hi - lo)
+        if self.mode != "insert":
+            total = self.find_changes()
+            on_batch(self.stage.rows - total)  # the rows equal to the target's: done
+        # A batch of the change set finds its target rows through the key's index; the
+        # planner, costing random reads as if from disk, would hash the whole target
+        # once a batch instead.
+        with planner_settings(
+            self.conn, enable_hashjoin=self.mode == "insert", enable_mergejoin=self.mode == "insert"
+        ):
+            for lo in range(0, total, batch_size):
+                hi = min(lo + batch_size, total)
+                self._merge_range(lo, hi)
+                on_batch(hi - lo)
         if self.mode != "insert":
             self.report.unchanged = max(
                 self.report.rows - self.report.inserted - self.report.updated - self.report.failed,
@@ -375,7 +511,7 @@ class TableMerge:
             if not is_row_level(error):
                 raise
             if hi - lo == 1:
-                self.report.errors.append(row_error(error, *self._row_at(hi, self.order)))
+                self.report.errors.append(row_error(error, *self._row_at_position(hi)))
                 self.report.failed += 1
             elif len(self.report.errors) >= self.max_errors:
                 self.report.failed += hi - lo
@@ -438,7 +574,7 @@ class TableMerge:
             "  RETURNING pgw_t.*\n),\n"
             f"pgw_j AS (\n{_JOURNAL}"
             f"  SELECT :run, :schema, :table, 'delete', {deleted_key}, NULL, to_jsonb(pgw_up.*),"
-            " NULL\n"
+            " CAST(ROW(pgw_up.*) AS text), NULL\n"
             "  FROM pgw_up\n  RETURNING action\n)\n"
             "SELECT count(*) FROM pgw_j"
         )

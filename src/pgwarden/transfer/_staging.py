@@ -6,8 +6,9 @@ where the merge can find the row and report its key, instead of aborting the loa
 a line number. ``_pgw_n`` numbers the rows in file order, so merges go in batches by
 range and a row can be reported by its line.
 
-COPY files stream straight through COPY; JSONL lines go through COPY into a ``jsonb``
-column and are spread into columns by ``jsonb_populate_record``; with transforms, rows
+COPY files stream straight through COPY; JSONL lines go through COPY into a ``json``
+column (not ``jsonb``, which would rewrite the text of a nested ``json`` value) and are
+spread into columns by ``json_populate_record``; with transforms, rows
 pass through Python (:mod:`pgwarden.transfer.copytext`) and back into COPY.
 
 :class:`DirectLoad` is the fast path of an insert into an empty table: the same loads,
@@ -20,21 +21,22 @@ from __future__ import annotations
 import csv
 import io
 import itertools
-import json
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from decimal import Decimal
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import psycopg
 from sqlalchemy.engine import Connection
 
-from pgwarden.insight.findings import quote
+from pgwarden.db.identifiers import quote_identifier as quote
 from pgwarden.transfer._target import column_list
-from pgwarden.transfer.copytext import format_copy_row, json_value_to_text, parse_copy_line
+from pgwarden.transfer.copytext import (
+    format_copy_row,
+    json_value_to_text,
+    load_json_line,
+    parse_copy_line,
+)
 
-__all__ = ["ROW_NUMBER", "DirectLoad", "NotDirect", "RowTransform", "Stage"]
-
-ROW_NUMBER = "_pgw_n"
+__all__ = ["DirectLoad", "NotDirect", "RowTransform", "Stage", "internal_prefix"]
 
 RowTransform = Callable[[dict[str, Any]], dict[str, Any] | None]
 
@@ -42,23 +44,54 @@ RowTransform = Callable[[dict[str, Any]], dict[str, Any] | None]
 _JSONL_ESCAPES = ((b"\\", b"\\\\"), (b"\t", b"\\t"), (b"\r", b"\\r"))
 
 
+def internal_prefix(columns: Iterable[str]) -> str:
+    """Return the prefix of the columns pgwarden adds to a stage: none of ``columns`` has it.
+
+    ``_pgw_``, unless a column of the user's starts with it; the same for the same columns.
+    """
+    prefix, number = "_pgw_", 0
+    while any(column.startswith(prefix) for column in columns):
+        number += 1
+        prefix = f"_pgw{number}_"
+    return prefix
+
+
 class Stage:
-    """A temporary table holding one table's incoming rows as text, numbered from 1.
+    """A temporary table holding one table's incoming rows, numbered from 1.
+
+    With ``types`` (each column's type, modifier and all, as the target declares it)
+    the columns are typed: COPY reads each value with the target's own input function,
+    so a value that loads is the value the target would hold, and merging it needs no
+    cast. A value that does not fit fails the whole COPY; the caller then stages the
+    rows again as text (no ``types``), to find the rows to blame as they are merged.
+    JSONL lines are always staged as text (:class:`NotDirect` from a typed stage).
 
     Dropped at the end of the transaction, or by :meth:`drop`.
     """
 
-    def __init__(self, conn: Connection, number: int, columns: Sequence[str]) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        number: int,
+        columns: Sequence[str],
+        types: Mapping[str, str] | None = None,
+    ) -> None:
         self.conn = conn
         self.number = number
         self.name = f"pgw_stage_{number}"
         self.columns = list(columns)
+        self.internal = internal_prefix(self.columns)
+        self.n = f"{self.internal}n"  # the row's number in the file
+        self.typed = types is not None
+        self.indexed = False
         self.rows = 0
         self.copied = 0  # rows the last COPY wrote
-        definitions = ", ".join(f"{quote(c)} text" for c in self.columns)
+        definitions = ", ".join(
+            f"{quote(c)} {types[c] if types is not None else 'text'}" for c in self.columns
+        )
         conn.exec_driver_sql(
             f"CREATE TEMPORARY TABLE {self.name} ({definitions}, "
-            f"{ROW_NUMBER} bigint GENERATED ALWAYS AS IDENTITY) ON COMMIT DROP"
+            f"{self.n} bigint GENERATED ALWAYS AS IDENTITY) ON COMMIT DROP"
         )
 
     def _copy(self, sql: str, chunks: Iterable[bytes], on_rows: Callable[[int], None]) -> None:
@@ -75,20 +108,24 @@ class Stage:
 
     def load_jsonl(self, chunks: Iterable[bytes], on_rows: Callable[[int], None]) -> None:
         """Stream a JSONL file into the table, each line's keys into the columns they name."""
+        if self.typed:
+            # json_populate_record reads a JSON string into a json or composite column
+            # as the string itself; text staging then casts it, which is right.
+            raise NotDirect
         raw = f"{self.name}_raw"
         self.conn.exec_driver_sql(
-            f"CREATE TEMPORARY TABLE {raw} (line jsonb, n bigint GENERATED ALWAYS AS IDENTITY)"
+            f"CREATE TEMPORARY TABLE {raw} (line json, n bigint GENERATED ALWAYS AS IDENTITY)"
             " ON COMMIT DROP"
         )
         self._copy(f"COPY {raw} (line) FROM STDIN", _escaped(chunks), on_rows)
-        self.conn.exec_driver_sql(
+        self.copied = self.conn.exec_driver_sql(
             f"INSERT INTO {self.name} ({column_list(self.columns)})\n"
             f"SELECT {column_list(self.columns, 'r')}\n"
             f"FROM {raw} AS l\n"
-            f"CROSS JOIN LATERAL jsonb_populate_record(NULL::{self.name}, l.line) AS r\n"
+            f"CROSS JOIN LATERAL json_populate_record(NULL::{self.name}, l.line) AS r\n"
             "WHERE l.line IS NOT NULL\n"
             "ORDER BY l.n"
-        )
+        ).rowcount
         self.conn.exec_driver_sql(f"DROP TABLE {raw}")
 
     def load_csv(self, chunks: Iterable[bytes], on_rows: Callable[[int], None]) -> None:
@@ -114,12 +151,20 @@ class Stage:
         self.load_copy(lines(), on_rows)
 
     def finish(self) -> int:
-        """Index the row numbers, gather statistics, and return the number of rows."""
-        self.conn.exec_driver_sql(f"CREATE INDEX ON {self.name} ({ROW_NUMBER})")
-        self.conn.exec_driver_sql(f"ANALYZE {self.name}")
-        count = self.conn.exec_driver_sql(f"SELECT count(*) FROM {self.name}").scalar_one()
-        self.rows = int(count)
+        """Return the number of rows loaded."""
+        self.rows = self.copied
         return self.rows
+
+    def index(self) -> None:
+        """Index the row numbers and gather statistics, for merges by ranges of rows.
+
+        An upsert or replace needs neither: it merges a change set of its own, and the
+        unique index of its duplicate check gives the planner the row count.
+        """
+        if not self.indexed:
+            self.conn.exec_driver_sql(f"CREATE INDEX ON {self.name} ({self.n})")
+            self.conn.exec_driver_sql(f"ANALYZE {self.name}")
+            self.indexed = True
 
     def drop(self) -> None:
         """Drop the table now rather than at commit."""
@@ -127,7 +172,7 @@ class Stage:
 
 
 class NotDirect(Exception):
-    """Raise when a table's rows cannot be COPYed straight into it: stage them instead."""
+    """Raise when rows cannot be loaded this way (straight in, or typed): stage them as text."""
 
 
 class DirectLoad(Stage):
@@ -142,6 +187,9 @@ class DirectLoad(Stage):
         self.number = number
         self.name = table
         self.columns = list(columns)
+        self.internal = internal_prefix(self.columns)
+        self.n = f"{self.internal}n"
+        self.typed = self.indexed = True
         self.rows = 0
         self.copied = 0
 
@@ -186,7 +234,7 @@ def jsonl_rows(lines: Iterable[bytes], transform: RowTransform) -> Iterator[dict
     """Yield the rows of JSONL ``lines`` as dicts, numbers exact, through ``transform``."""
     for line in lines:
         if line.strip():
-            result = transform(json.loads(line, parse_float=Decimal))
+            result = transform(load_json_line(line))
             if result is not None:
                 yield result
 

@@ -17,8 +17,10 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from pgwarden.db.identifiers import qualified as qualified_name
+from pgwarden.db.identifiers import quote_identifier as quote
+from pgwarden.db.identifiers import split_table_key, table_key
 from pgwarden.errors import UserError
-from pgwarden.insight.findings import qualified_name, quote
 from pgwarden.transfer.catalog import KEY_COLUMNS
 
 __all__ = [
@@ -62,12 +64,17 @@ _COLUMNS = text(
 SELECT a.attrelid AS oid,
        a.attname AS name,
        format_type(a.atttypid, a.atttypmod) AS type,
-       format_type(a.atttypid, NULL) AS base_type,
+       a.atttypid AS type_oid,
        NOT a.attnotnull AS nullable,
        a.attgenerated <> '' AS generated,
        a.attidentity AS identity,
        a.atthasdef OR a.attidentity <> '' AS has_default,
        t.typcategory AS category,
+       t.typname IN ('int2', 'int4', 'int8', 'oid', 'bool', 'char', 'name', 'text', 'varchar',
+                     'date', 'time', 'timetz', 'timestamp', 'timestamptz', 'uuid', 'bytea',
+                     'money', 'inet', 'cidr', 'macaddr', 'macaddr8')
+         AND t.typnamespace = 'pg_catalog'::regnamespace
+         AND coalesce(co.collisdeterministic, true) AS equal_is_identical,
        CASE WHEN a.atttypmod > 4 AND t.typname IN ('varchar', 'bpchar')
             THEN a.atttypmod - 4 END AS max_length,
        pg_get_serial_sequence(quote_ident(n.nspname) || '.' || quote_ident(c.relname),
@@ -78,6 +85,7 @@ LEFT JOIN pg_attrdef d ON d.adrelid = a.attrelid AND d.adnum = a.attnum
 JOIN pg_class c ON c.oid = a.attrelid
 JOIN pg_namespace n ON n.oid = c.relnamespace
 JOIN pg_type t ON t.oid = a.atttypid
+LEFT JOIN pg_collation co ON co.oid = a.attcollation
 WHERE a.attrelid = ANY(:oids)
   AND a.attnum > 0
   AND NOT a.attisdropped
@@ -131,6 +139,32 @@ ORDER BY tgname
 """
 )
 
+# Each type the columns use, with the types it is built on (a domain's base type, an
+# array's element type), to name a type that takes any of its values unchanged.
+_TYPES = text(
+    """
+WITH RECURSIVE pgw_ty (oid) AS (
+  SELECT unnest(CAST(:oids AS oid[]))
+  UNION
+  SELECT CASE WHEN t.typtype = 'd' THEN t.typbasetype ELSE t.typelem END
+  FROM pgw_ty
+  JOIN pg_type t ON t.oid = pgw_ty.oid
+  WHERE t.typtype = 'd' OR (t.typelem <> 0 AND t.typcategory = 'A')
+)
+SELECT t.oid,
+       t.typtype AS kind,
+       t.typbasetype AS base,
+       CASE WHEN t.typelem <> 0 AND e.typarray = t.oid THEN t.typelem END AS element,
+       n.nspname = 'pg_catalog' AND t.typname IN ('bpchar', 'bit') AS sized,
+       t.typname AS name,
+       format_type(t.oid, NULL) AS formatted
+FROM pgw_ty
+JOIN pg_type t ON t.oid = pgw_ty.oid
+JOIN pg_namespace n ON n.oid = t.typnamespace
+LEFT JOIN pg_type e ON e.oid = t.typelem
+"""
+)
+
 _NAMES = text(
     """
 SELECT c.oid, n.nspname AS schema, c.relname AS name
@@ -147,12 +181,19 @@ class Column:
 
     name: str
     type: str
-    base_type: str  # the type without its modifier: a cast to it never truncates
+    # A type that holds any value of ``type`` unchanged: no length, precision or domain.
+    # A cast to it never cuts or rounds; assigning the result to the column then checks
+    # the column's modifier and domain, and refuses a value that does not fit.
+    base_type: str
     nullable: bool
     generated: bool
     identity: str  # "a" GENERATED ALWAYS, "d" BY DEFAULT, "" neither
     has_default: bool
     category: str  # pg_type.typcategory: "S" string, "N" numeric, "A" array, "U" user...
+    # Whether ``=`` holds only for identical values (not so for numeric 1.0 = 1.00,
+    # float -0 = 0, interval '1 day' = '24 hours', jsonb, arrays, or a nondeterministic
+    # collation): such columns compare with IS DISTINCT FROM, the rest by binary image.
+    equal_is_identical: bool
     max_length: int | None
     sequence: str | None
     default: str | None = None  # the default's SQL, as pg_get_expr prints it
@@ -201,7 +242,7 @@ class Target:
     @property
     def qualified(self) -> str:
         """Return ``schema.name`` unquoted, as bundles and the journal name tables."""
-        return f"{self.schema}.{self.name}"
+        return table_key(self.schema, self.name)
 
     @property
     def sql(self) -> str:
@@ -297,16 +338,19 @@ def load_targets(conn: Connection, names: Iterable[tuple[str, str]]) -> dict[str
     oids = list(targets)
     if not oids:
         return {}
-    for row in conn.execute(_COLUMNS, {"oids": oids}):
+    columns = conn.execute(_COLUMNS, {"oids": oids}).all()
+    wide = _wide_types(conn, {row.type_oid for row in columns})
+    for row in columns:
         targets[row.oid].columns[row.name] = Column(
             name=row.name,
             type=row.type,
-            base_type=row.base_type,
+            base_type=wide[row.type_oid],
             nullable=row.nullable,
             generated=row.generated,
             identity=row.identity,
             has_default=row.has_default,
             category=row.category,
+            equal_is_identical=row.equal_is_identical,
             max_length=row.max_length,
             sequence=row.sequence,
             default=row.default_sql,
@@ -340,15 +384,37 @@ def load_targets(conn: Connection, names: Iterable[tuple[str, str]]) -> dict[str
     return {target.qualified: target for target in targets.values()}
 
 
+def _wide_types(conn: Connection, oids: set[int]) -> dict[int, str]:
+    """Return, for each type of ``oids``, the type a cast to which keeps every value whole.
+
+    ``format_type(oid, NULL)`` is not that: it prints ``character`` and ``bit``, which a
+    cast reads as ``char(1)`` and ``bit(1)``; and a cast to a domain over ``varchar(n)``
+    cuts to its length. So domains give way to their base types, arrays are of the wide
+    type of their elements, and ``char``/``bit`` widen to ``bpchar``/``varbit``.
+    """
+    types = {row.oid: row for row in conn.execute(_TYPES, {"oids": sorted(oids)})}
+
+    def wide(oid: int) -> str:
+        row = types[oid]
+        if row.kind == "d":
+            return wide(row.base)
+        if row.element is not None:
+            return wide(row.element) + "[]"
+        if row.sized:
+            return "pg_catalog.bpchar" if row.name == "bpchar" else "pg_catalog.varbit"
+        return str(row.formatted)
+
+    return {oid: wide(oid) for oid in oids}
+
+
 def _names(conn: Connection, oids: set[int]) -> dict[int, str]:
     rows = conn.execute(_NAMES, {"oids": sorted(oids)}).all()
-    return {row.oid: f"{row.schema}.{row.name}" for row in rows}
+    return {row.oid: table_key(row.schema, row.name) for row in rows}
 
 
 def split_qualified(name: str) -> tuple[str, str]:
     """Return ``(schema, name)`` of an unquoted ``schema.name`` as the journal stores it."""
-    schema, _, table = name.partition(".")
-    return schema, table
+    return split_table_key(name)
 
 
 def sql_name(qualified: str) -> str:
@@ -363,16 +429,27 @@ def column_list(names: Iterable[str], alias: str | None = None) -> str:
     return ", ".join(prefix + quote(name) for name in names)
 
 
-def key_json(columns: Iterable[str], alias: str, params: dict[str, Any], prefix: str) -> str:
+def key_json(
+    columns: Iterable[str],
+    alias: str,
+    params: dict[str, Any],
+    prefix: str,
+    *,
+    as_text: bool = False,
+) -> str:
     """Return ``jsonb_build_object(:k0, alias.c0, ...)``, binding the names into ``params``.
 
     Names go as bound values, never into the SQL text; the journal's keys are built only
-    here, so the same key always has the same JSON.
+    here, so the same key always has the same JSON. ``as_text`` gives every value as
+    its text, as a report shows keys.
     """
     parts = []
     for i, name in enumerate(columns):
         params[f"{prefix}{i}"] = name
-        parts.append(f"CAST(:{prefix}{i} AS text), {alias}.{quote(name)}")
+        value = f"{alias}.{quote(name)}"
+        parts.append(
+            f"CAST(:{prefix}{i} AS text), {f'CAST({value} AS text)' if as_text else value}"
+        )
     return f"jsonb_build_object({', '.join(parts)})"
 
 

@@ -42,6 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, Protocol
 
+from pgwarden.db.identifiers import table_key
 from pgwarden.errors import UserError
 from pgwarden.transfer import _manifest
 from pgwarden.transfer._files import NotRegular, create_private, open_regular, private_directory
@@ -102,7 +103,7 @@ class BundleForeignKey:
     @property
     def references(self) -> str:
         """Return the referenced table as ``schema.name``."""
-        return f"{self.ref_schema}.{self.ref_table}"
+        return table_key(self.ref_schema, self.ref_table)
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ class TableSchema:
     @property
     def qualified(self) -> str:
         """Return ``schema.name``, unquoted, as the manifest's ``order`` lists it."""
-        return f"{self.schema}.{self.name}"
+        return table_key(self.schema, self.name)
 
     @property
     def column_names(self) -> list[str]:

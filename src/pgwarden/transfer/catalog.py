@@ -15,6 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from pgwarden.db.identifiers import split_table_key, table_key
 from pgwarden.errors import UserError
 from pgwarden.transfer.bundle import BundleColumn, BundleForeignKey, TableSchema
 
@@ -110,11 +111,11 @@ class Catalog:
     def table(self, name: str) -> CatalogTable:
         """Return the table ``schema.name`` (or ``name`` in ``public``), or raise UserError."""
         schema, table = split_name(name)
-        found = self.tables.get(f"{schema}.{table}")
+        found = self.tables.get(table_key(schema, table))
         if found is None:
             raise UserError(
                 f"no table {name!r} in the database.",
-                hint="Name it as schema.table; `pgwarden insight tables` lists them.",
+                hint=_NAME_HINT,
             )
         return found
 
@@ -187,21 +188,33 @@ class Catalog:
         return component
 
 
+_NAME_HINT = (
+    "Name it as schema.table, as written in the database, case and all; quote a part"
+    ' holding a dot ("my.schema".table). `pgwarden doctor` names every table it checks.'
+)
+
+
 def split_name(name: str) -> tuple[str, str]:
     """Return the schema and table of ``schema.table`` (``public`` when no schema is given).
 
     Names are taken as written, case and all: the catalog holds ``Users`` and ``users``
-    apart. A dot inside a name needs the schema spelled out (``"my.schema".table`` is not
-    parsed; pass it to the library as the catalog key).
+    apart. Unquoted, the first dot ends the schema (``public.odd.name``); a schema holding
+    a dot is written in double quotes (``"my.schema".table``), as pgwarden's reports and
+    bundles name it.
     """
-    schema, dot, table = name.partition(".")
-    return (schema, table) if dot else ("public", schema)
+    if '"' not in name:  # unquoted: the first dot ends the schema (public.odd.name)
+        schema, dot, table = name.partition(".")
+        return (schema, table) if dot else ("public", schema)
+    try:
+        return split_table_key(name)
+    except ValueError as error:
+        raise UserError(f"{name!r} is not a table name: {error}.", hint=_NAME_HINT) from None
 
 
 def load_catalog(conn: Connection) -> Catalog:
     """Read every table outside the system schemas: columns, primary and foreign keys."""
     rows = conn.execute(TABLES).all()
-    names = {row.oid: f"{row.schema}.{row.name}" for row in rows}
+    names = {row.oid: table_key(row.schema, row.name) for row in rows}
     parts = {row.oid: (row.schema, row.name) for row in rows}
     columns: dict[int, list[BundleColumn]] = {}
     for row in conn.execute(COLUMNS):

@@ -95,6 +95,16 @@ def format_copy_row(values: Sequence[str | None], *, encoding: str = "utf-8") ->
     ).encode(encoding)
 
 
+def _json_int(digits: str) -> int | Decimal:
+    # ``-0`` as an int is 0: a float column's negative zero would lose its sign.
+    return Decimal(digits) if digits == "-0" else int(digits)
+
+
+def load_json_line(line: str | bytes) -> Any:
+    """Return the value of one JSONL line, every number exactly as written."""
+    return json.loads(line, parse_float=Decimal, parse_int=_json_int)
+
+
 def json_value_to_text(value: Any) -> str | None:
     """Return the text PostgreSQL reads for a JSONL value.
 

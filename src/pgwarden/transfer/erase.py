@@ -45,8 +45,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from pgwarden.db.identifiers import quote_identifier as quote
+from pgwarden.db.identifiers import table_key
 from pgwarden.errors import UserError
-from pgwarden.insight.findings import quote
 from pgwarden.transfer._job import transaction
 from pgwarden.transfer._target import (
     ForeignKey,
@@ -80,7 +81,7 @@ CREATE TEMPORARY TABLE pgw_erase (
 
 _JOURNAL = (
     "INSERT INTO pgwarden.import_journal\n"
-    "  (run_id, schema_name, table_name, action, key, previous, new_hash)\n"
+    "  (run_id, schema_name, table_name, action, key, previous, previous_row, new_hash)\n"
 )
 
 
@@ -137,7 +138,7 @@ def erase_user(
     with transaction(conn, dry_run):
         pin_settings(conn)
         schema, name = resolve_table(conn, user_table)
-        report.user_table = f"{schema}.{name}"
+        report.user_table = table_key(schema, name)
         eraser = _Eraser(conn, report.user_table, also)
         eraser.choose(str(user_id))
         run_id = start_run(
@@ -242,7 +243,7 @@ class _Eraser:
                 {"prev": round - 1},
             ).all()
             for row in tables:
-                for link in self._links(f"{row.schema_name}.{row.table_name}"):
+                for link in self._links(table_key(row.schema_name, row.table_name)):
                     grown += self._follow(link, round)
             if not grown:
                 return
@@ -286,13 +287,8 @@ class _Eraser:
 
     def apply(self, run_id: int, anonymize: bool, salt: str) -> dict[str, EraseTable]:
         """Unlink, then delete (children first) or anonymize the chosen rows, journaled."""
-        chosen = (
-            self.conn.execute(
-                text("SELECT DISTINCT schema_name || '.' || table_name FROM pgw_erase")
-            )
-            .scalars()
-            .all()
-        )
+        pairs = self.conn.execute(text("SELECT DISTINCT schema_name, table_name FROM pgw_erase"))
+        chosen = [table_key(schema, name) for schema, name in pairs]
         order, _ = load_catalog(self.conn).dependency_order(chosen)
         counts = {name: EraseTable(name) for name in order}
         self.conn.exec_driver_sql("SET CONSTRAINTS ALL DEFERRED")
@@ -322,7 +318,7 @@ class _Eraser:
         sql = text(
             "WITH pgw_prev AS MATERIALIZED (\n"
             f"  SELECT {previous_keys}, e.key AS pgw_key, e.columns AS pgw_columns,"
-            " to_jsonb(pgw_t.*) AS previous\n"
+            " to_jsonb(pgw_t.*) AS previous, CAST(ROW(pgw_t.*) AS text) AS previous_row\n"
             "  FROM pgw_erase AS e\n"
             f"  CROSS JOIN LATERAL jsonb_to_record(e.key) AS pgw_k({self._defs(target)})\n"
             f"  JOIN {target.sql} AS pgw_t ON {matched}\n"
@@ -332,7 +328,7 @@ class _Eraser:
             f"  FROM pgw_prev AS pgw_p WHERE {joined}\n  RETURNING pgw_t.*\n),\n"
             f"pgw_j AS (\n{_JOURNAL}"
             f"  SELECT :run, :schema, :table, 'update', {journal_key}, pgw_p.previous,"
-            " md5(ROW(pgw_up.*)::text)\n"
+            " pgw_p.previous_row, md5(ROW(pgw_up.*)::text)\n"
             f"  FROM pgw_up JOIN pgw_prev AS pgw_p ON {back}\n  RETURNING 1\n)\n"
             "SELECT count(*) FROM pgw_j"
         )
@@ -407,7 +403,8 @@ class _Eraser:
             f" AND e.action = 'delete' AND {matched}\n"
             "  RETURNING pgw_t.*\n),\n"
             f"pgw_j AS (\n{_JOURNAL}"
-            f"  SELECT :run, :schema, :table, 'delete', {journal_key}, to_jsonb(pgw_up.*), NULL\n"
+            f"  SELECT :run, :schema, :table, 'delete', {journal_key}, to_jsonb(pgw_up.*),"
+            " CAST(ROW(pgw_up.*) AS text), NULL\n"
             "  FROM pgw_up\n  RETURNING 1\n)\n"
             "SELECT count(*) FROM pgw_j"
         )

@@ -54,6 +54,7 @@ import psycopg
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from pgwarden.db.identifiers import table_key
 from pgwarden.errors import UserError
 from pgwarden.transfer import _fit
 from pgwarden.transfer._job import ImportFailed, ImportReport, Job, Source, transaction
@@ -195,7 +196,7 @@ def import_csv(
     with transaction(conn, dry_run):
         schema, name = resolve_table(conn, table)
         _refuse_reserved([(schema, name)])
-        target = load_targets(conn, [(schema, name)])[f"{schema}.{name}"]
+        target = load_targets(conn, [(schema, name)])[table_key(schema, name)]
         file = Path(path)
         try:
             with file.open("rb") as handle:
@@ -265,7 +266,7 @@ class _Digest:
 def _refuse_reserved(tables: Iterable[tuple[str, str]]) -> None:
     """Raise UserError for any table in pgwarden's schema or a system schema."""
     reserved = [
-        f"{schema}.{name}"
+        table_key(schema, name)
         for schema, name in tables
         if schema in _RESERVED or schema.startswith("pg_")
     ]

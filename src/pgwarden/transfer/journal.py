@@ -10,7 +10,11 @@ journal::
                              written_xmin, new_hash
 
 ``action`` is what the run did to the rows: ``insert``, ``update`` (``previous`` holds
-the whole row before) or ``delete`` (``previous`` holds the row). A journal row names
+the whole row before) or ``delete`` (``previous`` holds the row). ``previous`` is the
+row as JSON, for people and queries; ``previous_row`` is its text as PostgreSQL prints
+a row, read back by casting it to the table's row type, which is what a rollback
+restores: JSON would rewrite a ``json`` value's text, lose the sign of ``-0`` and
+misread BC dates. A journal row names
 one row by ``key`` (``{"id": 7}``), or, for the rows one statement inserted, all of
 them by ``keys``: for each key column the text of an array of its values
 (``{"id": "{7,8,9}"}``), read back typed as the column by ``jsonb_to_record``.
@@ -90,6 +94,7 @@ CREATE TABLE IF NOT EXISTS pgwarden.import_journal (
   key jsonb,
   keys jsonb,
   previous jsonb,
+  previous_row text,
   new_hash text,
   written_xmin xid,
   CONSTRAINT import_journal_previous CHECK ((action = 'insert') = (previous IS NULL)),
@@ -129,13 +134,15 @@ _PINNED = (
 
 _EXISTS = text("SELECT to_regclass('pgwarden.import_run') IS NOT NULL")
 _JOURNAL_EXISTS = text("SELECT to_regclass('pgwarden.import_journal') IS NOT NULL")
-_CURRENT = text(
+_HAS_COLUMN = text(
     """
 SELECT EXISTS (SELECT FROM pg_attribute
                WHERE attrelid = to_regclass('pgwarden.import_journal')
-                 AND attname = 'written_xmin' AND NOT attisdropped)
+                 AND attname = :column AND NOT attisdropped)
 """
 )
+# A journal of before rows were kept as their text: it gains the column.
+_ADD_ROW_TEXT = "ALTER TABLE pgwarden.import_journal ADD COLUMN IF NOT EXISTS previous_row text"
 
 _START = text(
     """
@@ -217,15 +224,17 @@ def ensure_journal(conn: Connection) -> None:
         Creating them takes a lock held to the end of the transaction, so two first runs
         do not race; once they exist, runs take no lock here and go on side by side.
     """
-    if conn.execute(_CURRENT).scalar_one():
+    if conn.execute(_HAS_COLUMN, {"column": "previous_row"}).scalar_one():
         return
     conn.execute(text("SELECT pg_advisory_xact_lock(:key)"), {"key": _LOCK_KEY})
     upgrade = conn.execute(_JOURNAL_EXISTS).scalar_one()
     for statement in _DDL:
         conn.exec_driver_sql(statement)
-    if upgrade and not conn.execute(_CURRENT).scalar_one():
-        for statement in _UPGRADE:
-            conn.exec_driver_sql(statement)
+    if upgrade:
+        if not conn.execute(_HAS_COLUMN, {"column": "written_xmin"}).scalar_one():
+            for statement in _UPGRADE:
+                conn.exec_driver_sql(statement)
+        conn.exec_driver_sql(_ADD_ROW_TEXT)
 
 
 def start_run(

@@ -39,8 +39,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from pgwarden.db.identifiers import quote_identifier as quote
+from pgwarden.db.identifiers import table_key
 from pgwarden.errors import PgwardenError, UserError
-from pgwarden.insight.findings import quote
 from pgwarden.transfer._job import transaction
 from pgwarden.transfer._target import (
     Target,
@@ -61,6 +62,7 @@ _ENTRIES = text(
 SELECT schema_name, table_name, action, count(*) AS rows,
        (array_agg(coalesce(key, keys)))[1] AS sample_key,
        bool_or(new_hash IS NULL AND action <> 'delete') AS by_xmin,
+       bool_and(previous_row IS NOT NULL) AS by_row,
        (SELECT array_agg(DISTINCT k)
         FROM pgwarden.import_journal AS p, jsonb_object_keys(p.previous) AS k
         WHERE p.run_id = :run AND p.schema_name = j.schema_name
@@ -89,6 +91,12 @@ WHERE id = :run
 _FROM_JOURNAL = (
     "pgwarden.import_journal AS j\n"
     "  CROSS JOIN LATERAL jsonb_to_record(j.{field}) AS {alias}({definitions})\n"
+)
+# A row kept as its text comes back by a cast to the table's row type: each value
+# through its type's input function, exactly as it was.
+_ROW_FROM_JOURNAL = (
+    "pgwarden.import_journal AS j\n"
+    "  CROSS JOIN LATERAL (SELECT (CAST(j.previous_row AS {table})).*) AS {alias}\n"
 )
 _WRITTEN, _INSERTED, _DELETED = "'insert', 'update'", "'insert'", "'delete'"
 _THIS_TABLE = "j.run_id = :run AND j.schema_name = :schema AND j.table_name = :table"
@@ -159,9 +167,14 @@ class _Journaled:
     previous: dict[str, list[str]]
     params: dict[str, Any]
     by_xmin: bool = False
+    by_row: bool = True  # every previous version is kept as the row's text
 
-    def definitions(self, columns: list[str]) -> str:
-        return ", ".join(f"{quote(c)} {self.target.columns[c].type}" for c in columns)
+    def previous_rows(self, columns: list[str]) -> str:
+        """Return the journal joined to its previous versions, as ``pgw_p``."""
+        if self.by_row:
+            return _ROW_FROM_JOURNAL.format(table=self.target.sql, alias="pgw_p")
+        definitions = ", ".join(f"{quote(c)} {self.target.columns[c].type}" for c in columns)
+        return _FROM_JOURNAL.format(field="previous", alias="pgw_p", definitions=definitions)
 
 
 def rollback_run(
@@ -220,7 +233,7 @@ def _journaled(conn: Connection, run_id: int) -> dict[str, _Journaled]:
     targets = load_targets(conn, names)
     found: dict[str, _Journaled] = {}
     for row in rows:
-        name = f"{row.schema_name}.{row.table_name}"
+        name = table_key(row.schema_name, row.table_name)
         target = targets.get(name)
         if target is None:
             raise UserError(f"run {run_id} changed {name}, which no longer exists.")
@@ -241,6 +254,8 @@ def _journaled(conn: Connection, run_id: int) -> dict[str, _Journaled]:
         )  # fmt: skip
         entry.actions[row.action] = int(row.rows)
         entry.by_xmin = entry.by_xmin or bool(row.by_xmin)
+        if row.action != "insert":
+            entry.by_row = entry.by_row and bool(row.by_row)
         entry.previous[row.action] = [
             c for c in target.writable if c in set(row.previous_columns or [])
         ]
@@ -400,9 +415,7 @@ def _reinsert(conn: Connection, entry: _Journaled) -> int:
         if any(entry.target.columns[c].identity == "a" for c in columns)
         else ""
     )
-    source = _FROM_JOURNAL.format(
-        field="previous", alias="pgw_p", definitions=entry.definitions(columns)
-    )
+    source = entry.previous_rows(columns)
     sql = (
         f"  INSERT INTO {entry.target.sql} ({column_list(columns)}){overriding}\n"
         f"  SELECT {column_list(columns, 'pgw_p')}\n  FROM {source}"
@@ -420,9 +433,7 @@ def _restore(conn: Connection, entry: _Journaled) -> int:
     ]
     if not settable:
         return 0
-    source = _FROM_JOURNAL.format(
-        field="previous", alias="pgw_p", definitions=entry.definitions(columns)
-    )
+    source = entry.previous_rows(columns)
     sets = ", ".join(f"{quote(c)} = pgw_p.{quote(c)}" for c in settable)
     sql = (
         f"  UPDATE {entry.target.sql} AS pgw_t SET {sets}\n  FROM {source}"
