@@ -1,21 +1,23 @@
 """Read a stored backup back: prove its files, stage them locally, find its keyring.
 
-Every byte read goes through :func:`~pgwarden.backup._streams.read_checked`, so a file
+Every byte read goes through :class:`~pgwarden.backup._streams.CheckedRead`, so a file
 is proved (size, SHA-256, authenticated decryption) whatever it is read for.
 """
 
 from __future__ import annotations
 
+import os
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
-from pgwarden.backup._streams import read_checked
+from pgwarden.backup._streams import CheckedRead
 from pgwarden.backup.crypto import BackupKeyring
+from pgwarden.backup.errors import ManifestInvalid
 from pgwarden.backup.manifest import Manifest, StoredFile
 from pgwarden.backup.progress import ProgressCallback, counted, no_progress
-from pgwarden.backup.storage import Storage
+from pgwarden.backup.storage import Storage, check_key
 from pgwarden.errors import ConfigError, UserError
 
 __all__ = ["check_files", "keyring_for", "major", "read_file", "stage", "staging_directory"]
@@ -60,9 +62,9 @@ def read_file(
     prefix: str,
     stored: StoredFile,
     keyring: BackupKeyring | None,
-) -> Iterator[bytes]:
-    """Yield the proved plaintext of one stored file of a backup."""
-    return read_checked(
+) -> CheckedRead:
+    """Return the proved plaintext of one stored file of a backup, chunk by chunk."""
+    return CheckedRead(
         storage,
         prefix + stored.name,
         stored,
@@ -72,8 +74,30 @@ def read_file(
     )
 
 
-def _plain_name(stored: StoredFile) -> str:
-    return stored.name.removeprefix("data/").removesuffix(".enc")
+def _staged_paths(
+    manifest: Manifest, prefix: str, archive: Path, only: str | None
+) -> list[tuple[StoredFile, Path]]:
+    """Return each file to stage and where it goes, every path checked before any is opened.
+
+    The manifest's schema allows only ``data.dump`` and ``data/<plain segment>``; this
+    checks again, on the paths themselves, that each stays inside ``archive``.
+    """
+    base = archive.parent.resolve() if manifest.dump_format == "custom" else archive.resolve()
+    planned = []
+    for stored in manifest.files:
+        check_key(prefix + stored.name)
+        name = stored.name.removeprefix("data/").removesuffix(".enc")
+        if only is not None and name != only:
+            continue
+        path = archive if manifest.dump_format == "custom" else archive / name
+        if "/" in name or name in ("", ".", "..") or path.resolve().parent != base:
+            raise ManifestInvalid(
+                f"backup {manifest.id} names a file {stored.name!r} that would be written "
+                f"outside its staging directory {archive}.",
+                hint="The manifest was altered; use another copy of the backup.",
+            )
+        planned.append((stored, path))
+    return planned
 
 
 def stage(
@@ -86,18 +110,21 @@ def stage(
     *,
     only: str | None = None,
 ) -> Path:
-    """Write the proved plaintext of a backup's files into ``directory``; return the archive."""
+    """Write the proved plaintext of a backup's files into ``directory``; return the archive.
+
+    Every file is created anew (never through a symbolic link, never over a file) in a
+    directory of this process's own.
+    """
     archive = directory / ("data.dump" if manifest.dump_format == "custom" else "dump")
+    planned = _staged_paths(manifest, prefix, archive, only)
     if manifest.dump_format == "directory":
-        archive.mkdir()
+        archive.mkdir(mode=0o700)
     total = sum(f.plain_size for f in manifest.files)
     done = 0
-    for stored in manifest.files:
-        if only is not None and _plain_name(stored) != only:
-            continue
-        path = archive if manifest.dump_format == "custom" else archive / _plain_name(stored)
+    for stored, path in planned:
         chunks = read_file(storage, manifest, prefix, stored, keyring)
-        with path.open("wb") as handle:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+        with os.fdopen(fd, "wb") as handle:
             for chunk in counted(chunks, "download", on_progress, total=total, start=done):
                 handle.write(chunk)
         done += stored.plain_size

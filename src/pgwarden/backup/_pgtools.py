@@ -16,7 +16,7 @@ from sqlalchemy import exc as sa_exc
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool
 
-from pgwarden.db.binaries import Binary, find_binary
+from pgwarden.db.binaries import Binary, find_binary, lacks_restrict, program_version
 from pgwarden.db.engines import connection_error
 from pgwarden.urls import sync_url
 
@@ -25,6 +25,7 @@ __all__ = [
     "engine_for",
     "server_version",
     "supports_compression",
+    "unsafe_pipe",
 ]
 
 log = logging.getLogger("pgwarden.backup")
@@ -60,9 +61,33 @@ def server_version(conn: sa.Connection) -> tuple[int, str]:
     return major, f"{major}.{number % 10000}"
 
 
-def client_binary(name: str, *, min_major: int) -> Binary:
-    """Return ``pg_dump`` or ``pg_restore`` at least as new as ``min_major``."""
-    return find_binary(name, min_major=min_major)
+def client_binary(name: str, *, min_major: int, into_psql: bool = False) -> Binary:
+    """Return ``pg_dump`` or ``pg_restore`` at least as new as ``min_major``.
+
+    ``into_psql``: its output is to be piped into the psql beside it, so the first one
+    whose pair has the fix of CVE-2025-8714 is taken (see :func:`unsafe_pipe`).
+    """
+    return find_binary(name, min_major=min_major, refuse=unsafe_pipe if into_psql else None)
+
+
+def unsafe_pipe(binary: Binary) -> str | None:
+    """Return why piping ``binary``'s SQL into the psql beside it is unsafe, or None.
+
+    Before the fix of CVE-2025-8714 (``\\restrict``), a crafted archive makes the SQL
+    pg_restore writes carry psql meta-commands, which psql runs on this machine. With no
+    psql beside it, nothing is piped.
+    """
+    psql = binary.path.parent / "psql"
+    if not psql.exists():
+        return None
+    found = program_version(psql)
+    pair = [binary]
+    if found is not None:
+        pair.append(Binary("psql", psql, found[0], found[1], binary.source))
+    old = [f"{b.name} {b.version}" for b in pair if lacks_restrict(b)]
+    if found is None:
+        old.append("psql (of no known version)")
+    return f"{' and '.join(old)} lack the fix of CVE-2025-8714" if old else None
 
 
 @lru_cache(maxsize=32)

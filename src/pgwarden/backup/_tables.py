@@ -13,6 +13,7 @@ from fnmatch import fnmatchcase
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.sql import quoted_name
 
 from pgwarden.backup.manifest import TableEntry
 from pgwarden.errors import UserError
@@ -102,6 +103,10 @@ SELECT c.reltuples::bigint
 FROM pg_class AS c
 WHERE c.oid = :oid
 """
+)
+
+TABLE_EXISTS = sa.text(
+    "SELECT to_regclass(quote_ident(:schema) || '.' || quote_ident(:name)) IS NOT NULL"
 )
 
 LARGE_OBJECTS = sa.text("SELECT count(*) FROM pg_largeobject_metadata")
@@ -260,9 +265,14 @@ def select_tables(
     return Selection(tables=final, dump_args=args, whole_database=whole)
 
 
-def _quoted(conn: Connection, entry: TableEntry) -> str:
-    prep = conn.dialect.identifier_preparer
-    return f"{prep.quote_identifier(entry.schema)}.{prep.quote_identifier(entry.name)}"
+def _count(conn: Connection, entry: TableEntry) -> int:
+    """Return ``count(*)`` of a table, its name quoted by SQLAlchemy for any legal name.
+
+    Not text SQL: a name holding ``%`` or ``:x`` would be read as a placeholder there.
+    """
+    table = sa.table(quoted_name(entry.name, True), schema=quoted_name(entry.schema, True))
+    query = sa.select(sa.func.count()).select_from(table)
+    return int(conn.execute(query).scalar_one())
 
 
 def count_rows(conn: Connection, tables: Iterable[Table], *, method: str) -> list[TableEntry]:
@@ -274,11 +284,7 @@ def count_rows(conn: Connection, tables: Iterable[Table], *, method: str) -> lis
     for table in tables:
         rows: int | None = None
         if not table.partitioned and method == "exact":
-            rows = int(
-                conn.execute(
-                    sa.text(f"SELECT count(*) FROM {_quoted(conn, table.entry)}")
-                ).scalar_one()
-            )
+            rows = _count(conn, table.entry)
         elif not table.partitioned and method == "estimate":
             estimate = int(conn.execute(ESTIMATE, {"oid": table.oid}).scalar_one())
             rows = estimate if estimate >= 0 else None
@@ -298,9 +304,6 @@ def user_tables(conn: Connection) -> list[str]:
 
 def table_rows(conn: Connection, entry: TableEntry) -> int | None:
     """Return the rows of ``entry`` in the connected database, None if it is missing."""
-    exists = conn.execute(
-        sa.text("SELECT to_regclass(:name) IS NOT NULL"), {"name": _quoted(conn, entry)}
-    ).scalar_one()
-    if not exists:
-        return None
-    return int(conn.execute(sa.text(f"SELECT count(*) FROM {_quoted(conn, entry)}")).scalar_one())
+    names = {"schema": entry.schema, "name": entry.name}
+    exists = conn.execute(TABLE_EXISTS, names).scalar_one()
+    return _count(conn, entry) if exists else None

@@ -2,8 +2,9 @@
 
 Everything is read from the storage itself, so every host sharing it sees the same
 catalogue: a backup id with a ``manifest.json`` is complete, one without is incomplete
-(running, or left by a crash). ``verify.json`` holds the last verification and
-``pinned.json`` pins a backup; the manifest itself is never rewritten.
+(running, or left by a crash), one whose manifest is not valid is unreadable (kept by
+expire, refused by whatever needs the manifest). ``verify.json`` holds the last
+verification and ``pinned.json`` pins a backup; the manifest itself is never rewritten.
 
 :func:`expire_backups` applies :func:`~pgwarden.backup.retention.plan_retention` under
 the database's storage lock: never the newest complete nor the newest verified backup,
@@ -21,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 
-from pgwarden.backup.errors import BackupNotFound, StorageError
+from pgwarden.backup.errors import BackupNotFound, ManifestInvalid, StorageError
 from pgwarden.backup.lock import Lock
 from pgwarden.backup.manifest import (
     KIND,
@@ -55,6 +56,7 @@ __all__ = [
 ]
 
 log = logging.getLogger("pgwarden.backup")
+_UNREADABLE = "manifest not valid: kept for inspection (`pgwarden backup delete` removes it)"
 _KEY = re.compile(rf"^(?P<db>[^/]+)/{KIND}/(?P<id>\d{{8}}T\d{{6}}Z-[0-9a-f]{{4,16}})/(?P<rest>.+)$")
 
 
@@ -74,10 +76,13 @@ class BackupEntry:
     verification: VerifyRecord | None = None
     manifest: Manifest | None = field(default=None, repr=False)
     kind: str = KIND
+    problem: ManifestInvalid | None = field(default=None, repr=False)
 
     @property
     def status(self) -> str:
-        """Return ``complete`` or ``incomplete``."""
+        """Return ``complete``, ``incomplete``, or ``unreadable`` (a manifest not valid)."""
+        if self.problem is not None:
+            return "unreadable"
         return "complete" if self.complete else "incomplete"
 
     @property
@@ -113,21 +118,26 @@ def _entry(
 ) -> BackupEntry:
     prefix = f"{segment}/{KIND}/{backup_id}/"
     names = {info.key[len(prefix) :] for info in objects}
-    manifest = verification = None
+    manifest = verification = problem = None
     database = segment
     if MANIFEST in names:
         try:
-            manifest = Manifest.from_json(storage.read_bytes(prefix + MANIFEST))
+            raw = storage.read_bytes(prefix + MANIFEST)
+            manifest = Manifest.from_json(raw, backup_id=backup_id)
             database = manifest.database
-        except ValueError as exc:
-            log.warning("backup %s: unreadable manifest, counted incomplete: %s", backup_id, exc)
-    elif STARTED in names:
-        database = str(parse_started(storage.read_bytes(prefix + STARTED)).get("database", segment))
+        except ManifestInvalid as exc:  # shown by list, raised by whatever needs it
+            log.info("%s", exc.message)
+            problem = exc
+    if manifest is None and STARTED in names:
+        started = parse_started(storage.read_bytes(prefix + STARTED)).get("database")
+        database = started if isinstance(started, str) and started else segment
     if VERIFY in names:
         try:
-            verification = VerifyRecord.from_json(storage.read_bytes(prefix + VERIFY))
-        except ValueError as exc:
-            log.warning("backup %s: unreadable verify.json ignored: %s", backup_id, exc)
+            verification = VerifyRecord.from_json(
+                storage.read_bytes(prefix + VERIFY), backup_id=backup_id
+            )
+        except ManifestInvalid as exc:
+            log.warning("backup %s: ignored: %s", backup_id, exc.message)
     return BackupEntry(
         id=backup_id,
         database=database,
@@ -140,6 +150,7 @@ def _entry(
         pinned=PINNED in names,
         verification=verification,
         manifest=manifest,
+        problem=problem,
     )
 
 
@@ -174,12 +185,20 @@ def find_backup(storage: Storage, backup_id: str, *, database: str | None = None
 
 
 def backup_info(storage: Storage, backup_id: str, *, database: str | None = None) -> BackupEntry:
-    """Return the backup ``backup_id`` with its manifest and last verification."""
-    return find_backup(storage, backup_id, database=database)
+    """Return the backup ``backup_id`` with its manifest and last verification.
+
+    Raise :class:`ManifestInvalid` if its manifest is not valid.
+    """
+    entry = find_backup(storage, backup_id, database=database)
+    if entry.problem is not None:
+        raise entry.problem
+    return entry
 
 
 def complete_manifest(entry: BackupEntry) -> Manifest:
-    """Return the manifest of ``entry``, or raise a user error if it is incomplete."""
+    """Return the manifest of ``entry``; raise if it is incomplete or not valid."""
+    if entry.problem is not None:
+        raise entry.problem
     if entry.manifest is None:
         raise UserError(
             f"backup {entry.id} is incomplete: it has no manifest (it is running, or it "
@@ -311,10 +330,16 @@ def expire_backups(
 
     def plan() -> tuple[ExpireDecision, ...]:
         entries = {e.id: e for e in list_backups(storage, database=database)}
-        retention = plan_retention((e.record() for e in entries.values()), policy, now=now)
-        return tuple(
+        readable = (e.record() for e in entries.values() if e.problem is None)
+        retention = plan_retention(readable, policy, now=now)
+        decisions = [
             ExpireDecision(entries[d.backup.id], d.keep, d.reasons) for d in retention.decisions
-        )
+        ]
+        decisions += [
+            ExpireDecision(e, True, (_UNREADABLE,)) for e in entries.values() if e.problem
+        ]
+        decisions.sort(key=lambda d: (d.backup.started_at, d.backup.id), reverse=True)
+        return tuple(decisions)
 
     if dry_run:
         return ExpireReport(database, plan(), True)

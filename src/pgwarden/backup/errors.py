@@ -13,6 +13,7 @@ __all__ = [
     "InvalidKey",
     "LockHeld",
     "LockLost",
+    "ManifestInvalid",
     "ObjectChanged",
     "ObjectExists",
     "ObjectNotFound",
@@ -96,6 +97,14 @@ class IntegrityFailed(PgwardenError):
 
 class ChecksumMismatch(IntegrityFailed):
     """Raise when a stored file's size or SHA-256 differs from the manifest's."""
+
+
+class ManifestInvalid(IntegrityFailed):
+    """Raise when a backup's ``manifest.json`` is not a valid manifest of that backup.
+
+    A manifest is read from storage, which others may write to: it is checked against
+    a strict schema before anything is done with it, and a bad one is refused whole.
+    """
 
 
 class RowCountMismatch(IntegrityFailed):

@@ -35,6 +35,7 @@ from types import TracebackType
 
 import psutil
 
+from pgwarden.backup import _schema
 from pgwarden.backup.errors import LockHeld, LockLost, ObjectChanged, ObjectExists, ObjectNotFound
 from pgwarden.backup.storage import Storage
 from pgwarden.errors import PgwardenError, UserError
@@ -83,22 +84,12 @@ class LockRecord:
 
     @classmethod
     def from_json(cls, data: bytes) -> LockRecord:
-        """Parse a lock object; raise ``ValueError`` if it is not one."""
+        """Parse and validate a lock object; raise ``ValueError`` if it is not one."""
         try:
-            raw = json.loads(data)
-            return cls(
-                name=str(raw["name"]),
-                purpose=str(raw["purpose"]),
-                host=str(raw["host"]),
-                pid=int(raw["pid"]),
-                process_started=float(raw["process_started"]),
-                started_at=datetime.fromisoformat(raw["started_at"]),
-                heartbeat_at=datetime.fromisoformat(raw["heartbeat_at"]),
-                expires_at=datetime.fromisoformat(raw["expires_at"]),
-                token=str(raw["token"]),
-            )
-        except (KeyError, TypeError, ValueError, UnicodeDecodeError) as exc:
+            raw = _schema.parse(_schema.LockSchema, data, max_bytes=64 * 1024)
+        except ValueError as exc:
             raise ValueError(f"not a lock record: {exc}") from None
+        return cls(**raw.model_dump(exclude={"format"}))
 
     def describe(self) -> str:
         """Return who holds the lock, in words: ``backup by pid 42 on db1 since ...``."""

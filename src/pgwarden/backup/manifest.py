@@ -23,6 +23,8 @@ from dataclasses import asdict, dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from pgwarden.backup import _schema
+from pgwarden.backup.errors import ManifestInvalid
 from pgwarden.errors import UserError
 
 __all__ = [
@@ -54,7 +56,7 @@ VERIFY = "verify.json"
 PINNED = "pinned.json"
 FORMAT = 1
 
-_ID = re.compile(r"^(?P<time>\d{8}T\d{6}Z)-(?P<suffix>[0-9a-f]{4,16})$")
+_ID = re.compile(_schema.BACKUP_ID)
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 
 
@@ -220,44 +222,58 @@ class Manifest:
         return {"format": FORMAT, **data}
 
     @classmethod
-    def from_json(cls, raw: bytes) -> Manifest:
-        """Parse ``manifest.json``; raise ``ValueError`` if it is not a manifest."""
+    def from_json(cls, raw: bytes, *, backup_id: str | None = None) -> Manifest:
+        """Parse and validate ``manifest.json`` (of ``backup_id``, if given).
+
+        Raise :class:`ManifestInvalid`, naming the backup and what is wrong, if it is
+        not a valid manifest of that backup.
+        """
         try:
-            data = json.loads(raw)
-            if data.get("format") != FORMAT or data.get("kind") != KIND:
-                raise ValueError(f"format {data.get('format')!r}, kind {data.get('kind')!r}")
-            encryption = data.get("encryption") or {}
-            return cls(
-                id=data["id"],
-                database=data["database"],
-                database_url=data["database_url"],
-                server_version=data["server_version"],
-                client_version=data["client_version"],
-                started_at=datetime.fromisoformat(data["started_at"]),
-                ended_at=datetime.fromisoformat(data["ended_at"]),
-                dump_format=data["dump_format"],
-                compression=Compression(**data["compression"]),
-                key_id=encryption.get("key_id"),
-                files=tuple(StoredFile(**f) for f in data["files"]),
-                tables=tuple(
-                    TableEntry(
-                        **{
-                            **t,
-                            "indexes": tuple(t.get("indexes", ())),
-                            "sequences": tuple(t.get("sequences", ())),
-                        }
-                    )
-                    for t in data["tables"]
-                ),
-                row_counts=data["row_counts"],
-                large_objects=data.get("large_objects"),
-                snapshot=data.get("snapshot"),
-                options=dict(data.get("options") or {}),
-                pgwarden_version=data.get("pgwarden_version", ""),
-                status=data.get("status", "complete"),
-            )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ValueError(f"not a pgwarden logical backup manifest: {exc}") from None
+            data = _schema.parse(_schema.ManifestSchema, raw)
+            if backup_id is not None and data.id != backup_id:
+                raise ValueError(f"it is the manifest of backup {data.id}")
+        except ValueError as exc:
+            raise _invalid(backup_id, MANIFEST, str(exc)) from None
+        return cls(
+            id=data.id,
+            database=data.database,
+            database_url=data.database_url,
+            server_version=data.server_version,
+            client_version=data.client_version,
+            started_at=data.started_at,
+            ended_at=data.ended_at,
+            dump_format=data.dump_format,
+            compression=Compression(data.compression.method, data.compression.level),
+            key_id=data.encryption.key_id if data.encryption else None,
+            files=tuple(StoredFile(**f.model_dump()) for f in data.files),
+            tables=tuple(
+                TableEntry(
+                    schema=t.schema_,
+                    name=t.name,
+                    rows=t.rows,
+                    parent=t.parent,
+                    indexes=tuple(t.indexes),
+                    sequences=tuple(t.sequences),
+                    foreign_keys=dict(t.foreign_keys),
+                )
+                for t in data.tables
+            ),
+            row_counts=data.row_counts,
+            large_objects=data.large_objects,
+            snapshot=data.snapshot,
+            options=data.options.model_dump(),
+            pgwarden_version=data.pgwarden_version,
+        )
+
+
+def _invalid(backup_id: str | None, name: str, reason: str) -> ManifestInvalid:
+    whose = f" of backup {backup_id}" if backup_id else ""
+    return ManifestInvalid(
+        f"{name}{whose} is not valid: {reason}.",
+        hint="The storage holds a damaged or altered record, or one written by a newer "
+        "pgwarden. Use another copy of the backup, or another backup; `pgwarden backup "
+        "delete` removes this one.",
+    )
 
 
 @dataclass(frozen=True, slots=True)
@@ -310,31 +326,31 @@ class VerifyRecord:
         return json.dumps({"format": FORMAT, **data}, indent=2, sort_keys=True).encode()
 
     @classmethod
-    def from_json(cls, raw: bytes) -> VerifyRecord:
-        """Parse ``verify.json``; raise ``ValueError`` if it is not one."""
+    def from_json(cls, raw: bytes, *, backup_id: str | None = None) -> VerifyRecord:
+        """Parse and validate ``verify.json``; raise :class:`ManifestInvalid` if it is not one."""
         try:
-            data = json.loads(raw)
-            amcheck = data.get("amcheck")
-            return cls(
-                backup_id=data["backup_id"],
-                verified_at=datetime.fromisoformat(data["verified_at"]),
-                ok=bool(data["ok"]),
-                scratch=data["scratch"],
-                server_version=data.get("server_version"),
-                restore_seconds=data.get("restore_seconds"),
-                row_checks=tuple(RowCheck(**r) for r in data.get("row_checks", ())),
-                amcheck=AmcheckResult(
-                    available=amcheck["available"],
-                    reason=amcheck.get("reason"),
-                    indexes_checked=amcheck.get("indexes_checked", 0),
-                    failures=tuple((str(f[0]), str(f[1])) for f in amcheck.get("failures", ())),
-                )
-                if amcheck
-                else None,
-                error=data.get("error"),
+            data = _schema.parse(_schema.VerifySchema, raw)
+        except ValueError as exc:
+            raise _invalid(backup_id, VERIFY, str(exc)) from None
+        amcheck = data.amcheck
+        return cls(
+            backup_id=data.backup_id,
+            verified_at=data.verified_at,
+            ok=data.ok,
+            scratch=data.scratch,
+            server_version=data.server_version,
+            restore_seconds=data.restore_seconds,
+            row_checks=tuple(RowCheck(r.table, r.expected, r.actual) for r in data.row_checks),
+            amcheck=AmcheckResult(
+                available=amcheck.available,
+                reason=amcheck.reason,
+                indexes_checked=amcheck.indexes_checked,
+                failures=tuple(amcheck.failures),
             )
-        except (KeyError, TypeError, ValueError, AttributeError) as exc:
-            raise ValueError(f"not a pgwarden verify record: {exc}") from None
+            if amcheck
+            else None,
+            error=data.error,
+        )
 
 
 def started_record(backup_id: str, database: str, started_at: datetime, **extra: Any) -> bytes:
@@ -353,7 +369,6 @@ def started_record(backup_id: str, database: str, started_at: datetime, **extra:
 def parse_started(raw: bytes) -> dict[str, Any]:
     """Return what ``started.json`` says, or an empty dict if it is unreadable."""
     try:
-        data = json.loads(raw)
+        return _schema.load_object(raw)
     except ValueError:
         return {}
-    return data if isinstance(data, dict) else {}

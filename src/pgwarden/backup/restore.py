@@ -42,7 +42,7 @@ from sqlalchemy.engine import URL
 from pgwarden.backup import _archive, _pgtools, _tables, _toc
 from pgwarden.backup._archive import check_files
 from pgwarden.backup._pgrestore import RestoreCommand
-from pgwarden.backup._streams import held_back
+from pgwarden.backup._streams import CheckedRead, held_back
 from pgwarden.backup.catalog import complete_manifest, find_backup
 from pgwarden.backup.crypto import BackupKeyring
 from pgwarden.backup.errors import RestoreFailed, RowCountMismatch, TargetNotEmpty
@@ -96,7 +96,7 @@ def backup_contents(
     binary = _pgtools.client_binary("pg_restore", min_major=_archive.major(manifest.client_version))
     args = [str(binary.path), "--list", f"--format={manifest.dump_format}"]
     with _archive.staging_directory(staging_dir, "pgwarden-list-") as temp:
-        feed: Iterator[bytes] | None = None
+        feed: CheckedRead | None = None
         if manifest.dump_format == "directory":
             archive = _archive.stage(
                 storage, manifest, entry.prefix, keyring, Path(temp), no_progress, only="toc.dat"
@@ -111,11 +111,18 @@ def backup_contents(
         assert stdout is not None
         reader = threading.Thread(target=lambda: output.append(stdout.read()))
         reader.start()
-        if feed is not None:
-            _feed_until_closed(proc, feed)
-        code = proc.wait()
-        reader.join()
+        try:
+            if feed is not None:
+                _feed_until_closed(proc, feed)
+            code = proc.wait()
+        finally:
+            if proc.poll() is None:  # the stored file failed its checks: stop reading it
+                proc.kill()
+                proc.wait()
+            reader.join()
     if code != 0:
+        if feed is not None:
+            feed.finish()  # a damaged archive is an integrity failure, not pg_restore's
         raise RestoreFailed(
             f"pg_restore --list failed: {clients.first_error(errors.text(), program='pg_restore')}"
         )
@@ -282,7 +289,7 @@ def restore_backup(
             present = _check_target(conn, manifest, chosen, clean=clean, shown=shown)
             conn.rollback()
         need = max(target_major, _archive.major(manifest.client_version))
-        binary = _pgtools.client_binary("pg_restore", min_major=need)
+        binary = _pgtools.client_binary("pg_restore", min_major=need, into_psql=jobs == 1)
         with _archive.staging_directory(staging_dir, "pgwarden-restore-") as temp:
             options = [f"--format={manifest.dump_format}"]
             options += ["--clean", "--if-exists"] if clean else []
@@ -324,7 +331,14 @@ def restore_backup(
                 stored = manifest.files[0]
                 chunks = _archive.read_file(storage, manifest, entry.prefix, stored, keyring)
                 total = stored.plain_size
-                command.run(feed=held_back(counted(chunks, "restore", on_progress, total=total)))
+                try:
+                    command.run(
+                        feed=held_back(counted(chunks, "restore", on_progress, total=total))
+                    )
+                except RestoreFailed:
+                    chunks.finish()  # a damaged file is the verdict, whatever failed first
+                    raise
+                chunks.finish()
             seconds = time.monotonic() - started
         restored = chosen if chosen is not None else list(manifest.tables)
         loaded = {} if recount else _loaded(_toc.data_entries(lines), command.copied)

@@ -104,6 +104,7 @@ def entry_summary(entry: BackupEntry) -> dict[str, Any]:
         "encrypted": manifest.encrypted if manifest else None,
         "format": manifest.dump_format if manifest else None,
         "prefix": entry.prefix,
+        "problem": entry.problem.message if entry.problem else None,
     }
 
 
@@ -135,6 +136,9 @@ def print_entries(console: Console, entries: list[BackupEntry]) -> None:
         )
         grid.add_row(*(Text(cell) for cell in cells))
     console.print(grid)
+    for entry in entries:
+        if entry.problem is not None:
+            console.print(Text(f"{entry.id}: {entry.problem.message}", style="red"))
 
 
 def print_info(console: Console, entry: BackupEntry) -> None:

@@ -24,7 +24,7 @@ import shutil
 import stat
 import subprocess
 import tempfile
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from functools import lru_cache
 from pathlib import Path
@@ -32,12 +32,14 @@ from pathlib import Path
 from pgwarden.errors import BinaryNotFound, ServerError, ServerUnusable
 
 __all__ = [
+    "RESTRICT_FIXED",
     "SHARED_INSTALL_ROOT",
     "Binary",
     "default_search_dirs",
     "embedded_bin_dir",
     "embedded_install_dir",
     "find_binary",
+    "lacks_restrict",
     "program_version",
     "shared_install",
 ]
@@ -46,6 +48,11 @@ _VERSION = re.compile(r"\(PostgreSQL\)\s+(\d+)(?:\.(\d+))?")
 _DEBIAN_GLOB = "/usr/lib/postgresql/*/bin"
 SHARED_INSTALL_ROOT = Path("/var/lib/pgwarden/postgresql")
 _MARKER = "PGWARDEN_INSTALL.json"
+
+#: The first release of each major whose pg_dump, pg_restore and psql have ``\restrict``,
+#: the fix of CVE-2025-8714 (2025-08-14; 18.0 has it). Before it, SQL that pg_restore
+#: writes from a crafted archive can make psql run meta-commands (``\!`` runs a shell).
+RESTRICT_FIXED = {13: (13, 22), 14: (14, 19), 15: (15, 14), 16: (16, 10), 17: (17, 6)}
 
 
 @dataclass(frozen=True)
@@ -57,6 +64,15 @@ class Binary:
     major: int
     version: str
     source: str  # "embedded", "PATH" or "system"
+
+
+def lacks_restrict(binary: Binary) -> bool:
+    """Return whether ``binary`` predates ``\\restrict`` (the fix of CVE-2025-8714)."""
+    if binary.major >= 18:
+        return False
+    fixed = RESTRICT_FIXED.get(binary.major)
+    _, _, minor = binary.version.partition(".")
+    return fixed is None or not minor.isdigit() or (binary.major, int(minor)) < fixed
 
 
 def embedded_install_dir() -> Path | None:
@@ -119,11 +135,13 @@ def find_binary(
     *,
     min_major: int | None = None,
     search_dirs: Sequence[tuple[str, Path]] | None = None,
+    refuse: Callable[[Binary], str | None] | None = None,
 ) -> Binary:
     """Return the first program called ``name`` whose major version is at least ``min_major``.
 
-    Raises :class:`BinaryNotFound` naming the program, the version wanted, every place
-    searched with what was found there, and how to install one.
+    ``refuse`` returns why a program found will not do (None if it will). Raises
+    :class:`BinaryNotFound` naming the program, the version wanted, every place searched
+    with what was found there, and how to install one.
     """
     if not re.fullmatch(r"[a-z_]+", name):
         raise BinaryNotFound(f"{name!r} is not the name of a PostgreSQL program.")
@@ -141,7 +159,12 @@ def find_binary(
         if min_major is not None and major < min_major:
             rejected.append(f"{candidate} (version {version})")
             continue
-        return Binary(name=name, path=candidate, major=major, version=version, source=source)
+        binary = Binary(name=name, path=candidate, major=major, version=version, source=source)
+        reason = refuse(binary) if refuse is not None else None
+        if reason is not None:
+            rejected.append(f"{candidate} ({reason})")
+            continue
+        return binary
     raise _not_found(name, min_major, [d for _, d in dirs], rejected)
 
 

@@ -1,5 +1,8 @@
 """Store backups in a local (or mounted) directory, crash-safe.
 
+A key never leads out of the root directory: a symbolic link planted in the storage that
+points elsewhere is refused (and not listed), for reads and writes alike.
+
 Every write goes to a temporary file in the key's own directory (named
 ``.pgwarden-tmp-*``, never listed), is flushed to disk with fsync, and is then renamed
 over the final name, and the directory is fsynced: after a crash the key holds either
@@ -23,6 +26,7 @@ from pathlib import Path
 from typing import BinaryIO, NoReturn
 
 from pgwarden.backup.errors import (
+    InvalidKey,
     ObjectChanged,
     ObjectExists,
     ObjectNotFound,
@@ -71,7 +75,18 @@ class LocalStorage(Storage):
         return self.root.as_uri()
 
     def _path(self, key: str) -> Path:
-        return self.root / check_key(key)
+        path = self.root / check_key(key)
+        if not self._inside(path):
+            raise InvalidKey(
+                f"object key {key!r} leads out of {self.url} through a symbolic link.",
+                hint="Someone with write access to the storage planted the link: remove it, "
+                "and check the storage's other objects.",
+            )
+        return path
+
+    def _inside(self, path: Path) -> bool:
+        """Return whether ``path``, its symbolic links followed, stays under the root."""
+        return path.resolve().is_relative_to(self.root.resolve())
 
     def _fail(self, exc: OSError, action: str, path: Path) -> NoReturn:
         reason = exc.strerror or str(exc)
@@ -162,13 +177,15 @@ class LocalStorage(Storage):
             if not isinstance(exc, FileNotFoundError):
                 self._fail(exc, "list", Path(exc.filename or base))
 
+        if not self._inside(base):
+            return iter(found)
         for directory, _dirs, files in os.walk(base, onerror=fail):
             for name in files:
                 if name.startswith(RESERVED_PREFIX):
                     continue
                 path = Path(directory, name)
                 key = path.relative_to(self.root).as_posix()
-                if not key.startswith(prefix):
+                if not key.startswith(prefix) or (path.is_symlink() and not self._inside(path)):
                     continue
                 try:
                     found.append(self._info(key, path))
