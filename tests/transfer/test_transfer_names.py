@@ -17,8 +17,8 @@ import sqlalchemy as sa
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from pgwarden.db.identifiers import qualified as qualified_name
-from pgwarden.db.identifiers import quote_identifier as quote
+from pgwarden._sql import qualified as qualified_name
+from pgwarden._sql import quote_identifier as quote
 from pgwarden.testing.servers import TestServer
 from pgwarden.transfer.erase import erase_user
 from pgwarden.transfer.export import export_bundle

@@ -23,7 +23,7 @@ from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import FromClause
 
-from pgwarden.db.identifiers import quote_identifier
+from pgwarden._sql import quote_identifier
 from pgwarden.errors import UserError
 
 __all__ = [

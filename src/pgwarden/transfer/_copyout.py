@@ -26,7 +26,7 @@ from psycopg.waiting import Wait
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from pgwarden.db.identifiers import quote_identifier as quote
+from pgwarden._sql import quote_identifier as quote
 from pgwarden.errors import UserError
 from pgwarden.transfer._rewrite import rewritten
 from pgwarden.transfer.bundle import BundleColumn, DataFile

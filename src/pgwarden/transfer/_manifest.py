@@ -18,7 +18,7 @@ import pydantic_core
 from pydantic import AfterValidator, BaseModel, ConfigDict, Field, StringConstraints
 from pydantic import ValidationError as _ValidationError
 
-from pgwarden.db.identifiers import table_key
+from pgwarden._sql import table_key
 
 __all__ = [
     "MAX_MANIFEST_BYTES",

@@ -21,7 +21,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from pgwarden.db.identifiers import quote_identifier as quote
+from pgwarden._sql import quote_identifier as quote
 from pgwarden.transfer._reports import RowError, TableReport, is_row_level, row_error
 from pgwarden.transfer._staging import NotDirect, Stage
 from pgwarden.transfer._target import Target, UniqueKey, column_list, key_json, sql_name

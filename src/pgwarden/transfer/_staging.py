@@ -27,7 +27,7 @@ from typing import Any
 import psycopg
 from sqlalchemy.engine import Connection
 
-from pgwarden.db.identifiers import quote_identifier as quote
+from pgwarden._sql import quote_identifier as quote
 from pgwarden.transfer._target import column_list
 from pgwarden.transfer.copytext import (
     format_copy_row,

@@ -17,9 +17,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from pgwarden.db.identifiers import qualified as qualified_name
-from pgwarden.db.identifiers import quote_identifier as quote
-from pgwarden.db.identifiers import split_table_key, table_key
+from pgwarden._sql import qualified as qualified_name
+from pgwarden._sql import quote_identifier as quote
+from pgwarden._sql import split_table_key, table_key
 from pgwarden.errors import UserError
 from pgwarden.transfer.catalog import KEY_COLUMNS
 

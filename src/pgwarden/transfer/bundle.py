@@ -42,7 +42,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import IO, Any, Literal, Protocol
 
-from pgwarden.db.identifiers import table_key
+from pgwarden._sql import table_key
 from pgwarden.errors import UserError
 from pgwarden.transfer import _manifest
 from pgwarden.transfer._files import NotRegular, create_private, open_regular, private_directory

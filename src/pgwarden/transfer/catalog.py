@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from pgwarden.db.identifiers import split_table_key, table_key
+from pgwarden._sql import split_table_key, table_key
 from pgwarden.errors import UserError
 from pgwarden.transfer.bundle import BundleColumn, BundleForeignKey, TableSchema
 

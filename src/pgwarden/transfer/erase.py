@@ -45,8 +45,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from pgwarden.db.identifiers import quote_identifier as quote
-from pgwarden.db.identifiers import table_key
+from pgwarden._sql import quote_identifier as quote
+from pgwarden._sql import table_key
 from pgwarden.errors import UserError
 from pgwarden.transfer._job import transaction
 from pgwarden.transfer._target import (

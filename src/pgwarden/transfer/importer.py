@@ -54,7 +54,7 @@ import psycopg
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from pgwarden.db.identifiers import table_key
+from pgwarden._sql import table_key
 from pgwarden.errors import UserError
 from pgwarden.transfer import _fit
 from pgwarden.transfer._job import ImportFailed, ImportReport, Job, Source, transaction

@@ -34,7 +34,7 @@ from sqlalchemy import text
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.engine import Connection
 
-from pgwarden.db.identifiers import quote_identifier as quote
+from pgwarden._sql import quote_identifier as quote
 from pgwarden.transfer.bundle import BundleForeignKey
 from pgwarden.transfer.catalog import Catalog, CatalogTable
 from pgwarden.transfer.filters import (
