@@ -49,8 +49,7 @@ from pgwarden.db.binaries import find_binary
 from pgwarden.db.clients import client_args
 from pgwarden.db.engines import create_engine
 from pgwarden.testing.servers import start_test_server
-from pgwarden.transfer.export import export_bundle
-from pgwarden.transfer.transforms import TransformSpec
+from pgwarden.transfer import TransformSpec, export_bundle
 
 ANONYMIZE = {
     "tables": {

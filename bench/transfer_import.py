@@ -36,9 +36,7 @@ from sqlalchemy.pool import NullPool
 
 from pgwarden.db.engines import create_engine
 from pgwarden.testing.servers import start_test_server
-from pgwarden.transfer.importer import import_bundle
-from pgwarden.transfer.rollback import rollback_run
-from pgwarden.transfer.transforms import TransformSpec
+from pgwarden.transfer import TransformSpec, import_bundle, rollback_run
 
 sys.path.insert(0, str(Path(__file__).resolve().parent.parent / "tests"))
 from transfer_import_support import write_bundle

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pickle
 
 from pgwarden.errors import PgwardenError, UserError
-from pgwarden.transfer.rollback import RollbackRefused
+from pgwarden.transfer import RollbackRefused
 
 
 def test_an_error_keeps_its_hint_and_class_through_pickle() -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import psutil
 from sqlalchemy.engine import Engine
 
-from pgwarden.transfer.bundle import Bundle
+from pgwarden.transfer import Bundle
 
 
 def load_with_copy(engine: Engine, bundle: Bundle) -> dict[str, int]:

@@ -18,7 +18,8 @@ from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
 from pgwarden.insight.findings import qualified_name, quote
-from pgwarden.transfer.bundle import BundleTable, DataFile, Format, write_manifest
+from pgwarden.transfer import BundleTable
+from pgwarden.transfer.bundle import DataFile, Format, write_manifest
 from pgwarden.transfer.catalog import load_catalog
 
 # Migration bookkeeping: a migrated target has its own row already.

@@ -14,7 +14,7 @@ from click.testing import CliRunner, Result
 
 import pgwarden
 from pgwarden.cli.main import cli
-from pgwarden.transfer.bundle import read_bundle
+from pgwarden.transfer import read_bundle
 
 
 def pgwarden_cli(url: str, *args: str, env: dict[str, str] | None = None) -> Result:

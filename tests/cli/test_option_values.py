@@ -11,7 +11,7 @@ import sqlalchemy as sa
 from click.testing import CliRunner, Result
 
 from pgwarden.cli.main import cli
-from pgwarden.transfer.journal import list_runs
+from pgwarden.transfer import list_runs
 
 SCHEMA = """
 CREATE TABLE users (id bigint PRIMARY KEY, name text);

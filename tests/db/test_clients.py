@@ -15,7 +15,7 @@ from pgwarden.db import clients
 from pgwarden.db.binaries import find_binary
 from pgwarden.db.engines import create_engine
 from pgwarden.errors import ConfigError
-from pgwarden.transfer._psqlread import SnapshotReader
+from pgwarden.transfer.export._psqlread import SnapshotReader
 
 __all__ = ["launches", "secret_url"]  # fixtures
 

@@ -8,9 +8,7 @@ from typing import Any
 import pytest
 
 from pgwarden.errors import UserError
-from pgwarden.transfer.erase import EraseReport, erase_user
-from pgwarden.transfer.journal import get_run
-from pgwarden.transfer.rollback import rollback_run
+from pgwarden.transfer import EraseReport, erase_user, get_run, rollback_run
 from transfer_import_support import checksums, connection, run, scalar
 
 # A user who edited versions of other people's content: erasing them deletes their own

@@ -26,15 +26,22 @@ from sqlalchemy.engine import Connection, Engine
 from pgwarden.db.binaries import find_binary
 from pgwarden.db.engines import create_engine
 from pgwarden.errors import PgwardenError, UserError
-from pgwarden.transfer._copyout import CopyOut, stream_rows
-from pgwarden.transfer._rewrite import rewritten
-from pgwarden.transfer._workers import WorkerPool
-from pgwarden.transfer.bundle import BundleColumn, BundleError, TableSchema, read_bundle
+from pgwarden.transfer import (
+    BundleError,
+    ExportResult,
+    TransferProgress,
+    TransformSpec,
+    compile_transforms,
+    export_bundle,
+    export_personal_data,
+    import_bundle,
+    read_bundle,
+)
+from pgwarden.transfer.anonymize._rewrite import rewritten
+from pgwarden.transfer.anonymize._workers import WorkerPool
+from pgwarden.transfer.bundle import BundleColumn, TableSchema
 from pgwarden.transfer.copytext import format_copy_row, parse_copy_line
-from pgwarden.transfer.export import ExportResult, export_bundle, export_personal_data
-from pgwarden.transfer.importer import import_bundle
-from pgwarden.transfer.progress import TransferProgress
-from pgwarden.transfer.transforms import TransformSpec, compile_transforms
+from pgwarden.transfer.export._copyout import CopyOut, stream_rows
 from pgwarden.urls import libpq_url
 from transfer_export_support import forked_children, load_with_copy
 

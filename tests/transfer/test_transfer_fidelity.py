@@ -20,12 +20,16 @@ import sqlalchemy as sa
 
 from pgwarden.errors import UserError
 from pgwarden.testing.servers import TestServer
-from pgwarden.transfer.csvio import export_table
-from pgwarden.transfer.erase import erase_user
-from pgwarden.transfer.export import export_bundle
-from pgwarden.transfer.importer import ImportFailed, import_bundle, import_csv
-from pgwarden.transfer.rollback import rollback_run
-from pgwarden.transfer.transforms import TransformSpec
+from pgwarden.transfer import (
+    ImportFailed,
+    TransformSpec,
+    erase_user,
+    export_bundle,
+    export_table,
+    import_bundle,
+    import_csv,
+    rollback_run,
+)
 from transfer_import_support import connection, run
 
 TYPES = [

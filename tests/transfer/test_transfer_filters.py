@@ -20,7 +20,7 @@ from sqlalchemy.engine import Connection, Engine
 
 from pgwarden.errors import UserError
 from pgwarden.transfer.catalog import CatalogTable, load_catalog
-from pgwarden.transfer.filters import check_filter, compile_filter, parse_where, table_clause
+from pgwarden.transfer.export.filters import check_filter, compile_filter, parse_where, table_clause
 
 ROWS = [
     # id, name, status, views, author_id, deleted_at, flag, price

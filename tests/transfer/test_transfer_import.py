@@ -10,11 +10,18 @@ import pytest
 import sqlalchemy as sa
 
 from pgwarden.errors import UserError
-from pgwarden.transfer.bundle import BundleError, read_bundle
-from pgwarden.transfer.importer import ImportFailed, ImportReport, import_bundle, import_csv
-from pgwarden.transfer.journal import list_runs
-from pgwarden.transfer.progress import TransferProgress
-from pgwarden.transfer.transforms import TransformSpec, compile_transforms
+from pgwarden.transfer import (
+    BundleError,
+    ImportFailed,
+    ImportReport,
+    TransferProgress,
+    TransformSpec,
+    compile_transforms,
+    import_bundle,
+    import_csv,
+    list_runs,
+    read_bundle,
+)
 from transfer_import_support import checksums, connection, counts, run, scalar, write_bundle
 
 
@@ -261,7 +268,7 @@ def test_transforms_rewrite_rows_on_their_way_in(
 def test_an_exported_bundle_imports_into_an_empty_database(
     seeded_url: str, learnhub_url: str, tmp_path: Path
 ) -> None:
-    from pgwarden.transfer.export import export_bundle
+    from pgwarden.transfer.export.bundles import export_bundle
 
     with connection(seeded_url) as conn:
         exported = export_bundle(conn, tmp_path / "export")

@@ -20,10 +20,7 @@ from hypothesis import strategies as st
 from pgwarden._sql import qualified as qualified_name
 from pgwarden._sql import quote_identifier as quote
 from pgwarden.testing.servers import TestServer
-from pgwarden.transfer.erase import erase_user
-from pgwarden.transfer.export import export_bundle
-from pgwarden.transfer.importer import import_bundle
-from pgwarden.transfer.rollback import rollback_run
+from pgwarden.transfer import erase_user, export_bundle, import_bundle, rollback_run
 from transfer_import_support import connection, run
 
 HOSTILE = [

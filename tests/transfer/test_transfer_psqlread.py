@@ -16,10 +16,8 @@ from sqlalchemy.engine import Engine
 
 from pgwarden.db.engines import create_engine
 from pgwarden.errors import BinaryNotFound, ServerError
-from pgwarden.transfer import _psqlread, export
-from pgwarden.transfer.export import export_bundle
-from pgwarden.transfer.progress import TransferProgress
-from pgwarden.transfer.transforms import TransformSpec
+from pgwarden.transfer import TransferProgress, TransformSpec, export_bundle
+from pgwarden.transfer.export import _psqlread, bundles
 from transfer_export_support import forked_children, psql_children
 
 PASSWORD = "pw-never-on-a-command-line"  # the embedded server trusts: any password does
@@ -29,7 +27,7 @@ ROWS = 80_000  # past the 4 MiB after which transforms go to worker processes
 
 @pytest.fixture
 def engine(pg_url: str, monkeypatch: pytest.MonkeyPatch) -> Iterator[Engine]:
-    monkeypatch.setattr(export, "_PSQL_AFTER", 1)
+    monkeypatch.setattr(bundles, "_PSQL_AFTER", 1)
     url = sa.make_url(pg_url)
     if url.password is None:
         url = url.set(password=PASSWORD)

@@ -8,9 +8,14 @@ from typing import Any
 import pytest
 
 from pgwarden.errors import UserError
-from pgwarden.transfer.importer import ImportReport, import_bundle
-from pgwarden.transfer.journal import get_run
-from pgwarden.transfer.rollback import RollbackRefused, RollbackReport, rollback_run
+from pgwarden.transfer import (
+    ImportReport,
+    RollbackRefused,
+    RollbackReport,
+    get_run,
+    import_bundle,
+    rollback_run,
+)
 from transfer_import_support import checksums, connection, engine, run, scalar, write_bundle
 
 

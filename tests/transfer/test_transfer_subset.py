@@ -14,10 +14,9 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 
 from pgwarden.testing.servers import TestServer
-from pgwarden.transfer.bundle import read_bundle
+from pgwarden.transfer import export_bundle, read_bundle
 from pgwarden.transfer.catalog import load_catalog
-from pgwarden.transfer.export import export_bundle
-from pgwarden.transfer.subset import Subset, select_subset, selection
+from pgwarden.transfer.export.subset import Subset, select_subset, selection
 from transfer_export_support import load_with_copy
 
 SCHEMA = """

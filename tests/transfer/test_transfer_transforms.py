@@ -19,15 +19,11 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from pgwarden.errors import UserError
-from pgwarden.transfer import _hashes, _values
-from pgwarden.transfer._prf import ValuePRF
+from pgwarden.transfer import TransformSpec, compile_transforms, load_transforms
+from pgwarden.transfer.anonymize import _hashes, _values
+from pgwarden.transfer.anonymize._prf import ValuePRF
 from pgwarden.transfer.bundle import BundleColumn, BundleForeignKey, TableSchema
 from pgwarden.transfer.copytext import format_copy_row
-from pgwarden.transfer.transforms import (
-    TransformSpec,
-    compile_transforms,
-    load_transforms,
-)
 
 USERS = TableSchema(
     "public", "users",
@@ -89,7 +85,7 @@ def test_a_different_salt_gives_different_output() -> None:
 
 def test_output_is_stable_across_processes() -> None:
     code = (
-        "from pgwarden.transfer.transforms import TransformSpec, compile_transforms\n"
+        "from pgwarden.transfer.anonymize.transforms import TransformSpec, compile_transforms\n"
         "from test_transfer_transforms import USERS, ROW\n"
         "s = TransformSpec.from_mapping({'tables': {'public.users': {'email': 'fake_email',"
         " 'name': 'fake_name', 'id': 'hash', 'score': {'kind': 'noise'}}}}, salt=b'salt-one')\n"

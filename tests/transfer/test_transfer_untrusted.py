@@ -28,13 +28,20 @@ from hypothesis import strategies as st
 from pgwarden.cli.main import cli
 from pgwarden.errors import PgwardenError, UserError
 from pgwarden.testing.servers import TestServer
-from pgwarden.transfer.bundle import BundleError, DataFile, data_file_name, read_bundle
+from pgwarden.transfer import (
+    BundleError,
+    ImportReport,
+    TransformSpec,
+    export_bundle,
+    export_personal_data,
+    export_table,
+    import_bundle,
+    import_csv,
+    read_bundle,
+)
+from pgwarden.transfer.bundle import DataFile, data_file_name
 from pgwarden.transfer.copytext import parse_copy_line
-from pgwarden.transfer.csvio import export_table
-from pgwarden.transfer.export import export_bundle, export_personal_data
-from pgwarden.transfer.importer import ImportReport, import_bundle, import_csv
-from pgwarden.transfer.journal import ensure_journal
-from pgwarden.transfer.transforms import TransformSpec
+from pgwarden.transfer.journal.runs import ensure_journal
 from transfer_import_support import connection, run
 
 SCHEMA = """

@@ -8,11 +8,14 @@ from rich.console import Console
 from rich.text import Text
 
 from pgwarden.cli.render import RowProgressView, jsonable, table
-from pgwarden.transfer.erase import EraseReport
-from pgwarden.transfer.importer import ImportReport
-from pgwarden.transfer.journal import Run
-from pgwarden.transfer.progress import TransferProgress
-from pgwarden.transfer.rollback import RollbackRefused, RollbackReport
+from pgwarden.transfer import (
+    EraseReport,
+    ImportReport,
+    RollbackRefused,
+    RollbackReport,
+    Run,
+    TransferProgress,
+)
 
 __all__ = [
     "ImportProgressView",

@@ -19,16 +19,18 @@ from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import RowProgressView, dump_json, table
 from pgwarden.db.engines import connect
 from pgwarden.insight.findings import format_size
-from pgwarden.transfer.bundle import Format
-from pgwarden.transfer.csvio import FileFormat, export_table
-from pgwarden.transfer.export import (
+from pgwarden.transfer import (
     ExportResult,
-    entity_table,
+    TransferProgress,
+    TransformSpec,
     export_bundle,
     export_personal_data,
+    export_table,
+    load_transforms,
 )
-from pgwarden.transfer.progress import TransferProgress
-from pgwarden.transfer.transforms import TransformSpec, load_transforms
+from pgwarden.transfer.bundle import Format
+from pgwarden.transfer.export.bundles import entity_table
+from pgwarden.transfer.export.csvio import FileFormat
 
 __all__ = ["export", "export_csv"]
 

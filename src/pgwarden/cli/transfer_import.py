@@ -24,18 +24,20 @@ from pgwarden.cli._errors import option_values
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import dump_json
 from pgwarden.db.engines import connect
-from pgwarden.transfer.erase import erase_user
-from pgwarden.transfer.importer import (
-    MODES,
+from pgwarden.transfer import (
     ImportFailed,
     ImportReport,
-    Mode,
+    RollbackRefused,
+    TransformSpec,
+    erase_user,
     import_bundle,
     import_csv,
+    list_runs,
+    load_transforms,
+    purge_run,
+    rollback_run,
 )
-from pgwarden.transfer.journal import list_runs, purge_run
-from pgwarden.transfer.rollback import RollbackRefused, rollback_run
-from pgwarden.transfer.transforms import TransformSpec, load_transforms
+from pgwarden.transfer.load.importer import MODES, Mode
 
 __all__ = ["erase_user_command", "import_csv_command", "import_group"]
 

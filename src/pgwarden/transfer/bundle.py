@@ -43,16 +43,15 @@ from types import TracebackType
 from typing import IO, Any, Literal, Protocol
 
 from pgwarden._sql import table_key
-from pgwarden.errors import UserError
 from pgwarden.transfer import _manifest
 from pgwarden.transfer._files import NotRegular, create_private, open_regular, private_directory
+from pgwarden.transfer.errors import BundleError
 
 __all__ = [
     "BUNDLE_VERSION",
     "MANIFEST_NAME",
     "Bundle",
     "BundleColumn",
-    "BundleError",
     "BundleForeignKey",
     "BundleTable",
     "DataFile",
@@ -76,10 +75,6 @@ Format = Literal["copy", "jsonl"]
 _SAFE = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789_-")
 _LONGEST = 200  # characters of a file name kept before it is shortened
 _CHUNK = 1 << 20
-
-
-class BundleError(UserError):
-    """Raise when a bundle is missing, malformed, or its data does not match its manifest."""
 
 
 @dataclass(frozen=True)

@@ -21,7 +21,7 @@ them by ``keys``: for each key column the text of an array of its values
 
 ``written_xmin`` is the ``xmin`` the rows were left with: the (sub)transaction id of
 the statement that wrote them. Every later change of a row gives it another ``xmin``
-(and a delete removes it), so :func:`pgwarden.transfer.rollback.rollback_run` tells a
+(and a delete removes it), so :func:`pgwarden.transfer.journal.rollback.rollback_run` tells a
 row changed since by ``xmin`` alone, without hashing rows. A partitioned table cannot
 return ``xmin`` from an ``INSERT``: its journal rows leave ``written_xmin`` NULL and
 stand for it with their own ``xmin``, which the same statement gave them (journal rows

@@ -11,8 +11,8 @@ from typing import Any
 import numpy as np
 
 from pgwarden.errors import UserError
-from pgwarden.transfer._prf import BlockPRF
-from pgwarden.transfer._values import (
+from pgwarden.transfer.anonymize._prf import BlockPRF
+from pgwarden.transfer.anonymize._values import (
     NULL,
     ColumnFunction,
     CopyFieldFunction,

@@ -1,6 +1,6 @@
 """Run one import: stage every source, then delete and merge in order, in one transaction.
 
-The public face is :mod:`pgwarden.transfer.importer`; this is its engine, shared by
+The public face is :mod:`pgwarden.transfer.load.importer`; this is its engine, shared by
 bundle and CSV imports.
 """
 
@@ -8,59 +8,23 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import psycopg
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from pgwarden.errors import PgwardenError, UserError
-from pgwarden.transfer._merge import Mode, RowError, TableMerge, TableReport, row_error
-from pgwarden.transfer._staging import DirectLoad, NotDirect, RowTransform, Stage
-from pgwarden.transfer._target import Target, UniqueKey, triggers_off
-from pgwarden.transfer.bundle import BundleError
-from pgwarden.transfer.journal import finish_run, pin_settings, start_run
+from pgwarden.errors import UserError
+from pgwarden.transfer.errors import BundleError, ImportFailed
+from pgwarden.transfer.journal.runs import finish_run, pin_settings, start_run
+from pgwarden.transfer.load._merge import TableMerge
+from pgwarden.transfer.load._staging import DirectLoad, NotDirect, RowTransform, Stage
+from pgwarden.transfer.load._target import Target, UniqueKey, triggers_off
+from pgwarden.transfer.load.reports import ImportedTable, ImportReport, Mode, row_error
 from pgwarden.transfer.progress import ProgressCallback, TransferProgress
 
-__all__ = ["ImportFailed", "ImportReport", "Job", "Source", "transaction"]
-
-
-@dataclass
-class ImportReport:
-    """What an import did (``run_id`` names its run) or, with ``dry_run``, would do."""
-
-    mode: Mode
-    dry_run: bool
-    source: dict[str, Any]
-    tables: list[TableReport]
-    run_id: int | None = None
-    warnings: list[str] = field(default_factory=list)
-    errors: list[RowError] = field(default_factory=list)
-
-    @property
-    def ok(self) -> bool:
-        """Return whether every table imports cleanly."""
-        return not self.errors and all(table.ok for table in self.tables)
-
-    @property
-    def totals(self) -> dict[str, int]:
-        """Return the counts summed over the tables."""
-        names = ("rows", "inserted", "updated", "unchanged", "deleted", "conflicts", "failed")
-        return {name: sum(getattr(table, name) for table in self.tables) for name in names}
-
-
-class ImportFailed(PgwardenError):
-    """Raise when rows conflict or break a constraint, so nothing was written; see ``report``."""
-
-    def __init__(self, report: ImportReport) -> None:
-        bad = [table.table for table in report.tables if not table.ok]
-        super().__init__(
-            f"the import failed on {', '.join(bad) or 'a deferred constraint'}; nothing was"
-            " written.",
-            hint="Run it again with --dry-run to list every offending row.",
-        )
-        self.report = report
+__all__ = ["Job", "Source", "transaction"]
 
 
 @dataclass
@@ -124,7 +88,7 @@ class Job:
         self.max_errors = max_errors
         self.fire_triggers = fire_triggers
         self.on_progress = on_progress
-        self.reports = [TableReport(source.table) for source in sources]
+        self.reports = [ImportedTable(source.table) for source in sources]
         self.run_id = 0
         self._expected = sum(source.expected_rows or 0 for source in sources)
         self._loaded = 0  # rows loaded so far, for progress
@@ -187,7 +151,7 @@ class Job:
             merges.append(merge)
         return merges
 
-    def _stage(self, number: int, source: Source, target: Target, report: TableReport) -> Stage:
+    def _stage(self, number: int, source: Source, target: Target, report: ImportedTable) -> Stage:
         """Load a source into a stage typed as the target, or, if a value does not fit, as text."""
         loaded, before = 0, self._loaded
 

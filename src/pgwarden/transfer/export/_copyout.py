@@ -4,9 +4,9 @@ Rows never gather in memory: :class:`CopyOut` takes the server's CopyData messag
 a row) off the connection as many at a time as have arrived, and hands them over in
 chunks of whole lines of up to 1 MiB, which go to the file in one write each. A table
 without transforms is copied byte for byte. A COPY text table with transforms is
-rewritten a chunk at a time (:mod:`._rewrite`): the lines are split on tabs (at C
-speed), each changed column goes through its function as one list, and the lines are
-joined again; other formats (JSONL, CSV output) are parsed row by row.
+rewritten a chunk at a time (:mod:`pgwarden.transfer.anonymize._rewrite`): the lines
+are split on tabs (at C speed), each changed column goes through its function as one
+list, and the lines are joined again; other formats (JSONL, CSV output) are parsed row by row.
 """
 
 from __future__ import annotations
@@ -28,7 +28,8 @@ from sqlalchemy.engine import Connection
 
 from pgwarden._sql import quote_identifier as quote
 from pgwarden.errors import UserError
-from pgwarden.transfer._rewrite import rewritten
+from pgwarden.transfer.anonymize._rewrite import rewritten
+from pgwarden.transfer.anonymize.transforms import TableTransform
 from pgwarden.transfer.bundle import BundleColumn, DataFile
 from pgwarden.transfer.copytext import (
     format_copy_row,
@@ -37,7 +38,6 @@ from pgwarden.transfer.copytext import (
     parse_copy_line,
     unescape_copy_field,
 )
-from pgwarden.transfer.transforms import TableTransform
 
 __all__ = [
     "CHUNK_SIZE",

@@ -25,12 +25,12 @@ from typing import BinaryIO, Literal
 from sqlalchemy.engine import Connection
 
 from pgwarden.errors import UserError
-from pgwarden.transfer._copyout import CopyOut, copy_statement, snapshot, stream_rows
 from pgwarden.transfer._files import create_private
+from pgwarden.transfer.anonymize.transforms import TransformSpec, compile_transforms
 from pgwarden.transfer.catalog import load_catalog
+from pgwarden.transfer.export._copyout import CopyOut, copy_statement, snapshot, stream_rows
+from pgwarden.transfer.export.subset import TableSubset, select_subset, selection
 from pgwarden.transfer.progress import ProgressCallback, TransferProgress
-from pgwarden.transfer.subset import TableSubset, select_subset, selection
-from pgwarden.transfer.transforms import TransformSpec, compile_transforms
 
 __all__ = ["FileFormat", "TableFile", "export_table"]
 

@@ -13,7 +13,7 @@ from functools import partial
 from typing import Any, Protocol
 
 from pgwarden.errors import UserError
-from pgwarden.transfer._workers import WorkerPool
+from pgwarden.transfer.anonymize._workers import WorkerPool
 
 __all__ = ["rewrite_chunks", "rewritten"]
 

@@ -1,13 +1,15 @@
-"""What an import reports per table, and how a refused row is described."""
+"""What an import reports: the whole run, each table, and each refused row."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Literal
 
 from sqlalchemy.exc import DBAPIError
 
-__all__ = ["RowError", "TableReport", "is_row_level", "row_error"]
+__all__ = ["ImportReport", "ImportedTable", "Mode", "RowError", "is_row_level", "row_error"]
+
+Mode = Literal["insert", "upsert", "replace"]
 
 # SQLSTATE classes of errors a row's values cause: data exceptions (22), integrity
 # constraints (23), a second change of one row in one statement (21), a trigger's RAISE.
@@ -30,7 +32,7 @@ class RowError:
 
 
 @dataclass
-class TableReport:
+class ImportedTable:
     """What an import did, or would do, to one table.
 
     ``unchanged`` rows matched a row with the same values; ``conflicts`` (insert mode)
@@ -63,6 +65,30 @@ class TableReport:
             "unchanged": self.unchanged,
             "deleted": self.deleted,
         }
+
+
+@dataclass
+class ImportReport:
+    """What an import did (``run_id`` names its run) or, with ``dry_run``, would do."""
+
+    mode: Mode
+    dry_run: bool
+    source: dict[str, Any]
+    tables: list[ImportedTable]
+    run_id: int | None = None
+    warnings: list[str] = field(default_factory=list)
+    errors: list[RowError] = field(default_factory=list)
+
+    @property
+    def ok(self) -> bool:
+        """Return whether every table imports cleanly."""
+        return not self.errors and all(table.ok for table in self.tables)
+
+    @property
+    def totals(self) -> dict[str, int]:
+        """Return the counts summed over the tables."""
+        names = ("rows", "inserted", "updated", "unchanged", "deleted", "conflicts", "failed")
+        return {name: sum(getattr(table, name) for table in self.tables) for name in names}
 
 
 def row_error(error: DBAPIError, row: int | None = None, key: Any = None) -> RowError:

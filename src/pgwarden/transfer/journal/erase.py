@@ -33,7 +33,7 @@ other values (numbers, dates, flags) stay, so the rows still add up in reports.
 Everything runs in one transaction, with user triggers off (an audit trigger would
 copy the personal data into its log), and is journaled as a run that
 ``pgwarden import rollback`` can undo. The journal holds the erased values until
-:func:`pgwarden.transfer.journal.purge_run` (or ``purge_journal=True``) deletes them.
+:func:`pgwarden.transfer.journal.runs.purge_run` (or ``purge_journal=True``) deletes them.
 """
 
 from __future__ import annotations
@@ -48,8 +48,10 @@ from sqlalchemy.engine import Connection
 from pgwarden._sql import quote_identifier as quote
 from pgwarden._sql import table_key
 from pgwarden.errors import UserError
-from pgwarden.transfer._job import transaction
-from pgwarden.transfer._target import (
+from pgwarden.transfer.catalog import load_catalog
+from pgwarden.transfer.journal.runs import finish_run, pin_settings, purge_run, start_run
+from pgwarden.transfer.load._job import transaction
+from pgwarden.transfer.load._target import (
     ForeignKey,
     Target,
     key_json,
@@ -58,8 +60,6 @@ from pgwarden.transfer._target import (
     split_qualified,
     triggers_off,
 )
-from pgwarden.transfer.catalog import load_catalog
-from pgwarden.transfer.journal import finish_run, pin_settings, purge_run, start_run
 
 __all__ = ["EraseReport", "EraseTable", "erase_user"]
 

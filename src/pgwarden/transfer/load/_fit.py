@@ -9,9 +9,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from pgwarden.transfer._target import Target
 from pgwarden.transfer.bundle import TableSchema
 from pgwarden.transfer.catalog import CatalogTable
+from pgwarden.transfer.load._target import Target
 
 __all__ = ["Difference", "differences"]
 

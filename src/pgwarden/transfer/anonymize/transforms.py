@@ -53,7 +53,7 @@ from pathlib import Path
 from typing import Any
 
 from pgwarden.errors import UserError
-from pgwarden.transfer import _fakes, _hashes, _values
+from pgwarden.transfer.anonymize import _fakes, _hashes, _values
 from pgwarden.transfer.bundle import TableSchema, TransformNote
 
 __all__ = [

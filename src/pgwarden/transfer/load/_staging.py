@@ -28,13 +28,13 @@ import psycopg
 from sqlalchemy.engine import Connection
 
 from pgwarden._sql import quote_identifier as quote
-from pgwarden.transfer._target import column_list
 from pgwarden.transfer.copytext import (
     format_copy_row,
     json_value_to_text,
     load_json_line,
     parse_copy_line,
 )
+from pgwarden.transfer.load._target import column_list
 
 __all__ = ["DirectLoad", "NotDirect", "RowTransform", "Stage", "internal_prefix"]
 

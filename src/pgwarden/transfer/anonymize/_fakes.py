@@ -21,8 +21,8 @@ from faker import Faker
 from faker.utils.text import slugify
 
 from pgwarden.errors import UserError
-from pgwarden.transfer._prf import ValuePRF
-from pgwarden.transfer._values import (
+from pgwarden.transfer.anonymize._prf import ValuePRF
+from pgwarden.transfer.anonymize._values import (
     NULL,
     ColumnFunction,
     CopyFieldFunction,

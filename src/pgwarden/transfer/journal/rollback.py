@@ -5,7 +5,7 @@
     with engine.connect() as conn:
         report = rollback_run(conn, 7)             # RollbackRefused if rows moved on
 
-From the run's journal (:mod:`pgwarden.transfer.journal`), in one transaction and with
+From the run's journal (:mod:`pgwarden.transfer.journal.runs`), in one transaction and with
 user triggers off (the rows come back as they were, ``updated_at`` and all):
 
 1. rows the run deleted are inserted again, parents first;
@@ -41,9 +41,12 @@ from sqlalchemy.engine import Connection
 
 from pgwarden._sql import quote_identifier as quote
 from pgwarden._sql import table_key
-from pgwarden.errors import PgwardenError, UserError
-from pgwarden.transfer._job import transaction
-from pgwarden.transfer._target import (
+from pgwarden.errors import UserError
+from pgwarden.transfer.catalog import load_catalog
+from pgwarden.transfer.errors import RollbackRefused
+from pgwarden.transfer.journal.runs import ensure_journal, get_run, pin_settings
+from pgwarden.transfer.load._job import transaction
+from pgwarden.transfer.load._target import (
     Target,
     column_list,
     key_json,
@@ -52,10 +55,8 @@ from pgwarden.transfer._target import (
     split_qualified,
     triggers_off,
 )
-from pgwarden.transfer.catalog import load_catalog
-from pgwarden.transfer.journal import ensure_journal, get_run, pin_settings
 
-__all__ = ["ChangedRow", "RollbackRefused", "RollbackReport", "RollbackTable", "rollback_run"]
+__all__ = ["ChangedRow", "RollbackReport", "RollbackTable", "rollback_run"]
 
 _ENTRIES = text(
     """
@@ -130,33 +131,6 @@ class RollbackReport:
     run_id: int
     dry_run: bool
     tables: list[RollbackTable] = field(default_factory=list)
-
-
-class RollbackRefused(PgwardenError):
-    """Raise when rows changed after the run; ``changed`` lists the first, ``total`` counts."""
-
-    def __init__(
-        self,
-        run_id: int,
-        changed: list[ChangedRow],
-        total: int,
-        note: str | None = None,
-        *,
-        by_xmin: bool = False,
-    ) -> None:
-        super().__init__(
-            f"run {run_id} cannot be rolled back: {total} row(s) changed after it;"
-            " nothing was changed." + (f" {note}" if note else ""),
-            hint=(
-                "Roll back later runs first. A row changed by other means stays changed:"
-                " writing back the values the run left gives it a new xmin."
-                if by_xmin
-                else "Roll back later runs first, or put those rows back as the run left them."
-            ),
-        )
-        self.run_id = run_id
-        self.changed = changed
-        self.total = total
 
 
 @dataclass

@@ -10,7 +10,7 @@
 The whole import is one transaction: every file is streamed by COPY into a temporary
 staging table (checking its SHA-256 on the way, so a tampered bundle stops the import,
 which then writes nothing), then merged into its table in the manifest's order (parents
-first), batch by batch, writing the journal (:mod:`pgwarden.transfer.journal`) in the
+first), batch by batch, writing the journal (:mod:`pgwarden.transfer.journal.runs`) in the
 same statements. An insert into a table that holds no row yet skips the staging table:
 its rows are COPYed straight in, and staged only if that fails (to name the rows).
 Modes:
@@ -56,11 +56,21 @@ from sqlalchemy.exc import DBAPIError
 
 from pgwarden._sql import table_key
 from pgwarden.errors import UserError
-from pgwarden.transfer import _fit
-from pgwarden.transfer._job import ImportFailed, ImportReport, Job, Source, transaction
-from pgwarden.transfer._merge import Mode, RowError, TableReport
-from pgwarden.transfer._rewrite import rewrite_chunks
-from pgwarden.transfer._staging import (
+from pgwarden.transfer.anonymize._rewrite import rewrite_chunks
+from pgwarden.transfer.anonymize.transforms import TableTransform, TransformSpec, compile_transforms
+from pgwarden.transfer.bundle import (
+    Bundle,
+    BundleColumn,
+    BundleTable,
+    TableSchema,
+    read_bundle,
+    schema_fingerprint,
+)
+from pgwarden.transfer.catalog import load_catalog
+from pgwarden.transfer.errors import BundleError
+from pgwarden.transfer.load import _fit
+from pgwarden.transfer.load._job import Job, Source, transaction
+from pgwarden.transfer.load._staging import (
     DirectLoad,
     RowTransform,
     Stage,
@@ -69,27 +79,13 @@ from pgwarden.transfer._staging import (
     csv_rows,
     jsonl_rows,
 )
-from pgwarden.transfer._target import Target, UniqueKey, load_targets, resolve_table
-from pgwarden.transfer.bundle import (
-    Bundle,
-    BundleColumn,
-    BundleError,
-    BundleTable,
-    TableSchema,
-    read_bundle,
-    schema_fingerprint,
-)
-from pgwarden.transfer.catalog import load_catalog
+from pgwarden.transfer.load._target import Target, UniqueKey, load_targets, resolve_table
+from pgwarden.transfer.load.reports import ImportReport, Mode
 from pgwarden.transfer.progress import ProgressCallback
-from pgwarden.transfer.transforms import TableTransform, TransformSpec, compile_transforms
 
 __all__ = [
     "MODES",
-    "ImportFailed",
-    "ImportReport",
     "Mode",
-    "RowError",
-    "TableReport",
     "import_bundle",
     "import_csv",
 ]
@@ -121,7 +117,7 @@ def import_bundle(
     ``conflict_keys`` maps ``schema.table`` (or ``*``: every table that has one of
     that name) to the unique constraint or index to match rows on (default: the
     primary key). ``transforms`` (see
-    :mod:`pgwarden.transfer.transforms`) rewrite rows on their way in. ``allow_tables``
+    :mod:`pgwarden.transfer.anonymize.transforms`) rewrite rows on their way in. ``allow_tables``
     (names as SQL reads them: ``tags``, ``sales.orders``) are the only tables the bundle
     may hold; ``None`` allows every table outside pgwarden's and the system's schemas.
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
-from typing import Any, Literal
+from typing import Any
 
 import psycopg
 from sqlalchemy import text
@@ -22,13 +22,17 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from pgwarden._sql import quote_identifier as quote
-from pgwarden.transfer._reports import RowError, TableReport, is_row_level, row_error
-from pgwarden.transfer._staging import NotDirect, Stage
-from pgwarden.transfer._target import Target, UniqueKey, column_list, key_json, sql_name
+from pgwarden.transfer.load._staging import NotDirect, Stage
+from pgwarden.transfer.load._target import Target, UniqueKey, column_list, key_json, sql_name
+from pgwarden.transfer.load.reports import (
+    ImportedTable,
+    Mode,
+    RowError,
+    is_row_level,
+    row_error,
+)
 
-__all__ = ["Mode", "RowError", "TableMerge", "TableReport", "row_error"]
-
-Mode = Literal["insert", "upsert", "replace"]
+__all__ = ["TableMerge"]
 
 _JOURNAL = (
     "INSERT INTO pgwarden.import_journal\n"
@@ -68,7 +72,7 @@ class TableMerge:
         mode: Mode,
         conflict: UniqueKey,
         run_id: int,
-        report: TableReport,
+        report: ImportedTable,
         max_errors: int = 10,
     ) -> None:
         self.conn = conn

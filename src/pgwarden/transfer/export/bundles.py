@@ -14,7 +14,7 @@
 
 The export runs in one REPEATABLE READ transaction, so every table comes from the same
 snapshot; it reads only, apart from temporary tables of row ids (see
-:mod:`pgwarden.transfer.subset`), and rolls back at the end. Rows stream from
+:mod:`pgwarden.transfer.export.subset`), and rolls back at the end. Rows stream from
 ``COPY ... TO STDOUT`` to the files; the manifest is written last.
 """
 
@@ -34,17 +34,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from pgwarden.errors import UserError
-from pgwarden.transfer._copyout import (
-    CHUNK_SIZE,
-    SESSION_SETTINGS,
-    CopyOut,
-    copy_statement,
-    copy_table_statement,
-    snapshot,
-    stream_rows,
-)
 from pgwarden.transfer._files import private_directory
-from pgwarden.transfer._psqlread import SnapshotReader
+from pgwarden.transfer.anonymize.transforms import TableTransform, TransformSpec, compile_transforms
 from pgwarden.transfer.bundle import (
     Bundle,
     BundleForeignKey,
@@ -54,14 +45,23 @@ from pgwarden.transfer.bundle import (
     write_manifest,
 )
 from pgwarden.transfer.catalog import Catalog, CatalogTable, load_catalog
-from pgwarden.transfer.filters import equals, parse_where
+from pgwarden.transfer.export._copyout import (
+    CHUNK_SIZE,
+    SESSION_SETTINGS,
+    CopyOut,
+    copy_statement,
+    copy_table_statement,
+    snapshot,
+    stream_rows,
+)
+from pgwarden.transfer.export._psqlread import SnapshotReader
+from pgwarden.transfer.export.filters import equals, parse_where
+from pgwarden.transfer.export.subset import Selection, Subset, select_subset, selection
 from pgwarden.transfer.progress import ProgressCallback, TransferProgress
-from pgwarden.transfer.subset import Selection, Subset, select_subset, selection
-from pgwarden.transfer.transforms import TableTransform, TransformSpec, compile_transforms
 
 __all__ = [
     "ExportResult",
-    "TableReport",
+    "ExportedTable",
     "entity_table",
     "export_bundle",
     "export_personal_data",
@@ -76,7 +76,7 @@ _PSQL_AFTER = 50_000
 
 
 @dataclass(frozen=True)
-class TableReport:
+class ExportedTable:
     """What the export wrote for one table: rows asked for, rows closure added, size."""
 
     name: str
@@ -92,7 +92,7 @@ class ExportResult:
     """The bundle written, and per table what went into it, in load order."""
 
     bundle: Bundle
-    tables: list[TableReport]
+    tables: list[ExportedTable]
     seconds: float
 
     @property
@@ -304,11 +304,11 @@ def _write_tables(
     *,
     format: Format,
     on_progress: ProgressCallback | None,
-) -> tuple[list[TableReport], list[BundleTable]]:
+) -> tuple[list[ExportedTable], list[BundleTable]]:
     total = sum(subset.tables[name].rows for name in order)
     done = 0
     readers = _Readers(conn)
-    reports: list[TableReport] = []
+    reports: list[ExportedTable] = []
     written: list[BundleTable] = []
     for name in order:
         part = subset.tables[name]
@@ -343,7 +343,7 @@ def _write_tables(
         done += data.rows
         direct = data.rows if part.keys is None else min(part.direct, data.rows)
         reports.append(
-            TableReport(
+            ExportedTable(
                 name, data.rows, direct, data.rows - direct, data.bytes, time.monotonic() - began
             )
         )

@@ -37,7 +37,7 @@ from sqlalchemy.engine import Connection
 from pgwarden._sql import quote_identifier as quote
 from pgwarden.transfer.bundle import BundleForeignKey
 from pgwarden.transfer.catalog import Catalog, CatalogTable
-from pgwarden.transfer.filters import (
+from pgwarden.transfer.export.filters import (
     Filter,
     check_filter,
     compile_filter,
