@@ -396,6 +396,22 @@ def test_every_example_is_in_the_table() -> None:
     assert not stale, f"the table lists examples no doc shows: {sorted(stale)}"
 
 
+def test_command_lines_outside_console_blocks_are_synopses() -> None:
+    # A command line in a plain block would escape this test: write it as `$ ` in a
+    # ```console block. A synopsis (`pgwarden vacuum [--table T ...]`) stays plain.
+    stray = []
+    for doc in DOCS:
+        fence: str | None = None
+        for number, line in enumerate(doc.read_text().splitlines(), 1):
+            if line.startswith("```"):
+                fence = line[3:].strip() if fence is None else None
+                continue
+            command = line.lstrip("$ ")
+            if fence in ("", "sh", "bash") and command.startswith("pgwarden ") and "[" not in line:
+                stray.append(f"{doc.relative_to(ROOT)}:{number}: {line}")
+    assert not stray, "command lines outside ```console blocks:\n" + "\n".join(stray)
+
+
 def test_every_command_help_ends_with_an_example() -> None:
     missing = [
         " ".join(path)
