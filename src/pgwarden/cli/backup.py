@@ -396,5 +396,8 @@ backup_db = click.Command(
     "backup-db",
     callback=create.callback,
     params=create.params,
-    help="Back up the database (the same as `pgwarden backup create`).",
+    help=(
+        "Back up the database (the same as `pgwarden backup create`).\n\n"
+        "\b\nExample:\n  pgwarden backup-db --storage /var/backups/pg"
+    ),
 )

@@ -11,10 +11,10 @@ from __future__ import annotations
 import logging
 import sys
 from importlib import import_module
-from pathlib import Path
 from typing import Any, NoReturn
 
 import click
+from click.core import ParameterSource
 
 from pgwarden.cli._errors import (
     database_error,
@@ -24,9 +24,10 @@ from pgwarden.cli._errors import (
     unexpected,
 )
 from pgwarden.cli.context import Context, plain_console
+from pgwarden.cli.options import GlobalOption, global_options
 from pgwarden.errors import PgwardenError
 from pgwarden.logs import configure_logging
-from pgwarden.urls import redact_text
+from pgwarden.urls import redact_text, redact_url
 
 __all__ = ["cli", "main"]
 
@@ -66,49 +67,75 @@ def _failure(ctx: click.Context, exc: Exception) -> NoReturn:
     ctx.exit(1)
 
 
-@click.group(cls=PgwardenGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.option(
-    "--database-url",
-    metavar="URL",
-    default=None,
-    help="Database to work on (default: DATABASE_URL, else the embedded server).",
-)
-@click.option(
-    "--config",
-    "config_file",
-    type=click.Path(path_type=Path, dir_okay=False),
-    default=None,
-    help="TOML config file (default: PGWARDEN_CONFIG, else ./pgwarden.toml if present).",
-)
-@click.option("--json", "as_json", is_flag=True, help="Print one JSON document instead of tables.")
-@click.option("-v", "--verbose", count=True, help="Log more: -v for INFO, -vv for DEBUG.")
-@click.version_option(package_name="pgwarden", prog_name="pgwarden")
-@click.pass_context
-def cli(
-    ctx: click.Context,
-    database_url: str | None,
-    config_file: Path | None,
-    as_json: bool,
-    verbose: int,
-) -> None:
-    """Keep a PostgreSQL database fast, observable and recoverable.
-
-    \b
-    Example:
-      pgwarden server start && pgwarden ping
-    """
+def _merge_global(ctx: click.Context, param: click.Parameter, value: Any) -> Any:
+    """Set a global option given at any level; refuse one given twice with two values."""
+    if ctx.get_parameter_source(param.name or "") is not ParameterSource.COMMANDLINE:
+        return value
+    given: dict[str, tuple[str, Any]] = ctx.meta.setdefault("pgwarden.global_options", {})
+    earlier = given.get(param.name or "")
+    if earlier is not None and earlier[1] != value:
+        where, first = earlier
+        raise click.UsageError(
+            f"{param.opts[-1] if param.name == 'verbose' else param.opts[0]} given twice with"
+            f" different values: {_shown(param, first)} (after `{where}`)"
+            f" and {_shown(param, value)} (after `{ctx.command_path}`); give it once.",
+            ctx=ctx,
+        )
+    given[param.name or ""] = (ctx.command_path, value)
     state = ctx.ensure_object(Context)
-    state.database_url = database_url
-    state.config_file = config_file
-    state.json = as_json
-    state.verbose = verbose
-    state.console = plain_console(soft_wrap=as_json)
+    setattr(state, param.name or "", value)
+    _apply_globals(state)
+    return value
+
+
+def _shown(param: click.Parameter, value: Any) -> str:
+    if param.name == "verbose":
+        return "-" + "v" * int(value)
+    if param.name == "database_url":
+        return redact_url(str(value))
+    return str(value)
+
+
+def _apply_globals(state: Context) -> None:
+    """Make the console, the settings and the logging follow the global options."""
+    state.console = plain_console(soft_wrap=state.json)
+    state._settings = None  # reloaded with the URL and file given so far
+    verbose = state.verbose
     level: int | None = None if verbose == 0 else logging.INFO if verbose == 1 else logging.DEBUG
     try:
         configure_logging(level=level or state.settings.log_level, fmt=state.settings.log_format)
     except PgwardenError:
         # Settings are reported by the command that needs them; logging falls back.
         configure_logging(level=level or logging.WARNING)
+
+
+def _add_global_options(command: click.Command) -> None:
+    """Let ``command`` and the commands under it take the global options too."""
+    if not any(isinstance(param, GlobalOption) for param in command.params):
+        command.params.extend(global_options(_merge_global))
+    if isinstance(command, click.Group):
+        for subcommand in command.commands.values():
+            _add_global_options(subcommand)
+
+
+@click.group(
+    cls=PgwardenGroup,
+    params=global_options(_merge_global),
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+@click.version_option(package_name="pgwarden", prog_name="pgwarden")
+@click.pass_context
+def cli(ctx: click.Context) -> None:
+    """Keep a PostgreSQL database fast, observable and recoverable.
+
+    The options below may also come after a command, at any depth:
+    `pgwarden backup list --json` is `pgwarden --json backup list`.
+
+    \b
+    Example:
+      pgwarden server start && pgwarden ping
+    """
+    _apply_globals(ctx.ensure_object(Context))
 
 
 # Each command's module is imported only when that command runs (or help lists it):
@@ -147,6 +174,7 @@ class _Commands(dict[str, click.Command]):
             raise KeyError(name)
         module, attribute = _COMMANDS[name].split(":")
         command: click.Command = getattr(import_module(f"pgwarden.cli.{module}"), attribute)
+        _add_global_options(command)
         self[name] = command
         return command
 

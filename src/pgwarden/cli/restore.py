@@ -119,5 +119,8 @@ restore_db = click.Command(
     "restore-db",
     callback=restore.callback,
     params=restore.params,
-    help="Restore a backup (the same as `pgwarden restore`).",
+    help=(
+        "Restore a backup (the same as `pgwarden restore`).\n\n"
+        "\b\nExample:\n  pgwarden restore-db 20261123T101500Z-3f9a --list"
+    ),
 )
