@@ -21,7 +21,8 @@ from pgwarden.insight.activity import check_activity
 from pgwarden.insight.bloat import check_bloat
 from pgwarden.insight.constraints import check_constraints
 from pgwarden.insight.doctor import CHECKS, DoctorReport, doctor
-from pgwarden.insight.findings import Check, CheckResult, CheckSkipped, Finding, Severity
+from pgwarden.insight.errors import CheckSkipped
+from pgwarden.insight.findings import Check, CheckResult, Finding, Severity
 from pgwarden.insight.indexes import (
     DuplicateIndex,
     ForeignKeyWithoutIndex,

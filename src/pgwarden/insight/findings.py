@@ -18,6 +18,8 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from pgwarden.insight.errors import CheckSkipped
+
 __all__ = [
     "Check",
     "CheckResult",
@@ -67,18 +69,6 @@ class CheckResult:
     findings: list[Finding]
     skipped: str | None = None
     error: str | None = None
-
-
-class CheckSkipped(Exception):
-    """Raised by a check that cannot run here, with the reason a report shows.
-
-    For a missing extension or a server feature the check needs; the reason should say
-    how to make the check possible (``CREATE EXTENSION pg_stat_statements``).
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

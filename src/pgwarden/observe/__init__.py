@@ -14,6 +14,7 @@ asked, adds a ``Server-Timing`` header); the pytest plugin watches each test
 from __future__ import annotations
 
 from pgwarden.observe.callsite import CallSite, add_library_paths, find_call_site
+from pgwarden.observe.errors import NPlusOneDetected
 from pgwarden.observe.fingerprints import fingerprint, normalize
 from pgwarden.observe.instrument import (
     Instrumentation,
@@ -26,8 +27,7 @@ from pgwarden.observe.instrument import (
 from pgwarden.observe.metrics import EngineMetrics, metrics_text
 from pgwarden.observe.middleware import ObserveMiddleware
 from pgwarden.observe.nplusone import (
-    Finding,
-    NPlusOneDetected,
+    NPlusOneFinding,
     NPlusOneWarning,
     Watch,
     current_watch,
@@ -42,10 +42,10 @@ from pgwarden.observe.sentry import install_sentry
 __all__ = [
     "CallSite",
     "EngineMetrics",
-    "Finding",
     "HeldConnection",
     "Instrumentation",
     "NPlusOneDetected",
+    "NPlusOneFinding",
     "NPlusOneWarning",
     "ObserveMiddleware",
     "PoolMonitor",

@@ -25,7 +25,7 @@ from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pgwarden.observe.nplusone import Finding, on_findings, remove_findings_hook
+from pgwarden.observe.nplusone import NPlusOneFinding, on_findings, remove_findings_hook
 from pgwarden.observe.pool import pool_status
 from pgwarden.urls import redact_text
 
@@ -225,7 +225,7 @@ class _Family:
             for collector in (self.slow, self.nplusone, self.collector):
                 self.registry.unregister(collector)
 
-    def findings(self, findings: list[Finding]) -> None:
+    def findings(self, findings: list[NPlusOneFinding]) -> None:
         for finding in findings:
             self.nplusone.labels(kind=finding.kind).inc()
 
