@@ -9,7 +9,7 @@ says why, so a report never looks clean only because nothing was looked at.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -31,6 +31,7 @@ __all__ = [
     "quote",
     "quote_in_text",
     "run_check",
+    "run_checks",
 ]
 
 Severity = Literal["info", "warning", "critical"]
@@ -157,3 +158,21 @@ def run_check(
             raise
         reason = str(error.orig).splitlines()[0]
         return CheckResult(check, [], skipped=f"{reason}: the role lacks a privilege it needs")
+
+
+def run_checks(
+    conn: Connection,
+    checks: Iterable[Check],
+    thresholds: Mapping[str, Mapping[str, Any]],
+) -> list[CheckResult]:
+    """Run ``checks`` in their order, each with the thresholds given under its name.
+
+    Thresholds go by check name, never by position, so reordering a registry cannot
+    hand one check another's thresholds. A name that is no check of ``checks`` is a
+    ``ValueError``: a misspelt name would otherwise drop its thresholds without a word.
+    """
+    checks = list(checks)
+    unknown = sorted(set(thresholds) - {check.name for check in checks})
+    if unknown:
+        raise ValueError(f"thresholds for no check of these: {', '.join(unknown)}")
+    return [check(conn, **thresholds.get(check.name, {})) for check in checks]
