@@ -1,34 +1,138 @@
 """pgwarden keeps the PostgreSQL database behind a SQLAlchemy application fast,
-observable and recoverable."""
+observable and recoverable.
+
+Every error pgwarden raises on purpose can be imported from here
+(``from pgwarden import BackupNotFound``). Each area keeps its own in one module:
+
+- :mod:`pgwarden.errors`: the root :class:`PgwardenError` and the errors shared by every
+  area (connections, settings, programs, the embedded server, encryption keys);
+- :mod:`pgwarden.backup.errors`, :mod:`pgwarden.observe.errors`,
+  :mod:`pgwarden.insight.errors`, :mod:`pgwarden.advise.errors`, and the transfer
+  package's errors.
+
+An area's errors are imported when first asked for, so ``import pgwarden`` stays quick
+and loads no area it does not need.
+"""
 
 from __future__ import annotations
 
+import importlib
 from importlib.metadata import PackageNotFoundError, version
+from typing import TYPE_CHECKING, Any
 
 from pgwarden.errors import (
     BinaryNotFound,
     ConfigError,
     ConnectionFailed,
+    DecryptionFailed,
     NotEnabled,
     PgwardenError,
     ServerError,
     ServerUnusable,
+    UnknownKey,
     UserError,
 )
+
+if TYPE_CHECKING:
+    from pgwarden.advise.errors import PlanFailed, UnusableQuery
+    from pgwarden.backup.errors import (
+        BackupNotFound,
+        ChecksumMismatch,
+        DumpFailed,
+        IndexCorrupt,
+        IntegrityFailed,
+        InvalidKey,
+        LockHeld,
+        LockLost,
+        ManifestInvalid,
+        ObjectChanged,
+        ObjectExists,
+        ObjectNotFound,
+        RestoreFailed,
+        RowCountMismatch,
+        StorageError,
+        StorageUnusable,
+        TargetNotEmpty,
+    )
+    from pgwarden.insight.errors import CheckSkipped
+    from pgwarden.observe.errors import NPlusOneDetected
+    from pgwarden.transfer import BundleError
 
 try:
     __version__ = version("pgwarden")
 except PackageNotFoundError:  # running from a source tree that was never installed
     __version__ = "0.0.0"
 
+# Where each area's errors live: imported on first use (PEP 562).
+_AREA_ERRORS: dict[str, tuple[str, ...]] = {
+    "pgwarden.advise.errors": ("PlanFailed", "UnusableQuery"),
+    "pgwarden.backup.errors": (
+        "BackupNotFound",
+        "ChecksumMismatch",
+        "DumpFailed",
+        "IndexCorrupt",
+        "IntegrityFailed",
+        "InvalidKey",
+        "LockHeld",
+        "LockLost",
+        "ManifestInvalid",
+        "ObjectChanged",
+        "ObjectExists",
+        "ObjectNotFound",
+        "RestoreFailed",
+        "RowCountMismatch",
+        "StorageError",
+        "StorageUnusable",
+        "TargetNotEmpty",
+    ),
+    "pgwarden.insight.errors": ("CheckSkipped",),
+    "pgwarden.observe.errors": ("NPlusOneDetected",),
+    "pgwarden.transfer": ("BundleError",),
+}
+_HOMES = {name: module for module, names in _AREA_ERRORS.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    module = _HOMES.get(name)
+    if module is None:
+        raise AttributeError(f"module 'pgwarden' has no attribute {name!r}")
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value
+
+
 __all__ = [
+    "BackupNotFound",
     "BinaryNotFound",
+    "BundleError",
+    "CheckSkipped",
+    "ChecksumMismatch",
     "ConfigError",
     "ConnectionFailed",
+    "DecryptionFailed",
+    "DumpFailed",
+    "IndexCorrupt",
+    "IntegrityFailed",
+    "InvalidKey",
+    "LockHeld",
+    "LockLost",
+    "ManifestInvalid",
+    "NPlusOneDetected",
     "NotEnabled",
+    "ObjectChanged",
+    "ObjectExists",
+    "ObjectNotFound",
     "PgwardenError",
+    "PlanFailed",
+    "RestoreFailed",
+    "RowCountMismatch",
     "ServerError",
     "ServerUnusable",
+    "StorageError",
+    "StorageUnusable",
+    "TargetNotEmpty",
+    "UnknownKey",
+    "UnusableQuery",
     "UserError",
     "__version__",
 ]

@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from pgwarden.backup.logical import create_backup
-from pgwarden.backup.progress import Progress
+from pgwarden.backup.progress import BackupProgress
 from pgwarden.backup.storage import LocalStorage
 from pgwarden.backup.verify import verify_backup
 from pgwarden.db._serverauth import without_trust
@@ -106,7 +106,7 @@ def test_another_account_cannot_connect_to_the_verify_scratch_server(
     monkeypatch.setattr(tempfile, "tempdir", str(scratch_parent))
     probed: list[int] = []
 
-    def probe(progress: Progress) -> None:
+    def probe(progress: BackupProgress) -> None:
         if probed:
             return
         [pid_file] = scratch_parent.glob("pgwarden-verify-*/data/postmaster.pid")

@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from learnhub.api.app import create_app
 from learnhub.db import make_engine
 from pgwarden import observe
-from pgwarden.observe import Finding
+from pgwarden.observe import NPlusOneFinding
 
 CONTENT_WITH_COMMENTS = """
 query Contents($limit: Int!) {
@@ -134,7 +134,7 @@ async def run_workload(
     counter = StatementCounter(engine)
     app = create_app(engine)
 
-    def collect(findings: list[Finding]) -> None:
+    def collect(findings: list[NPlusOneFinding]) -> None:
         for finding in findings:
             report.nplusone[_pattern(finding)] += 1
 
@@ -163,7 +163,7 @@ async def run_workload(
     return report
 
 
-def _pattern(finding: Finding) -> str:
+def _pattern(finding: NPlusOneFinding) -> str:
     """Return a finding's report without its count, which varies from request to request."""
     if finding.kind == "lazy_load":
         return (

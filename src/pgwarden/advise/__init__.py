@@ -19,6 +19,7 @@ recommended, with ``CREATE INDEX CONCURRENTLY`` and an Alembic migration::
 from __future__ import annotations
 
 from pgwarden.advise.candidates import Candidate, IndexKey
+from pgwarden.advise.errors import PlanFailed, UnusableQuery
 from pgwarden.advise.indexes import advise_indexes
 from pgwarden.advise.queries import Query, SkippedQuery, read_queries, split_queries, top_queries
 from pgwarden.advise.report import (
@@ -34,10 +35,12 @@ __all__ = [
     "IndexAdvice",
     "IndexKey",
     "IndexRecommendation",
+    "PlanFailed",
     "Query",
     "SampledTable",
     "ServedQuery",
     "SkippedQuery",
+    "UnusableQuery",
     "advise_indexes",
     "alembic_migration",
     "read_queries",

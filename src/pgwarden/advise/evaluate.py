@@ -30,6 +30,7 @@ from sqlalchemy.engine import Connection
 
 from pgwarden.advise.candidates import Candidate
 from pgwarden.advise.catalog import Table
+from pgwarden.advise.errors import PlanFailed
 from pgwarden.advise.parsing import ParsedQuery
 from pgwarden.errors import NotEnabled
 from pgwarden.insight.findings import quote
@@ -73,10 +74,6 @@ class Probe:
 
     name: str
     size_bytes: int | None
-
-
-class PlanFailed(Exception):
-    """Raised when the server cannot plan a statement or build a candidate."""
 
 
 class Planner(Protocol):

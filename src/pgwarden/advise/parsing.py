@@ -18,6 +18,7 @@ from pglast import ast, enums
 from pglast.parser import ParseError
 from pglast.stream import RawStream
 
+from pgwarden.advise.errors import UnusableQuery
 from pgwarden.advise.queries import Query
 
 __all__ = [
@@ -35,14 +36,6 @@ ColumnPath = tuple[str, ...]
 
 _EQUALITY = "="
 _RANGE = frozenset({"<", ">", "<=", ">="})
-
-
-class UnusableQuery(Exception):
-    """Raised by :func:`parse_query` for a statement no index advice applies to."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)

@@ -19,7 +19,7 @@ from sqlalchemy.engine import Connection
 from pgwarden.backup import _pgtools, _tables
 from pgwarden.backup.errors import DumpFailed
 from pgwarden.backup.manifest import Compression, TableEntry
-from pgwarden.backup.progress import Progress
+from pgwarden.backup.progress import BackupProgress
 from pgwarden.backup.storage import CHUNK_SIZE
 from pgwarden.db import clients
 from pgwarden.db.binaries import Binary
@@ -70,13 +70,13 @@ def compress_arg(binary: Binary, compression: Compression) -> str:
     return f"--compress={compression.level or 0}"  # before 16: a gzip level, 0 for none
 
 
-def directory_progress(directory: Path) -> Progress:
+def directory_progress(directory: Path) -> BackupProgress:
     """Return how many bytes pg_dump has written into its output directory so far."""
     try:
         size = sum(p.stat().st_size for p in directory.iterdir())
     except OSError:
         size = 0
-    return Progress("dump", size)
+    return BackupProgress("dump", size)
 
 
 def read_dump(proc: subprocess.Popen[bytes], errors: clients.StderrTail) -> Iterator[bytes]:

@@ -1,6 +1,6 @@
 """Report how far a backup, a restore or a verify has got, through a callback.
 
-Each long step calls ``on_progress(Progress(...))`` as bytes move: ``dump`` (pg_dump's
+Each long step calls ``on_progress(BackupProgress(...))`` as bytes move: ``dump`` (pg_dump's
 output, streamed into the storage), ``upload`` (a staged directory's files), ``check``
 (reading a backup back to prove its checksums), ``download`` (staging a backup
 locally) and ``restore`` (bytes handed to pg_restore). The CLI draws a bar per phase;
@@ -13,11 +13,11 @@ import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 
-__all__ = ["Progress", "ProgressCallback", "counted", "no_progress"]
+__all__ = ["BackupProgress", "ProgressCallback", "counted", "no_progress"]
 
 
 @dataclass(frozen=True, slots=True)
-class Progress:
+class BackupProgress:
     """One reading: ``done`` of ``total`` bytes (``total`` None when unknown) of a phase."""
 
     phase: str
@@ -26,10 +26,10 @@ class Progress:
     finished: bool = False
 
 
-ProgressCallback = Callable[[Progress], None]
+ProgressCallback = Callable[[BackupProgress], None]
 
 
-def no_progress(progress: Progress) -> None:
+def no_progress(progress: BackupProgress) -> None:
     """Ignore a progress reading."""
 
 
@@ -45,12 +45,12 @@ def counted(
     """Yield ``chunks`` unchanged, reporting the bytes passed at most every ``interval`` s."""
     done = start
     last = 0.0
-    on_progress(Progress(phase, done, total))
+    on_progress(BackupProgress(phase, done, total))
     for chunk in chunks:
         done += len(chunk)
         now = time.monotonic()
         if now - last >= interval:
             last = now
-            on_progress(Progress(phase, done, total))
+            on_progress(BackupProgress(phase, done, total))
         yield chunk
-    on_progress(Progress(phase, done, total, finished=True))
+    on_progress(BackupProgress(phase, done, total, finished=True))

@@ -22,7 +22,7 @@ from rich.text import Text
 
 from pgwarden.backup.catalog import BackupEntry, ExpireReport
 from pgwarden.backup.manifest import Manifest
-from pgwarden.backup.progress import Progress
+from pgwarden.backup.progress import BackupProgress
 from pgwarden.cli.render import key_value_table, table
 from pgwarden.insight.findings import format_size
 from pgwarden.urls import redact_url
@@ -70,7 +70,7 @@ class Bars:
         if self.enabled:
             self._bar.stop()
 
-    def __call__(self, progress: Progress) -> None:
+    def __call__(self, progress: BackupProgress) -> None:
         if not self.enabled:
             return
         task = self._tasks.get(progress.phase)

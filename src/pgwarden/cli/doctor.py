@@ -2,38 +2,21 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from typing import Any
 
 import click
 from rich.console import Console
 from rich.text import Text
-from sqlalchemy import text
-from sqlalchemy.engine import Engine
 
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import dump_json, table
-from pgwarden.db.engines import connect
-from pgwarden.errors import ConnectionFailed, UserError
-from pgwarden.insight.doctor import CHECKS, SEVERITIES, DoctorReport, doctor, threshold_names
+from pgwarden.insight.doctor import CHECKS, SEVERITIES, DoctorReport, doctor_server, threshold_names
 from pgwarden.insight.findings import Severity
+from pgwarden.insight.thresholds import parse_thresholds
 
 __all__ = ["doctor_command"]
 
-_KINDS = {bool: "true or false", int: "a whole number", float: "a number"}
-
 _COLOURS = {"critical": "bold red", "warning": "yellow", "info": "cyan"}
-
-# Databases a run over a whole server visits: those that accept connections.
-_DATABASES = text(
-    """
-SELECT datname
-FROM pg_database
-WHERE datallowconn
-  AND NOT datistemplate
-ORDER BY datname
-"""
-)
 
 
 @click.command("doctor")
@@ -87,97 +70,24 @@ def doctor_command(
     if list_checks:
         _list(state)
         return
-    thresholds = _thresholds(settings)
-    reports, unreachable = _run(state, checks or None, thresholds, all_databases)
+    server = doctor_server(
+        lambda database: state.engine(database=database),
+        checks=checks or None,
+        thresholds=parse_thresholds(settings),
+        all_databases=all_databases,
+    )
     if state.json:
         dump_json(
             state.console,
-            {"reports": reports, "counts": _totals(reports), "unreachable": unreachable},
+            {"reports": server.reports, "counts": server.counts, "unreachable": server.unreachable},
         )
     else:
-        for report in reports:
+        for report in server.reports:
             _print(state.console, report, show_database=all_databases)
-        for database in unreachable:
-            state.console.print(Text.assemble(("not checked", "yellow"), " ", database["error"]))
-    failed = any(report.failed for report in reports)
-    if failed or (fail_on and any(report.findings_at(fail_on) for report in reports)):
+        for database in server.unreachable:
+            state.console.print(Text.assemble(("not checked", "yellow"), " ", database.error))
+    if server.failed or (fail_on and server.findings_at(fail_on)):
         raise SystemExit(1)
-
-
-def _run(
-    state: Context,
-    checks: tuple[str, ...] | None,
-    thresholds: dict[str, dict[str, Any]],
-    all_databases: bool,
-) -> tuple[list[DoctorReport], list[dict[str, str]]]:
-    unreachable: list[dict[str, str]] = []
-    reports = [_doctor(state.engine(), checks, thresholds, ("database", "cluster"))]
-    if all_databases:
-        engine = state.engine()
-        try:
-            with connect(engine) as conn:
-                databases = conn.execute(_DATABASES).scalars().all()
-        finally:
-            engine.dispose()
-        for database in databases:
-            if database == reports[0].database:
-                continue
-            # Server-wide checks ran once, on the first database.
-            try:
-                engine = state.engine(database=database)
-                reports.append(_doctor(engine, checks, thresholds, ("database",)))
-            except ConnectionFailed as error:
-                # Dropped since it was listed, or closed to this role: say so, go on.
-                unreachable.append({"database": database, "error": error.message})
-    return reports, unreachable
-
-
-def _doctor(
-    engine: Engine,
-    checks: tuple[str, ...] | None,
-    thresholds: dict[str, dict[str, Any]],
-    scopes: tuple[str, ...],
-) -> DoctorReport:
-    try:
-        with connect(engine) as conn:
-            return doctor(conn, checks=checks, thresholds=thresholds, scopes=scopes)
-    finally:
-        engine.dispose()
-
-
-def _thresholds(settings: Iterable[str]) -> dict[str, dict[str, Any]]:
-    by_name = {check.name: check for check in CHECKS}
-    thresholds: dict[str, dict[str, Any]] = {}
-    for setting in settings:
-        target, equals, raw = setting.partition("=")
-        check, dot, name = target.partition(".")
-        if not (equals and dot and check and name):
-            raise UserError(
-                f"--set {setting!r} is not CHECK.THRESHOLD=VALUE.",
-                hint="For example: --set unused_indexes.min_size_bytes=0",
-            )
-        default = threshold_names(by_name[check]).get(name) if check in by_name else None
-        thresholds.setdefault(check, {})[name] = _parse(raw, default, setting)
-    return thresholds
-
-
-def _parse(raw: str, default: Any, setting: str) -> Any:
-    kind = type(default)
-    try:
-        if kind is bool:
-            if raw.lower() not in {"true", "false", "on", "off", "1", "0"}:
-                raise ValueError(raw)
-            return raw.lower() in {"true", "on", "1"}
-        if kind is int:
-            return int(raw.replace("_", ""))
-        if kind is float:
-            return float(raw)
-    except ValueError:
-        raise UserError(
-            f"--set {setting!r}: {raw!r} is not {_KINDS.get(kind, kind.__name__)}.",
-            hint=f"The default of this threshold is {default!r}.",
-        ) from None
-    return raw
 
 
 def _list(state: Context) -> None:
@@ -208,10 +118,6 @@ def _list(state: Context) -> None:
             ),
         )
     )
-
-
-def _totals(reports: list[DoctorReport]) -> dict[str, int]:
-    return {s: sum(report.counts.get(s, 0) for report in reports) for s in SEVERITIES}
 
 
 def _print(console: Console, report: DoctorReport, *, show_database: bool) -> None:

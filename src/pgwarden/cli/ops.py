@@ -9,8 +9,8 @@ from rich.text import Text
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import dump_json
 from pgwarden.db.engines import connect
-from pgwarden.insight._sessions import format_duration, short
 from pgwarden.insight.activity import ServerSession, sessions
+from pgwarden.insight.sessions import format_duration, short
 from pgwarden.insight.signals import CancelResult
 from pgwarden.insight.signals import cancel as cancel_session
 

@@ -13,6 +13,9 @@ each. :func:`doctor` runs them all::
             for finding in result.findings:
                 print(finding.severity, finding.what, finding.fix)
         report = doctor(conn)
+
+:func:`doctor_server` runs them on every database of a server, and
+:func:`parse_thresholds` reads thresholds given as text (``unused_indexes.min_size_bytes=0``).
 """
 
 from __future__ import annotations
@@ -20,8 +23,16 @@ from __future__ import annotations
 from pgwarden.insight.activity import check_activity
 from pgwarden.insight.bloat import check_bloat
 from pgwarden.insight.constraints import check_constraints
-from pgwarden.insight.doctor import CHECKS, DoctorReport, doctor
-from pgwarden.insight.findings import Check, CheckResult, CheckSkipped, Finding, Severity
+from pgwarden.insight.doctor import (
+    CHECKS,
+    DoctorReport,
+    ServerReport,
+    Unreachable,
+    doctor,
+    doctor_server,
+)
+from pgwarden.insight.errors import CheckSkipped
+from pgwarden.insight.findings import Check, CheckResult, Finding, Severity
 from pgwarden.insight.indexes import (
     DuplicateIndex,
     ForeignKeyWithoutIndex,
@@ -50,6 +61,7 @@ from pgwarden.insight.sizes import check_sizes
 from pgwarden.insight.slots import check_slots
 from pgwarden.insight.statements import check_statements
 from pgwarden.insight.tables import check_tables
+from pgwarden.insight.thresholds import parse_thresholds
 from pgwarden.insight.vacuum import check_vacuum
 from pgwarden.insight.wraparound import check_wraparound
 
@@ -64,7 +76,9 @@ __all__ = [
     "ForeignKeyWithoutIndex",
     "InvalidIndex",
     "SequenceUsage",
+    "ServerReport",
     "Severity",
+    "Unreachable",
     "UnusedIndex",
     "check_activity",
     "check_bloat",
@@ -80,12 +94,14 @@ __all__ = [
     "check_vacuum",
     "check_wraparound",
     "doctor",
+    "doctor_server",
     "duplicate_index_findings",
     "duplicate_indexes",
     "foreign_key_findings",
     "foreign_keys_without_index",
     "invalid_index_findings",
     "invalid_indexes",
+    "parse_thresholds",
     "sequence_findings",
     "sequence_usage",
     "unreadable_sequences",

@@ -27,7 +27,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from pgwarden.insight._sessions import (
+from pgwarden.insight.blocking import blocked_queries, blocked_query_findings
+from pgwarden.insight.connections import connection_findings, connection_usage
+from pgwarden.insight.findings import Check, CheckResult, Finding, quote, run_checks
+from pgwarden.insight.sessions import (
     SESSION_COLUMNS,
     format_duration,
     rounded,
@@ -35,9 +38,6 @@ from pgwarden.insight._sessions import (
     short,
     who,
 )
-from pgwarden.insight.blocking import blocked_queries, blocked_query_findings
-from pgwarden.insight.connections import connection_findings, connection_usage
-from pgwarden.insight.findings import Check, CheckResult, Finding, quote
 
 __all__ = [
     "ServerSession",
@@ -327,10 +327,10 @@ def check_activity(
     The first three take their minimum duration in seconds; the connection check warns
     and turns critical at those fractions of the available slots.
     """
-    long_running, idle, blocked, connections = CHECKS
-    return [
-        long_running(conn, min_duration_s=long_running_s),
-        idle(conn, min_duration_s=idle_in_transaction_s),
-        blocked(conn, min_wait_s=blocked_s),
-        connections(conn, warning=connections_warning, critical=connections_critical),
-    ]
+    thresholds = {
+        "long_running_queries": {"min_duration_s": long_running_s},
+        "idle_in_transaction": {"min_duration_s": idle_in_transaction_s},
+        "blocked_queries": {"min_wait_s": blocked_s},
+        "connection_usage": {"warning": connections_warning, "critical": connections_critical},
+    }
+    return run_checks(conn, CHECKS, thresholds)

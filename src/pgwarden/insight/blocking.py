@@ -24,7 +24,8 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Row
 
-from pgwarden.insight._sessions import (
+from pgwarden.insight.findings import Finding
+from pgwarden.insight.sessions import (
     SESSION_COLUMNS,
     format_duration,
     rounded,
@@ -32,7 +33,6 @@ from pgwarden.insight._sessions import (
     short,
     who,
 )
-from pgwarden.insight.findings import Finding
 
 __all__ = ["BlockedQuery", "Blocker", "blocked_queries", "blocked_query_findings"]
 

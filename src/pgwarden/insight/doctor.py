@@ -18,15 +18,16 @@ from __future__ import annotations
 import datetime as dt
 import inspect
 import time
-from collections.abc import Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
 from sqlalchemy import text
-from sqlalchemy.engine import Connection
+from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.exc import StatementError
 
-from pgwarden.errors import UserError
+from pgwarden.db.engines import connect
+from pgwarden.errors import ConnectionFailed, UserError
 from pgwarden.insight import (
     activity,
     bloat,
@@ -48,7 +49,11 @@ __all__ = [
     "CHECKS",
     "SEVERITIES",
     "DoctorReport",
+    "ServerReport",
+    "Unreachable",
+    "databases",
     "doctor",
+    "doctor_server",
     "find_checks",
     "threshold_names",
 ]
@@ -105,6 +110,103 @@ class DoctorReport:
     def failed(self) -> list[CheckResult]:
         """Return the checks that stopped on an error."""
         return [result for result in self.results if result.error]
+
+
+@dataclass(frozen=True)
+class Unreachable:
+    """A database a run over a server listed but could not connect to, and why."""
+
+    database: str
+    error: str
+
+
+@dataclass(frozen=True)
+class ServerReport:
+    """What one run of the checks found on one database, or on each of a server's."""
+
+    reports: list[DoctorReport]
+    unreachable: list[Unreachable] = field(default_factory=list)
+
+    @property
+    def counts(self) -> dict[str, int]:
+        """Return the number of findings at each severity, over every database."""
+        return {s: sum(report.counts.get(s, 0) for report in self.reports) for s in SEVERITIES}
+
+    @property
+    def failed(self) -> bool:
+        """Return whether a check stopped on an error on some database."""
+        return any(report.failed for report in self.reports)
+
+    def findings_at(self, severity: Severity) -> list[Finding]:
+        """Return the findings at ``severity`` or more serious, over every database."""
+        return [finding for report in self.reports for finding in report.findings_at(severity)]
+
+
+# Databases a run over a whole server visits: those that accept connections.
+_DATABASES = text(
+    """
+SELECT datname
+FROM pg_database
+WHERE datallowconn
+  AND NOT datistemplate
+ORDER BY datname
+"""
+)
+
+
+def databases(conn: Connection) -> list[str]:
+    """Return the names of the server's databases that accept connections, sorted."""
+    return list(conn.execute(_DATABASES).scalars().all())
+
+
+def doctor_server(
+    engine_for: Callable[[str | None], Engine],
+    *,
+    checks: Iterable[str] | None = None,
+    thresholds: Mapping[str, Mapping[str, Any]] | None = None,
+    all_databases: bool = False,
+) -> ServerReport:
+    """Run the checks on a database, or on every database of its server; dispose engines.
+
+    ``engine_for(None)`` is an engine for the database asked for, ``engine_for(name)``
+    one for another database of the same server. With ``all_databases``, the server-wide
+    checks run once, on the first database, and the per-database checks on each; a
+    database that cannot be reached (dropped since it was listed, closed to the role)
+    is reported in :attr:`ServerReport.unreachable` while the others are checked. The
+    first database must be reachable: :class:`~pgwarden.errors.ConnectionFailed` if not.
+    """
+    checks = None if checks is None else tuple(checks)
+    first = _doctor(engine_for(None), checks, thresholds, ("database", "cluster"))
+    reports, unreachable = [first], []
+    if all_databases:
+        engine = engine_for(None)
+        try:
+            with connect(engine) as conn:
+                names = databases(conn)
+        finally:
+            engine.dispose()
+        for database in names:
+            if database == first.database:
+                continue
+            try:
+                engine = engine_for(database)
+                reports.append(_doctor(engine, checks, thresholds, ("database",)))
+            except ConnectionFailed as error:
+                unreachable.append(Unreachable(database, error.message))
+    return ServerReport(reports, unreachable)
+
+
+def _doctor(
+    engine: Engine,
+    checks: Iterable[str] | None,
+    thresholds: Mapping[str, Mapping[str, Any]] | None,
+    scopes: tuple[str, ...],
+) -> DoctorReport:
+    try:
+        with connect(engine) as conn:
+            return doctor(conn, checks=checks, thresholds=thresholds, scopes=scopes)
+    finally:
+        engine.dispose()
 
 
 def find_checks(names: Iterable[str] | None = None) -> list[Check]:

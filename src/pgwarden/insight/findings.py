@@ -9,7 +9,7 @@ says why, so a report never looks clean only because nothing was looked at.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -17,6 +17,8 @@ from typing import Any, Literal
 from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
+
+from pgwarden.insight.errors import CheckSkipped
 
 __all__ = [
     "Check",
@@ -29,6 +31,7 @@ __all__ = [
     "quote",
     "quote_in_text",
     "run_check",
+    "run_checks",
 ]
 
 Severity = Literal["info", "warning", "critical"]
@@ -67,18 +70,6 @@ class CheckResult:
     findings: list[Finding]
     skipped: str | None = None
     error: str | None = None
-
-
-class CheckSkipped(Exception):
-    """Raised by a check that cannot run here, with the reason a report shows.
-
-    For a missing extension or a server feature the check needs; the reason should say
-    how to make the check possible (``CREATE EXTENSION pg_stat_statements``).
-    """
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
 
 
 @dataclass(frozen=True)
@@ -167,3 +158,21 @@ def run_check(
             raise
         reason = str(error.orig).splitlines()[0]
         return CheckResult(check, [], skipped=f"{reason}: the role lacks a privilege it needs")
+
+
+def run_checks(
+    conn: Connection,
+    checks: Iterable[Check],
+    thresholds: Mapping[str, Mapping[str, Any]],
+) -> list[CheckResult]:
+    """Run ``checks`` in their order, each with the thresholds given under its name.
+
+    Thresholds go by check name, never by position, so reordering a registry cannot
+    hand one check another's thresholds. A name that is no check of ``checks`` is a
+    ``ValueError``: a misspelt name would otherwise drop its thresholds without a word.
+    """
+    checks = list(checks)
+    unknown = sorted(set(thresholds) - {check.name for check in checks})
+    if unknown:
+        raise ValueError(f"thresholds for no check of these: {', '.join(unknown)}")
+    return [check(conn, **thresholds.get(check.name, {})) for check in checks]

@@ -27,6 +27,7 @@ from pgwarden.insight.findings import (
     format_size,
     qualified_name,
     quote,
+    run_checks,
 )
 
 __all__ = [
@@ -426,8 +427,5 @@ def check_indexes(
     conn: Connection, *, max_scans: int = 0, min_size_bytes: int = 10 * 1024**2
 ) -> list[CheckResult]:
     """Run the four index checks and return one result each."""
-    unused, *others = CHECKS
-    return [
-        unused(conn, max_scans=max_scans, min_size_bytes=min_size_bytes),
-        *(check(conn) for check in others),
-    ]
+    thresholds = {"unused_indexes": {"max_scans": max_scans, "min_size_bytes": min_size_bytes}}
+    return run_checks(conn, CHECKS, thresholds)

@@ -29,9 +29,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from pgwarden.errors import UserError
-from pgwarden.insight._sessions import SESSION_COLUMNS
 from pgwarden.insight.activity import ServerSession
 from pgwarden.insight.findings import quote
+from pgwarden.insight.sessions import SESSION_COLUMNS
 
 __all__ = ["CancelResult", "cancel"]
 

@@ -19,12 +19,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from pgwarden.insight._relations import USER_TABLES
-from pgwarden.insight.findings import Check, CheckResult, Finding, qualified_name
+from pgwarden.insight.findings import Check, CheckResult, Finding, qualified_name, run_checks
 
 __all__ = [
     "CacheHitRatio",
@@ -237,8 +238,8 @@ def check_tables(
 
     The vacuum and analyze checks are :func:`pgwarden.insight.vacuum.check_vacuum`.
     """
-    sequential, cache = CHECKS
-    return [
-        sequential(conn, min_rows=min_rows, min_rows_read=min_rows_read),
-        cache(conn, min_hit_ratio=min_hit_ratio, min_blocks=min_blocks),
-    ]
+    thresholds: dict[str, dict[str, Any]] = {
+        "sequential_scans": {"min_rows": min_rows, "min_rows_read": min_rows_read},
+        "cache_hit_ratio": {"min_hit_ratio": min_hit_ratio, "min_blocks": min_blocks},
+    }
+    return run_checks(conn, CHECKS, thresholds)

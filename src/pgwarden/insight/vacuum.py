@@ -27,7 +27,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from pgwarden.insight._relations import USER_TABLES
-from pgwarden.insight.findings import Check, CheckResult, Finding, qualified_name
+from pgwarden.insight.findings import Check, CheckResult, Finding, qualified_name, run_checks
 
 __all__ = [
     "AnalyzeStatus",
@@ -470,19 +470,18 @@ def check_vacuum(
     min_modified_fraction: float = 0.2,
 ) -> list[CheckResult]:
     """Run the four vacuum checks and return one result each, in :data:`CHECKS` order."""
-    vacuum, analyze, *others = CHECKS
-    return [
-        vacuum(
-            conn,
-            min_dead_rows=min_dead_rows,
-            min_dead_fraction=min_dead_fraction,
-            min_inserted_rows=min_inserted_rows,
-        ),
-        analyze(
-            conn, min_modified_rows=min_modified_rows, min_modified_fraction=min_modified_fraction
-        ),
-        *(check(conn) for check in others),
-    ]
+    thresholds = {
+        "vacuum_needed": {
+            "min_dead_rows": min_dead_rows,
+            "min_dead_fraction": min_dead_fraction,
+            "min_inserted_rows": min_inserted_rows,
+        },
+        "analyze_needed": {
+            "min_modified_rows": min_modified_rows,
+            "min_modified_fraction": min_modified_fraction,
+        },
+    }
+    return run_checks(conn, CHECKS, thresholds)
 
 
 def _when(moment: dt.datetime) -> str:

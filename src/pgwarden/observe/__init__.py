@@ -8,12 +8,17 @@
 
 The ASGI middleware (:mod:`pgwarden.observe.middleware`) watches each request (and, if
 asked, adds a ``Server-Timing`` header); the pytest plugin watches each test
-(``--pgwarden-nplusone=raise``).
+(``--pgwarden-nplusone=raise``). Prometheus metrics (:class:`EngineMetrics`,
+``instrument(engine, metrics=True)``) need the metrics extra: ``pip install 'pgwarden[metrics]'``.
 """
 
 from __future__ import annotations
 
+import importlib
+from typing import TYPE_CHECKING, Any
+
 from pgwarden.observe.callsite import CallSite, add_library_paths, find_call_site
+from pgwarden.observe.errors import NPlusOneDetected
 from pgwarden.observe.fingerprints import fingerprint, normalize
 from pgwarden.observe.instrument import (
     Instrumentation,
@@ -23,11 +28,9 @@ from pgwarden.observe.instrument import (
     remove_slow_query_hook,
     uninstrument,
 )
-from pgwarden.observe.metrics import EngineMetrics, metrics_text
 from pgwarden.observe.middleware import ObserveMiddleware
 from pgwarden.observe.nplusone import (
-    Finding,
-    NPlusOneDetected,
+    NPlusOneFinding,
     NPlusOneWarning,
     Watch,
     current_watch,
@@ -39,13 +42,24 @@ from pgwarden.observe.nplusone import (
 from pgwarden.observe.pool import HeldConnection, PoolMonitor, PoolStatus, pool_status
 from pgwarden.observe.sentry import install_sentry
 
+if TYPE_CHECKING:
+    from pgwarden.observe.metrics import EngineMetrics, metrics_text
+
+
+def __getattr__(name: str) -> Any:
+    # Imported on use, so observing works without the metrics extra (prometheus-client).
+    if name in ("EngineMetrics", "metrics_text"):
+        return getattr(importlib.import_module("pgwarden.observe.metrics"), name)
+    raise AttributeError(f"module 'pgwarden.observe' has no attribute {name!r}")
+
+
 __all__ = [
     "CallSite",
     "EngineMetrics",
-    "Finding",
     "HeldConnection",
     "Instrumentation",
     "NPlusOneDetected",
+    "NPlusOneFinding",
     "NPlusOneWarning",
     "ObserveMiddleware",
     "PoolMonitor",

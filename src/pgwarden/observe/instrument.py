@@ -7,6 +7,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import logging
 import re
 from dataclasses import dataclass, field
@@ -315,7 +316,7 @@ def instrument(
     slow_ms: float = 100.0,
     explain_slow: bool = False,
     log_parameters: bool = False,
-    metrics: bool = True,
+    metrics: bool | None = None,
     registry: Any = None,
     leak_seconds: float | None = 30.0,
     sentry: bool = True,
@@ -327,7 +328,9 @@ def instrument(
       ``log_parameters`` (and then with secrets scrubbed);
     - a statement taking ``slow_ms`` or more is a WARNING with its call site, and with
       ``explain_slow`` a plain SELECT gets its plan (plain EXPLAIN, never ANALYZE);
-    - with ``metrics``, Prometheus metrics go to ``registry`` (default: the global one);
+    - Prometheus metrics go to ``registry`` (default: the global one) when
+      prometheus-client is installed (the metrics extra); ``metrics=True`` insists,
+      with :class:`~pgwarden.errors.NotEnabled` if it is not, ``metrics=False`` never;
     - a connection held ``leak_seconds`` or more is logged with the stack that took it;
     - with ``sentry`` and sentry-sdk installed, slow queries and N+1s become Sentry
       breadcrumbs and spans.
@@ -352,6 +355,8 @@ def instrument(
         explain_slow=explain_slow,
         log_parameters=log_parameters,
     )
+    if metrics is None:
+        metrics = importlib.util.find_spec("prometheus_client") is not None
     if metrics:
         from pgwarden.observe.metrics import EngineMetrics
 

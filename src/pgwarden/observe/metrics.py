@@ -14,20 +14,30 @@ from bisect import bisect_left
 from collections.abc import Iterable
 from typing import Any
 
-from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
-from prometheus_client.core import (
-    CounterMetricFamily,
-    GaugeMetricFamily,
-    HistogramMetricFamily,
-    Metric,
-)
-from prometheus_client.registry import Collector
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pgwarden.observe.nplusone import Finding, on_findings, remove_findings_hook
+from pgwarden.errors import NotEnabled
+from pgwarden.observe.nplusone import NPlusOneFinding, on_findings, remove_findings_hook
 from pgwarden.observe.pool import pool_status
 from pgwarden.urls import redact_text
+
+try:
+    from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
+    from prometheus_client.core import (
+        CounterMetricFamily,
+        GaugeMetricFamily,
+        HistogramMetricFamily,
+        Metric,
+    )
+    from prometheus_client.registry import Collector
+except ImportError as exc:  # an optional dependency: the metrics extra
+    if exc.name is None or not exc.name.startswith("prometheus_client"):
+        raise
+    raise NotEnabled(
+        "Prometheus metrics need prometheus-client, which is not installed.",
+        hint="Install pgwarden with the metrics extra: pip install 'pgwarden[metrics]'.",
+    ) from None
 
 __all__ = ["BUCKETS", "OTHER", "EngineMetrics", "metrics_text"]
 
@@ -225,7 +235,7 @@ class _Family:
             for collector in (self.slow, self.nplusone, self.collector):
                 self.registry.unregister(collector)
 
-    def findings(self, findings: list[Finding]) -> None:
+    def findings(self, findings: list[NPlusOneFinding]) -> None:
         for finding in findings:
             self.nplusone.labels(kind=finding.kind).inc()
 

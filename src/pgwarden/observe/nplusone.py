@@ -33,14 +33,14 @@ from sqlalchemy.orm import Mapper, QueryContext, RelationshipProperty, Session
 from sqlalchemy.orm.interfaces import MANYTOONE
 from sqlalchemy.orm.session import ORMExecuteState
 
-from pgwarden.errors import PgwardenError
 from pgwarden.observe.callsite import CallSite, find_call_site
 from pgwarden.observe.eager import track_reads
+from pgwarden.observe.errors import NPlusOneDetected
 
 __all__ = [
-    "Finding",
     "Mode",
     "NPlusOneDetected",
+    "NPlusOneFinding",
     "NPlusOneWarning",
     "Watch",
     "current_watch",
@@ -65,20 +65,8 @@ class NPlusOneWarning(UserWarning):
     """Warned for each N+1 found when a watch's mode is ``warn``."""
 
 
-class NPlusOneDetected(PgwardenError):
-    """Raise at the end of a watch in ``raise`` mode that found N+1 queries."""
-
-    def __init__(self, findings: list[Finding]) -> None:
-        self.findings = findings
-        report = "\n".join(f"- {finding.message()}" for finding in findings)
-        super().__init__(
-            f"{len(findings)} N+1 pattern(s) found:\n{report}",
-            hint="Add the loader option named to the query named, or allow-list the pattern.",
-        )
-
-
 @dataclass(frozen=True)
-class Finding:
+class NPlusOneFinding:
     """One N+1 pattern found in a unit of work."""
 
     kind: Literal["lazy_load", "repeated_statement", "unused_eager_load"]
@@ -147,7 +135,7 @@ class Watch:
     statements: int = 0
     db_seconds: float = 0.0
     # what watches nested in this one found (a request's, inside a test's)
-    _inherited: list[Finding] = field(default_factory=list)
+    _inherited: list[NPlusOneFinding] = field(default_factory=list)
     # eager loads: (query line, relationship key) -> [relationship, option, read?]
     _eager: dict[tuple[CallSite | None, str], list[Any]] = field(default_factory=dict)
 
@@ -212,15 +200,15 @@ class Watch:
 
     # -- reading -----------------------------------------------------------------
 
-    def findings(self) -> list[Finding]:
+    def findings(self) -> list[NPlusOneFinding]:
         """Return the N+1 patterns found so far, allow-listed ones left out."""
-        found: list[Finding] = []
+        found: list[NPlusOneFinding] = []
         for group in self._lazy.values():
             if group.count < self.threshold:
                 continue
             trigger = group.triggers.most_common(1)[0][0]
             found.append(
-                Finding(
+                NPlusOneFinding(
                     kind="lazy_load",
                     count=group.count,
                     trigger=trigger,
@@ -233,7 +221,7 @@ class Watch:
         for (fp, site), count in self._repeats.items():
             if count >= max(self.threshold, 2):
                 found.append(
-                    Finding(
+                    NPlusOneFinding(
                         kind="repeated_statement",
                         count=count,
                         trigger=site,
@@ -243,7 +231,7 @@ class Watch:
         for (site, _key), (relationship, option, read) in self._eager.items():
             if not read:
                 found.append(
-                    Finding(
+                    NPlusOneFinding(
                         kind="unused_eager_load",
                         count=1,
                         trigger=site,
@@ -267,7 +255,7 @@ class Watch:
             if site == origin and issubclass(cls, owner)
         )
 
-    def _allowed(self, finding: Finding) -> bool:
+    def _allowed(self, finding: NPlusOneFinding) -> bool:
         names = [finding.key]
         if finding.trigger is not None:
             names += [finding.trigger.location, finding.trigger.filename]
@@ -296,7 +284,7 @@ class Watch:
 _finding_hooks: list[Any] = []
 
 
-def _notify(findings: list[Finding]) -> None:
+def _notify(findings: list[NPlusOneFinding]) -> None:
     for hook in list(_finding_hooks):
         hook(findings)
 

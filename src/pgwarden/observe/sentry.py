@@ -22,7 +22,7 @@ from typing import Any
 from pgwarden.observe.callsite import CallSite
 from pgwarden.observe.fingerprints import fingerprint, normalize
 from pgwarden.observe.instrument import on_slow_query, remove_slow_query_hook
-from pgwarden.observe.nplusone import Finding, on_findings, remove_findings_hook
+from pgwarden.observe.nplusone import NPlusOneFinding, on_findings, remove_findings_hook
 
 __all__ = ["install_sentry", "uninstall_sentry"]
 
@@ -107,7 +107,7 @@ def _send_slow_query(
         child.finish(end_timestamp=ended)
 
 
-def _findings(findings: list[Finding]) -> None:
+def _findings(findings: list[NPlusOneFinding]) -> None:
     if not (_options["breadcrumbs"] or _options["spans"]):
         return
     try:
@@ -116,7 +116,7 @@ def _findings(findings: list[Finding]) -> None:
         log.debug("could not send N+1 findings to Sentry", exc_info=True)
 
 
-def _send_findings(findings: list[Finding]) -> None:
+def _send_findings(findings: list[NPlusOneFinding]) -> None:
     import sentry_sdk
 
     # A repeated statement is quoted normalized: an inlined literal may be personal data.

@@ -1,4 +1,7 @@
-"""What the activity modules share: the columns read for a session, and its description."""
+"""Describe a server session: the columns read for one, its duration and query for people.
+
+Shared by the activity modules and by what shows sessions (``pgwarden ops``).
+"""
 
 from __future__ import annotations
 
