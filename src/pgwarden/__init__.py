@@ -7,8 +7,8 @@ Every error pgwarden raises on purpose can be imported from here
 - :mod:`pgwarden.errors`: the root :class:`PgwardenError` and the errors shared by every
   area (connections, settings, programs, the embedded server, encryption keys);
 - :mod:`pgwarden.backup.errors`, :mod:`pgwarden.observe.errors`,
-  :mod:`pgwarden.insight.errors`, :mod:`pgwarden.advise.errors`, and the transfer
-  package's errors.
+  :mod:`pgwarden.insight.errors`, :mod:`pgwarden.advise.errors` and
+  :mod:`pgwarden.transfer.errors`.
 
 An area's errors are imported when first asked for, so ``import pgwarden`` stays quick
 and loads no area it does not need.
@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     )
     from pgwarden.insight.errors import CheckSkipped
     from pgwarden.observe.errors import NPlusOneDetected
-    from pgwarden.transfer import BundleError
+    from pgwarden.transfer.errors import BundleError, ImportFailed, RollbackRefused
 
 try:
     __version__ = version("pgwarden")
@@ -87,7 +87,7 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
     ),
     "pgwarden.insight.errors": ("CheckSkipped",),
     "pgwarden.observe.errors": ("NPlusOneDetected",),
-    "pgwarden.transfer": ("BundleError",),
+    "pgwarden.transfer.errors": ("BundleError", "ImportFailed", "RollbackRefused"),
 }
 _HOMES = {name: module for module, names in _AREA_ERRORS.items() for name in names}
 
@@ -111,6 +111,7 @@ __all__ = [
     "ConnectionFailed",
     "DecryptionFailed",
     "DumpFailed",
+    "ImportFailed",
     "IndexCorrupt",
     "IntegrityFailed",
     "InvalidKey",
@@ -125,6 +126,7 @@ __all__ = [
     "PgwardenError",
     "PlanFailed",
     "RestoreFailed",
+    "RollbackRefused",
     "RowCountMismatch",
     "ServerError",
     "ServerUnusable",
