@@ -16,6 +16,8 @@ from __future__ import annotations
 
 from sqlalchemy.dialects.postgresql.base import PGDialect
 
+from pgwarden.errors import UserError
+
 __all__ = ["qualified", "quote_identifier", "split_table_key", "table_key"]
 
 # "named", so that the preparer leaves a "%" in a name single.
@@ -25,7 +27,16 @@ _READ_AS_PARAMETER = frozenset("%:")
 
 
 def quote_identifier(name: str, *, plain: bool = False) -> str:
-    """Return ``name`` as a PostgreSQL identifier, safe in any generated statement."""
+    """Return ``name`` as a PostgreSQL identifier, safe in any generated statement.
+
+    ``plain`` keeps the ordinary ``"..."`` form even for a ``%`` or ``:``: for text a
+    person reads, and for a name passed as a value to ``::regclass``, ``to_regclass`` or
+    ``parse_ident``, none of which knows ``U&``.
+    """
+    if not isinstance(name, str) or not name or "\x00" in name:
+        raise UserError(
+            f"{name!r} is not a usable identifier.", hint="Give a non-empty name without NUL."
+        )
     if plain or _READ_AS_PARAMETER.isdisjoint(name):
         return str(_PREPARER.quote(name))
     escaped = "".join(

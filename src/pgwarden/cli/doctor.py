@@ -9,11 +9,9 @@ import click
 from rich.console import Console
 from rich.text import Text
 from sqlalchemy import text
-from sqlalchemy.engine import Engine
 
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import dump_json, table
-from pgwarden.db.engines import connect
 from pgwarden.errors import ConnectionFailed, UserError
 from pgwarden.insight.doctor import CHECKS, SEVERITIES, DoctorReport, doctor, threshold_names
 from pgwarden.insight.findings import Severity
@@ -111,21 +109,16 @@ def _run(
     all_databases: bool,
 ) -> tuple[list[DoctorReport], list[dict[str, str]]]:
     unreachable: list[dict[str, str]] = []
-    reports = [_doctor(state.engine(), checks, thresholds, ("database", "cluster"))]
+    reports = [_doctor(state, None, checks, thresholds, ("database", "cluster"))]
     if all_databases:
-        engine = state.engine()
-        try:
-            with connect(engine) as conn:
-                databases = conn.execute(_DATABASES).scalars().all()
-        finally:
-            engine.dispose()
+        with state.connect() as conn:
+            databases = conn.execute(_DATABASES).scalars().all()
         for database in databases:
             if database == reports[0].database:
                 continue
             # Server-wide checks ran once, on the first database.
             try:
-                engine = state.engine(database=database)
-                reports.append(_doctor(engine, checks, thresholds, ("database",)))
+                reports.append(_doctor(state, database, checks, thresholds, ("database",)))
             except ConnectionFailed as error:
                 # Dropped since it was listed, or closed to this role: say so, go on.
                 unreachable.append({"database": database, "error": error.message})
@@ -133,16 +126,14 @@ def _run(
 
 
 def _doctor(
-    engine: Engine,
+    state: Context,
+    database: str | None,
     checks: tuple[str, ...] | None,
     thresholds: dict[str, dict[str, Any]],
     scopes: tuple[str, ...],
 ) -> DoctorReport:
-    try:
-        with connect(engine) as conn:
-            return doctor(conn, checks=checks, thresholds=thresholds, scopes=scopes)
-    finally:
-        engine.dispose()
+    with state.connect(database=database) as conn:
+        return doctor(conn, checks=checks, thresholds=thresholds, scopes=scopes)
 
 
 def _thresholds(settings: Iterable[str]) -> dict[str, dict[str, Any]]:

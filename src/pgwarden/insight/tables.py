@@ -23,8 +23,9 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from pgwarden._sql import qualified
 from pgwarden.insight._relations import USER_TABLES
-from pgwarden.insight.findings import Check, CheckResult, Finding, qualified_name
+from pgwarden.insight.findings import Check, CheckResult, Finding
 
 __all__ = [
     "CacheHitRatio",
@@ -159,7 +160,7 @@ def sequential_scan_findings(tables: Iterable[SequentialScans]) -> list[Finding]
             },
         )
         for table in tables
-        for name in [qualified_name(table.schema, table.table)]
+        for name in [qualified(table.schema, table.table, plain=True)]
     ]
 
 

@@ -26,8 +26,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from pgwarden._sql import qualified
 from pgwarden.errors import UserError
-from pgwarden.insight.findings import qualified_name, quote
 from pgwarden.maintain._session import LOCK_TIMEOUT, guarded, session_settings
 
 __all__ = [
@@ -38,7 +38,6 @@ __all__ = [
     "is_reindex_leftover",
     "resolve_indexes",
     "resolve_tables",
-    "sql_name",
     "user_tables",
 ]
 
@@ -55,20 +54,6 @@ _KINDS = {
     "c": "composite type",
 }
 _TABLE_KINDS = ("r", "p", "m")
-
-# Whether findings' quoting doubles "%", as SQLAlchemy does for drivers whose parameters
-# are written %s: then a "%" in a name comes out as "%%".
-_DOUBLES_PERCENT = quote("%") == '"%%"'
-
-
-def sql_name(schema: str, name: str) -> str:
-    """Return ``schema.name`` as plain SQL, quoted only where PostgreSQL needs quotes.
-
-    Plain SQL, as a user would paste it into psql: a ``%`` in a name stays one ``%``.
-    """
-    qualified = qualified_name(schema, name)
-    return qualified.replace("%%", "%") if _DOUBLES_PERCENT else qualified
-
 
 _INDEX_KINDS = ("i", "I")
 
@@ -102,7 +87,7 @@ class Table:
     @property
     def qualified(self) -> str:
         """Return ``schema.name`` quoted as SQL needs it."""
-        return sql_name(self.schema, self.name)
+        return qualified(self.schema, self.name, plain=True)
 
     @property
     def dead_pct(self) -> float:
@@ -131,12 +116,12 @@ class Index:
     @property
     def qualified(self) -> str:
         """Return ``schema.name`` quoted as SQL needs it."""
-        return sql_name(self.schema, self.name)
+        return qualified(self.schema, self.name, plain=True)
 
     @property
     def table(self) -> str:
         """Return the table's ``schema.name`` quoted as SQL needs it."""
-        return sql_name(self.table_schema, self.table_name)
+        return qualified(self.table_schema, self.table_name, plain=True)
 
 
 # Sizes here are the catalog's estimates (pages as of the last VACUUM or ANALYZE); the
