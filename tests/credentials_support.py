@@ -14,6 +14,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import make_url
 
+from pgwarden._sql import quote_identifier
 from pgwarden.testing.servers import TestServer
 
 
@@ -41,10 +42,6 @@ class SecretURL:
                 assert secret.encode() not in data, f"a secret leaked into the {where}"
 
 
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
-
-
 @pytest.fixture
 def secret_url(pg_server: TestServer) -> Iterator[SecretURL]:
     """Yield a fresh database reached as a role whose password is in the query string.
@@ -56,7 +53,9 @@ def secret_url(pg_server: TestServer) -> Iterator[SecretURL]:
     password = f"S3cret{secrets.token_hex(8)}"
     sslpassword = f"SslS3cret{secrets.token_hex(8)}"
     with pg_server.admin.connect() as conn:
-        conn.execute(sa.text(f"CREATE ROLE {_quote(role)} LOGIN SUPERUSER PASSWORD '{password}'"))
+        conn.execute(
+            sa.text(f"CREATE ROLE {quote_identifier(role)} LOGIN SUPERUSER PASSWORD '{password}'")
+        )
     database = pg_server.create_database()
     base = make_url(pg_server.url(database))
     url = base._replace(password=None).set(username=role)
@@ -66,7 +65,7 @@ def secret_url(pg_server: TestServer) -> Iterator[SecretURL]:
     finally:
         pg_server.drop_database(database)
         with pg_server.admin.connect() as conn:
-            conn.execute(sa.text(f"DROP ROLE IF EXISTS {_quote(role)}"))
+            conn.execute(sa.text(f"DROP ROLE IF EXISTS {quote_identifier(role)}"))
 
 
 @dataclass

@@ -17,7 +17,8 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection, Engine
 from sqlalchemy.pool import NullPool
 
-from pgwarden.insight.findings import qualified_name, quote
+from pgwarden._sql import qualified as qualified_name
+from pgwarden._sql import quote_identifier as quote
 from pgwarden.transfer import BundleTable
 from pgwarden.transfer.bundle import DataFile, Format, write_manifest
 from pgwarden.transfer.catalog import load_catalog

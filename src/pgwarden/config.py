@@ -12,11 +12,11 @@ the field names below (``database_url``, ``db_pool_size``, ``log_format``, ...).
 from __future__ import annotations
 
 import os
-import re
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
+from datetime import timedelta
 from pathlib import Path
 from typing import Any, Literal
 
@@ -29,6 +29,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from pgwarden._units import parse_duration
 from pgwarden.errors import ConfigError
 from pgwarden.urls import parse_database_url, redact_text
 
@@ -38,8 +39,6 @@ DEFAULT_CONFIG_FILE = Path("pgwarden.toml")
 _config_values: ContextVar[dict[str, Any] | None] = ContextVar(
     "pgwarden_config_values", default=None
 )
-_DURATION = re.compile(r"^\s*(\d+)\s*(ms|s|min|h)?\s*$")
-_UNIT_MS = {"ms": 1, "s": 1000, "min": 60_000, "h": 3_600_000, None: 1}
 
 
 def _db(name: str, description: str, **kwargs: Any) -> Any:
@@ -141,10 +140,11 @@ class Settings(BaseSettings):
     def _duration(cls, value: Any) -> Any:
         if value is None or value == "" or isinstance(value, int):
             return value or None
-        match = _DURATION.match(str(value))
-        if match is None:
-            raise ValueError("expected a duration such as 30s, 500ms or 2min")
-        return int(match[1]) * _UNIT_MS[match[2]] or None
+        try:
+            span = parse_duration(str(value), unit="ms")
+        except ValueError:
+            raise ValueError("expected a duration such as 30s, 500ms or 2min") from None
+        return round(span / timedelta(milliseconds=1)) or None
 
     @field_validator("encryption_keys", mode="before")
     @classmethod

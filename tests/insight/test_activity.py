@@ -10,6 +10,7 @@ import pytest
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
+from pgwarden._sql import quote_identifier as quote
 from pgwarden.errors import UserError
 from pgwarden.insight.activity import (
     CHECKS,
@@ -22,7 +23,6 @@ from pgwarden.insight.activity import (
 )
 from pgwarden.insight.blocking import BlockedQuery, blocked_queries, blocked_query_findings
 from pgwarden.insight.connections import connection_findings, connection_usage
-from pgwarden.insight.findings import quote
 from pgwarden.insight.signals import cancel
 from pgwarden.testing.servers import TestServer
 from session_support import Sessions, wait_for

@@ -23,9 +23,9 @@ from __future__ import annotations
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
+from pgwarden._sql import qualified, quote_identifier
 from pgwarden.advise.catalog import Catalog, ExistingIndex, Table
 from pgwarden.advise.parsing import ColumnPath, ParsedQuery, Scope, TableRef
-from pgwarden.insight.findings import quote
 
 __all__ = ["Candidate", "IndexKey", "TableUse", "candidates_for", "covering_index", "resolve"]
 
@@ -40,7 +40,7 @@ class IndexKey:
     @property
     def sql(self) -> str:
         """Return the key as it reads in ``CREATE INDEX``."""
-        return quote(self.column) + (" DESC" if self.descending else "")
+        return quote_identifier(self.column, plain=True) + (" DESC" if self.descending else "")
 
 
 @dataclass(frozen=True)
@@ -68,8 +68,8 @@ class Candidate:
     def definition(self, name: str | None = None, *, concurrently: bool = False) -> str:
         """Return the ``CREATE INDEX`` statement, without the closing semicolon."""
         head = "CREATE INDEX CONCURRENTLY" if concurrently else "CREATE INDEX"
-        named = f" {quote(name)}" if name else ""
-        table = f"{quote(self.schema)}.{quote(self.table)}"
+        named = f" {quote_identifier(name, plain=True)}" if name else ""
+        table = qualified(self.schema, self.table, plain=True)
         keys = ", ".join(key.sql for key in self.keys)
         where = f" WHERE {self.predicate}" if self.predicate else ""
         return f"{head}{named} ON {table} ({keys}){where}"
@@ -230,7 +230,8 @@ def _shapes(use: TableUse) -> Iterable[tuple[list[IndexKey], int, str | None]]:
             yield [*equal, *order], len(equal), None
     if use.constants:
         predicate = " AND ".join(
-            f"{quote(column)} = {literal}" for column, literal in sorted(use.constants.items())
+            f"{quote_identifier(column, plain=True)} = {literal}"
+            for column, literal in sorted(use.constants.items())
         )
         rest = [k for k in equal if k.column not in use.constants]
         if rest or ranges:

@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from pgwarden.insight.findings import qualified_name, quote
+from pgwarden._sql import qualified, quote_identifier
 
 __all__ = ["Catalog", "ExistingIndex", "Table", "load_catalog"]
 
@@ -129,7 +129,7 @@ class Table:
     @property
     def qualified(self) -> str:
         """Return the table's name, schema-qualified and quoted for SQL."""
-        return qualified_name(self.schema, self.name)
+        return qualified(self.schema, self.name, plain=True)
 
     @property
     def user_table(self) -> bool:
@@ -163,7 +163,10 @@ def load_catalog(conn: Connection, names: Iterable[tuple[str | None, str]]) -> C
     to ``None``.
     """
     wanted = sorted(set(names), key=lambda n: (n[0] or "", n[1]))
-    spelled = [qualified_name(schema, name) if schema else quote(name) for schema, name in wanted]
+    spelled = [
+        qualified(schema, name, plain=True) if schema else quote_identifier(name, plain=True)
+        for schema, name in wanted
+    ]
     by_name: dict[tuple[str | None, str], Table | None] = dict.fromkeys(wanted)
     resolved: dict[int, int] = {}
     if wanted:

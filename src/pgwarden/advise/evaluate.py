@@ -28,12 +28,12 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import psycopg
 from sqlalchemy.engine import Connection
 
+from pgwarden._sql import quote_identifier
 from pgwarden.advise.candidates import Candidate
 from pgwarden.advise.catalog import Table
 from pgwarden.advise.errors import PlanFailed
 from pgwarden.advise.parsing import ParsedQuery
 from pgwarden.errors import NotEnabled
-from pgwarden.insight.findings import quote
 
 if TYPE_CHECKING:
     from pgwarden.advise.scratch import SampledTable
@@ -152,8 +152,8 @@ class HypoPG:
 
     def __init__(self, conn: psycopg.Connection[Any], schema: str) -> None:
         self.conn = conn
-        # Every call passes parameters, so psycopg reads a "%" in the name as its own.
-        self.schema = quote(schema).replace("%", "%%")
+        # Every call passes parameters: quote_identifier writes a "%" so psycopg leaves it.
+        self.schema = quote_identifier(schema)
 
     def plan(self, query: ParsedQuery) -> Plan:
         return explain(self.conn, query.query.sql, params=query.params)

@@ -32,6 +32,7 @@ import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from pgwarden._sql import qualified
 from pgwarden.advise.candidates import Candidate, candidates_for, covering_index, resolve
 from pgwarden.advise.catalog import Catalog, Table, load_catalog
 from pgwarden.advise.evaluate import Method, PlanFailed, Planner, open_planner
@@ -46,7 +47,6 @@ from pgwarden.advise.report import (
     truncated_name,
 )
 from pgwarden.errors import PgwardenError
-from pgwarden.insight.findings import qualified_name
 from pgwarden.urls import redact_text
 
 __all__ = ["advise_indexes"]
@@ -369,7 +369,7 @@ def _unique_names(conn: Connection, recommendations: list[IndexRecommendation]) 
     for position, index in enumerate(recommendations):
         name, suffix = index.name, 1
         while (index.schema, name) in used or conn.execute(
-            _TAKEN, {"name": qualified_name(index.schema, name)}
+            _TAKEN, {"name": qualified(index.schema, name, plain=True)}
         ).scalar():
             name = truncated_name(index.name, suffix=f"_{suffix}")
             suffix += 1

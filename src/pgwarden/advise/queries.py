@@ -15,8 +15,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from pgwarden._sql import quote_identifier
 from pgwarden.errors import NotEnabled, UserError
-from pgwarden.insight.findings import quote_in_text
 
 __all__ = ["Query", "SkippedQuery", "read_queries", "split_queries", "top_queries"]
 
@@ -88,7 +88,7 @@ def top_queries(conn: Connection, *, limit: int = 100, min_calls: int = 10) -> l
             hint="Add pg_stat_statements to shared_preload_libraries, restart, then run "
             "CREATE EXTENSION pg_stat_statements; or pass the queries with --queries FILE.",
         )
-    sql = text(_TOP_QUERIES.format(view=f"{quote_in_text(schema)}.pg_stat_statements"))
+    sql = text(_TOP_QUERIES.format(view=f"{quote_identifier(schema)}.pg_stat_statements"))
     try:
         with conn.begin_nested():
             rows = conn.execute(

@@ -14,11 +14,11 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
+from pgwarden._sql import qualified, quote_identifier
 from pgwarden.advise.candidates import Candidate, IndexKey
 from pgwarden.advise.catalog import Table
 from pgwarden.advise.queries import SkippedQuery
 from pgwarden.advise.scratch import SampledTable
-from pgwarden.insight.findings import qualified_name, quote
 
 __all__ = [
     "IndexAdvice",
@@ -76,14 +76,14 @@ class IndexRecommendation:
         keys = ", ".join(key.sql for key in self.keys)
         where = f" WHERE {self.predicate}" if self.predicate else ""
         return (
-            f"CREATE INDEX CONCURRENTLY {quote(self.name)} ON "
-            f"{qualified_name(self.schema, self.table)} ({keys}){where};"
+            f"CREATE INDEX CONCURRENTLY {quote_identifier(self.name, plain=True)} ON "
+            f"{qualified(self.schema, self.table, plain=True)} ({keys}){where};"
         )
 
     @property
     def drop_sql(self) -> str:
         """Return the statement that drops the index again."""
-        return f"DROP INDEX CONCURRENTLY {qualified_name(self.schema, self.name)};"
+        return f"DROP INDEX CONCURRENTLY {qualified(self.schema, self.name, plain=True)};"
 
 
 @dataclass(frozen=True)

@@ -41,6 +41,7 @@ from psycopg import sql
 from sqlalchemy import text
 from sqlalchemy.engine import URL, Connection
 
+from pgwarden._sql import qualified, quote_identifier
 from pgwarden.advise.candidates import Candidate
 from pgwarden.advise.catalog import Table
 from pgwarden.advise.evaluate import Plan, PlanFailed, Probe, explain
@@ -48,7 +49,6 @@ from pgwarden.advise.parsing import ParsedQuery
 from pgwarden.db import clients
 from pgwarden.db.binaries import find_binary
 from pgwarden.errors import NotEnabled, PgwardenError
-from pgwarden.insight.findings import qualified_name, quote
 from pgwarden.urls import redact_text
 
 __all__ = ["SCRATCH_PREFIX", "SampledTable", "ScratchCopy", "scratch_copy"]
@@ -269,7 +269,9 @@ def _drop_database(url: URL, name: str, *, quiet: bool = False) -> None:
             return
         raise PgwardenError(
             f"could not drop the scratch database {name}: {said}",
-            hint=f"Drop it by hand: DROP DATABASE {quote(name)} WITH (FORCE);",
+            hint=(
+                f"Drop it by hand: DROP DATABASE {quote_identifier(name, plain=True)} WITH (FORCE);"
+            ),
         ) from error
 
 
@@ -348,8 +350,8 @@ def _copy_rows(
         for done, table in enumerate(tables):
             if progress is not None:
                 progress("copying tables", done, len(tables))
-            name = qualified_name(table["schema"], table["name"])
-            columns = ", ".join(quote(column) for column in table["columns"])
+            name = qualified(table["schema"], table["name"], plain=True)
+            columns = ", ".join(quote_identifier(column, plain=True) for column in table["columns"])
             target.execute(f"ALTER TABLE {name} SET (autovacuum_enabled = false)")
             estimated = max(int(table["reltuples"]), 0)
             select = f"SELECT {columns} FROM ONLY {name}"
@@ -376,6 +378,6 @@ def _copy_rows(
 def _analyze(url: URL, scratch: str, tables: list[SampledTable]) -> None:
     if not tables:
         return
-    names = ", ".join(qualified_name(t.schema, t.table) for t in tables)
+    names = ", ".join(qualified(t.schema, t.table, plain=True) for t in tables)
     with psycopg.connect(_conninfo(url, scratch), autocommit=True) as target:
         target.execute(f"ANALYZE {names}")

@@ -133,12 +133,13 @@ class Table:
 
 
 def pattern(schema: str, name: str | None = None) -> str:
-    """Return a pg_dump pattern that matches exactly ``schema`` or ``schema.name``."""
+    """Return a pg_dump pattern that matches exactly ``schema`` or ``schema.name``.
 
-    def quote(part: str) -> str:
-        return '"' + part.replace('"', '""') + '"'
-
-    return quote(schema) if name is None else f"{quote(schema)}.{quote(name)}"
+    Not SQL: in a pattern only double quotes turn off wildcards (``*``, ``?``) and case
+    folding, so every part is quoted, and ``U&`` is not understood.
+    """
+    exact = ['"' + part.replace('"', '""') + '"' for part in (schema, name) if part is not None]
+    return ".".join(exact)
 
 
 def read_tables(conn: Connection) -> list[Table]:

@@ -28,6 +28,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta, tzinfo
 from itertools import groupby
 
+from pgwarden._units import format_duration
 from pgwarden.errors import UserError
 
 __all__ = ["BackupRecord", "Decision", "RetentionPlan", "RetentionPolicy", "plan_retention"]
@@ -131,14 +132,6 @@ _RULES: tuple[tuple[str, Callable[[datetime], str]], ...] = (
 )
 
 
-def _duration(span: timedelta) -> str:
-    seconds = int(span.total_seconds())
-    for unit, size in (("d", 86400), ("h", 3600), ("min", 60)):
-        if seconds and seconds % size == 0:
-            return f"{seconds // size}{unit}"
-    return f"{seconds}s"
-
-
 def _newest_first(backup: BackupRecord) -> tuple[datetime, str]:
     return backup.started_at, backup.id
 
@@ -205,7 +198,7 @@ def _plan_kind(group: list[BackupRecord], policy: RetentionPolicy, now: datetime
                 break
             periods.add(period)
             reasons[backup.id].append(f"{rule} {period}")
-    grace = _duration(policy.incomplete_grace)
+    grace = format_duration(policy.incomplete_grace.total_seconds(), exact=True)
     decisions = []
     for backup in group:
         why = reasons[backup.id]

@@ -29,6 +29,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, make_url
 
+from pgwarden._sql import quote_identifier
 from pgwarden.backup import _pgtools
 from pgwarden.backup.catalog import complete_manifest, find_backup
 from pgwarden.backup.crypto import BackupKeyring
@@ -63,10 +64,6 @@ ORDER BY 2
 """
 )
 INDEX_CHECK = sa.text("SELECT bt_index_check(index => :oid, heapallindexed => true)")
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 def run_amcheck(url: str | URL) -> AmcheckResult:
@@ -107,7 +104,9 @@ def _scratch_database(url: str | URL, backup_id: str) -> Iterator[str]:
         with _pgtools.connect(admin) as conn:
             conn = conn.execution_options(isolation_level="AUTOCOMMIT")
             try:
-                conn.execute(sa.text(f"CREATE DATABASE {_quote(name)} TEMPLATE template0"))
+                conn.execute(
+                    sa.text(f"CREATE DATABASE {quote_identifier(name)} TEMPLATE template0")
+                )
             except sa.exc.DBAPIError as exc:
                 raise UserError(
                     f"cannot create a scratch database to verify backup {backup_id}: "
@@ -124,7 +123,9 @@ def _scratch_database(url: str | URL, backup_id: str) -> Iterator[str]:
         finally:
             with _pgtools.connect(admin) as conn:
                 conn = conn.execution_options(isolation_level="AUTOCOMMIT")
-                conn.execute(sa.text(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)"))
+                conn.execute(
+                    sa.text(f"DROP DATABASE IF EXISTS {quote_identifier(name)} WITH (FORCE)")
+                )
     finally:
         admin.dispose()
 

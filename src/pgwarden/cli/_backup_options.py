@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable
 from datetime import timedelta
 from pathlib import Path
@@ -10,6 +9,7 @@ from typing import Any, TypeVar
 
 import click
 
+from pgwarden._units import parse_duration
 from pgwarden.backup.crypto import BackupKeyring
 from pgwarden.backup.logical import COMPRESSIONS, FORMATS, ROW_COUNTS
 from pgwarden.backup.storage import Storage, open_storage
@@ -30,9 +30,6 @@ __all__ = [
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*(s|m|min|h|d|w)?\s*$")
-_SECONDS = {"s": 1, "m": 60, "min": 60, "h": 3600, "d": 86400, "w": 604800, None: 1}
-
 
 class Duration(click.ParamType):  # type: ignore[type-arg]
     """A duration: ``90s``, ``30m``, ``24h``, ``7d``, ``2w`` or seconds."""
@@ -42,10 +39,10 @@ class Duration(click.ParamType):  # type: ignore[type-arg]
     def convert(self, value: Any, param: click.Parameter | None, ctx: click.Context | None) -> Any:
         if isinstance(value, timedelta):
             return value
-        match = _DURATION.match(str(value))
-        if match is None:
+        try:
+            return parse_duration(str(value))
+        except ValueError:
             self.fail(f"{value!r} is not a duration such as 30m, 24h or 7d.", param, ctx)
-        return timedelta(seconds=float(match[1]) * _SECONDS[match[2]])
 
 
 def _open(state: Context, chosen: str) -> Storage:

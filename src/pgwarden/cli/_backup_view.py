@@ -20,11 +20,11 @@ from rich.progress import Progress as ProgressBar
 from rich.table import Table
 from rich.text import Text
 
+from pgwarden._units import format_size
 from pgwarden.backup.catalog import BackupEntry, ExpireReport
 from pgwarden.backup.manifest import Manifest
 from pgwarden.backup.progress import BackupProgress
 from pgwarden.cli.render import key_value_table, table
-from pgwarden.insight.findings import format_size
 from pgwarden.urls import redact_url
 
 __all__ = [

@@ -12,11 +12,11 @@ import click
 from rich.progress import BarColumn, MofNCompleteColumn, Progress, TaskID, TextColumn
 from rich.text import Text
 
+from pgwarden._units import format_size
 from pgwarden.advise import IndexAdvice, advise_indexes, alembic_migration, read_queries
 from pgwarden.advise.evaluate import Method
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import dump_json, jsonable, table
-from pgwarden.db.engines import connect
 
 __all__ = ["advise"]
 
@@ -108,22 +108,18 @@ def indexes(
       pgwarden advise indexes --queries slow.sql --alembic
     """
     queries = read_queries(queries_file) if queries_file is not None else None
-    engine = state.engine()
-    try:
-        with connect(engine) as conn, _progress(state) as progress:
-            advice = advise_indexes(
-                conn,
-                queries=queries,
-                limit=limit,
-                min_calls=min_calls,
-                min_factor=min_factor,
-                write_heavy_factor=write_heavy_factor,
-                method=cast(Method, method),
-                sample_rows=sample_rows,
-                progress=progress,
-            )
-    finally:
-        engine.dispose()
+    with state.connect() as conn, _progress(state) as progress:
+        advice = advise_indexes(
+            conn,
+            queries=queries,
+            limit=limit,
+            min_calls=min_calls,
+            min_factor=min_factor,
+            write_heavy_factor=write_heavy_factor,
+            method=cast(Method, method),
+            sample_rows=sample_rows,
+            progress=progress,
+        )
     migration = (
         alembic_migration(advice.recommendations, down_revision=advice.alembic_revision)
         if alembic
@@ -184,7 +180,7 @@ def _render(state: Context, advice: IndexAdvice, migration: str | None) -> None:
                 (index.name, "bold green"),
                 f" on {index.schema}.{index.table} "
                 f"({', '.join(key.sql for key in index.keys)}){where}, "
-                f"about {_size(index.size_bytes)} ({index.size_source})",
+                f"about {format_size(index.size_bytes)} ({index.size_source})",
             )
         )
         rows = [
@@ -220,12 +216,3 @@ def _note(note: str) -> Text:
 def _short(sql: str) -> str:
     flat = " ".join(sql.split())
     return flat if len(flat) <= _SQL_SHOWN else flat[: _SQL_SHOWN - 1] + "…"
-
-
-def _size(size_bytes: int) -> str:
-    size = float(size_bytes)
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if size < 1024:
-            return f"{size:.0f} {unit}"
-        size /= 1024
-    return f"{size:.0f} TB"

@@ -15,6 +15,7 @@ from pathlib import Path
 import click
 from rich.text import Text
 
+from pgwarden._units import format_size
 from pgwarden.backup import catalog
 from pgwarden.backup.lock import break_lock
 from pgwarden.backup.logical import create_backup
@@ -41,7 +42,6 @@ from pgwarden.cli._backup_view import (
 )
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import dump_json, jsonable
-from pgwarden.insight.findings import format_size
 
 __all__ = ["backup", "backup_db"]
 

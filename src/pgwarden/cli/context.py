@@ -4,18 +4,20 @@ from __future__ import annotations
 
 import errno
 import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import click
 from rich.console import Console
-from sqlalchemy.engine import URL, Engine, make_url
+from sqlalchemy.engine import URL, Connection, Engine, make_url
 from sqlalchemy.pool import NullPool
 
 from pgwarden.config import Settings, load_settings
 from pgwarden.db.embedded import EmbeddedServer
-from pgwarden.db.engines import create_engine
+from pgwarden.db.engines import connect, create_engine
 from pgwarden.errors import ConfigError
 
 __all__ = ["Context", "pass_context", "plain_console"]
@@ -88,6 +90,20 @@ class Context:
             poolclass=NullPool,
             **engine_args,
         )
+
+    @contextmanager
+    def connect(self, *, database: str | None = None, **engine_args: Any) -> Iterator[Connection]:
+        """Connect for one command, and dispose of the engine when the block ends.
+
+        A failure to connect is a :class:`~pgwarden.errors.ConnectionFailed` that says why;
+        ``database`` and ``engine_args`` are as for :meth:`engine`.
+        """
+        engine = self.engine(database=database, **engine_args)
+        try:
+            with connect(engine) as conn:
+                yield conn
+        finally:
+            engine.dispose()
 
 
 pass_context = click.make_pass_decorator(Context, ensure=True)

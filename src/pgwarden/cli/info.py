@@ -12,7 +12,6 @@ from rich.text import Text
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import dump_json, jsonable, key_value_table, table
 from pgwarden.db.binaries import embedded_bin_dir, program_version
-from pgwarden.db.engines import connect
 from pgwarden.db.ping import ping as ping_server
 from pgwarden.urls import redact_url
 
@@ -63,13 +62,9 @@ def ping(state: Context, samples: int) -> None:
     Example:
       pgwarden --database-url postgresql://app@db.internal/app ping
     """
-    engine = state.engine()
-    try:
-        with connect(engine) as conn:
-            result = ping_server(conn, samples=samples)
-    finally:
-        engine.dispose()
-    url = redact_url(engine.url.set(drivername="postgresql"))
+    with state.connect() as conn:
+        result = ping_server(conn, samples=samples)
+        url = redact_url(conn.engine.url.set(drivername="postgresql"))
     if state.json:
         dump_json(state.console, {"url": url, **_as_dict(result)})
         return

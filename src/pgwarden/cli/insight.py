@@ -7,11 +7,10 @@ from typing import Any, TypeVar
 
 import click
 
+from pgwarden._units import format_size
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import dump_json, table
-from pgwarden.db.engines import connect
 from pgwarden.insight import history
-from pgwarden.insight.findings import format_size
 
 __all__ = ["insight"]
 
@@ -57,13 +56,9 @@ def snapshot_command(state: Context, keep_days: int | None) -> None:
     Example:
       pgwarden insight snapshot --keep-days 90
     """
-    engine = state.engine()
-    try:
-        with connect(engine) as conn:
-            taken = history.snapshot(conn, keep_days=keep_days)
-            conn.commit()
-    finally:
-        engine.dispose()
+    with state.connect() as conn:
+        taken = history.snapshot(conn, keep_days=keep_days)
+        conn.commit()
     if state.json:
         dump_json(state.console, taken)
         return
@@ -86,12 +81,8 @@ def snapshots_command(state: Context, limit: int) -> None:
     Example:
       pgwarden insight snapshots --limit 10
     """
-    engine = state.engine()
-    try:
-        with connect(engine) as conn:
-            found = history.snapshots(conn, limit=limit)
-    finally:
-        engine.dispose()
+    with state.connect() as conn:
+        found = history.snapshots(conn, limit=limit)
     if state.json:
         dump_json(state.console, {"snapshots": found})
         return
@@ -118,12 +109,8 @@ def growth_command(
     Example:
       pgwarden insight growth --days 30
     """
-    engine = state.engine()
-    try:
-        with connect(engine) as conn:
-            grown = history.growth(conn, days=days, before=before, after=after, limit=limit)
-    finally:
-        engine.dispose()
+    with state.connect() as conn:
+        grown = history.growth(conn, days=days, before=before, after=after, limit=limit)
     if state.json:
         dump_json(state.console, {"growth": grown})
         return
@@ -157,14 +144,10 @@ def regressions_command(
     Example:
       pgwarden insight regressions --days 1 --factor 2
     """
-    engine = state.engine()
-    try:
-        with connect(engine) as conn:
-            slower = history.regressions(
-                conn, days=days, before=before, after=after, factor=factor, min_calls=min_calls
-            )
-    finally:
-        engine.dispose()
+    with state.connect() as conn:
+        slower = history.regressions(
+            conn, days=days, before=before, after=after, factor=factor, min_calls=min_calls
+        )
     if state.json:
         dump_json(state.console, {"regressions": slower})
         return

@@ -10,9 +10,7 @@ as an unknown table, before anything ran.
 from __future__ import annotations
 
 import json
-import re
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
 from typing import Any, TypeVar
 
 import click
@@ -21,12 +19,10 @@ from rich.markup import escape
 from rich.progress import BarColumn, SpinnerColumn, TaskID, TextColumn, TimeElapsedColumn
 from rich.progress import Progress as ProgressBar
 from rich.text import Text
-from sqlalchemy.engine import Connection
 
+from pgwarden._units import format_size, parse_size
 from pgwarden.cli.context import Context, pass_context, plain_console
 from pgwarden.cli.render import dump_json, jsonable, table
-from pgwarden.db.engines import connect
-from pgwarden.insight.findings import format_size
 from pgwarden.maintain import (
     DEFAULT_LOCK_TIMEOUT,
     LockHolder,
@@ -45,15 +41,15 @@ __all__ = ["analyze", "reindex", "vacuum"]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
-_UNITS = {"": 1, "b": 1, "kb": 1024, "mb": 1024**2, "gb": 1024**3, "tb": 1024**4}
-
 
 def _byte_size(ctx: click.Context, param: click.Parameter, value: str) -> int:
     """Return a size such as ``1GB``, ``500MB``, ``64kB`` or ``1024`` in bytes (units of 1024)."""
-    match = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([a-zA-Z]*)\s*", value)
-    if match is None or match.group(2).lower() not in _UNITS:
-        raise click.BadParameter(f"{value!r} is not a size such as 1GB, 500MB, 64kB or 1024.")
-    return int(float(match.group(1)) * _UNITS[match.group(2).lower()])
+    try:
+        return parse_size(value)
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a size such as 1GB, 500MB, 64kB or 1024."
+        ) from None
 
 
 def _maintenance_options(func: F) -> F:
@@ -122,7 +118,7 @@ def vacuum(
     if threshold is not None and not auto:
         raise click.UsageError("--threshold needs --auto.")
     _caution(state, dry_run, FULL_LOCK_WARNING if full else None)
-    with _ProgressView(state.json) as view, _connection(state) as conn:
+    with _ProgressView(state.json) as view, state.connect() as conn:
         report = vacuum_tables(
             conn,
             list(tables) or None,
@@ -159,7 +155,7 @@ def analyze(
     Example:
       pgwarden analyze --table orders --table sales.customers
     """
-    with _ProgressView(state.json) as view, _connection(state) as conn:
+    with _ProgressView(state.json) as view, state.connect() as conn:
         report = analyze_tables(
             conn,
             list(tables) or None,
@@ -207,7 +203,7 @@ def reindex(
     if not (tables or indexes or invalid):
         raise click.UsageError("name what to rebuild: --table, --index or --invalid.")
     _caution(state, dry_run, None if concurrently else BLOCKING_WARNING)
-    with _ProgressView(state.json) as view, _connection(state) as conn:
+    with _ProgressView(state.json) as view, state.connect() as conn:
         report = reindex_indexes(
             conn,
             tables=tables,
@@ -221,16 +217,6 @@ def reindex(
             on_done=view.done,
         )
     _render(state, report)
-
-
-@contextmanager
-def _connection(state: Context) -> Iterator[Connection]:
-    engine = state.engine()
-    try:
-        with connect(engine) as conn:
-            yield conn
-    finally:
-        engine.dispose()
 
 
 def _caution(state: Context, dry_run: bool, warning: str | None) -> None:

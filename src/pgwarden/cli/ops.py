@@ -8,7 +8,6 @@ from rich.text import Text
 
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import dump_json
-from pgwarden.db.engines import connect
 from pgwarden.insight.activity import ServerSession, sessions
 from pgwarden.insight.sessions import format_duration, short
 from pgwarden.insight.signals import CancelResult
@@ -38,14 +37,10 @@ def queries(state: Context, running: bool, min_duration_s: float, everything: bo
     Example:
       pgwarden queries --running --min-duration 30
     """
-    engine = state.engine()
-    try:
-        with connect(engine) as conn:
-            found = sessions(
-                conn, running=running, min_duration_s=min_duration_s, everything=everything
-            )
-    finally:
-        engine.dispose()
+    with state.connect() as conn:
+        found = sessions(
+            conn, running=running, min_duration_s=min_duration_s, everything=everything
+        )
     if state.json:
         dump_json(state.console, found)
         return
@@ -111,12 +106,8 @@ def cancel(state: Context, pid: int, terminate: bool, dry_run: bool, wait_s: flo
     Example:
       pgwarden cancel 4321 --dry-run && pgwarden cancel 4321
     """
-    engine = state.engine()
-    try:
-        with connect(engine) as conn:
-            result = cancel_session(conn, pid, terminate=terminate, dry_run=dry_run, wait_s=wait_s)
-    finally:
-        engine.dispose()
+    with state.connect() as conn:
+        result = cancel_session(conn, pid, terminate=terminate, dry_run=dry_run, wait_s=wait_s)
     if state.json:
         dump_json(state.console, result)
     else:

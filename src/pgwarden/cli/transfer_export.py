@@ -14,11 +14,10 @@ from typing import Any, Literal, cast
 import click
 from rich.text import Text
 
+from pgwarden._units import format_size
 from pgwarden.cli._errors import option_values
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import RowProgressView, dump_json, table
-from pgwarden.db.engines import connect
-from pgwarden.insight.findings import format_size
 from pgwarden.transfer import (
     ExportResult,
     TransferProgress,
@@ -159,27 +158,23 @@ def export(
     names = list(tables) + [entity_table(spec) for spec in entities]
     spec = _transforms(transforms_file, salt_env)
     depth = None if children == -1 else children  # None: every level
-    engine = state.engine()
     given = {"--user-id": user_id, "--since": since, "--until": until}
-    try:
-        with _ProgressView(state.json) as view, connect(engine) as conn, option_values(given):
-            if user_id is not None:
-                if names or where or date_column:
-                    raise click.UsageError("--user-id exports one user's data; drop --table.")
-                result = export_personal_data(
-                    conn, out_dir, user_table=user_table, user_id=user_id, children=depth,
-                    format=cast(Format, fmt), transforms=spec, on_progress=view.progress,
-                    nullable=cast(Literal["include", "null"], nullable_parents),
-                )  # fmt: skip
-            else:
-                result = export_bundle(
-                    conn, out_dir, tables=names, where=where, date_column=date_column,
-                    since=since, until=until, children=0 if children is None else depth,
-                    format=cast(Format, fmt), transforms=spec, on_progress=view.progress,
-                    nullable=cast(Literal["include", "null"], nullable_parents),
-                )  # fmt: skip
-    finally:
-        engine.dispose()
+    with _ProgressView(state.json) as view, state.connect() as conn, option_values(given):
+        if user_id is not None:
+            if names or where or date_column:
+                raise click.UsageError("--user-id exports one user's data; drop --table.")
+            result = export_personal_data(
+                conn, out_dir, user_table=user_table, user_id=user_id, children=depth,
+                format=cast(Format, fmt), transforms=spec, on_progress=view.progress,
+                nullable=cast(Literal["include", "null"], nullable_parents),
+            )  # fmt: skip
+        else:
+            result = export_bundle(
+                conn, out_dir, tables=names, where=where, date_column=date_column,
+                since=since, until=until, children=0 if children is None else depth,
+                format=cast(Format, fmt), transforms=spec, on_progress=view.progress,
+                nullable=cast(Literal["include", "null"], nullable_parents),
+            )  # fmt: skip
     _render(state, result)
 
 
@@ -216,17 +211,13 @@ def export_csv(
     """
     spec = _transforms(transforms_file, salt_env)
     out: Any = sys.stdout.buffer if file == "-" else Path(file)
-    engine = state.engine()
-    try:
-        given = {"--since": since, "--until": until}
-        with _ProgressView(state.json) as view, connect(engine) as conn, option_values(given):
-            result = export_table(
-                conn, table_name, out, format=cast(FileFormat, fmt), where=where,
-                date_column=date_column, since=since, until=until, transforms=spec,
-                on_progress=view.progress,
-            )  # fmt: skip
-    finally:
-        engine.dispose()
+    given = {"--since": since, "--until": until}
+    with _ProgressView(state.json) as view, state.connect() as conn, option_values(given):
+        result = export_table(
+            conn, table_name, out, format=cast(FileFormat, fmt), where=where,
+            date_column=date_column, since=since, until=until, transforms=spec,
+            on_progress=view.progress,
+        )  # fmt: skip
     if file == "-":
         return
     if state.json:

@@ -23,7 +23,6 @@ from pgwarden.cli import _import_view as view
 from pgwarden.cli._errors import option_values
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import dump_json
-from pgwarden.db.engines import connect
 from pgwarden.transfer import (
     ImportFailed,
     ImportReport,
@@ -86,12 +85,8 @@ def _write_options(func: F) -> F:
 
 @contextmanager
 def _connection(state: Context) -> Iterator[Connection]:
-    engine = state.engine()
-    try:
-        with connect(engine) as conn:
-            yield conn
-    finally:
-        engine.dispose()
+    with state.connect() as conn:
+        yield conn
 
 
 def _transforms(file: Path | None, salt_env: str | None) -> TransformSpec | None:

@@ -27,9 +27,10 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from pgwarden._sql import quote_identifier
 from pgwarden.insight.blocking import blocked_queries, blocked_query_findings
 from pgwarden.insight.connections import connection_findings, connection_usage
-from pgwarden.insight.findings import Check, CheckResult, Finding, quote, run_checks
+from pgwarden.insight.findings import Check, CheckResult, Finding, run_checks
 from pgwarden.insight.sessions import (
     SESSION_COLUMNS,
     format_duration,
@@ -212,9 +213,10 @@ def idle_transaction_findings(
     for session in idle:
         timeout = ""
         if session.user:
+            role = quote_identifier(session.user, plain=True)
             timeout = (
                 " To end such sessions by themselves: ALTER ROLE "
-                f"{quote(session.user)} SET idle_in_transaction_session_timeout = '5min';"
+                f"{role} SET idle_in_transaction_session_timeout = '5min';"
             )
         findings.append(
             Finding(

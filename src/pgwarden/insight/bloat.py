@@ -27,15 +27,9 @@ from dataclasses import dataclass
 from sqlalchemy import TextClause, text
 from sqlalchemy.engine import Connection
 
-from pgwarden.insight.findings import (
-    Check,
-    CheckResult,
-    CheckSkipped,
-    Finding,
-    format_size,
-    qualified_name,
-    quote_in_text,
-)
+from pgwarden._sql import qualified, quote_identifier
+from pgwarden._units import format_size
+from pgwarden.insight.findings import Check, CheckResult, CheckSkipped, Finding
 
 __all__ = [
     "IndexBloat",
@@ -411,7 +405,7 @@ def unreadable_statistics(conn: Connection, *, min_size_bytes: int = 0) -> list[
     their indexes.
     """
     rows = conn.execute(UNREADABLE_STATISTICS, {"min_size_bytes": min_size_bytes})
-    return [qualified_name(row.schema, row.table) for row in rows]
+    return [qualified(row.schema, row.table, plain=True) for row in rows]
 
 
 def table_bloat_findings(tables: Iterable[TableBloat]) -> list[Finding]:
@@ -436,7 +430,7 @@ def table_bloat_findings(tables: Iterable[TableBloat]) -> list[Finding]:
             },
         )
         for table in tables
-        for name in [qualified_name(table.schema, table.table)]
+        for name in [qualified(table.schema, table.table, plain=True)]
     ]
 
 
@@ -461,7 +455,7 @@ def index_bloat_findings(indexes: Iterable[IndexBloat]) -> list[Finding]:
             },
         )
         for index in indexes
-        for name in [qualified_name(index.schema, index.index)]
+        for name in [qualified(index.schema, index.index, plain=True)]
     ]
 
 
@@ -541,7 +535,7 @@ def _exact(conn: Connection, template: str) -> TextClause:
             "(as a superuser; it ships with PostgreSQL's contrib modules)"
         )
     # The extension's schema is an identifier, quoted; every value stays a bind.
-    return text(template.format(schema=quote_in_text(schema)))
+    return text(template.format(schema=quote_identifier(schema)))
 
 
 def _unestimated(conn: Connection, check: str, min_size_bytes: int, exact: bool) -> list[Finding]:

@@ -20,7 +20,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from pgwarden.insight.findings import Check, CheckResult, Finding, qualified_name, quote
+from pgwarden._sql import qualified, quote_identifier
+from pgwarden.insight.findings import Check, CheckResult, Finding
 
 __all__ = [
     "InvalidConstraint",
@@ -59,16 +60,20 @@ class InvalidConstraint:
         """
         if self.on_domain:
             return None
-        table = qualified_name(self.schema, self.table)
-        columns = [f"c.{quote(column)}" for column in self.columns]
+        table = qualified(self.schema, self.table, plain=True)
+        columns = [f"c.{quote_identifier(column, plain=True)}" for column in self.columns]
         if self.kind == "check":
             condition = f"NOT ({self.expression})"
         elif self.kind == "not null":
             condition = f"{columns[0]} IS NULL"
         else:
-            referenced = qualified_name(self.referenced_schema or "", self.referenced_table or "")
+            referenced = qualified(
+                self.referenced_schema or "", self.referenced_table or "", plain=True
+            )
             pairs = zip(self.referenced_columns, columns, strict=True)
-            match = " AND ".join(f"p.{quote(ref)} = {col}" for ref, col in pairs)
+            match = " AND ".join(
+                f"p.{quote_identifier(ref, plain=True)} = {col}" for ref, col in pairs
+            )
             missing = f"NOT EXISTS (SELECT 1 FROM {referenced} AS p WHERE {match})"
             listed = ", ".join(columns)
             if self.match_full:
@@ -141,8 +146,8 @@ def invalid_constraint_findings(constraints: Iterable[InvalidConstraint]) -> lis
     """Turn unvalidated constraints into findings whose fix validates them."""
     findings = []
     for item in constraints:
-        owner = qualified_name(item.schema, item.table)
-        name = quote(item.constraint)
+        owner = qualified(item.schema, item.table, plain=True)
+        name = quote_identifier(item.constraint, plain=True)
         if item.on_domain:
             fix = f"ALTER DOMAIN {owner} VALIDATE CONSTRAINT {name};"
             lock = (

@@ -14,7 +14,6 @@ from contextlib import nullcontext
 from dataclasses import dataclass, field
 from typing import Any, Literal
 
-from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -26,19 +25,11 @@ __all__ = [
     "CheckSkipped",
     "Finding",
     "Severity",
-    "format_size",
-    "qualified_name",
-    "quote",
-    "quote_in_text",
     "run_check",
     "run_checks",
 ]
 
 Severity = Literal["info", "warning", "critical"]
-
-# Quoting that leaves plain lower-case names bare and quotes the rest (capitals, spaces,
-# reserved words), as PostgreSQL itself would print them.
-_PREPARER = postgresql.dialect(paramstyle="named").identifier_preparer  # type: ignore[no-untyped-call]
 
 # SQLSTATE of "insufficient privilege": a check that hits it is skipped, not failed.
 _INSUFFICIENT_PRIVILEGE = "42501"
@@ -101,37 +92,6 @@ class Check:
         return run_check(
             conn, self.name, lambda c: self.findings(c, **thresholds), savepoint=savepoint
         )
-
-
-def format_size(size_bytes: float) -> str:
-    """Return a byte count the way people read it: ``512 bytes``, ``12 MB``, ``-3 GB``."""
-    sign = "-" if size_bytes < 0 else ""
-    size = float(abs(size_bytes))
-    for unit in ("bytes", "kB", "MB", "GB"):
-        if size < 1024:
-            return f"{sign}{size:.0f} {unit}"
-        size /= 1024
-    return f"{sign}{size:.0f} TB"
-
-
-def qualified_name(schema: str, name: str) -> str:
-    """Return ``schema.name`` quoted for SQL only where PostgreSQL needs quotes."""
-    return f"{_PREPARER.quote(schema)}.{_PREPARER.quote(name)}"
-
-
-def quote(name: str) -> str:
-    """Return one identifier quoted for SQL only where PostgreSQL needs quotes."""
-    return str(_PREPARER.quote(name))
-
-
-def quote_in_text(name: str) -> str:
-    """Return ``name`` quoted to be spliced into a :func:`sqlalchemy.text` statement.
-
-    ``text()`` takes ``:word`` for a bind parameter even inside a quoted name (a schema
-    called ``a:b``); ``\\:`` is its escape for a plain colon. A ``%`` needs nothing:
-    ``text()`` doubles it for drivers whose placeholders are ``%s``.
-    """
-    return quote(name).replace(":", "\\:")
 
 
 def run_check(

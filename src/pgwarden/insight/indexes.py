@@ -20,15 +20,9 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from pgwarden.insight.findings import (
-    Check,
-    CheckResult,
-    Finding,
-    format_size,
-    qualified_name,
-    quote,
-    run_checks,
-)
+from pgwarden._sql import qualified, quote_identifier
+from pgwarden._units import format_size
+from pgwarden.insight.findings import Check, CheckResult, Finding, run_checks
 
 __all__ = [
     "DuplicateIndex",
@@ -310,7 +304,7 @@ def unused_index_findings(indexes: Iterable[UnusedIndex]) -> list[Finding]:
             details={"scans": index.scans, "size_bytes": index.size_bytes},
         )
         for index in indexes
-        for name in [qualified_name(index.schema, index.index)]
+        for name in [qualified(index.schema, index.index, plain=True)]
     ]
 
 
@@ -328,7 +322,7 @@ def duplicate_index_findings(indexes: Iterable[DuplicateIndex]) -> list[Finding]
             fix=f"DROP INDEX CONCURRENTLY {name};",
             subject=name,
             details={
-                "covering_index": qualified_name(index.schema, index.covering_index),
+                "covering_index": qualified(index.schema, index.covering_index, plain=True),
                 "exact": index.exact,
                 "size_bytes": index.size_bytes,
                 "definition": index.definition,
@@ -336,7 +330,7 @@ def duplicate_index_findings(indexes: Iterable[DuplicateIndex]) -> list[Finding]
             },
         )
         for index in indexes
-        for name in [qualified_name(index.schema, index.index)]
+        for name in [qualified(index.schema, index.index, plain=True)]
     ]
 
 
@@ -355,7 +349,7 @@ def invalid_index_findings(indexes: Iterable[InvalidIndex]) -> list[Finding]:
             details={"size_bytes": index.size_bytes, "definition": index.definition},
         )
         for index in indexes
-        for name in [qualified_name(index.schema, index.index)]
+        for name in [qualified(index.schema, index.index, plain=True)]
     ]
 
 
@@ -363,8 +357,8 @@ def foreign_key_findings(keys: Iterable[ForeignKeyWithoutIndex]) -> list[Finding
     """Turn unindexed foreign keys into findings whose fix creates the index."""
     findings = []
     for key in keys:
-        table = qualified_name(key.schema, key.table)
-        columns = ", ".join(quote(column) for column in key.columns)
+        table = qualified(key.schema, key.table, plain=True)
+        columns = ", ".join(quote_identifier(column, plain=True) for column in key.columns)
         # CONCURRENTLY is not supported on a partitioned table.
         create = "CREATE INDEX" if key.partitioned else "CREATE INDEX CONCURRENTLY"
         findings.append(

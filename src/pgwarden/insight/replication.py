@@ -26,7 +26,8 @@ from datetime import datetime
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from pgwarden.insight.findings import Check, CheckResult, Finding, Severity, format_size
+from pgwarden._units import format_size
+from pgwarden.insight.findings import Check, CheckResult, Finding, Severity
 
 __all__ = [
     "ReplicaLag",

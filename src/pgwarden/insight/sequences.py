@@ -21,7 +21,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from pgwarden.insight.findings import Check, CheckResult, Finding, qualified_name, quote
+from pgwarden._sql import qualified, quote_identifier
+from pgwarden.insight.findings import Check, CheckResult, Finding
 
 __all__ = [
     "SequenceUsage",
@@ -162,17 +163,18 @@ def sequence_usage(conn: Connection, *, threshold: float = 0.9) -> list[Sequence
 def unreadable_sequences(conn: Connection) -> list[str]:
     """Return the qualified names of the sequences the role may not read."""
     rows = conn.execute(UNREADABLE_SEQUENCES)
-    return [qualified_name(row.schema, row.sequence) for row in rows]
+    return [qualified(row.schema, row.sequence, plain=True) for row in rows]
 
 
 def sequence_findings(usages: Iterable[SequenceUsage], *, critical: float = 0.98) -> list[Finding]:
     """Turn sequence usage into findings, critical from ``critical`` (a fraction) on."""
     findings = []
     for usage in usages:
-        sequence = qualified_name(usage.schema, usage.sequence)
+        sequence = qualified(usage.schema, usage.sequence, plain=True)
         column = None
         if usage.table_schema is not None and usage.table is not None and usage.column:
-            column = f"{qualified_name(usage.table_schema, usage.table)}.{quote(usage.column)}"
+            table = qualified(usage.table_schema, usage.table, plain=True)
+            column = f"{table}.{quote_identifier(usage.column, plain=True)}"
         column_limits = usage.max_value != usage.sequence_max
         limit = f"the {usage.column_type} limit of {column}" if column_limits else "its maximum"
         findings.append(
@@ -204,7 +206,7 @@ def _sequence_findings(
     found = sequence_findings(sequence_usage(conn, threshold=threshold), critical=critical)
     unreadable = unreadable_sequences(conn)
     if unreadable:
-        role = quote(conn.execute(text("SELECT current_user")).scalar_one())
+        role = quote_identifier(conn.execute(text("SELECT current_user")).scalar_one(), plain=True)
         found.append(
             Finding(
                 check="sequence_usage",
@@ -240,8 +242,8 @@ def check_sequences(
 def _fix(usage: SequenceUsage, sequence: str) -> str | None:
     statements = []
     if usage.column_type in _NARROW_TYPES and usage.table_schema and usage.table:
-        table = qualified_name(usage.table_schema, usage.table)
-        column = quote(usage.column or "")
+        table = qualified(usage.table_schema, usage.table, plain=True)
+        column = quote_identifier(usage.column or "", plain=True)
         # Rewrites the table under an ACCESS EXCLUSIVE lock: plan it for a quiet time.
         statements.append(f"ALTER TABLE {table} ALTER COLUMN {column} TYPE bigint;")
     if usage.data_type != "bigint":

@@ -28,9 +28,9 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from pgwarden._sql import quote_identifier
 from pgwarden.errors import UserError
 from pgwarden.insight.activity import ServerSession
-from pgwarden.insight.findings import quote
 from pgwarden.insight.sessions import SESSION_COLUMNS
 
 __all__ = ["CancelResult", "cancel"]
@@ -173,7 +173,7 @@ def _target(conn: Connection, pid: int) -> tuple[ServerSession, str]:
 def _grant_hint(role: str) -> str:
     return (
         "Signalling another role's session takes membership in that role or in "
-        f"pg_signal_backend: GRANT pg_signal_backend TO {quote(role)};"
+        f"pg_signal_backend: GRANT pg_signal_backend TO {quote_identifier(role, plain=True)};"
     )
 
 

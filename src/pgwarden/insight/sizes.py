@@ -21,7 +21,9 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from pgwarden.insight.findings import Check, CheckResult, Finding, format_size, qualified_name
+from pgwarden._sql import qualified
+from pgwarden._units import format_size
+from pgwarden.insight.findings import Check, CheckResult, Finding
 
 __all__ = [
     "DatabaseSize",
@@ -175,7 +177,7 @@ def largest_table_findings(tables: Iterable[TableSize]) -> list[Finding]:
             },
         )
         for table in tables
-        for name in [qualified_name(table.schema, table.table)]
+        for name in [qualified(table.schema, table.table, plain=True)]
     ]
 
 

@@ -21,15 +21,10 @@ from dataclasses import asdict, dataclass
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from pgwarden._sql import quote_identifier
+from pgwarden._units import format_size
 from pgwarden.insight._literals import literal
-from pgwarden.insight.findings import (
-    Check,
-    CheckResult,
-    Finding,
-    Severity,
-    format_size,
-    quote,
-)
+from pgwarden.insight.findings import Check, CheckResult, Finding, Severity
 
 __all__ = [
     "ReplicationSlot",
@@ -130,7 +125,9 @@ def replication_slot_findings(
         if severity is None:
             continue
         state = "active" if slot.active else "inactive"
-        what = f"{state} {slot.slot_type} replication slot {quote(slot.name)}"
+        what = (
+            f"{state} {slot.slot_type} replication slot {quote_identifier(slot.name, plain=True)}"
+        )
         what += (
             f" retains {format_size(retained)} of WAL" if slot.retained_bytes is not None else ""
         )

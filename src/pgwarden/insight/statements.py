@@ -21,7 +21,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from pgwarden.insight.findings import Check, CheckResult, CheckSkipped, Finding, quote_in_text
+from pgwarden._sql import quote_identifier
+from pgwarden.insight.findings import Check, CheckResult, CheckSkipped, Finding
 
 __all__ = [
     "QueryStats",
@@ -126,7 +127,7 @@ def _statements(
             "pg_stat_statements (and add it to shared_preload_libraries)"
         )
     sql = _STATEMENTS.format(
-        view=f"{quote_in_text(extension.schema)}.pg_stat_statements",
+        view=f"{quote_identifier(extension.schema)}.pg_stat_statements",
         total="total_exec_time" if extension.exec_time else "total_time",
         order=_ORDERS[order],
     )

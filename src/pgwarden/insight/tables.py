@@ -24,8 +24,9 @@ from typing import Any
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from pgwarden._sql import qualified
 from pgwarden.insight._relations import USER_TABLES
-from pgwarden.insight.findings import Check, CheckResult, Finding, qualified_name, run_checks
+from pgwarden.insight.findings import Check, CheckResult, Finding, run_checks
 
 __all__ = [
     "CacheHitRatio",
@@ -160,7 +161,7 @@ def sequential_scan_findings(tables: Iterable[SequentialScans]) -> list[Finding]
             },
         )
         for table in tables
-        for name in [qualified_name(table.schema, table.table)]
+        for name in [qualified(table.schema, table.table, plain=True)]
     ]
 
 

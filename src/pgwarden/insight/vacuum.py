@@ -26,8 +26,10 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
+from pgwarden._sql import qualified
+from pgwarden._units import format_duration
 from pgwarden.insight._relations import USER_TABLES
-from pgwarden.insight.findings import Check, CheckResult, Finding, qualified_name, run_checks
+from pgwarden.insight.findings import Check, CheckResult, Finding, run_checks
 
 __all__ = [
     "AnalyzeStatus",
@@ -266,7 +268,7 @@ def vacuum_findings(tables: Iterable[VacuumStatus]) -> list[Finding]:
     """Turn tables in need of a vacuum into findings whose fix vacuums them."""
     findings = []
     for table in tables:
-        name = qualified_name(table.schema, table.table)
+        name = qualified(table.schema, table.table, plain=True)
         dead = f"{table.dead_rows:,} dead rows ({table.dead_fraction:.0%} of its rows)"
         if table.last_vacuum is None:
             what = f"table {name} was never vacuumed: {table.inserted_rows:,} rows inserted"
@@ -325,7 +327,7 @@ def analyze_findings(tables: Iterable[AnalyzeStatus]) -> list[Finding]:
             },
         )
         for table in tables
-        for name in [qualified_name(table.schema, table.table)]
+        for name in [qualified(table.schema, table.table, plain=True)]
     ]
 
 
@@ -333,7 +335,7 @@ def autovacuum_findings(tables: Iterable[AutovacuumDisabled]) -> list[Finding]:
     """Turn tables with autovacuum turned off into findings whose fix turns it back on."""
     findings = []
     for table in tables:
-        name = qualified_name(table.schema, table.table)
+        name = qualified(table.schema, table.table, plain=True)
         options = [
             option
             for option, off in [
@@ -365,7 +367,9 @@ def vacuum_progress_findings(vacuums: Iterable[VacuumProgress]) -> list[Finding]
     findings = []
     for vacuum in vacuums:
         name = (
-            qualified_name(vacuum.schema, vacuum.table) if vacuum.schema and vacuum.table else None
+            qualified(vacuum.schema, vacuum.table, plain=True)
+            if vacuum.schema and vacuum.table
+            else None
         )
         total, done = vacuum.heap_blocks_total, vacuum.heap_blocks_scanned
         scanned = (
@@ -373,7 +377,9 @@ def vacuum_progress_findings(vacuums: Iterable[VacuumProgress]) -> list[Finding]
             if total and done is not None
             else ""
         )
-        duration = f", for {_duration(vacuum.duration_s)}" if vacuum.duration_s is not None else ""
+        duration = (
+            f", for {format_duration(vacuum.duration_s)}" if vacuum.duration_s is not None else ""
+        )
         who = "autovacuum" if vacuum.autovacuum else "VACUUM"
         why = "A vacuum is working through the table now; this is for information."
         if vacuum.wraparound:
@@ -490,10 +496,3 @@ def _when(moment: dt.datetime) -> str:
 
 def _iso(moment: dt.datetime | None) -> str | None:
     return None if moment is None else moment.isoformat()
-
-
-def _duration(seconds: float) -> str:
-    for unit, size in (("h", 3600), ("min", 60)):
-        if seconds >= size:
-            return f"{seconds / size:.0f} {unit}"
-    return f"{seconds:.0f} s"

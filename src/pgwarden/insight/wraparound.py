@@ -23,7 +23,8 @@ from dataclasses import dataclass
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from pgwarden.insight.findings import Check, CheckResult, Finding, Severity, qualified_name, quote
+from pgwarden._sql import qualified, quote_identifier
+from pgwarden.insight.findings import Check, CheckResult, Finding, Severity
 
 __all__ = [
     "WRAPAROUND_LIMIT",
@@ -169,7 +170,7 @@ def database_wraparound_findings(
         severity = _severity(max(db.xid_age, db.mxid_age), warning_age, critical_age)
         if severity is None:
             continue
-        name = quote(db.database)
+        name = quote_identifier(db.database, plain=True)
         findings.append(
             Finding(
                 check="database_wraparound",
@@ -198,7 +199,7 @@ def table_wraparound_findings(
         severity = _severity(max(table.xid_age, table.mxid_age), warning_age, critical_age)
         if severity is None:
             continue
-        name = qualified_name(table.schema, table.table)
+        name = qualified(table.schema, table.table, plain=True)
         why = _WHY
         fix: str | None = f"VACUUM (FREEZE, VERBOSE) {name};"
         if table.temporary:

@@ -19,11 +19,12 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from pgwarden._sql import qualified
 from pgwarden.errors import UserError
 from pgwarden.maintain._session import LOCK_TIMEOUT, is_autocommit, session_settings
 from pgwarden.maintain.operations import LockHolder, MaintenanceReport, Operation
 from pgwarden.maintain.progress import Progress, ProgressWatcher
-from pgwarden.maintain.tables import Index, Table, sql_name
+from pgwarden.maintain.tables import Index, Table
 
 QUERY_CANCELED = "57014"
 
@@ -265,7 +266,7 @@ def _failure(
     if invalid_before is not None:
         for row in conn.execute(INVALID_INDEXES_OF, {"table": table_oid}):
             if row.oid not in invalid_before:
-                left_behind.append(sql_name(row.schema, row.name))
+                left_behind.append(qualified(row.schema, row.name, plain=True))
     if sqlstate == LOCK_TIMEOUT:
         modes = _CONFLICTS[step.lock_mode]
         blockers = [

@@ -26,8 +26,8 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
+from pgwarden._sql import KINDS, find_relation, qualified
 from pgwarden.errors import UserError
-from pgwarden.insight.findings import qualified_name, quote
 from pgwarden.maintain._session import LOCK_TIMEOUT, guarded, session_settings
 
 __all__ = [
@@ -38,37 +38,10 @@ __all__ = [
     "is_reindex_leftover",
     "resolve_indexes",
     "resolve_tables",
-    "sql_name",
     "user_tables",
 ]
 
-_KINDS = {
-    "r": "table",
-    "p": "partitioned table",
-    "m": "materialized view",
-    "i": "index",
-    "I": "partitioned index",
-    "v": "view",
-    "S": "sequence",
-    "f": "foreign table",
-    "t": "TOAST table",
-    "c": "composite type",
-}
 _TABLE_KINDS = ("r", "p", "m")
-
-# Whether findings' quoting doubles "%", as SQLAlchemy does for drivers whose parameters
-# are written %s: then a "%" in a name comes out as "%%".
-_DOUBLES_PERCENT = quote("%") == '"%%"'
-
-
-def sql_name(schema: str, name: str) -> str:
-    """Return ``schema.name`` as plain SQL, quoted only where PostgreSQL needs quotes.
-
-    Plain SQL, as a user would paste it into psql: a ``%`` in a name stays one ``%``.
-    """
-    qualified = qualified_name(schema, name)
-    return qualified.replace("%%", "%") if _DOUBLES_PERCENT else qualified
-
 
 _INDEX_KINDS = ("i", "I")
 
@@ -102,7 +75,7 @@ class Table:
     @property
     def qualified(self) -> str:
         """Return ``schema.name`` quoted as SQL needs it."""
-        return sql_name(self.schema, self.name)
+        return qualified(self.schema, self.name, plain=True)
 
     @property
     def dead_pct(self) -> float:
@@ -131,12 +104,12 @@ class Index:
     @property
     def qualified(self) -> str:
         """Return ``schema.name`` quoted as SQL needs it."""
-        return sql_name(self.schema, self.name)
+        return qualified(self.schema, self.name, plain=True)
 
     @property
     def table(self) -> str:
         """Return the table's ``schema.name`` quoted as SQL needs it."""
-        return sql_name(self.table_schema, self.table_name)
+        return qualified(self.table_schema, self.table_name, plain=True)
 
 
 # Sizes here are the catalog's estimates (pages as of the last VACUUM or ANALYZE); the
@@ -179,9 +152,9 @@ ORDER BY n.nspname, c.relname
 """
 )
 
-TABLE_BY_NAME = text(_TABLES + "WHERE c.oid = to_regclass(:name)\n")
+TABLE_BY_OID = text(_TABLES + "WHERE c.oid = :oid\n")
 
-INDEX_BY_NAME = text(
+INDEX_BY_OID = text(
     """
 SELECT c.oid::bigint AS oid,
        n.nspname AS schema,
@@ -198,7 +171,7 @@ JOIN pg_namespace AS n ON n.oid = c.relnamespace
 LEFT JOIN pg_index AS i ON i.indexrelid = c.oid
 LEFT JOIN pg_class AS t ON t.oid = i.indrelid
 LEFT JOIN pg_namespace AS tn ON tn.oid = t.relnamespace
-WHERE c.oid = to_regclass(:name)
+WHERE c.oid = :oid
 """
 )
 
@@ -270,18 +243,13 @@ def _read_sizes(conn: Connection, oids: list[int], sizes: dict[int, int]) -> boo
 
 def _lookup(conn: Connection, query: Any, name: str) -> tuple[Any, str | None]:
     """Return the catalog row ``name`` resolves to, or why it resolves to nothing."""
-    # An all-digit string is an OID to to_regclass on PostgreSQL 16+ and an unknown
-    # name before; a table whose name is digits must be written quoted anyway.
-    if not name.strip() or name.strip().isdigit():
-        return None, "no such name"
     try:
-        # On PostgreSQL 15 and older to_regclass raises on a name it cannot parse.
-        with guarded(conn):
-            row = conn.execute(query, {"name": name}).first()
-    except DBAPIError as error:
-        first = str(error.orig).splitlines()[0] if error.orig else str(error)
-        return None, f"not a valid name: {first}"
-    return row, None if row is not None else "no such name"
+        found = find_relation(conn, name)
+    except ValueError as error:
+        return None, f"not a valid name: {error}"
+    if found is None:
+        return None, "no such name"
+    return conn.execute(query, {"oid": found.oid}).first(), None
 
 
 def _unknown(kind: str, problems: list[str]) -> UserError:
@@ -303,11 +271,11 @@ def resolve_tables(conn: Connection, names: Iterable[str]) -> list[Table]:
     found: dict[int, Table] = {}
     problems: list[str] = []
     for name in names:
-        row, why = _lookup(conn, TABLE_BY_NAME, name)
+        row, why = _lookup(conn, TABLE_BY_OID, name)
         if row is None:
             problems.append(f"{name!r} ({why})")
         elif row.relkind not in _TABLE_KINDS:
-            problems.append(f"{name!r} (a {_KINDS.get(row.relkind, row.relkind)}, not a table)")
+            problems.append(f"{name!r} (a {KINDS.get(row.relkind, row.relkind)}, not a table)")
         else:
             found.setdefault(row.oid, _table(row._mapping))
     if problems:
@@ -323,11 +291,11 @@ def resolve_indexes(conn: Connection, names: Iterable[str]) -> list[Index]:
     found: dict[int, Index] = {}
     problems: list[str] = []
     for name in names:
-        row, why = _lookup(conn, INDEX_BY_NAME, name)
+        row, why = _lookup(conn, INDEX_BY_OID, name)
         if row is None:
             problems.append(f"{name!r} ({why})")
         elif row.relkind not in _INDEX_KINDS:
-            problems.append(f"{name!r} (a {_KINDS.get(row.relkind, row.relkind)}, not an index)")
+            problems.append(f"{name!r} (a {KINDS.get(row.relkind, row.relkind)}, not an index)")
         else:
             values = {k: v for k, v in row._mapping.items() if k != "relkind"}
             found.setdefault(row.oid, Index(**values))
@@ -338,7 +306,7 @@ def resolve_indexes(conn: Connection, names: Iterable[str]) -> list[Index]:
 
 def _table(row: Any) -> Table:
     values = dict(row)
-    values["kind"] = _KINDS[values.pop("relkind")]
+    values["kind"] = KINDS[values.pop("relkind")]
     return Table(**values)
 
 

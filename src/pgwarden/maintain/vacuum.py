@@ -25,8 +25,8 @@ from collections.abc import Callable, Sequence
 
 from sqlalchemy.engine import Connection
 
+from pgwarden._units import format_size
 from pgwarden.errors import UserError
-from pgwarden.insight.findings import format_size
 from pgwarden.maintain._runner import Step, prepare, run, timeout_settings
 from pgwarden.maintain.operations import MaintenanceReport, Operation
 from pgwarden.maintain.progress import Progress

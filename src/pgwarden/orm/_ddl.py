@@ -23,7 +23,7 @@ from sqlalchemy import Table
 from sqlalchemy.engine import Connection
 from sqlalchemy.sql import FromClause
 
-from pgwarden._sql import quote_identifier
+from pgwarden._sql import qualified, quote_identifier
 from pgwarden.errors import UserError
 
 __all__ = [
@@ -31,7 +31,6 @@ __all__ = [
     "check_setting",
     "creator",
     "dollar_quote",
-    "quote",
     "run",
     "string_literal",
     "table_name",
@@ -41,24 +40,11 @@ _NAME = r"[A-Za-z_][A-Za-z0-9_]*"
 _SETTING = re.compile(rf"^{_NAME}\.{_NAME}$")
 
 
-def quote(name: str, *, plain: bool = False) -> str:
-    """Return ``name`` as a PostgreSQL identifier, quoted when it needs to be.
-
-    ``plain`` keeps the ordinary ``"..."`` form even for a ``%`` or ``:``, for a name
-    that goes inside a string literal (which escapes those) to be read by
-    ``parse_ident`` or ``::regclass``, neither of which knows ``U&``.
-    """
-    if not isinstance(name, str) or not name or "\x00" in name:
-        raise UserError(
-            f"{name!r} is not a usable identifier.", hint="Give a non-empty name without NUL."
-        )
-    return quote_identifier(name, plain=plain)
-
-
 def table_name(table: str, schema: str | None = None, *, plain: bool = False) -> str:
-    """Return ``schema.table`` (or ``table``), each part quoted (see :func:`quote`)."""
-    name = quote(table, plain=plain)
-    return f"{quote(schema, plain=plain)}.{name}" if schema else name
+    """Return ``schema.table`` (or ``table``), each part quoted as by ``quote_identifier``."""
+    if schema:
+        return qualified(schema, table, plain=plain)
+    return quote_identifier(table, plain=plain)
 
 
 def as_table(table: FromClause) -> Table:

@@ -37,6 +37,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import FromClause
 
+from pgwarden._sql import quote_identifier
 from pgwarden.errors import UserError
 from pgwarden.orm import _ddl
 
@@ -168,7 +169,7 @@ def audit_trigger_sql(
             op.execute(statement)
     """
     target = _ddl.table_name(table, schema)
-    trigger = _ddl.quote(AUDIT_TRIGGER)
+    trigger = quote_identifier(AUDIT_TRIGGER)
     create = (
         f"CREATE TRIGGER {trigger}\n"
         f"AFTER INSERT OR UPDATE OR DELETE ON {target}\n"
@@ -181,7 +182,7 @@ def audit_trigger_sql(
     else:
         create_trigger = "DO " + _ddl.dollar_quote(
             _RESOLVE_AND_CREATE.format(
-                name=_ddl.string_literal(_ddl.quote(audit_table, plain=True)),
+                name=_ddl.string_literal(quote_identifier(audit_table, plain=True)),
                 create=_ddl.string_literal(create),
                 table=_ddl.string_literal(audit_table),
             )

@@ -30,6 +30,7 @@ from sqlalchemy.orm import (
 )
 from sqlalchemy.sql import Executable
 
+from pgwarden._sql import quote_identifier
 from pgwarden.errors import UserError
 from pgwarden.orm import _ddl
 
@@ -122,7 +123,7 @@ def updated_at_trigger_sql(table: str, *, schema: str | None = None) -> list[str
             op.execute(statement)
     """
     target = _ddl.table_name(table, schema)
-    trigger = _ddl.quote(UPDATED_AT_TRIGGER)
+    trigger = quote_identifier(UPDATED_AT_TRIGGER)
     return [
         UPDATED_AT_FUNCTION_SQL,
         f"DROP TRIGGER IF EXISTS {trigger} ON {target}",

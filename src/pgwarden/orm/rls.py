@@ -23,6 +23,7 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import FromClause
 
+from pgwarden._sql import quote_identifier
 from pgwarden.errors import UserError
 from pgwarden.orm import _ddl
 
@@ -61,8 +62,10 @@ def rls_policy_sql(
             hint=f"Use one of {', '.join(sorted(RLS_CASTS))}.",
         )
     target = _ddl.table_name(table, schema)
-    name = _ddl.quote(policy)
-    condition = f"{_ddl.quote(column)} = NULLIF(current_setting('{setting}', true), '')::{cast}"
+    name = quote_identifier(policy)
+    condition = (
+        f"{quote_identifier(column)} = NULLIF(current_setting('{setting}', true), '')::{cast}"
+    )
     return [
         f"ALTER TABLE {target} ENABLE ROW LEVEL SECURITY",
         f"ALTER TABLE {target} FORCE ROW LEVEL SECURITY",

@@ -28,8 +28,8 @@ from sqlalchemy.dialects.postgresql import REGCONFIG, TSVECTOR
 from sqlalchemy.orm import MappedColumn, QueryableAttribute, mapped_column
 from sqlalchemy.sql import ColumnElement, Select
 
+from pgwarden._sql import quote_identifier
 from pgwarden.errors import UserError
-from pgwarden.orm import _ddl
 
 __all__ = ["gin_index", "search", "tsvector_column"]
 
@@ -66,9 +66,8 @@ def tsvector_column(*weighted: tuple[str, str], config: str = "english") -> Mapp
             )
         if weight not in _WEIGHTS:
             raise UserError(f"{weight!r} is not a weight.", hint="Use A, B, C or D.")
-        parts.append(
-            f"setweight(to_tsvector('{config}', coalesce({_ddl.quote(column)}, '')), '{weight}')"
-        )
+        quoted = quote_identifier(column)
+        parts.append(f"setweight(to_tsvector('{config}', coalesce({quoted}, '')), '{weight}')")
     return mapped_column(TSVECTOR, Computed(" || ".join(parts), persisted=True), deferred=True)
 
 

@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import URL, Engine
 from sqlalchemy.pool import NullPool
 
+from pgwarden._sql import quote_identifier
 from pgwarden.db.embedded import EmbeddedServer
 from pgwarden.urls import parse_database_url
 
@@ -28,10 +29,6 @@ def free_port() -> int:
         probe.bind(("127.0.0.1", 0))
         port: int = probe.getsockname()[1]
         return port
-
-
-def _quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
 
 
 @dataclass
@@ -65,18 +62,24 @@ class TestServer:
         name = f"pgwarden_test_{secrets.token_hex(6)}"
         source = template or self.template
         with self.admin.connect() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE {_quote(name)} TEMPLATE {_quote(source)}"))
+            conn.execute(
+                sa.text(
+                    f"CREATE DATABASE {quote_identifier(name)} TEMPLATE {quote_identifier(source)}"
+                )
+            )
         return name
 
     def drop_database(self, name: str) -> None:
         """Drop ``name``, ending any session still connected to it."""
         with self.admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {_quote(name)} WITH (FORCE)"))
+            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {quote_identifier(name)} WITH (FORCE)"))
 
     def close(self) -> None:
         """Drop the session's template and release the admin engine."""
         with self.admin.connect() as conn:
-            conn.execute(sa.text(f"DROP DATABASE IF EXISTS {_quote(self.template)} WITH (FORCE)"))
+            conn.execute(
+                sa.text(f"DROP DATABASE IF EXISTS {quote_identifier(self.template)} WITH (FORCE)")
+            )
         self.admin.dispose()
 
 
@@ -101,7 +104,9 @@ def start_test_server(dsn: str | None = None) -> Iterator[TestServer]:
             url = parse_database_url(embedded.url())
         server = TestServer(admin_url=url, embedded=embedded)
         with server.admin.connect() as conn:
-            conn.execute(sa.text(f"CREATE DATABASE {_quote(server.template)} TEMPLATE template0"))
+            conn.execute(
+                sa.text(f"CREATE DATABASE {quote_identifier(server.template)} TEMPLATE template0")
+            )
         try:
             yield server
         finally:

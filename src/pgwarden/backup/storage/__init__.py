@@ -11,10 +11,10 @@
 from __future__ import annotations
 
 import os
-import re
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from pgwarden._units import parse_size
 from pgwarden.backup.storage._base import (
     CHUNK_SIZE,
     ObjectInfo,
@@ -44,8 +44,6 @@ __all__ = [
 ]
 
 _S3_OPTIONS = {"endpoint_url", "region", "profile", "part_size"}
-_SIZE = re.compile(r"^\s*(\d+)\s*(?:([kKmMgG])(?:i?[bB])?)?\s*$")
-_UNITS = {"": 1, "K": 1024, "M": 1024**2, "G": 1024**3}
 _URL_HINT = (
     "Give a directory, file:///path, or s3://bucket/prefix (with ?endpoint_url=...&region=... "
     "for an S3-compatible server); credentials come from the AWS environment, profile or "
@@ -164,8 +162,7 @@ def _open_s3(
 
 
 def _size(text: str) -> int:
-    """Return the bytes of ``8388608``, ``8MiB`` or ``16M`` (binary units)."""
-    match = _SIZE.match(text)
-    if match is None:
-        raise ConfigError(f"the S3 part size {text!r} is not a size such as 8MiB or 16M.")
-    return int(match[1]) * _UNITS[(match[2] or "").upper()]
+    try:
+        return parse_size(text)
+    except ValueError:
+        raise ConfigError(f"the S3 part size {text!r} is not a size such as 8MiB or 16M.") from None
