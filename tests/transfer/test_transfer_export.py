@@ -253,7 +253,7 @@ def test_odd_names_get_safe_files_and_every_value_comes_back(
 ) -> None:
     with pg_engine.begin() as conn:
         conn.execute(sa.text(ODD))
-    name = 'Sales & Co.Order "Lines"/ü'
+    name = '"Sales & Co"."Order ""Lines""/ü"'
     with pg_engine.connect() as conn:
         rows_before = conn.execute(
             sa.text('SELECT t::text FROM "Sales & Co"."Order ""Lines""/ü" AS t ORDER BY id')

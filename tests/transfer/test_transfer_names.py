@@ -187,3 +187,51 @@ def import_bundle_committed(url: str, bundle: Path) -> Any:
         report = import_bundle(conn, bundle)
         conn.commit()
     return report
+
+
+def test_every_transfer_command_reads_a_table_name_as_sql_does(
+    pg_server: TestServer, tmp_path: Path
+) -> None:
+    from pgwarden.transfer import export_table, import_csv
+
+    name = pg_server.create_database()
+    url = pg_server.url(name)
+    try:
+        run(
+            url,
+            'CREATE TABLE "Users" (id int PRIMARY KEY, who text)',
+            "CREATE TABLE users (id int PRIMARY KEY, who text)",
+            "CREATE SCHEMA app",
+            "CREATE TABLE app.only_here (id int PRIMARY KEY, who text)",
+            """INSERT INTO "Users" VALUES (1, 'capital')""",
+            "INSERT INTO users VALUES (1, 'lower')",
+            "INSERT INTO app.only_here VALUES (1, 'app')",
+            f'ALTER DATABASE "{name}" SET search_path = public, app',
+        )
+        exported = {}
+        for spelled in ("Users", "users", "public.users", '"Users"', "only_here"):
+            with connection(url) as conn:
+                result = export_bundle(conn, tmp_path / spelled.replace('"', "q"), tables=[spelled])
+            exported[spelled] = [t.qualified for t in result.bundle.tables]
+        assert exported == {
+            "Users": ["public.users"], "users": ["public.users"],
+            "public.users": ["public.users"], '"Users"': ["public.Users"],
+            "only_here": ["app.only_here"],
+        }  # fmt: skip
+        file = tmp_path / "capital.csv"
+        with connection(url) as conn:
+            export_table(conn, '"Users"', file, format="csv")
+        assert file.read_text().splitlines()[1] == "1,capital"
+        file.write_text("id,who\n2,imported\n")
+        with connection(url) as conn:
+            report = import_csv(conn, '"Users"', file)
+            conn.commit()
+        assert [t.table for t in report.tables] == ["public.Users"]
+        assert table_rows(url, '"Users"') == ["(1,capital)", "(2,imported)"]
+        with connection(url) as conn:
+            erased = erase_user(conn, '"Users"', "2")
+            conn.commit()
+        assert erased.user_table == "public.Users"
+        assert table_rows(url, "users") == ["(1,lower)"]
+    finally:
+        pg_server.drop_database(name)

@@ -415,7 +415,7 @@ def test_a_bundle_written_with_the_old_file_names_still_imports(
     run(target_url, 'CREATE TABLE "odd.name" (id int PRIMARY KEY)')
     try:
         with connection(source_url) as conn:
-            export_bundle(conn, tmp_path / "b", tables=["public.odd.name"])
+            export_bundle(conn, tmp_path / "b", tables=['public."odd.name"'])
         bundle = tmp_path / "b"
         document = manifest(bundle)
         (table,) = document["tables"]

@@ -9,17 +9,18 @@ between tables for which no such order exists.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from functools import partial
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from pgwarden._sql import split_table_key, table_key
+from pgwarden._sql import NAME_HINT, resolve_table, split_table_key, table_key
 from pgwarden.errors import UserError
 from pgwarden.transfer.bundle import BundleColumn, BundleForeignKey, TableSchema
 
-__all__ = ["KEY_COLUMNS", "Catalog", "CatalogTable", "load_catalog", "split_name"]
+__all__ = ["KEY_COLUMNS", "Catalog", "CatalogTable", "load_catalog"]
 
 TABLES = text(
     """
@@ -107,15 +108,30 @@ class Catalog:
     tables: dict[str, CatalogTable]
     _children: dict[str, list[tuple[str, BundleForeignKey]]] = field(default_factory=dict)
     deferrable: frozenset[tuple[str, tuple[str, ...]]] = frozenset()
+    # Reads a table name as SQL does (pgwarden._sql.resolve_table on the catalog's
+    # connection); without one, names are taken as table keys.
+    resolver: Callable[[str], tuple[str, str]] | None = None
 
-    def table(self, name: str) -> CatalogTable:
-        """Return the table ``schema.name`` (or ``name`` in ``public``), or raise UserError."""
-        schema, table = split_name(name)
+    def table(self, key: str) -> CatalogTable:
+        """Return the table of ``key`` (``schema.name`` as :func:`table_key` writes it)."""
+        found = self.tables.get(key)
+        if found is None:
+            raise UserError(f"no table {key!r} in the database.", hint=NAME_HINT)
+        return found
+
+    def find(self, name: str) -> CatalogTable:
+        """Return the table a user's ``name`` names, read as SQL reads it, or raise UserError.
+
+        ``users``, ``Users`` and ``public.users`` are one table; ``"Users"`` another. Every
+        command that takes a table reads its name this way (:func:`pgwarden._sql.resolve_table`).
+        """
+        schema, table = self.resolver(name) if self.resolver else split_table_key(name)
         found = self.tables.get(table_key(schema, table))
         if found is None:
             raise UserError(
-                f"no table {name!r} in the database.",
-                hint=_NAME_HINT,
+                f"{name!r} is {schema}.{table}, which pgwarden does not export"
+                " (a system or pgwarden table).",
+                hint=NAME_HINT,
             )
         return found
 
@@ -188,29 +204,6 @@ class Catalog:
         return component
 
 
-_NAME_HINT = (
-    "Name it as schema.table, as written in the database, case and all; quote a part"
-    ' holding a dot ("my.schema".table). `pgwarden doctor` names every table it checks.'
-)
-
-
-def split_name(name: str) -> tuple[str, str]:
-    """Return the schema and table of ``schema.table`` (``public`` when no schema is given).
-
-    Names are taken as written, case and all: the catalog holds ``Users`` and ``users``
-    apart. Unquoted, the first dot ends the schema (``public.odd.name``); a schema holding
-    a dot is written in double quotes (``"my.schema".table``), as pgwarden's reports and
-    bundles name it.
-    """
-    if '"' not in name:  # unquoted: the first dot ends the schema (public.odd.name)
-        schema, dot, table = name.partition(".")
-        return (schema, table) if dot else ("public", schema)
-    try:
-        return split_table_key(name)
-    except ValueError as error:
-        raise UserError(f"{name!r} is not a table name: {error}.", hint=_NAME_HINT) from None
-
-
 def load_catalog(conn: Connection) -> Catalog:
     """Read every table outside the system schemas: columns, primary and foreign keys."""
     rows = conn.execute(TABLES).all()
@@ -251,7 +244,12 @@ def load_catalog(conn: Connection) -> Catalog:
     for name, table in tables.items():
         for fk in table.foreign_keys:
             children.setdefault(fk.references, []).append((name, fk))
-    return Catalog(tables=tables, _children=children, deferrable=frozenset(deferrable))
+    return Catalog(
+        tables=tables,
+        _children=children,
+        deferrable=frozenset(deferrable),
+        resolver=partial(resolve_table, conn),
+    )
 
 
 def _strongly_connected(nodes: list[str], edges: dict[str, set[str]]) -> list[list[str]]:

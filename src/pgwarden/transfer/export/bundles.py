@@ -138,7 +138,7 @@ def plan_selections(
         return [selection(catalog, name) for name in catalog.tables]
     if (since or until) and not date_column:
         raise UserError("--since and --until need --date-column, the column they bound.")
-    names = [catalog.table(name).qualified for name in tables]
+    names = [catalog.find(name).qualified for name in tables]
     routed: dict[str, list[str]] = {name: [] for name in names}
     for option in where:
         target, expression = parse_where(option)
@@ -146,7 +146,7 @@ def plan_selections(
             for name in names:
                 routed[name].append(expression)
             continue
-        qualified = catalog.table(target).qualified
+        qualified = catalog.find(target).qualified
         if qualified not in routed:
             raise UserError(
                 f"--where names {target}, which is not among the tables exported.",
@@ -163,7 +163,7 @@ def plan_selections(
 
 def user_selection(catalog: Catalog, user_table: str, user_id: str) -> Selection:
     """Return the selection of one row of ``user_table`` by its (single-column) primary key."""
-    table = catalog.table(user_table)
+    table = catalog.find(user_table)
     if len(table.primary_key) != 1:
         raise UserError(
             f"{table.qualified} needs a one-column primary key to export one user's data.",

@@ -100,7 +100,12 @@ def export_table(
     with snapshot(conn):
         catalog = load_catalog(conn)
         chosen = selection(
-            catalog, table, where=where, date_column=date_column, since=since, until=until
+            catalog,
+            catalog.find(table).qualified,
+            where=where,
+            date_column=date_column,
+            since=since,
+            until=until,
         )
         meta = chosen.table
         if chosen.filters:

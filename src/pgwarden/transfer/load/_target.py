@@ -15,7 +15,6 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
-from sqlalchemy.exc import DBAPIError
 
 from pgwarden._sql import qualified as qualified_name
 from pgwarden._sql import quote_identifier as quote
@@ -32,7 +31,6 @@ __all__ = [
     "key_json",
     "load_targets",
     "match",
-    "resolve_table",
     "split_qualified",
     "sql_name",
     "triggers_off",
@@ -46,16 +44,6 @@ JOIN pg_namespace n ON n.oid = c.relnamespace
 WHERE c.relkind IN ('r', 'p')
   AND n.nspname = :schema
   AND c.relname = :name
-"""
-)
-
-_BY_REGCLASS = text(
-    """
-SELECT n.nspname AS schema, c.relname AS name
-FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-WHERE c.oid = to_regclass(:name)
-  AND c.relkind IN ('r', 'p')
 """
 )
 
@@ -298,27 +286,6 @@ class Target:
     def self_referencing(self) -> bool:
         """Return whether a foreign key of the table points at the table itself."""
         return any(fk.ref_table == self.qualified for fk in self.foreign_keys)
-
-
-def resolve_table(conn: Connection, name: str) -> tuple[str, str]:
-    """Return ``(schema, name)`` of the table ``name`` names, read as SQL reads it.
-
-    ``name`` is ``table`` or ``schema.table``, unquoted names folded to lower case and
-    the search path applied, as in a query.
-    """
-    row = None
-    if name.strip() and not name.strip().isdigit():
-        try:
-            with conn.begin_nested():
-                row = conn.execute(_BY_REGCLASS, {"name": name}).first()
-        except DBAPIError:
-            row = None
-    if row is None:
-        raise UserError(
-            f"no table {name!r} in the database.",
-            hint="Give the table as name or schema.name, as in SQL.",
-        )
-    return str(row.schema), str(row.name)
 
 
 def load_targets(conn: Connection, names: Iterable[tuple[str, str]]) -> dict[str, Target]:

@@ -54,7 +54,7 @@ import psycopg
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
-from pgwarden._sql import table_key
+from pgwarden._sql import resolve_table, table_key
 from pgwarden.errors import UserError
 from pgwarden.transfer.anonymize._rewrite import rewrite_chunks
 from pgwarden.transfer.anonymize.transforms import TableTransform, TransformSpec, compile_transforms
@@ -79,7 +79,7 @@ from pgwarden.transfer.load._staging import (
     csv_rows,
     jsonl_rows,
 )
-from pgwarden.transfer.load._target import Target, UniqueKey, load_targets, resolve_table
+from pgwarden.transfer.load._target import Target, UniqueKey, load_targets
 from pgwarden.transfer.load.reports import ImportReport, Mode
 from pgwarden.transfer.progress import ProgressCallback
 
