@@ -68,3 +68,23 @@ def test_a_migration_with_nothing_to_do_is_still_valid_python() -> None:
     body = alembic_migration([])
     compile(body, "migration.py", "exec")
     assert "down_revision = None" in body
+
+
+def test_a_migration_of_any_index_name_is_valid_python() -> None:
+    import ast
+    import warnings
+
+    name = 'ix_back\\slash_new\\nline_"""_end'
+    body = alembic_migration([recommendation(name=name)], revision="def456")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an invalid escape in the docstring is an error
+        module = ast.parse(body)
+    assert f'- "{name}"' in (ast.get_docstring(module) or "")
+    calls = [
+        n
+        for n in ast.walk(module)
+        if isinstance(n, ast.Call)
+        and isinstance(n.func, ast.Attribute)
+        and n.func.attr in ("create_index", "drop_index")
+    ]
+    assert [c.args[0].value for c in calls] == [name, name]  # type: ignore[attr-defined]

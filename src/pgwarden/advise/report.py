@@ -145,7 +145,8 @@ def alembic_migration(
             f"            postgresql_concurrently=True,\n"
             f"        )"
         )
-    names = "".join(f"- {index.name}\n" for index in recommendations) or "- none\n"
+    # Quoted as Python literals: a name is any text, and the docstring is Python too.
+    names = "".join(f"- {_py(index.name)}\n" for index in recommendations) or "- none\n"
     return (
         '"""Add the indexes recommended by pgwarden advise indexes.\n\n'
         f"{names}\n"
