@@ -46,7 +46,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from pgwarden._sql import quote_identifier as quote
-from pgwarden._sql import resolve_table, table_key
+from pgwarden._sql import resolve_table, split_table_key, table_key
 from pgwarden.errors import UserError
 from pgwarden.transfer.catalog import load_catalog
 from pgwarden.transfer.journal.runs import finish_run, pin_settings, purge_run, start_run
@@ -56,7 +56,6 @@ from pgwarden.transfer.load._target import (
     Target,
     key_json,
     load_targets,
-    split_qualified,
     triggers_off,
 )
 
@@ -180,7 +179,7 @@ class _Eraser:
 
     def _target(self, name: str) -> Target:
         if name not in self.targets:
-            self.targets.update(load_targets(self.conn, [split_qualified(name)]))
+            self.targets.update(load_targets(self.conn, [split_table_key(name)]))
         target = self.targets[name]
         if not target.primary_key:
             raise UserError(

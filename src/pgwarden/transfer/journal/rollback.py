@@ -40,7 +40,7 @@ from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
 from pgwarden._sql import quote_identifier as quote
-from pgwarden._sql import table_key
+from pgwarden._sql import split_table_key, table_key
 from pgwarden.errors import UserError
 from pgwarden.transfer.catalog import load_catalog
 from pgwarden.transfer.errors import RollbackRefused
@@ -52,7 +52,6 @@ from pgwarden.transfer.load._target import (
     key_json,
     load_targets,
     match,
-    split_qualified,
     triggers_off,
 )
 
@@ -343,7 +342,7 @@ def _references(
     """Return rows outside the run that reference rows the run inserted."""
     changed: list[ChangedRow] = []
     total = 0
-    names = [split_qualified(fk.table) for fk in entry.target.referenced_by]
+    names = [split_table_key(fk.table) for fk in entry.target.referenced_by]
     referencing = load_targets(conn, names)
     inserted = _journal_keys(entry.target, entry.key, _INSERTED)
     for fk in entry.target.referenced_by:

@@ -31,7 +31,6 @@ __all__ = [
     "key_json",
     "load_targets",
     "match",
-    "split_qualified",
     "sql_name",
     "triggers_off",
 ]
@@ -379,14 +378,9 @@ def _names(conn: Connection, oids: set[int]) -> dict[int, str]:
     return {row.oid: table_key(row.schema, row.name) for row in rows}
 
 
-def split_qualified(name: str) -> tuple[str, str]:
-    """Return ``(schema, name)`` of an unquoted ``schema.name`` as the journal stores it."""
-    return split_table_key(name)
-
-
 def sql_name(qualified: str) -> str:
-    """Return an unquoted ``schema.name`` quoted for SQL."""
-    schema, table = split_qualified(qualified)
+    """Return a table key (``schema.name``, see :func:`pgwarden._sql.table_key`) quoted for SQL."""
+    schema, table = split_table_key(qualified)
     return qualified_name(schema, table)
 
 
