@@ -30,7 +30,7 @@ from pgwarden._sql import quote_identifier as quote
 from pgwarden.errors import UserError
 from pgwarden.transfer.anonymize._rewrite import rewritten
 from pgwarden.transfer.anonymize.transforms import TableTransform
-from pgwarden.transfer.bundle import BundleColumn, DataFile
+from pgwarden.transfer.bundle import BundleColumn
 from pgwarden.transfer.copytext import (
     format_copy_row,
     json_value_to_text,
@@ -38,6 +38,7 @@ from pgwarden.transfer.copytext import (
     parse_copy_line,
     unescape_copy_field,
 )
+from pgwarden.transfer.export.bundle_files import DataFile
 
 __all__ = [
     "CHUNK_SIZE",
@@ -73,7 +74,7 @@ CHUNK_SIZE = 1 << 18
 
 
 class Sink(Protocol):
-    """Where rows go: a :class:`~pgwarden.transfer.bundle.DataFile` or a plain file."""
+    """Where rows go: a :class:`~pgwarden.transfer.export.bundle_files.DataFile` or a plain file."""
 
     def write(self, chunk: bytes) -> Any: ...
 
