@@ -34,6 +34,7 @@ __all__ = [
     "LockSchema",
     "ManifestSchema",
     "VerifySchema",
+    "id_time",
     "load_object",
     "parse",
 ]
@@ -43,6 +44,8 @@ MAX_BYTES = 64 * 1024 * 1024
 #: Arrays and objects nest at most this deep (a manifest nests 4 levels).
 MAX_DEPTH = 16
 BACKUP_ID = r"^(?P<time>\d{8}T\d{6}Z)-(?P<suffix>[0-9a-f]{4,16})$"
+#: How a backup id writes its start time (UTC, to the second).
+ID_TIME = "%Y%m%dT%H%M%SZ"
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -51,6 +54,11 @@ _FILE_NAME = r"^data(\.dump|/[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127})(\.enc)?$"
 _ENCRYPTED = ".enc"
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def id_time(text: str) -> datetime:
+    """Return the UTC time ``text`` (a backup id's first 16 characters) writes."""
+    return datetime.strptime(text, ID_TIME).replace(tzinfo=UTC)
 
 
 def _moment(value: datetime) -> datetime:
@@ -141,7 +149,7 @@ class ManifestSchema(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ManifestSchema:
-        started = datetime.strptime(self.id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        started = id_time(self.id[:16])
         if not timedelta(0) <= self.started_at - started < timedelta(seconds=1):
             raise ValueError(f"started_at {self.started_at.isoformat()} is not the id's time")
         if self.ended_at < self.started_at:

@@ -63,7 +63,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 def new_backup_id(now: datetime | None = None) -> str:
     """Return a new backup id: the UTC start time to the second and 4 random hex digits."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
-    return f"{moment:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
+    return f"{moment.strftime(_schema.ID_TIME)}-{secrets.token_hex(2)}"
 
 
 def check_backup_id(backup_id: str) -> str:
@@ -83,7 +83,7 @@ def backup_time(backup_id: str) -> datetime:
     if match is None:
         check_backup_id(backup_id)
         raise AssertionError  # pragma: no cover - check_backup_id raised
-    return datetime.strptime(match["time"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return _schema.id_time(match["time"])
 
 
 def storage_name(database: str) -> str:

@@ -15,7 +15,6 @@ from collections.abc import Sequence
 from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
-from types import TracebackType
 from typing import IO, Any
 
 from pgwarden.transfer._files import create_private, private_directory
@@ -102,12 +101,7 @@ class DataFile:
                 self.file = f"{stem}~{number}{suffix}"
                 self.path = self.bundle_dir / self.file
 
-    def __exit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        traceback: TracebackType | None,
-    ) -> None:
+    def __exit__(self, *exc_info: object) -> None:
         if self._handle is not None:
             self._handle.close()
             self._handle = None
