@@ -19,8 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pgwarden.observe.callsite import CallSite, find_call_site
 from pgwarden.observe.fingerprints import fingerprint, is_read
-from pgwarden.observe.nplusone import RELATIONSHIP_LOAD, install_orm_listeners
-from pgwarden.observe.nplusone import _current as _watch_var
+from pgwarden.observe.nplusone import RELATIONSHIP_LOAD, current_watch, install_orm_listeners
 from pgwarden.urls import redact_text
 
 __all__ = [
@@ -88,7 +87,7 @@ class Instrumentation:
         record = self._record
         statements = self._statements
         learn = self._learn
-        watch_var = _watch_var
+        watch_of = current_watch
         debug = query_log.isEnabledFor
         many = name == "do_executemany"
         no_params = name == "do_execute_no_params"
@@ -121,7 +120,7 @@ class Instrumentation:
             slow = elapsed >= slow_seconds
             if count is not None:
                 count(known[0], elapsed, slow)
-            watch = watch_var.get()
+            watch = watch_of()
             if watch is not None:
                 watch.statements += 1
                 watch.db_seconds += elapsed
@@ -165,7 +164,7 @@ class Instrumentation:
         known = self._statements.get(statement) or self._learn(statement)
         if self.metrics is not None:
             self.metrics.statement(known[0], elapsed, slow=elapsed * 1000.0 >= self.slow_ms)
-        watch = _watch_var.get()
+        watch = current_watch()
         if watch is not None:
             watch.statements += 1
             watch.db_seconds += elapsed

@@ -1,0 +1,95 @@
+"""The pytest plugin sees what async tests and their async fixtures do, whatever runs them:
+anyio, pytest-asyncio in strict and in auto mode. The suite it runs is a small async app
+(tests/observe/asyncapp) read six ways, from a session made in async fixtures of each
+scope or in the test."""
+
+from __future__ import annotations
+
+import xml.etree.ElementTree as ET
+from pathlib import Path
+
+import pytest
+
+from pgwarden.testing.servers import TestServer
+from pgwarden_test_support import line_of
+
+pytest_plugins = ["pytester"]
+
+APP = Path(__file__).with_name("asyncapp")
+SHOP = APP / "shop.py"
+# pytest-asyncio is installed in each run; anyio's tests run beside it, in strict mode.
+LOOPS = ["-o", "asyncio_default_fixture_loop_scope=session"]
+RUNNERS = {
+    "anyio": LOOPS,
+    "strict": LOOPS,
+    "auto": [*LOOPS, "-o", "asyncio_mode=auto", "-o", "asyncio_default_test_loop_scope=session"],
+}
+SOURCES = ["function_fixture", "module_fixture", "session_fixture", "made_in_the_test"]
+ASYNC_LOADS = ["awaitable_attrs", "asgi_client", "test_client"]
+SYNC_LOADS = ["run_sync", "executor", "to_thread"]
+
+
+def suite(pytester: pytest.Pytester, runner: str, tests: dict[str, str]) -> None:
+    """Lay out the async app and its fixtures for ``runner``, with ``tests``."""
+    pytester.makepyfile(
+        matrix_runner=f"RUNNER = {runner!r}\n",
+        shop=(APP / "shop.py").read_text(),
+        kits=(APP / "kits.py").read_text(),
+        conftest=(APP / "fixtures.py").read_text(),
+        **tests,
+    )
+
+
+def failures(pytester: pytest.Pytester, *args: str) -> tuple[dict[str, str], set[str]]:
+    """Run the suite; return the failure message of each test that failed, and those passed."""
+    junit = pytester.path / "report.xml"
+    result = pytester.runpytest_subprocess(
+        "--pgwarden-nplusone=raise", "-p", "no:cacheprovider", f"--junitxml={junit}", *args
+    )
+    failed: dict[str, str] = {}
+    passed: set[str] = set()
+    for case in ET.parse(junit).getroot().iter("testcase"):  # noqa: S314 - pytest's own report
+        name = case.attrib["name"]
+        problem = case.find("failure")
+        if problem is None:
+            problem = case.find("error")
+        if problem is not None:
+            failed[name] = problem.attrib.get("message", "") + (problem.text or "")
+        elif case.find("skipped") is None:
+            passed.add(name)
+    assert failed or passed, result.stdout.str()
+    return failed, passed
+
+
+@pytest.fixture
+def inner(
+    pytester: pytest.Pytester, pg_server: TestServer, monkeypatch: pytest.MonkeyPatch
+) -> pytest.Pytester:
+    # The inner session reuses this session's server rather than starting its own.
+    monkeypatch.setenv("PGWARDEN_TEST_DSN", pg_server.url("postgres"))
+    return pytester
+
+
+@pytest.mark.parametrize("runner", list(RUNNERS))
+def test_every_n_plus_one_fails_its_test_and_every_clean_twin_passes(
+    inner: pytest.Pytester, runner: str
+) -> None:
+    suite(inner, runner, {"test_matrix": (APP / "matrix.py").read_text()})
+    failed, passed = failures(inner, *RUNNERS[runner])
+    lines = {
+        "async": (line_of(SHOP, "# async lazy load"), line_of(SHOP, "# async parent query")),
+        "sync": (line_of(SHOP, "# sync lazy load"), line_of(SHOP, "# sync parent query")),
+    }
+    expected_failed = set()
+    for source in SOURCES:
+        for load in ASYNC_LOADS + SYNC_LOADS:
+            expected_failed.add(f"test_{source}[{load}-nplusone]")
+            assert f"test_{source}[{load}-clean]" in passed, (source, load, failed)
+            message = failed.get(f"test_{source}[{load}-nplusone]", "")
+            trigger, parent = lines["async" if load in ASYNC_LOADS else "sync"]
+            assert (
+                f"N+1: Shelf.tags lazy-loaded 3 times at shop.py:{trigger} for 3 rows loaded "
+                f"at shop.py:{parent}; add .options(selectinload(Shelf.tags)) to that query"
+            ) in message, (source, load, message)
+    assert set(failed) == expected_failed
+    assert len(passed) == len(expected_failed)
