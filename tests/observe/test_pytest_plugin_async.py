@@ -70,26 +70,53 @@ def inner(
     return pytester
 
 
+def finding(kind: str) -> str:
+    """Return the report of the N+1 of shop.py's ``kind`` ("async" or "sync") reading."""
+    trigger = line_of(SHOP, f"# {kind} lazy load")
+    parent = line_of(SHOP, f"# {kind} parent query")
+    return (
+        f"N+1: Shelf.tags lazy-loaded 3 times at shop.py:{trigger} for 3 rows loaded "
+        f"at shop.py:{parent}; add .options(selectinload(Shelf.tags)) to that query"
+    )
+
+
+@pytest.mark.slow
 @pytest.mark.parametrize("runner", list(RUNNERS))
-def test_every_n_plus_one_fails_its_test_and_every_clean_twin_passes(
+def test_every_n_plus_one_of_an_async_suite_is_reported(
     inner: pytest.Pytester, runner: str
 ) -> None:
-    suite(inner, runner, {"test_matrix": (APP / "matrix.py").read_text()})
+    suite(
+        inner,
+        runner,
+        {
+            "test_matrix": (APP / "matrix.py").read_text(),
+            "test_phases": (APP / "phases.py").read_text(),
+        },
+    )
     failed, passed = failures(inner, *RUNNERS[runner])
-    lines = {
-        "async": (line_of(SHOP, "# async lazy load"), line_of(SHOP, "# async parent query")),
-        "sync": (line_of(SHOP, "# sync lazy load"), line_of(SHOP, "# sync parent query")),
-    }
-    expected_failed = set()
+
+    # The matrix: each N+1 fails its test with the report, each clean twin passes.
     for source in SOURCES:
         for load in ASYNC_LOADS + SYNC_LOADS:
-            expected_failed.add(f"test_{source}[{load}-nplusone]")
             assert f"test_{source}[{load}-clean]" in passed, (source, load, failed)
-            message = failed.get(f"test_{source}[{load}-nplusone]", "")
-            trigger, parent = lines["async" if load in ASYNC_LOADS else "sync"]
-            assert (
-                f"N+1: Shelf.tags lazy-loaded 3 times at shop.py:{trigger} for 3 rows loaded "
-                f"at shop.py:{parent}; add .options(selectinload(Shelf.tags)) to that query"
-            ) in message, (source, load, message)
-    assert set(failed) == expected_failed
-    assert len(passed) == len(expected_failed)
+            message = failed.pop(f"test_{source}[{load}-nplusone]", "")
+            expected = finding("async" if load in ASYNC_LOADS else "sync")
+            assert message.startswith("Failed: N+1 queries in test_matrix.py::"), message
+            assert expected in message, (source, load, message)
+
+    # Fixtures: an N+1 in a fixture's setup is reported with the test, marked.
+    lazy = finding("async")
+    assert f"during setup of fixture 'warmed': {lazy}" in failed.pop("test_warmed")
+    # The test passed; its fixture's teardown failed.
+    cooled = failed.pop("test_cooled")
+    assert cooled.startswith("failed on teardown")
+    assert f"during teardown of fixture 'cooled': {lazy}" in cooled
+    # A module's fixture is set up, and reported, with the first test that needs it.
+    first = failed.pop("test_warmed_once_first")
+    assert f"during setup of fixture 'warmed_once': {lazy}" in first
+    assert "test_warmed_once_second" in passed
+    # A watch in the test saw the block (its assertion held) and reported to the test's.
+    nested = failed.pop("test_nested_watch")
+    assert lazy in nested and "during" not in nested and "AssertionError" not in nested
+    assert "test_allowed" in passed
+    assert failed == {}

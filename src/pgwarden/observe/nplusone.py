@@ -153,7 +153,7 @@ class Watch:
     _loaded: weakref.WeakKeyDictionary[Any, CallSite | None] = field(
         default_factory=weakref.WeakKeyDictionary
     )
-    _rows: Counter[tuple[CallSite | None, type]] = field(default_factory=Counter)
+    _rows: Counter[tuple[CallSite | None, type, str | None]] = field(default_factory=Counter)
     statements: int = 0
     db_seconds: float = 0.0
     # what watches nested in this one found (a request's, inside a test's)
@@ -166,7 +166,7 @@ class Watch:
     def loaded(self, state: Any, site: CallSite | None) -> None:
         """Record that ``state`` was loaded by the query at ``site``."""
         self._loaded[state] = site
-        self._rows[(site, state.class_)] += 1
+        self._rows[(site, state.class_, self.during)] += 1
 
     def lazy_load(
         self, parent: Any, relationship: RelationshipProperty[Any], trigger: CallSite | None
@@ -262,7 +262,7 @@ class Watch:
                         trigger=site,
                         relationship=_name(relationship),
                         parent_query=site,
-                        parents_loaded=self._parents_at(site, relationship),
+                        parents_loaded=self._parents_at(site, relationship, during),
                         fix=f"{option}({_name(relationship)})",
                         during=during,
                     )
@@ -271,15 +271,24 @@ class Watch:
         return [finding for finding in found if not self._allowed(finding)]
 
     def _parents(self, group: _LazyGroup) -> int:
-        return self._parents_at(group.parent_query, group.relationship)
+        return self._parents_at(group.parent_query, group.relationship, group.during)
 
-    def _parents_at(self, origin: CallSite | None, relationship: RelationshipProperty[Any]) -> int:
+    def _parents_at(
+        self,
+        origin: CallSite | None,
+        relationship: RelationshipProperty[Any],
+        during: str | None,
+    ) -> int:
+        """Count the rows the query at ``origin`` loaded, in part ``during`` if it ran there."""
         owner = relationship.parent.class_
-        return sum(
-            count
-            for (site, cls), count in self._rows.items()
-            if site == origin and issubclass(cls, owner)
+        counts = Counter(
+            {
+                part: count
+                for (site, cls, part), count in self._rows.items()
+                if site == origin and issubclass(cls, owner)
+            }
         )
+        return counts[during] or sum(counts.values())
 
     def _allowed(self, finding: NPlusOneFinding) -> bool:
         names = [finding.key]
