@@ -8,15 +8,21 @@ from __future__ import annotations
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
+import learnhub.api.graphql as graphql_api
+import learnhub.api.rest as rest_api
 import pytest
 
 from pgwarden.testing.servers import TestServer
 from pgwarden_test_support import line_of
 
+REST = Path(rest_api.__file__)
+GRAPHQL = Path(graphql_api.__file__)
+
 pytest_plugins = ["pytester"]
 
 APP = Path(__file__).with_name("asyncapp")
 SHOP = APP / "shop.py"
+ROOT = Path(__file__).parents[2]
 # pytest-asyncio is installed in each run; anyio's tests run beside it, in strict mode.
 LOOPS = ["-o", "asyncio_default_fixture_loop_scope=session"]
 RUNNERS = {
@@ -120,3 +126,31 @@ def test_every_n_plus_one_of_an_async_suite_is_reported(
     assert lazy in nested and "during" not in nested and "AssertionError" not in nested
     assert "test_allowed" in passed
     assert failed == {}
+
+
+@pytest.mark.slow
+def test_learnhubs_async_tests_report_its_two_deliberate_n_plus_ones(
+    inner: pytest.Pytester,
+) -> None:
+    # learnhub's API tests written as async tests with an async client fixture, run as
+    # they are in this repository, with its configuration and fixtures.
+    failed, passed = failures(
+        inner,
+        str(ROOT / "tests" / "learnhub" / "test_api_async.py"),
+        f"--rootdir={ROOT}",
+        f"--config-file={ROOT / 'pyproject.toml'}",
+    )
+    author = failed.pop("test_content_list_lazy_loads_each_author")
+    assert "N+1: Content.author lazy-loaded" in author
+    assert f"at {REST}:{line_of(REST, 'await item.awaitable_attrs.author')} for 10 rows" in author
+    assert f"loaded at {REST}:{line_of(REST, '# parent query')};" in author
+    assert "add .options(joinedload(Content.author)) to that query" in author
+    comments = failed.pop("test_graphql_comments_are_loaded_per_content")
+    trigger = line_of(GRAPHQL, "comments = await self.model.awaitable_attrs.comments")
+    parent = line_of(GRAPHQL, "items = (await info.context.session.scalars(stmt)).all()")
+    assert (
+        f"N+1: Content.comments lazy-loaded 8 times at {GRAPHQL}:{trigger} for 8 rows "
+        f"loaded at {GRAPHQL}:{parent}; add .options(selectinload(Content.comments))"
+    ) in comments
+    assert failed == {}
+    assert len(passed) == 3
