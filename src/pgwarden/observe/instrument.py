@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from pgwarden.observe.callsite import CallSite, find_call_site
 from pgwarden.observe.fingerprints import fingerprint, is_read
 from pgwarden.observe.nplusone import RELATIONSHIP_LOAD, current_watch, install_orm_listeners
+from pgwarden.observe.nplusone import _current as _watch_var
 from pgwarden.urls import redact_text
 
 __all__ = [
@@ -87,6 +88,7 @@ class Instrumentation:
         record = self._record
         statements = self._statements
         learn = self._learn
+        watch_var = _watch_var
         watch_of = current_watch
         debug = query_log.isEnabledFor
         many = name == "do_executemany"
@@ -120,7 +122,9 @@ class Instrumentation:
             slow = elapsed >= slow_seconds
             if count is not None:
                 count(known[0], elapsed, slow)
-            watch = watch_of()
+            watch = watch_var.get()
+            if watch is None or watch.closed:  # the common case above costs one lookup
+                watch = watch_of()
             if watch is not None:
                 watch.statements += 1
                 watch.db_seconds += elapsed
