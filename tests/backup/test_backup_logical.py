@@ -174,7 +174,7 @@ def test_directory_format_dumps_in_parallel_and_restores(
     assert checksums(target_url) == checksums(source_url)
 
     with pytest.raises(UserError, match="directory format"):
-        create_backup(source_url, backups, jobs=2)
+        create_backup(source_url, backups, dump_format="custom", jobs=2)
 
 
 def test_compression_follows_what_pg_dump_supports(source_url: str, backups: LocalStorage) -> None:

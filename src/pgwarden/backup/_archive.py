@@ -71,6 +71,7 @@ def read_file(
         keyring=keyring,
         encrypted=manifest.encrypted,
         backup_id=manifest.id,
+        compressed=manifest.compression.by_pgwarden,
     )
 
 

@@ -5,11 +5,18 @@
 open, counting each table's rows in the same snapshot meanwhile: the counts in the
 manifest are those of the very data dumped. Then:
 
-- **custom format** (the default): one archive streamed from pg_dump's stdout through
-  encryption into the storage, never staged on disk; pg_dump compresses it.
-- **directory format** (``jobs`` > 1 dumps tables in parallel): pg_dump's workers each
-  write their own files, so there is no single stream; they go to a local staging
-  directory first, then each file is encrypted and uploaded, and the directory removed.
+- **custom format** (a database under ``parallel_min_size``, 1 GiB): one archive
+  streamed from pg_dump's stdout through compression and encryption into the storage,
+  never staged on disk.
+- **directory format** (a larger database, or ``jobs`` > 1): pg_dump's workers, one
+  per CPU, each write their own files into a local staging directory; each file is
+  compressed, encrypted and stored as soon as its worker has closed it, while the dump
+  goes on, and removed from the staging directory.
+
+By default pg_dump writes its output uncompressed and pgwarden compresses it with zstd
+on several threads, hashing (plaintext and stored bytes) and encrypting in the same
+pass; ``compression="gzip"`` leaves it to pg_dump inside the archive, as backups made
+before pgwarden compressed by itself were.
 
 The manifest is written last, so a backup that failed or was killed has none and is
 listed as incomplete. The storage lock named for the database is held throughout.
@@ -28,13 +35,14 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+import psutil
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
 from pgwarden import __version__
 from pgwarden.backup import _dump, _pgtools, _tables
-from pgwarden.backup._dump import COMPRESSIONS, resolve_compression
-from pgwarden.backup._streams import Digest
+from pgwarden.backup._dump import COMPRESSIONS, PARALLEL_MIN_SIZE, resolve_compression
+from pgwarden.backup._streams import Digest, compress_stream
 from pgwarden.backup.crypto import BackupKeyring, encrypt_stream
 from pgwarden.backup.errors import StorageError
 from pgwarden.backup.lock import Lock
@@ -59,6 +67,7 @@ from pgwarden.urls import parse_database_url, redact_url
 __all__ = [
     "COMPRESSIONS",
     "FORMATS",
+    "PARALLEL_MIN_SIZE",
     "ROW_COUNTS",
     "SECTIONS",
     "BackupResult",
@@ -66,7 +75,7 @@ __all__ = [
     "resolve_compression",
 ]
 
-FORMATS = ("custom", "directory")
+FORMATS = ("auto", "custom", "directory")
 SECTIONS = ("all", "schema", "data")
 ROW_COUNTS = ("exact", "estimate", "none")
 
@@ -81,18 +90,22 @@ class BackupResult:
     copied_to: str | None = None
 
 
-def _check_options(dump_format: str, jobs: int, section: str, row_counts: str) -> None:
+def _check_options(dump_format: str, jobs: int | None, section: str, row_counts: str) -> None:
     if dump_format not in FORMATS:
-        raise UserError(f"unknown dump format {dump_format!r}.", hint="Use custom or directory.")
+        raise UserError(
+            f"unknown dump format {dump_format!r}.", hint="Use auto, custom or directory."
+        )
     if section not in SECTIONS:
         raise UserError(f"unknown section {section!r}.", hint="Use all, schema or data.")
     if row_counts not in ROW_COUNTS:
         raise UserError(
             f"unknown row count method {row_counts!r}.", hint="Use exact, estimate or none."
         )
+    if jobs is None:
+        return
     if jobs < 1:
         raise UserError(f"--jobs must be 1 or more, not {jobs}.")
-    if jobs > 1 and dump_format != "directory":
+    if jobs > 1 and dump_format == "custom":
         raise UserError(
             "parallel dumps (--jobs above 1) need the directory format.",
             hint="Add --format directory: pg_dump's parallel workers each write files of "
@@ -109,8 +122,9 @@ def create_backup(
     tables: Sequence[str] = (),
     exclude_tables: Sequence[str] = (),
     section: str = "all",
-    dump_format: str = "custom",
-    jobs: int = 1,
+    dump_format: str = "auto",
+    jobs: int | None = None,
+    parallel_min_size: int = PARALLEL_MIN_SIZE,
     compression: str = "auto",
     compression_level: int | None = None,
     keyring: BackupKeyring | None = None,
@@ -127,6 +141,9 @@ def create_backup(
     ``row_counts`` is ``exact`` (``count(*)`` per table: a full scan of each, in the
     dump's snapshot), ``estimate`` (the planner's ``reltuples``: free, not checked on
     restore) or ``none``. ``copy_to`` receives a copy once the backup is complete.
+    ``dump_format`` ``auto`` with ``jobs`` None dumps a database of at least
+    ``parallel_min_size`` bytes in the directory format with one job per CPU, a smaller
+    one in the custom format; ``compression`` ``auto`` is pgwarden's zstd.
     Raise :class:`LockHeld` if a backup or expire of this database is running.
     """
     _check_options(dump_format, jobs, section, row_counts)
@@ -137,6 +154,13 @@ def create_backup(
         with _pgtools.connect(engine) as conn:
             major, version = _pgtools.server_version(conn)
             database = str(conn.execute(sa.text("SELECT current_database()")).scalar_one())
+            if dump_format == "auto" and jobs is None:
+                size = int(conn.execute(sa.text(_DATABASE_SIZE)).scalar_one())
+            else:
+                size = 0
+            dump_format, jobs = _dump.choose_layout(
+                dump_format, jobs, size, parallel_min_size=parallel_min_size
+            )
             conn.rollback()  # the snapshot's transaction begins afresh below
             binary = _pgtools.client_binary("pg_dump", min_major=major)
             compress = _dump.resolve_compression(binary, compression, compression_level)
@@ -164,6 +188,9 @@ def create_backup(
     finally:
         engine.dispose()
     return BackupResult(manifest, storage.url, job.prefix, copied)
+
+
+_DATABASE_SIZE = "SELECT pg_database_size(current_database())"
 
 
 def _copy(storage: Storage, target: Storage, prefix: str, manifest: Manifest) -> str:
@@ -265,17 +292,16 @@ class _Job:
                 counter.start()
                 try:
                     if dump_format == "custom":
-                        files = [self._dump_custom(args, client, keyring)]
+                        files = [self._dump_custom(args, client, keyring, compression)]
                     else:
                         assert staging is not None
-                        self._dump_directory(args, client, jobs, staging / "dump")
+                        files = self._dump_directory(
+                            args, client, jobs, staging / "dump", keyring, compression, lock
+                        )
                 except BaseException:
                     counter.cancel()
                     raise
                 entries = counter.result()
-            # The snapshot's transaction is over (vacuum may move on) before the upload.
-            if staging is not None:
-                files = self._upload_directory(staging / "dump", keyring, lock)
         finally:
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -307,14 +333,18 @@ class _Job:
         name: str,
         chunks: Iterable[bytes],
         keyring: BackupKeyring | None,
+        compression: Compression,
         *,
         phase: str,
         total: int | None = None,
         start: int = 0,
     ) -> StoredFile:
-        """Hash, encrypt, hash again and write one file of the backup."""
+        """Hash, compress, encrypt, hash again and write one file of the backup."""
         plain, stored = Digest(), Digest()
         data: Iterable[bytes] = plain.watch(chunks)
+        if compression.by_pgwarden:
+            assert compression.level is not None
+            data = compress_stream(data, level=compression.level, threads=_dump.threads())
         if keyring is not None:
             data = encrypt_stream(data, keyring)
             name += ".enc"
@@ -323,49 +353,92 @@ class _Job:
         return StoredFile(name, stored.size, stored.hexdigest, plain.size, plain.hexdigest)
 
     def _dump_custom(
-        self, args: list[str], client: clients.ClientArgs, keyring: BackupKeyring | None
+        self,
+        args: list[str],
+        client: clients.ClientArgs,
+        keyring: BackupKeyring | None,
+        compression: Compression,
     ) -> StoredFile:
         proc = clients.spawn(
             [*args, f"--dbname={client.dbname}"], client.env, stdout=subprocess.PIPE
         )
         errors = clients.StderrTail(proc.stderr)
         try:
-            return self._store("data.dump", _dump.read_dump(proc, errors), keyring, phase="dump")
+            chunks = _dump.read_dump(proc, errors)
+            return self._store("data.dump", chunks, keyring, compression, phase="dump")
         finally:
             _dump.stop(proc)
 
     def _dump_directory(
-        self, args: list[str], client: clients.ClientArgs, jobs: int, target: Path
-    ) -> None:
-        """Run pg_dump's parallel workers into the local directory ``target``."""
+        self,
+        args: list[str],
+        client: clients.ClientArgs,
+        jobs: int,
+        target: Path,
+        keyring: BackupKeyring | None,
+        compression: Compression,
+        lock: Lock,
+    ) -> list[StoredFile]:
+        """Run pg_dump's parallel workers into ``target``; store each file once it is closed.
+
+        A file no process of the dump holds open is finished (pg_dump never reopens one),
+        so it is stored while the workers go on; ``toc.dat``, written last, and whatever
+        is left are stored once pg_dump has exited.
+        """
         proc = clients.spawn(
             [*args, f"--jobs={jobs}", f"--file={target}", f"--dbname={client.dbname}"],
             client.env,
         )
         errors = clients.StderrTail(proc.stderr)
+        files: list[StoredFile] = []
         try:
             while proc.poll() is None:
                 self.on_progress(_dump.directory_progress(target))
+                for name in _closed_files(proc.pid, target):
+                    lock.check()
+                    files.append(self._store_staged(target / name, keyring, compression))
                 time.sleep(0.2)
         finally:
             _dump.stop(proc)
         if proc.returncode != 0:
             raise _dump.dump_failed(proc.returncode, errors.text())
-
-    def _upload_directory(
-        self, target: Path, keyring: BackupKeyring | None, lock: Lock
-    ) -> list[StoredFile]:
-        """Encrypt and store each file pg_dump wrote, one after the other."""
-        names = sorted(p.name for p in target.iterdir())
-        total = sum((target / n).stat().st_size for n in names)
-        files, done = [], 0
-        for name in names:
+        for name in sorted(p.name for p in target.iterdir()):
             lock.check()
-            with (target / name).open("rb") as handle:
-                chunks = iter(lambda: handle.read(CHUNK_SIZE), b"")
-                stored = self._store(
-                    f"data/{name}", chunks, keyring, phase="upload", total=total, start=done
-                )
-            files.append(stored)
-            done += stored.plain_size
-        return files
+            files.append(self._store_staged(target / name, keyring, compression))
+        return sorted(files, key=lambda f: f.name)
+
+    def _store_staged(
+        self, path: Path, keyring: BackupKeyring | None, compression: Compression
+    ) -> StoredFile:
+        """Store one file pg_dump wrote, then remove it from the staging directory."""
+        with path.open("rb") as handle:
+            chunks = iter(lambda: handle.read(CHUNK_SIZE), b"")
+            stored = self._store(f"data/{path.name}", chunks, keyring, compression, phase="upload")
+        path.unlink()
+        return stored
+
+
+def _closed_files(pid: int, directory: Path) -> list[str]:
+    """Return the files in ``directory`` that no process of pg_dump ``pid`` holds open.
+
+    Empty when the processes' open files cannot be read (then every file waits for the
+    end of the dump). The directory is listed before the open files are read, so a file
+    created in between is never taken for a closed one.
+    """
+    try:
+        names = [p.name for p in directory.iterdir() if p.name != "toc.dat"]
+    except OSError:
+        return []
+    if not names:
+        return []
+    try:
+        leader = psutil.Process(pid)
+        held = {Path(f.path).name for f in leader.open_files()}
+        for worker in leader.children(recursive=True):
+            try:
+                held.update(Path(f.path).name for f in worker.open_files())
+            except psutil.NoSuchProcess:
+                continue  # a worker that has exited holds nothing open
+    except psutil.Error:
+        return []
+    return sorted(name for name in names if name not in held)
