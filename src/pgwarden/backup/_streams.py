@@ -99,7 +99,7 @@ def decompress_stream(chunks: Iterable[bytes], *, where: str) -> Iterator[bytes]
             view = memoryview(chunk)
             for start in range(0, len(view), _PIECE):
                 if decompressor.eof:
-                    raise _not_zstd(where, "other bytes follow the end of its zstd stream")
+                    raise _not_zstd(where, "its zstd stream is followed by other bytes")
                 out = decompressor.decompress(view[start : start + _PIECE])
                 if out:
                     pending.append(out)

@@ -1,0 +1,151 @@
+"""pgwarden's own compression: zstd streams beside pg_dump's archives, old backups too.
+
+pg_dump writes its archive uncompressed and pgwarden stores it as a zstd stream; the
+manifest says so. A backup made before (pg_dump's gzip inside the archive, a manifest
+without ``applied_by``) still restores. A zstd stream that is damaged or cut short,
+even under a manifest rewritten to match it, is an integrity failure found before the
+target is touched.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+
+import pytest
+from logical_support import checksums, data_path, flip_byte, keyring, truncate, user_tables
+
+from pgwarden.backup._dump import threads
+from pgwarden.backup.catalog import find_backup
+from pgwarden.backup.errors import IntegrityFailed
+from pgwarden.backup.logical import create_backup
+from pgwarden.backup.manifest import MANIFEST, Compression, Manifest
+from pgwarden.backup.restore import backup_contents, restore_backup
+from pgwarden.backup.storage import LocalStorage
+from pgwarden.backup.verify import verify_backup
+from pgwarden.errors import UserError
+
+pytest_plugins = ["logical_fixtures"]  # source_url, target_url, backups
+
+ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
+PGDMP = b"PGDMP"
+
+
+def manifest_path(storage: LocalStorage, backup_id: str) -> Path:
+    return storage.root / find_backup(storage, backup_id).prefix / MANIFEST
+
+
+def test_default_backup_is_a_zstd_stream_of_an_uncompressed_archive(
+    source_url: str, backups: LocalStorage, target_url: str
+) -> None:
+    manifest = create_backup(source_url, backups).manifest
+    assert manifest.compression == Compression("zstd", 1, "pgwarden")
+    assert manifest.dump_format == "custom" and manifest.options["jobs"] == 1
+    stored = manifest.files[0]
+    raw = data_path(backups, manifest.id).read_bytes()
+    assert raw.startswith(ZSTD_MAGIC) and stored.size == len(raw) < stored.plain_size
+    assert stored.sha256 == hashlib.sha256(raw).hexdigest() != stored.plain_sha256
+    data = json.loads(manifest_path(backups, manifest.id).read_bytes())
+    assert data["compression"] == {"method": "zstd", "level": 1, "applied_by": "pgwarden"}
+
+    assert any("TABLE DATA public users" in line for line in backup_contents(backups, manifest.id))
+    restored = restore_backup(backups, manifest.id, target_url)
+    assert restored.counted_on_load and restored.mode == "pg_restore | psql"
+    assert checksums(target_url) == checksums(source_url)
+
+
+def test_a_backup_made_before_pgwarden_compressed_still_restores(
+    source_url: str, backups: LocalStorage, target_url: str
+) -> None:
+    manifest = create_backup(source_url, backups, compression="gzip").manifest
+    assert manifest.compression == Compression("gzip", 6, "pg_dump")
+    # As the older pgwarden wrote it: no applied_by; pg_dump's archive, compressed inside.
+    path = manifest_path(backups, manifest.id)
+    data = json.loads(path.read_bytes())
+    del data["compression"]["applied_by"]
+    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+    raw = data_path(backups, manifest.id).read_bytes()
+    assert raw.startswith(PGDMP) and manifest.files[0].plain_sha256 == manifest.files[0].sha256
+
+    again = Manifest.from_json(path.read_bytes())
+    assert again.compression == Compression("gzip", 6, "pg_dump")
+    restored = restore_backup(backups, manifest.id, target_url)
+    assert restored.ok and restored.counted_on_load
+    assert checksums(target_url) == checksums(source_url)
+
+
+def test_large_databases_dump_and_restore_in_parallel_by_default(
+    source_url: str, backups: LocalStorage, target_url: str
+) -> None:
+    # Every database is large from 0 bytes on.
+    manifest = create_backup(source_url, backups, keyring=keyring(), parallel_min_size=0).manifest
+    assert manifest.dump_format == "directory" and manifest.options["jobs"] == threads()
+    assert manifest.compression.by_pgwarden
+    names = [f.name for f in manifest.files]
+    assert "data/toc.dat.enc" in names and len(names) > 10
+    assert all(f.plain_size > 0 for f in manifest.files)
+
+    restored = restore_backup(
+        backups, manifest.id, target_url, keyring=keyring(), parallel_min_size=0
+    )
+    assert restored.staged and restored.ok and not restored.counted_on_load
+    assert checksums(target_url) == checksums(source_url)
+
+    with pytest.raises(UserError, match="one transaction runs one job, not 2"):
+        restore_backup(backups, manifest.id, target_url, jobs=2, single_transaction=True)
+
+
+def test_single_transaction_keeps_one_job_whatever_the_size(
+    source_url: str, backups: LocalStorage, target_url: str
+) -> None:
+    manifest = create_backup(source_url, backups).manifest
+    restored = restore_backup(
+        backups, manifest.id, target_url, parallel_min_size=0, single_transaction=True
+    )
+    assert not restored.staged and restored.mode == "pg_restore | psql"
+    assert checksums(target_url) == checksums(source_url)
+
+
+def _rewrite_to_match(storage: LocalStorage, backup_id: str) -> None:
+    """Make the manifest describe the stored bytes as they now are (an altered backup)."""
+    raw = data_path(storage, backup_id).read_bytes()
+    path = manifest_path(storage, backup_id)
+    data = json.loads(path.read_bytes())
+    data["files"][0].update(size=len(raw), sha256=hashlib.sha256(raw).hexdigest())
+    data["size"] = len(raw)
+    path.write_text(json.dumps(data, indent=2, sort_keys=True))
+
+
+@pytest.mark.parametrize(
+    ("damage", "said"),
+    [
+        (flip_byte, "damaged"),
+        (truncate, "cut short"),
+        (lambda path: path.write_bytes(path.read_bytes() + b"more"), "followed by other bytes"),
+    ],
+    ids=["changed", "cut", "extended"],
+)
+@pytest.mark.parametrize("jobs", [1, 2])
+def test_a_bad_zstd_stream_fails_before_the_target_is_touched(
+    source_url: str,
+    backups: LocalStorage,
+    target_url: str,
+    damage: object,
+    said: str,
+    jobs: int,
+) -> None:
+    manifest = create_backup(source_url, backups).manifest
+    path = data_path(backups, manifest.id)
+    assert callable(damage)
+    damage(path)
+    with pytest.raises(IntegrityFailed, match="does not match its checksum"):
+        restore_backup(backups, manifest.id, target_url, jobs=jobs)
+    _rewrite_to_match(backups, manifest.id)  # now only the zstd stream itself tells
+
+    with pytest.raises(IntegrityFailed, match=f"cannot be decompressed: its zstd stream is {said}"):
+        restore_backup(backups, manifest.id, target_url, jobs=jobs)
+    assert user_tables(target_url) == []
+    with pytest.raises(IntegrityFailed, match=said) as raised:
+        verify_backup(backups, manifest.id, target_url)
+    assert raised.value.exit_code == 3
