@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from logical_support import checksums, data_path, flip_byte, keyring, truncate, user_tables
 
-from pgwarden.backup._dump import threads
+from pgwarden.backup._dump import choose_layout, threads
 from pgwarden.backup.catalog import find_backup
 from pgwarden.backup.errors import IntegrityFailed
 from pgwarden.backup.logical import create_backup
@@ -89,11 +89,25 @@ def test_large_databases_dump_and_restore_in_parallel_by_default(
     restored = restore_backup(
         backups, manifest.id, target_url, keyring=keyring(), parallel_min_size=0
     )
-    assert restored.staged and restored.ok and not restored.counted_on_load
+    assert restored.staged and restored.ok and restored.mode == "pg_restore | psql, in parallel"
+    assert restored.counted_on_load  # every table's rows from its load, none counted after
     assert checksums(target_url) == checksums(source_url)
 
     with pytest.raises(UserError, match="one transaction runs one job, not 2"):
         restore_backup(backups, manifest.id, target_url, jobs=2, single_transaction=True)
+
+
+def test_a_large_custom_format_backup_restores_in_parallel_from_the_stream(
+    source_url: str, backups: LocalStorage, target_url: str
+) -> None:
+    manifest = create_backup(source_url, backups, keyring=keyring()).manifest
+    assert manifest.dump_format == "custom"
+    restored = restore_backup(
+        backups, manifest.id, target_url, keyring=keyring(), parallel_min_size=0
+    )
+    assert restored.mode == "pg_restore | psql, in parallel" and not restored.staged
+    assert restored.ok and restored.counted_on_load and restored.large_objects == (1, 1)
+    assert checksums(target_url) == checksums(source_url)
 
 
 def test_single_transaction_keeps_one_job_whatever_the_size(
@@ -149,3 +163,15 @@ def test_a_bad_zstd_stream_fails_before_the_target_is_touched(
     with pytest.raises(IntegrityFailed, match=said) as raised:
         verify_backup(backups, manifest.id, target_url)
     assert raised.value.exit_code == 3
+
+
+def test_auto_layout_is_parallel_only_where_the_tables_spread() -> None:
+    gib = 1024**3
+    many = threads()
+    spread = ("directory", many) if many > 1 else ("custom", 1)
+    assert choose_layout("auto", None, (4 * gib, gib), parallel_min_size=gib) == spread
+    # One table holds most of the data: pg_dump's workers could not share it.
+    assert choose_layout("auto", None, (4 * gib, 3 * gib), parallel_min_size=gib) == ("custom", 1)
+    assert choose_layout("auto", None, (gib // 2, 1), parallel_min_size=gib) == ("custom", 1)
+    assert choose_layout("auto", 3, (0, 0), parallel_min_size=gib) == ("directory", 3)
+    assert choose_layout("custom", None, (4 * gib, gib), parallel_min_size=gib) == ("custom", 1)

@@ -45,7 +45,7 @@ COMPRESSIONS = ("auto", "zstd", "gzip", "none")
 # than pg_dump's gzip 6 at about 30 MB/s; level 3 halved the speed for a few percent.
 _DEFAULT_LEVEL = {"zstd": 1, "gzip": 6}
 _LEVELS = {"zstd": (1, 22), "gzip": (1, 9)}
-# A database at least this large is dumped in the directory format, in parallel.
+# From this size of a database's tables on, it is dumped in parallel where that pays.
 PARALLEL_MIN_SIZE = 1024**3
 
 
@@ -89,17 +89,28 @@ def threads() -> int:
 
 
 def choose_layout(
-    dump_format: str, jobs: int | None, database_size: int, *, parallel_min_size: int
+    dump_format: str,
+    jobs: int | None,
+    sizes: tuple[int, int],
+    *,
+    parallel_min_size: int,
 ) -> tuple[str, int]:
-    """Return the format and jobs to dump with: ``auto`` is parallel for a large database.
+    """Return the format and jobs to dump with: ``auto`` is parallel where that pays.
 
-    ``auto`` picks the directory format with one job per CPU when the database holds at
-    least ``parallel_min_size`` bytes (and there is more than one CPU), else the custom
-    format in one job; ``jobs`` above 1 alone picks the directory format.
+    ``sizes`` are the bytes of all the tables and of the largest. pg_dump's workers
+    share the tables out, one table each at a time, so ``auto`` picks the directory
+    format with one job per CPU when the tables hold at least ``parallel_min_size``
+    bytes and no table holds more than half of them (and there is more than one CPU);
+    else the custom format in one job, one stream from pg_dump through pgwarden's
+    compression (measured: a 1.3 GB database whose largest table held 80% of it took
+    15 s so, 26 s in the directory format with two jobs). ``jobs`` above 1 alone picks
+    the directory format.
     """
     if dump_format == "auto":
         if jobs is None:
-            large = database_size >= parallel_min_size and threads() > 1
+            total, largest = sizes
+            spread = largest * 2 <= total
+            large = total >= parallel_min_size and spread and threads() > 1
             return ("directory", threads()) if large else ("custom", 1)
         return ("directory", jobs) if jobs > 1 else ("custom", 1)
     return dump_format, 1 if jobs is None else jobs

@@ -95,10 +95,11 @@ class RestoreCommand:
         settings: list[str] | None = None,
     ) -> None:
         self.binary = binary
-        self.client = client
+        self.client = client  # kept while the children run: a service file goes with it
+        self.env = dict(client.env)
         if settings:
-            given = client.env.get("PGOPTIONS", "")
-            client.env["PGOPTIONS"] = " ".join([given, *settings]).strip()
+            given = self.env.get("PGOPTIONS", "")
+            self.env["PGOPTIONS"] = " ".join([given, *settings]).strip()
         self.psql = binary.path.parent / "psql"
         self.drop_header = binary.major >= 17 and target_major < 17
         if self.drop_header and not self.psql.exists():
@@ -139,7 +140,7 @@ class RestoreCommand:
             return
         args = [str(self.binary.path), *self.options, "--exit-on-error",
                 f"--dbname={self.client.dbname}", *inputs]  # fmt: skip
-        proc = clients.spawn(args, self.client.env, stdin=stdin)
+        proc = clients.spawn(args, self.env, stdin=stdin)
         errors = clients.StderrTail(proc.stderr)
         try:
             if feed is not None:
@@ -155,7 +156,7 @@ class RestoreCommand:
         self, inputs: list[str], stdin: int | None, feed: Iterable[bytes] | None
     ) -> None:
         args = [str(self.binary.path), *self.options, "--file=-", *inputs]
-        proc = clients.spawn(args, self.client.env, stdin=stdin, stdout=subprocess.PIPE)
+        proc = clients.spawn(args, self.env, stdin=stdin, stdout=subprocess.PIPE)
         errors = clients.StderrTail(proc.stderr)
         assert proc.stdout is not None
         psql_args = [str(self.psql), "-X", "-v", "ON_ERROR_STOP=1",
@@ -165,14 +166,12 @@ class RestoreCommand:
         try:
             if self.drop_header or self.clean:
                 psql = clients.spawn(
-                    psql_args, self.client.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
+                    psql_args, self.env, stdin=subprocess.PIPE, stdout=subprocess.PIPE
                 )
                 assert psql.stdin is not None
                 pump = _Pump(proc.stdout, psql.stdin, drop_header=self.drop_header)
             else:  # straight from pg_restore to psql
-                psql = clients.spawn(
-                    psql_args, self.client.env, stdin=proc.stdout, stdout=subprocess.PIPE
-                )
+                psql = clients.spawn(psql_args, self.env, stdin=proc.stdout, stdout=subprocess.PIPE)
                 proc.stdout.close()
         except BaseException:
             _kill(proc)

@@ -5,11 +5,11 @@
 open, counting each table's rows in the same snapshot meanwhile: the counts in the
 manifest are those of the very data dumped. Then:
 
-- **custom format** (a database under ``parallel_min_size``, 1 GiB): one archive
-  streamed from pg_dump's stdout through compression and encryption into the storage,
-  never staged on disk.
-- **directory format** (a larger database, or ``jobs`` > 1): pg_dump's workers, one
-  per CPU, each write their own files into a local staging directory; each file is
+- **custom format** (tables under ``parallel_min_size``, 1 GiB, or one table holding
+  most of the data): one archive streamed from pg_dump's stdout through compression
+  and encryption into the storage, never staged on disk.
+- **directory format** (larger tables spread over several, or ``jobs`` > 1): pg_dump's
+  workers, one per CPU, each write their own files into a local staging directory; each file is
   compressed, encrypted and stored as soon as its worker has closed it, while the dump
   goes on, and removed from the staging directory.
 
@@ -141,9 +141,10 @@ def create_backup(
     ``row_counts`` is ``exact`` (``count(*)`` per table: a full scan of each, in the
     dump's snapshot), ``estimate`` (the planner's ``reltuples``: free, not checked on
     restore) or ``none``. ``copy_to`` receives a copy once the backup is complete.
-    ``dump_format`` ``auto`` with ``jobs`` None dumps a database of at least
-    ``parallel_min_size`` bytes in the directory format with one job per CPU, a smaller
-    one in the custom format; ``compression`` ``auto`` is pgwarden's zstd.
+    ``dump_format`` ``auto`` with ``jobs`` None dumps tables of at least
+    ``parallel_min_size`` bytes, none holding more than half of them, in the directory
+    format with one job per CPU, others in the custom format; ``compression`` ``auto``
+    is pgwarden's zstd.
     Raise :class:`LockHeld` if a backup or expire of this database is running.
     """
     _check_options(dump_format, jobs, section, row_counts)
@@ -154,12 +155,12 @@ def create_backup(
         with _pgtools.connect(engine) as conn:
             major, version = _pgtools.server_version(conn)
             database = str(conn.execute(sa.text("SELECT current_database()")).scalar_one())
+            sizes = (0, 0)
             if dump_format == "auto" and jobs is None:
-                size = int(conn.execute(sa.text(_DATABASE_SIZE)).scalar_one())
-            else:
-                size = 0
+                total, largest = conn.execute(sa.text(_TABLE_SIZES)).one()
+                sizes = (int(total), int(largest))
             dump_format, jobs = _dump.choose_layout(
-                dump_format, jobs, size, parallel_min_size=parallel_min_size
+                dump_format, jobs, sizes, parallel_min_size=parallel_min_size
             )
             conn.rollback()  # the snapshot's transaction begins afresh below
             binary = _pgtools.client_binary("pg_dump", min_major=major)
@@ -190,7 +191,20 @@ def create_backup(
     return BackupResult(manifest, storage.url, job.prefix, copied)
 
 
-_DATABASE_SIZE = "SELECT pg_database_size(current_database())"
+# The bytes of all the tables and of the largest, as the statistics say: reading the
+# catalogue alone, it waits for no lock (a table's own size would, on a locked table).
+_TABLE_SIZES = """
+SELECT coalesce(sum(pages), 0) * current_setting('block_size')::bigint,
+       coalesce(max(pages), 0) * current_setting('block_size')::bigint
+FROM (
+    SELECT c.relpages::bigint + coalesce(t.relpages, 0) AS pages
+    FROM pg_class AS c
+    JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    LEFT JOIN pg_class AS t ON t.oid = c.reltoastrelid
+    WHERE c.relkind IN ('r', 'm')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+) AS tables
+"""
 
 
 def _copy(storage: Storage, target: Storage, prefix: str, manifest: Manifest) -> str:

@@ -48,6 +48,7 @@ from sqlalchemy.engine import URL
 from pgwarden.backup import _archive, _dump, _pgtools, _tables, _toc
 from pgwarden.backup._archive import check_files
 from pgwarden.backup._dump import PARALLEL_MIN_SIZE
+from pgwarden.backup._parallel import restore_in_parallel
 from pgwarden.backup._pgrestore import RestoreCommand, session_options
 from pgwarden.backup._streams import CheckedRead, held_back
 from pgwarden.backup.catalog import complete_manifest, find_backup
@@ -318,8 +319,19 @@ def restore_backup(
             if manifest.options.get("section") == "data":
                 # Triggers (audit, foreign keys) would fire on each row and in any order.
                 options.append("--disable-triggers")
+            # Whole, into tables it creates: in parallel with the rows of each load known.
+            split = (
+                jobs > 1
+                and chosen is None
+                and not clean
+                and not recount
+                and manifest.options.get("section", "all") == "all"
+                and (binary.path.parent / "psql").exists()
+                and _pgtools.unsafe_pipe(binary) is None
+                and not (binary.major >= 17 and target_major < 17)
+            )
             lines: list[str] = []
-            if chosen is not None or (jobs == 1 and not recount):
+            if chosen is not None or (jobs == 1 and not recount) or split:
                 lines = backup_contents(
                     storage, backup_id, keyring=keyring, staging_dir=staging_dir
                 )
@@ -329,21 +341,45 @@ def restore_backup(
                 listing.write_text(kept)
                 options.append(f"--use-list={listing}")
                 lines = kept.splitlines()
-            command = RestoreCommand(
-                binary,
-                target_major,
-                clients.client_args(target_url, application_name="pgwarden-pg_restore"),
-                options,
-                jobs=jobs,
-                settings=settings,
-            )
-            staged = manifest.dump_format == "directory" or command.jobs > 1
+            client = clients.client_args(target_url, application_name="pgwarden-pg_restore")
+
+            def make(extra: list[str], jobs: int) -> RestoreCommand:
+                return RestoreCommand(
+                    binary, target_major, client, [*options, *extra], jobs=jobs, settings=settings
+                )
+
+            command = make([], jobs)
+            # A custom-format archive restored in parallel streams from the storage.
+            staged = manifest.dump_format == "directory" or (command.jobs > 1 and not split)
+            loaded: dict[str, int] = {}
+            rows = {t.qualified: t.rows or 0 for t in manifest.tables}
             started = time.monotonic()
             if staged:  # every file proved while staged, before pg_restore starts
                 archive = _archive.stage(
                     storage, manifest, entry.prefix, keyring, Path(temp), on_progress
                 )
-                command.run(source=archive)
+                if split:
+                    loaded = restore_in_parallel(
+                        make, lines, rows, jobs, Path(temp), archive=archive
+                    )
+                else:
+                    command.run(source=archive)
+            elif split:
+                if precheck:
+                    _archive.check_files(
+                        storage, manifest, entry.prefix, keyring=keyring, on_progress=on_progress
+                    )
+                stored = manifest.files[0]
+                loaded = restore_in_parallel(
+                    make,
+                    lines,
+                    rows,
+                    jobs,
+                    Path(temp),
+                    stream=lambda: _archive.read_file(
+                        storage, manifest, entry.prefix, stored, keyring
+                    ),
+                )
             else:
                 if precheck:
                     _archive.check_files(
@@ -362,7 +398,8 @@ def restore_backup(
                 chunks.finish()
             seconds = time.monotonic() - started
         restored = chosen if chosen is not None else list(manifest.tables)
-        loaded = {} if recount else _loaded(_toc.data_entries(lines), command.copied)
+        if not split:
+            loaded = {} if recount else _loaded(_toc.data_entries(lines), command.copied)
         with _pgtools.connect(engine) as conn:
             checks, blobs = _count_after(
                 conn, manifest, restored, loaded, whole=chosen is None, clean=clean
@@ -376,7 +413,7 @@ def restore_backup(
         row_checks=checks,
         large_objects=blobs,
         seconds=seconds,
-        mode=command.mode,
+        mode="pg_restore | psql, in parallel" if split else command.mode,
         staged=staged,
         prechecked=staged or precheck,
         counted_on_load=bool(loaded) and all(c.table in loaded for c in checks),
