@@ -10,17 +10,17 @@ from __future__ import annotations
 import os
 import subprocess
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from io import BufferedReader
 from pathlib import Path
 from typing import cast
 
+import psutil
 from sqlalchemy.engine import Connection
 
 from pgwarden.backup import _tables
 from pgwarden.backup.errors import DumpFailed
-from pgwarden.backup.manifest import Compression, TableEntry
-from pgwarden.backup.progress import BackupProgress
+from pgwarden.backup.manifest import Compression, StoredFile, TableEntry
 from pgwarden.backup.storage import CHUNK_SIZE
 from pgwarden.db import clients
 from pgwarden.db.binaries import Binary
@@ -29,11 +29,12 @@ from pgwarden.errors import UserError
 __all__ = [
     "COMPRESSIONS",
     "PARALLEL_MIN_SIZE",
+    "FileFollower",
     "RowCounter",
     "choose_layout",
     "compress_arg",
-    "directory_progress",
     "dump_failed",
+    "held_open",
     "read_dump",
     "resolve_compression",
     "stop",
@@ -116,13 +117,68 @@ def choose_layout(
     return dump_format, 1 if jobs is None else jobs
 
 
-def directory_progress(directory: Path) -> BackupProgress:
-    """Return how many bytes pg_dump has written into its output directory so far."""
+def held_open(pid: int) -> set[str] | None:
+    """Return the names of the files pg_dump ``pid`` and its workers hold open.
+
+    None when they cannot be read (then no file counts as closed before pg_dump exits).
+    """
     try:
-        size = sum(p.stat().st_size for p in directory.iterdir())
-    except OSError:
-        size = 0
-    return BackupProgress("dump", size)
+        leader = psutil.Process(pid)
+        held = {Path(f.path).name for f in leader.open_files()}
+        for worker in leader.children(recursive=True):
+            try:
+                held.update(Path(f.path).name for f in worker.open_files())
+            except psutil.NoSuchProcess:
+                continue  # a worker that has exited holds nothing open
+    except psutil.Error:
+        return None
+    return held
+
+
+class FileFollower:
+    """Store one file of a directory-format dump, on a thread, as pg_dump writes it.
+
+    The file is read as it grows, and to its end once :meth:`close` says pg_dump has
+    closed it (pg_dump writes each file once, start to end, and never reopens it).
+    ``store`` receives the chunks and returns what was stored.
+    """
+
+    def __init__(self, path: Path, store: Callable[[Iterator[bytes]], StoredFile]) -> None:
+        self.path = path
+        self.result: StoredFile | None = None
+        self.error: BaseException | None = None
+        self._closed = threading.Event()
+        self._store = store
+        self._thread = threading.Thread(target=self._run, name="pgwarden-dump-file", daemon=True)
+        self._thread.start()
+
+    def close(self) -> None:
+        """Say pg_dump has closed the file: read it to its end, then finish."""
+        self._closed.set()
+
+    def join(self) -> None:
+        """Wait for the file to be stored (or to fail)."""
+        self._closed.set()
+        self._thread.join()
+
+    def _run(self) -> None:
+        try:
+            self.result = self._store(self._chunks())
+            self.path.unlink()
+        except BaseException as exc:  # handed to the dump's thread by the caller
+            self.error = exc
+
+    def _chunks(self) -> Iterator[bytes]:
+        with self.path.open("rb") as handle:
+            while True:
+                closed = self._closed.is_set()  # before the read: then the read sees all
+                chunk = handle.read(CHUNK_SIZE)
+                if chunk:
+                    yield chunk
+                elif closed:
+                    return
+                else:
+                    self._closed.wait(0.05)
 
 
 def read_dump(proc: subprocess.Popen[bytes], errors: clients.StderrTail) -> Iterator[bytes]:

@@ -31,11 +31,11 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
-import psutil
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection
 
@@ -57,8 +57,8 @@ from pgwarden.backup.manifest import (
     started_record,
     storage_name,
 )
-from pgwarden.backup.progress import ProgressCallback, counted, no_progress
-from pgwarden.backup.storage import CHUNK_SIZE, Storage
+from pgwarden.backup.progress import BackupProgress, ProgressCallback, counted, no_progress
+from pgwarden.backup.storage import Storage
 from pgwarden.db import clients
 from pgwarden.db.binaries import Binary
 from pgwarden.errors import UserError
@@ -352,8 +352,12 @@ class _Job:
         phase: str,
         total: int | None = None,
         start: int = 0,
+        quiet: bool = False,
     ) -> StoredFile:
-        """Hash, compress, encrypt, hash again and write one file of the backup."""
+        """Hash, compress, encrypt, hash again and write one file of the backup.
+
+        ``quiet`` reports no progress (the file is stored on a thread of its own).
+        """
         plain, stored = Digest(), Digest()
         data: Iterable[bytes] = plain.watch(chunks)
         if compression.by_pgwarden:
@@ -362,7 +366,8 @@ class _Job:
         if keyring is not None:
             data = encrypt_stream(data, keyring)
             name += ".enc"
-        data = counted(stored.watch(data), phase, self.on_progress, total=total, start=start)
+        report = no_progress if quiet else self.on_progress
+        data = counted(stored.watch(data), phase, report, total=total, start=start)
         self.storage.write(self.prefix + name, data)
         return StoredFile(name, stored.size, stored.hexdigest, plain.size, plain.hexdigest)
 
@@ -393,66 +398,77 @@ class _Job:
         compression: Compression,
         lock: Lock,
     ) -> list[StoredFile]:
-        """Run pg_dump's parallel workers into ``target``; store each file once it is closed.
+        """Run pg_dump's parallel workers into ``target``; store each file as it is written.
 
-        A file no process of the dump holds open is finished (pg_dump never reopens one),
-        so it is stored while the workers go on; ``toc.dat``, written last, and whatever
-        is left are stored once pg_dump has exited.
+        Each file pg_dump creates is followed by a thread of its own that compresses,
+        encrypts and stores it as it grows, and finishes once no process of the dump
+        holds it open; ``toc.dat``, written last, once pg_dump has exited.
         """
         proc = clients.spawn(
             [*args, f"--jobs={jobs}", f"--file={target}", f"--dbname={client.dbname}"],
             client.env,
         )
         errors = clients.StderrTail(proc.stderr)
-        files: list[StoredFile] = []
+        followers: dict[str, _dump.FileFollower] = {}
         try:
             while proc.poll() is None:
-                self.on_progress(_dump.directory_progress(target))
-                for name in _closed_files(proc.pid, target):
-                    lock.check()
-                    files.append(self._store_staged(target / name, keyring, compression))
+                self._follow(target, followers, keyring, compression, skip="toc.dat")
+                held = _dump.held_open(proc.pid)  # after the listing: see _follow
+                for name, follower in followers.items():
+                    if held is not None and name not in held:
+                        follower.close()
+                self.on_progress(self._dumped(followers))
+                lock.check()
                 time.sleep(0.2)
         finally:
             _dump.stop(proc)
+            for follower in followers.values():
+                follower.join()
         if proc.returncode != 0:
             raise _dump.dump_failed(proc.returncode, errors.text())
-        for name in sorted(p.name for p in target.iterdir()):
-            lock.check()
-            files.append(self._store_staged(target / name, keyring, compression))
+        self._follow(target, followers, keyring, compression)
+        files = []
+        for follower in followers.values():
+            follower.join()
+            if follower.error is not None:
+                raise follower.error
+            assert follower.result is not None
+            files.append(follower.result)
         return sorted(files, key=lambda f: f.name)
 
-    def _store_staged(
-        self, path: Path, keyring: BackupKeyring | None, compression: Compression
-    ) -> StoredFile:
-        """Store one file pg_dump wrote, then remove it from the staging directory."""
-        with path.open("rb") as handle:
-            chunks = iter(lambda: handle.read(CHUNK_SIZE), b"")
-            stored = self._store(f"data/{path.name}", chunks, keyring, compression, phase="upload")
-        path.unlink()
-        return stored
+    def _follow(
+        self,
+        target: Path,
+        followers: dict[str, _dump.FileFollower],
+        keyring: BackupKeyring | None,
+        compression: Compression,
+        *,
+        skip: str = "",
+    ) -> None:
+        """Start following every file pg_dump has created in ``target`` since the last call."""
+        try:
+            names = sorted(p.name for p in target.iterdir())
+        except OSError:
+            return  # pg_dump has not made the directory yet
+        for name in names:
+            if name in followers or name == skip:
+                continue
 
+            def store(chunks: Iterable[bytes], name: str = name) -> StoredFile:
+                return self._store(
+                    f"data/{name}", chunks, keyring, compression, phase="upload", quiet=True
+                )
 
-def _closed_files(pid: int, directory: Path) -> list[str]:
-    """Return the files in ``directory`` that no process of pg_dump ``pid`` holds open.
+            followers[name] = _dump.FileFollower(target / name, store)
 
-    Empty when the processes' open files cannot be read (then every file waits for the
-    end of the dump). The directory is listed before the open files are read, so a file
-    created in between is never taken for a closed one.
-    """
-    try:
-        names = [p.name for p in directory.iterdir() if p.name != "toc.dat"]
-    except OSError:
-        return []
-    if not names:
-        return []
-    try:
-        leader = psutil.Process(pid)
-        held = {Path(f.path).name for f in leader.open_files()}
-        for worker in leader.children(recursive=True):
-            try:
-                held.update(Path(f.path).name for f in worker.open_files())
-            except psutil.NoSuchProcess:
-                continue  # a worker that has exited holds nothing open
-    except psutil.Error:
-        return []
-    return sorted(name for name in names if name not in held)
+    @staticmethod
+    def _dumped(followers: dict[str, _dump.FileFollower]) -> BackupProgress:
+        """Return how many bytes pg_dump has written so far."""
+        done = 0
+        for follower in followers.values():
+            if follower.result is not None:
+                done += follower.result.plain_size
+            else:
+                with suppress(OSError):
+                    done += follower.path.stat().st_size
+        return BackupProgress("dump", done)
