@@ -12,12 +12,15 @@ Integrity first. Before a statement reaches the target:
 Then pg_restore runs in one transaction (``--single-transaction``), fed from the storage
 again (custom format; decrypting and decompressing on the way) with every check repeated
 and the last piece of the archive held back until they pass, so even a file replaced
-between the two reads cannot be committed. With ``jobs`` > 1, or for the directory
-format, the proved files are staged in a local directory instead and pg_restore reads
-them there; with ``jobs`` > 1 there is no single transaction. ``jobs`` None is one job
-per CPU for a backup of at least ``parallel_min_size`` bytes (1 GiB of archive), else
-one job; ``single_transaction`` asks for one job and one transaction whatever the size.
-``precheck=False`` skips the first read (for a throwaway target, as verify does).
+between the two reads cannot be committed. With ``jobs`` > 1 there is no single
+transaction: a whole restore into tables it creates runs in three steps with the rows
+of every load known (:mod:`~pgwarden.backup._parallel`; a custom-format archive streams
+from the storage for each step); any other is ``pg_restore --jobs`` on the proved files
+staged in a local directory, as is any restore of the directory format. ``jobs`` None
+is one job per CPU for a backup of at least ``parallel_min_size`` bytes (1 GiB of
+archive), else one job; ``single_transaction`` asks for one job and one transaction
+whatever the size. ``precheck=False`` skips the first read (for a throwaway target, as
+verify does).
 
 The restore's sessions build indexes with a ``maintenance_work_mem`` of at least
 :data:`~pgwarden.backup._pgrestore.RESTORE_WORK_MEM` (sorts in memory rather than on
@@ -26,9 +29,10 @@ disk), set for those sessions only.
 Afterwards each restored table's rows are compared with the manifest's; a difference
 raises :class:`RowCountMismatch` (exit code 3). In one transaction the rows are those
 the server reported loading, table by table (psql's ``COPY n``, matched to the archive's
-list of contents); with ``jobs`` > 1, or ``recount``, or when a table's load was not
-seen, its rows are counted with ``count(*)`` once the restore is committed (a scan of
-every table, which also sets the hint bits of every row just loaded).
+list of contents), as in the three steps; with ``pg_restore --jobs``, or ``recount``,
+or when a table's load was not seen, its rows are counted with ``count(*)`` once the
+restore is committed (a scan of every table, which also sets the hint bits of every
+row just loaded).
 """
 
 from __future__ import annotations
