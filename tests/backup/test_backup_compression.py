@@ -15,6 +15,8 @@ from pathlib import Path
 
 import pytest
 from logical_support import checksums, data_path, flip_byte, keyring, truncate, user_tables
+from test_backup_hostile_names import _fingerprints as fingerprints
+from test_backup_hostile_names import hostile_url  # noqa: F401  (a fixture)
 
 from pgwarden.backup._dump import choose_layout, threads
 from pgwarden.backup.catalog import find_backup
@@ -175,3 +177,19 @@ def test_auto_layout_is_parallel_only_where_the_tables_spread() -> None:
     assert choose_layout("auto", None, (gib // 2, 1), parallel_min_size=gib) == ("custom", 1)
     assert choose_layout("auto", 3, (0, 0), parallel_min_size=gib) == ("directory", 3)
     assert choose_layout("custom", None, (4 * gib, gib), parallel_min_size=gib) == ("custom", 1)
+
+
+@pytest.mark.parametrize("dump_format", ["custom", "directory"])
+def test_hostile_names_restore_in_parallel(
+    hostile_url: str,  # noqa: F811  (the fixture imported above)
+    backups: LocalStorage,
+    target_url: str,
+    dump_format: str,
+) -> None:
+    jobs = 2 if dump_format == "directory" else 1
+    manifest = create_backup(hostile_url, backups, dump_format=dump_format, jobs=jobs).manifest
+    expected = fingerprints(hostile_url)
+    restored = restore_backup(backups, manifest.id, target_url, parallel_min_size=0)
+    assert restored.mode == "pg_restore | psql, in parallel"
+    assert restored.ok and len(restored.row_checks) == len(expected)
+    assert fingerprints(target_url) == expected
