@@ -14,7 +14,15 @@ import json
 from pathlib import Path
 
 import pytest
-from logical_support import checksums, data_path, flip_byte, keyring, truncate, user_tables
+from logical_support import (
+    checksums,
+    data_path,
+    execute,
+    flip_byte,
+    keyring,
+    truncate,
+    user_tables,
+)
 from test_backup_hostile_names import _fingerprints as fingerprints
 from test_backup_hostile_names import hostile_url  # noqa: F401  (a fixture)
 
@@ -32,6 +40,11 @@ pytest_plugins = ["logical_fixtures"]  # source_url, target_url, backups
 
 ZSTD_MAGIC = b"\x28\xb5\x2f\xfd"
 PGDMP = b"PGDMP"
+
+
+def counts(url: str) -> dict[str, int]:
+    """Return the rows of every user table."""
+    return {table: execute(url, f"SELECT count(*) FROM {table}")[0] for table in user_tables(url)}
 
 
 def manifest_path(storage: LocalStorage, backup_id: str) -> Path:
@@ -91,7 +104,9 @@ def test_large_databases_dump_and_restore_in_parallel_by_default(
     restored = restore_backup(
         backups, manifest.id, target_url, keyring=keyring(), parallel_min_size=0
     )
-    assert restored.staged and restored.ok and restored.mode == "pg_restore | psql, in parallel"
+    # Nothing staged: each data file a named pipe, filled when pg_restore opens it.
+    assert not restored.staged and restored.ok
+    assert restored.mode == "pg_restore | psql, in parallel"
     assert restored.counted_on_load  # every table's rows from its load, none counted after
     assert checksums(target_url) == checksums(source_url)
 
@@ -123,13 +138,13 @@ def test_single_transaction_keeps_one_job_whatever_the_size(
     assert checksums(target_url) == checksums(source_url)
 
 
-def _rewrite_to_match(storage: LocalStorage, backup_id: str) -> None:
+def _rewrite_to_match(storage: LocalStorage, backup_id: str, file: int = 0) -> None:
     """Make the manifest describe the stored bytes as they now are (an altered backup)."""
-    raw = data_path(storage, backup_id).read_bytes()
     path = manifest_path(storage, backup_id)
     data = json.loads(path.read_bytes())
-    data["files"][0].update(size=len(raw), sha256=hashlib.sha256(raw).hexdigest())
-    data["size"] = len(raw)
+    raw = (path.parent / data["files"][file]["name"]).read_bytes()
+    data["files"][file].update(size=len(raw), sha256=hashlib.sha256(raw).hexdigest())
+    data["size"] = sum(f["size"] for f in data["files"])
     path.write_text(json.dumps(data, indent=2, sort_keys=True))
 
 
@@ -193,3 +208,20 @@ def test_hostile_names_restore_in_parallel(
     assert restored.mode == "pg_restore | psql, in parallel"
     assert restored.ok and len(restored.row_checks) == len(expected)
     assert fingerprints(target_url) == expected
+
+
+def test_a_bad_file_piped_to_a_parallel_restore_loads_nothing_of_it(
+    source_url: str, backups: LocalStorage, target_url: str
+) -> None:
+    manifest = create_backup(source_url, backups, dump_format="directory", jobs=2).manifest
+    largest = max(range(len(manifest.files)), key=lambda i: manifest.files[i].plain_size)
+    prefix = backups.root / find_backup(backups, manifest.id).prefix
+    flip_byte(prefix / manifest.files[largest].name)
+    _rewrite_to_match(backups, manifest.id, largest)  # only the zstd stream tells
+
+    with pytest.raises(IntegrityFailed, match="cannot be decompressed"):
+        # No first read: the damage is found while the file is piped into the load.
+        restore_backup(backups, manifest.id, target_url, precheck=False, parallel_min_size=0)
+    source = counts(source_url)
+    for table, rows in counts(target_url).items():
+        assert rows in (0, source[table]), table  # never a table loaded in part

@@ -12,11 +12,13 @@ full image of each). Instead, in three steps:
 3. indexes, constraints, triggers (``--section=post-data``) with ``pg_restore --jobs``,
    which builds them in parallel in the order their dependencies allow.
 
-Each step is a pg_restore of a staged archive (a directory), or of a custom-format
-archive streamed from the storage, never staged: each data list then reads a stream
-of its own (proved as it goes; pg_restore skips the other lists' tables), the
-definitions and the post-data steps read only the archive's table of contents, and
-the post-data step runs in one job (a stream cannot be read by several). As with
+Nothing is staged. A directory-format archive is laid out with its ``toc.dat`` and a
+named pipe for every other file, each filled from the storage when pg_restore opens
+it (:class:`~pgwarden.backup._archive.Pipes`). A custom-format archive is streamed:
+each data list reads a stream of its own (proved as it goes; pg_restore skips the
+other lists' tables), the definitions and the post-data steps read only the archive's
+table of contents, and the post-data step runs in one job (a stream cannot be read by
+several). As with
 ``pg_restore --jobs``, the whole is not one transaction.
 """
 
@@ -26,12 +28,16 @@ import threading
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
-from pgwarden.backup import _toc
+from pgwarden.backup import _archive, _toc
+from pgwarden.backup._archive import Pipes
 from pgwarden.backup._pgrestore import RestoreCommand
 from pgwarden.backup._streams import CheckedRead, held_back
+from pgwarden.backup.crypto import BackupKeyring
 from pgwarden.backup.errors import RestoreFailed
+from pgwarden.backup.manifest import Manifest
+from pgwarden.backup.storage import Storage
 
-__all__ = ["restore_in_parallel", "split_data"]
+__all__ = ["restore_backup_in_parallel", "restore_in_parallel", "split_data"]
 
 
 def split_data(lines: list[str], rows: Mapping[str, int], jobs: int) -> list[list[str]]:
@@ -64,6 +70,41 @@ def _data_lines(lines: list[str]) -> list[str]:
     return [line for line in lines if _toc.data_entries([line])]
 
 
+def restore_backup_in_parallel(
+    command: Callable[[list[str], int], RestoreCommand],
+    storage: Storage,
+    manifest: Manifest,
+    prefix: str,
+    keyring: BackupKeyring | None,
+    lines: list[str],
+    jobs: int,
+    temp: Path,
+) -> dict[str, int]:
+    """Restore a stored backup in the three steps, staging nothing; return the rows loaded.
+
+    Its files are read again from the storage and proved as they go: the caller proves
+    them all first, before the target is touched.
+    """
+    rows = {t.qualified: t.rows or 0 for t in manifest.tables}
+    if manifest.dump_format == "directory":
+        archive, pipes = _archive.pipes(storage, manifest, prefix, keyring, temp)
+        try:
+            return restore_in_parallel(
+                command, lines, rows, jobs, temp, archive=archive, pipes=pipes
+            )
+        finally:
+            pipes.close()
+    stored = manifest.files[0]
+    return restore_in_parallel(
+        command,
+        lines,
+        rows,
+        jobs,
+        temp,
+        stream=lambda: _archive.read_file(storage, manifest, prefix, stored, keyring),
+    )
+
+
 def restore_in_parallel(
     command: Callable[[list[str], int], RestoreCommand],
     lines: list[str],
@@ -72,11 +113,13 @@ def restore_in_parallel(
     temp: Path,
     *,
     archive: Path | None = None,
+    pipes: Pipes | None = None,
     stream: Callable[[], CheckedRead] | None = None,
 ) -> dict[str, int]:
     """Restore in the three steps; return the rows loaded, by ``schema.name``.
 
-    The archive is the staged ``archive``, or what each call of ``stream`` yields anew.
+    The archive is the directory ``archive`` (whose data files ``pipes`` fills, if
+    given), or what each call of ``stream`` yields anew.
     ``command(options, jobs)`` makes one pg_restore run with the restore's options and
     these. A table whose load cannot be matched to its ``COPY n`` is left out of the
     result (the caller counts it).
@@ -102,6 +145,14 @@ def restore_in_parallel(
         listing.write_text("\n".join(share) + "\n")
         runs.append((share, command(["--section=data", f"--use-list={listing}"], 1)))
 
+    if pipes is not None:
+
+        def stop_loads() -> None:  # a file failed its proof: nothing of it is committed
+            for _, step in runs:
+                step.cancel()
+
+        pipes.on_error = stop_loads
+
     def load(step: RestoreCommand) -> None:
         try:
             run(step)
@@ -113,6 +164,8 @@ def restore_in_parallel(
         thread.start()
     for thread in threads:
         thread.join()
+    if pipes is not None and pipes.errors:
+        raise pipes.errors[0]  # the verdict on the files, not the loads it stopped
     if errors:
         raise errors[0]
     loaded: dict[str, int] = {}

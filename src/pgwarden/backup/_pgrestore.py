@@ -125,6 +125,11 @@ class RestoreCommand:
         self.options = [*options, "--single-transaction" if self.jobs == 1 else f"--jobs={jobs}"]
         self.clean = "--clean" in options
         self.copied: list[int] | None = None
+        self._running: list[subprocess.Popen[bytes]] = []
+
+    def cancel(self) -> None:
+        """Kill the programs of a run in progress, psql first: it commits nothing."""
+        _kill(*reversed(self._running))
 
     @property
     def mode(self) -> str:
@@ -141,6 +146,7 @@ class RestoreCommand:
         args = [str(self.binary.path), *self.options, "--exit-on-error",
                 f"--dbname={self.client.dbname}", *inputs]  # fmt: skip
         proc = clients.spawn(args, self.env, stdin=stdin)
+        self._running = [proc]
         errors = clients.StderrTail(proc.stderr)
         try:
             if feed is not None:
@@ -176,6 +182,7 @@ class RestoreCommand:
         except BaseException:
             _kill(proc)
             raise
+        self._running = [proc, psql]
         psql_errors = clients.StderrTail(psql.stderr)
         tags = _CopyTags(psql.stdout)
         try:

@@ -52,7 +52,7 @@ from sqlalchemy.engine import URL
 from pgwarden.backup import _archive, _dump, _pgtools, _tables, _toc
 from pgwarden.backup._archive import check_files
 from pgwarden.backup._dump import PARALLEL_MIN_SIZE
-from pgwarden.backup._parallel import restore_in_parallel
+from pgwarden.backup._parallel import restore_backup_in_parallel
 from pgwarden.backup._pgrestore import RestoreCommand, session_options
 from pgwarden.backup._streams import CheckedRead, held_back
 from pgwarden.backup.catalog import complete_manifest, find_backup
@@ -353,36 +353,22 @@ def restore_backup(
                 )
 
             command = make([], jobs)
-            # A custom-format archive restored in parallel streams from the storage.
-            staged = manifest.dump_format == "directory" or (command.jobs > 1 and not split)
+            # Restored in parallel in three steps, an archive streams from the storage.
+            staged = not split and (manifest.dump_format == "directory" or command.jobs > 1)
             loaded: dict[str, int] = {}
-            rows = {t.qualified: t.rows or 0 for t in manifest.tables}
             started = time.monotonic()
             if staged:  # every file proved while staged, before pg_restore starts
                 archive = _archive.stage(
                     storage, manifest, entry.prefix, keyring, Path(temp), on_progress
                 )
-                if split:
-                    loaded = restore_in_parallel(
-                        make, lines, rows, jobs, Path(temp), archive=archive
-                    )
-                else:
-                    command.run(source=archive)
+                command.run(source=archive)
             elif split:
                 if precheck:
                     _archive.check_files(
                         storage, manifest, entry.prefix, keyring=keyring, on_progress=on_progress
                     )
-                stored = manifest.files[0]
-                loaded = restore_in_parallel(
-                    make,
-                    lines,
-                    rows,
-                    jobs,
-                    Path(temp),
-                    stream=lambda: _archive.read_file(
-                        storage, manifest, entry.prefix, stored, keyring
-                    ),
+                loaded = restore_backup_in_parallel(
+                    make, storage, manifest, entry.prefix, keyring, lines, jobs, Path(temp)
                 )
             else:
                 if precheck:
