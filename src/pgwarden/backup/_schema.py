@@ -97,6 +97,14 @@ class StoredFileSchema(_Strict):
 class CompressionSchema(_Strict):
     method: Literal["zstd", "gzip", "lz4", "none"]
     level: Annotated[int, Field(ge=0, le=22)] | None = None
+    # Manifests written before pgwarden compressed by itself have no such field.
+    applied_by: Literal["pg_dump", "pgwarden"] = "pg_dump"
+
+    @model_validator(mode="after")
+    def _zstd_only(self) -> CompressionSchema:
+        if self.applied_by == "pgwarden" and self.method != "zstd":
+            raise ValueError(f"pgwarden compresses with zstd, not {self.method}")
+        return self
 
 
 class EncryptionSchema(_Strict):
@@ -162,6 +170,7 @@ class ManifestSchema(_Strict):
 
 def _check_files(manifest: ManifestSchema) -> None:
     encrypted = manifest.encryption is not None
+    compressed = manifest.compression.applied_by == "pgwarden"
     suffix = _ENCRYPTED if encrypted else ""
     names = [f.name for f in manifest.files]
     if len(set(names)) != len(names):
@@ -170,11 +179,12 @@ def _check_files(manifest: ManifestSchema) -> None:
         if stored.name.endswith(_ENCRYPTED) != encrypted:
             state = "encrypted" if encrypted else "not encrypted"
             raise ValueError(f"file {stored.name!r} is named otherwise than a backup {state}")
-        if not encrypted and (stored.size, stored.sha256) != (
-            stored.plain_size,
-            stored.plain_sha256,
-        ):
-            raise ValueError(f"file {stored.name!r} has two sizes or checksums, unencrypted")
+        same = (stored.size, stored.sha256) == (stored.plain_size, stored.plain_sha256)
+        if not encrypted and not compressed and not same:
+            raise ValueError(
+                f"file {stored.name!r} has two sizes or checksums, neither encrypted nor "
+                "compressed by pgwarden"
+            )
     if manifest.dump_format == "custom" and names != ["data.dump" + suffix]:
         raise ValueError(f"a custom-format backup holds one file, data.dump{suffix}")
     if manifest.dump_format == "directory" and (

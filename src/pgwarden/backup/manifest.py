@@ -108,7 +108,8 @@ def _time(value: datetime | None) -> str | None:
 @dataclass(frozen=True, slots=True)
 class StoredFile:
     """One stored file: its name under the backup's prefix, its stored bytes' size and
-    SHA-256, and (when encrypted) the size and SHA-256 of the plaintext pg_dump wrote."""
+    SHA-256, and the size and SHA-256 of the plaintext pg_dump wrote (the same, unless
+    the file is encrypted or compressed by pgwarden)."""
 
     name: str
     size: int
@@ -119,10 +120,22 @@ class StoredFile:
 
 @dataclass(frozen=True, slots=True)
 class Compression:
-    """How pg_dump compressed the data: ``zstd``, ``gzip`` or ``none``, and the level."""
+    """How the data is compressed: ``zstd``, ``gzip`` or ``none``, the level, and by whom.
+
+    ``applied_by`` is ``pg_dump`` (inside its archive, which pg_restore reads as it is;
+    every backup made before pgwarden compressed by itself) or ``pgwarden`` (pg_dump wrote
+    an uncompressed archive and pgwarden compressed each stored file as a zstd stream,
+    which a restore decompresses on its way to pg_restore).
+    """
 
     method: str
     level: int | None = None
+    applied_by: str = "pg_dump"
+
+    @property
+    def by_pgwarden(self) -> bool:
+        """Return whether pgwarden compressed the stored files (so decompresses them)."""
+        return self.applied_by == "pgwarden"
 
     @property
     def spec(self) -> str:
@@ -243,7 +256,9 @@ class Manifest:
             started_at=data.started_at,
             ended_at=data.ended_at,
             dump_format=data.dump_format,
-            compression=Compression(data.compression.method, data.compression.level),
+            compression=Compression(
+                data.compression.method, data.compression.level, data.compression.applied_by
+            ),
             key_id=data.encryption.key_id if data.encryption else None,
             files=tuple(StoredFile(**f.model_dump()) for f in data.files),
             tables=tuple(

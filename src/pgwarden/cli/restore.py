@@ -45,9 +45,14 @@ __all__ = ["restore", "restore_db"]
 @click.option(
     "--jobs",
     type=click.IntRange(1, 64),
-    default=1,
-    show_default=True,
-    help="Parallel pg_restore workers (stages the backup locally; no single transaction).",
+    default=None,
+    help="Parallel pg_restore workers, no single transaction (default: one per CPU for a "
+    "backup of PGWARDEN_BACKUP_PARALLEL_MIN_SIZE, 1GB, or more; else 1).",
+)
+@click.option(
+    "--single-transaction",
+    is_flag=True,
+    help="Restore in one job and one transaction, whatever the size: all or nothing.",
 )
 @click.option("--no-owner", is_flag=True, help="Do not set owners (the target lacks the roles).")
 @click.option("--no-privileges", is_flag=True, help="Do not restore GRANTs.")
@@ -66,7 +71,8 @@ def restore(
     tables: tuple[str, ...],
     clean: bool,
     show_list: bool,
-    jobs: int,
+    jobs: int | None,
+    single_transaction: bool,
     no_owner: bool,
     no_privileges: bool,
     staging_dir: Path | None,
@@ -95,6 +101,8 @@ def restore(
             tables=tables,
             clean=clean,
             jobs=jobs,
+            single_transaction=single_transaction,
+            parallel_min_size=state.settings.backup_parallel_min_size,
             keyring=keyring(state),
             owners=not no_owner,
             privileges=not no_privileges,
