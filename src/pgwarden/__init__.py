@@ -48,11 +48,14 @@ if TYPE_CHECKING:
         ObjectChanged,
         ObjectExists,
         ObjectNotFound,
+        RecoveryFailed,
         RestoreFailed,
         RowCountMismatch,
         StorageError,
         StorageUnusable,
         TargetNotEmpty,
+        WalConflict,
+        WalMissing,
     )
     from pgwarden.insight.errors import CheckSkipped
     from pgwarden.observe.errors import NPlusOneDetected
@@ -83,7 +86,10 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
         "RowCountMismatch",
         "StorageError",
         "StorageUnusable",
+        "RecoveryFailed",
         "TargetNotEmpty",
+        "WalConflict",
+        "WalMissing",
     ),
     "pgwarden.insight.errors": ("CheckSkipped",),
     "pgwarden.observe.errors": ("NPlusOneDetected",),
@@ -125,6 +131,7 @@ __all__ = [
     "ObjectNotFound",
     "PgwardenError",
     "PlanFailed",
+    "RecoveryFailed",
     "RestoreFailed",
     "RollbackRefused",
     "RowCountMismatch",
@@ -136,5 +143,7 @@ __all__ = [
     "UnknownKey",
     "UnusableQuery",
     "UserError",
+    "WalConflict",
+    "WalMissing",
     "__version__",
 ]
