@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from pgwarden.advise.errors import PlanFailed, UnusableQuery
     from pgwarden.backup.errors import (
         BackupNotFound,
+        BaseBackupFailed,
         ChecksumMismatch,
         DumpFailed,
         IndexCorrupt,
@@ -71,6 +72,7 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
     "pgwarden.advise.errors": ("PlanFailed", "UnusableQuery"),
     "pgwarden.backup.errors": (
         "BackupNotFound",
+        "BaseBackupFailed",
         "ChecksumMismatch",
         "DumpFailed",
         "IndexCorrupt",
@@ -109,6 +111,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BackupNotFound",
+    "BaseBackupFailed",
     "BinaryNotFound",
     "BundleError",
     "CheckSkipped",

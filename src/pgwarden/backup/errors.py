@@ -6,6 +6,7 @@ from pgwarden.errors import PgwardenError, UserError
 
 __all__ = [
     "BackupNotFound",
+    "BaseBackupFailed",
     "ChecksumMismatch",
     "DumpFailed",
     "IndexCorrupt",
@@ -140,3 +141,7 @@ class WalMissing(UserError):
 
 class RecoveryFailed(PgwardenError):
     """Raise when a restored server stops or fails before reaching its recovery target."""
+
+
+class BaseBackupFailed(PgwardenError):
+    """Raise when pg_basebackup fails; no manifest is written, the backup stays incomplete."""

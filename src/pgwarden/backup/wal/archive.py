@@ -25,7 +25,6 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from types import ModuleType
-from typing import Any
 
 from pgwarden.backup.crypto import BackupKeyring, decrypt_stream, encrypt_stream
 from pgwarden.backup.errors import (
@@ -61,7 +60,8 @@ _KEY = re.compile(
     r"(?:(?P<dir>[0-9A-F]{16})|history)/(?P<name>[0-9A-F.a-z]{8,48})-"
     r"(?P<sha>[0-9a-f]{64})\.zst(?P<enc>\.enc)?"
 )
-_LONG_HEADER_MAGIC_OFFSET = 0
+# Archives whose cluster record this process has read: one check per archiver, not per file.
+_KNOWN_CLUSTERS: set[tuple[str, str, int]] = set()
 _SYSID_OFFSET = 24  # XLogLongPageHeaderData: magic, info, tli, pageaddr, rem_len, pad, sysid
 
 
@@ -168,12 +168,13 @@ def _system_identifier(data: bytes, wal: WalName) -> int | None:
 
 def _check_cluster(storage: Storage, cluster: str, system_id: int | None, wal: WalName) -> None:
     """Record the archive's system identifier once; refuse a segment of another cluster."""
-    if system_id is None:
+    if system_id is None or (storage.url, cluster, system_id) in _KNOWN_CLUSTERS:
         return
     key = wal_prefix(cluster) + CLUSTER_FILE
     record = json.dumps({"system_identifier": str(system_id)}).encode()
     try:
         storage.create(key, record)
+        _KNOWN_CLUSTERS.add((storage.url, cluster, system_id))
         return
     except ObjectExists:
         pass
@@ -190,6 +191,7 @@ def _check_cluster(storage: Storage, cluster: str, system_id: int | None, wal: W
             f"the archive {cluster!r} in {storage.url} holds the WAL of cluster {known}.",
             hint="Give each cluster its own archive name (--cluster NAME).",
         )
+    _KNOWN_CLUSTERS.add((storage.url, cluster, system_id))
 
 
 def push_wal(
@@ -260,19 +262,24 @@ def find_wal(storage: Storage, name: str, *, cluster: str = DEFAULT_CLUSTER) -> 
     return next(iter(found.values()))
 
 
+def decrypted(chunks: Iterator[bytes], keyring: BackupKeyring | None, what: str) -> Iterator[bytes]:
+    """Return the plaintext of an encrypted stream; a :class:`ConfigError` without keys."""
+    if keyring is None:
+        raise ConfigError(
+            f"{what} is encrypted and no keys are set.",
+            hint="Set PGWARDEN_ENCRYPTION_KEYS to the keys it was written with.",
+        )
+    return decrypt_stream(chunks, keyring)
+
+
 def read_wal(storage: Storage, item: ArchivedWal, *, keyring: BackupKeyring | None) -> bytes:
     """Return the checked content of the archived WAL file ``item``.
 
     Raise :class:`ChecksumMismatch` if it does not match the SHA-256 it was archived with.
     """
-    chunks: Any = storage.read_chunks(item.key)
+    chunks: Iterator[bytes] = storage.read_chunks(item.key)
     if item.encrypted:
-        if keyring is None:
-            raise ConfigError(
-                f"WAL file {item.name} is encrypted and no keys are set.",
-                hint="Set PGWARDEN_ENCRYPTION_KEYS to the keys the archive was written with.",
-            )
-        chunks = decrypt_stream(chunks, keyring)
+        chunks = decrypted(chunks, keyring, f"WAL file {item.name}")
     reader = _zstd().ZstdDecompressor().decompressobj()
     parts: list[bytes] = []
     total = 0

@@ -122,7 +122,7 @@ def prepare_spool(spool: Path, *, restore: bool = False, owner: str | None = Non
 
 def archive_command(spool: Path) -> str:
     """Return the archive_command that hands segments to the archiver of ``spool``."""
-    return f"'{spool.absolute() / ARCHIVE_SCRIPT}' %p %f"
+    return f'"{spool.absolute() / ARCHIVE_SCRIPT}" %p %f'
 
 
 @dataclass
@@ -181,12 +181,13 @@ def run_archiver(
             result = push_wal(storage, path, name=name, cluster=cluster, keyring=keyring)
         except FileNotFoundError:
             return
-        except PgwardenError as exc:
+        except Exception as exc:  # one file's failure must not stop the others
+            message = exc.message if isinstance(exc, PgwardenError) else repr(exc)
             with lock:
                 stats.failed += 1
-            log.error("cannot archive %s: %s", name, exc.message)
+            log.error("cannot archive %s: %s", name, message)
             if not ahead:
-                write_atomically(spool / "failed" / name, f"pgwarden: {exc.message}\n".encode())
+                write_atomically(spool / "failed" / name, f"pgwarden: {message}\n".encode())
             return
         with lock:
             stats.already += result.already_archived

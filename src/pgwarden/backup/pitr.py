@@ -1,0 +1,429 @@
+"""Restore a cluster to a moment: a base backup, then archived WAL replayed to a target.
+
+:func:`plan_restore` chooses the base backup, follows the timelines from it through the
+archived history files, and lists every WAL file the restore will read; a gap refuses the
+restore before anything is written, naming the missing segment. :func:`restore_pitr`
+lays the backup out in a new data directory, checks it with pg_verifybackup, writes the
+recovery settings, starts the server with the spool's restore script while WAL is
+fetched in parallel, and waits until the target is reached.
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import shutil
+import tarfile
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+
+from pgwarden.backup._postmaster import alive, own, server_bin_dir, start_server, stop_server
+from pgwarden.backup.crypto import BackupKeyring
+from pgwarden.backup.errors import (
+    BackupNotFound,
+    IntegrityFailed,
+    RecoveryFailed,
+    TargetNotEmpty,
+    WalMissing,
+)
+from pgwarden.backup.physical import BaseBackup, base_backup_chunks, list_base_backups
+from pgwarden.backup.storage import Storage
+from pgwarden.backup.wal.archive import DEFAULT_CLUSTER, ArchivedWal, list_wal, read_wal
+from pgwarden.backup.wal.names import parse_lsn, segment_name, segment_of
+from pgwarden.backup.wal.spool import WalPrefetch
+from pgwarden.db.binaries import find_binary
+from pgwarden.errors import UserError
+
+__all__ = [
+    "ACTIONS",
+    "RecoveryTarget",
+    "RestorePlan",
+    "RestoredCluster",
+    "plan_restore",
+    "restore_pitr",
+    "stop_restored",
+]
+
+log = logging.getLogger("pgwarden.backup")
+
+ACTIONS = ("promote", "pause")
+_STOPPED = re.compile(r"recovery stopping (?:before|after) .*")
+_REDO_DONE = re.compile(r"redo done at ([0-9A-F]+/[0-9A-F]+)")
+_LAST_TX = re.compile(r"last completed transaction was at log time (.+)")
+_FATAL = re.compile(r"(?:FATAL|PANIC):\s+(.*)")
+
+
+@dataclass(frozen=True, slots=True)
+class RecoveryTarget:
+    """Where recovery stops: one of a time, an LSN, a restore point's name, or the end."""
+
+    time: datetime | None = None
+    lsn: str | None = None
+    name: str | None = None
+    xid: str | None = None
+    action: str = "promote"
+
+    def __post_init__(self) -> None:
+        given = [v for v in (self.time, self.lsn, self.name, self.xid) if v is not None]
+        if len(given) > 1:
+            raise UserError(
+                "give one recovery target: --target-time, --target-lsn, --target-xid, "
+                "--target-name, or --latest.",
+                hint="Recovery stops at the first target reached; choose one.",
+            )
+        if self.action not in ACTIONS:
+            raise UserError(f"--target-action must be one of {', '.join(ACTIONS)}.")
+        if self.lsn is not None:
+            parse_lsn(self.lsn)
+        if self.xid is not None and not self.xid.isdigit():
+            raise UserError(f"{self.xid!r} is not a transaction id (a whole number).")
+        if self.name is not None and (not self.name or len(self.name) > 63):
+            raise UserError("a restore point's name is 1 to 63 characters.")
+        if self.time is not None and self.time.tzinfo is None:
+            raise UserError(
+                f"the target time {self.time.isoformat()} has no time zone.",
+                hint="Give it with one: 2026-12-07T10:15:00+00:00 or ...Z.",
+            )
+
+    @property
+    def latest(self) -> bool:
+        """Return whether recovery runs to the end of the archived WAL."""
+        return all(v is None for v in (self.time, self.lsn, self.name, self.xid))
+
+    def settings(self) -> dict[str, str]:
+        """Return the recovery_target_* settings."""
+        if self.latest:
+            return {}
+        values = {"recovery_target_action": self.action}
+        if self.time is not None:
+            values["recovery_target_time"] = self.time.astimezone(UTC).isoformat()
+        elif self.lsn is not None:
+            values["recovery_target_lsn"] = self.lsn
+        elif self.xid is not None:
+            values["recovery_target_xid"] = self.xid
+        elif self.name is not None:
+            values["recovery_target_name"] = self.name
+        return values
+
+
+@dataclass(frozen=True, slots=True)
+class RestorePlan:
+    """The base backup a restore starts from and every WAL file it will read."""
+
+    backup: BaseBackup
+    timelines: tuple[tuple[int, str | None], ...]  # (timeline, switch LSN or None: open)
+    wal: tuple[ArchivedWal, ...]
+    target: RecoveryTarget
+
+
+@dataclass(frozen=True, slots=True)
+class RestoredCluster:
+    """A restored data directory, its server, and where recovery stopped."""
+
+    data_dir: Path
+    port: int
+    backup_id: str
+    target: RecoveryTarget
+    reached: str  # PostgreSQL's own words: "recovery stopping before commit of ..."
+    reached_lsn: str | None
+    last_transaction_at: str | None
+    seconds: float
+    wal_files: int
+    running: bool
+    bin_dir: Path = field(repr=False, default=Path())
+
+
+def _history(
+    storage: Storage, item: ArchivedWal, keyring: BackupKeyring | None
+) -> list[tuple[int, int]]:
+    entries = []
+    for line in read_wal(storage, item, keyring=keyring).decode("ascii", "replace").splitlines():
+        parts = line.split()
+        if len(parts) >= 2 and parts[0].isdigit():
+            entries.append((int(parts[0]), parse_lsn(parts[1])))
+    return entries
+
+
+def _timelines(
+    storage: Storage, archived: list[ArchivedWal], base: int, keyring: BackupKeyring | None
+) -> list[tuple[int, int | None]]:
+    """Return the path of timelines from ``base`` to the newest one forked from it."""
+    histories = [a for a in archived if a.wal.kind == "history"]
+    for item in sorted(histories, key=lambda a: a.wal.timeline, reverse=True):
+        entries = _history(storage, item, keyring)
+        if any(parent == base for parent, _ in entries):
+            path: list[tuple[int, int | None]] = [(p, lsn) for p, lsn in entries if p >= base]
+            return [*path, (item.wal.timeline, None)]
+    return [(base, None)]
+
+
+def _choose_backup(
+    backups: list[BaseBackup], target: RecoveryTarget, backup_id: str | None
+) -> BaseBackup:
+    if backup_id is not None:
+        chosen = [b for b in backups if b.id == backup_id]
+        if not chosen:
+            raise BackupNotFound(f"there is no complete base backup {backup_id}.")
+        return chosen[0]
+    usable = [b for b in backups if b.incremental_from is None]
+    if target.time is not None:
+        usable = [b for b in usable if b.ended_at < target.time]
+    if target.lsn is not None:
+        usable = [b for b in usable if parse_lsn(b.stop_lsn) <= parse_lsn(target.lsn)]
+    if not usable:
+        raise BackupNotFound(
+            "no base backup ends before the recovery target.",
+            hint="Restore to a later moment, or take base backups more often "
+            "(`pgwarden pitr backup`).",
+        )
+    return usable[-1]
+
+
+def plan_restore(
+    storage: Storage,
+    target: RecoveryTarget,
+    *,
+    cluster: str = DEFAULT_CLUSTER,
+    backup_id: str | None = None,
+    keyring: BackupKeyring | None = None,
+) -> RestorePlan:
+    """Choose the base backup and the WAL files; raise :class:`WalMissing` at a gap."""
+    backup = _choose_backup(list_base_backups(storage, cluster=cluster), target, backup_id)
+    archived = list_wal(storage, cluster=cluster)
+    path = _timelines(storage, archived, backup.timeline, keyring)
+    size = backup.segment_size
+    by_tli: dict[int, dict[int, ArchivedWal]] = {}
+    for item in archived:
+        if item.wal.kind == "segment":
+            by_tli.setdefault(item.wal.timeline, {})[item.wal.number(size)] = item
+    first = segment_of(parse_lsn(backup.start_lsn), size)
+    needed_to = segment_of(parse_lsn(backup.stop_lsn), size)
+    if target.lsn is not None:
+        needed_to = max(needed_to, segment_of(parse_lsn(target.lsn), size))
+    chosen: list[ArchivedWal] = []
+    start = first
+    for index, (tli, switch) in enumerate(path):
+        have = by_tli.get(tli, {})
+        later = by_tli.get(path[index + 1][0], {}) if index + 1 < len(path) else {}
+        if switch is not None:
+            end = segment_of(switch, size)
+        elif target.lsn is not None:
+            end = needed_to
+        else:
+            end = max([n for n in have if n >= start], default=start - 1)
+            end = max(end, needed_to)
+        for number in range(start, end + 1):
+            found = have.get(number) or (later.get(number) if number == end else None)
+            if found is None:
+                raise WalMissing(
+                    f"WAL segment {segment_name(tli, number, size)} is not in the archive "
+                    f"{cluster!r}; the restore from base backup {backup.id} needs it.",
+                    hint="A restore cannot pass a gap: restore to an LSN before it "
+                    "(--target-lsn), or from a base backup taken after it.",
+                )
+            chosen.append(found)
+        start = end
+    histories = [a for a in archived if a.wal.kind == "history" and a.wal.timeline <= path[-1][0]]
+    unique = {item.name: item for item in [*histories, *chosen]}
+    return RestorePlan(
+        backup=backup,
+        timelines=tuple(
+            (tli, None if s is None else f"{s >> 32:X}/{s & 0xFFFFFFFF:X}") for tli, s in path
+        ),
+        wal=tuple(unique.values()),
+        target=target,
+    )
+
+
+class _ChunkReader:
+    """A file-like view of an iterator of bytes, for tarfile's stream mode."""
+
+    def __init__(self, chunks: Iterator[bytes]) -> None:
+        self._chunks = chunks
+        self._buffer = b""
+
+    def read(self, size: int = -1) -> bytes:
+        while size < 0 or len(self._buffer) < size:
+            try:
+                self._buffer += next(self._chunks)
+            except StopIteration:
+                break
+        if size < 0:
+            out, self._buffer = self._buffer, b""
+        else:
+            out, self._buffer = self._buffer[:size], self._buffer[size:]
+        return out
+
+
+def _check_target_dir(data_dir: Path, *, overwrite: bool) -> None:
+    if alive(data_dir) is not None:
+        raise TargetNotEmpty(
+            f"a server is running on {data_dir}; pgwarden never restores over a running server.",
+            hint="Restore into a new directory, or stop that server first.",
+        )
+    if data_dir.exists() and not data_dir.is_dir():
+        raise TargetNotEmpty(f"{data_dir} exists and is not a directory.")
+    if data_dir.is_dir() and any(data_dir.iterdir()):
+        if not overwrite:
+            raise TargetNotEmpty(
+                f"{data_dir} is not empty.",
+                hint="Restore into a new or empty directory, or pass --overwrite to empty it.",
+            )
+        shutil.rmtree(data_dir)
+
+
+def _lay_out(
+    storage: Storage, backup: BaseBackup, data_dir: Path, keyring: BackupKeyring | None
+) -> None:
+    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+    reader = _ChunkReader(base_backup_chunks(storage, backup, keyring=keyring))
+    with tarfile.open(fileobj=reader, mode="r|") as archive:  # type: ignore[call-overload]
+        archive.extractall(data_dir, filter="data")
+    reader.read()  # the end: the stored tar's SHA-256 is checked here
+    (data_dir / "pg_wal" / "archive_status").mkdir(parents=True, exist_ok=True)
+    verify = find_binary("pg_verifybackup", min_major=backup.major)
+    import subprocess
+
+    result = subprocess.run(
+        [str(verify.path), "--no-parse-wal", "--quiet", str(data_dir)],
+        capture_output=True, text=True, check=False, timeout=3600,
+    )  # fmt: skip
+    if result.returncode != 0:
+        raise IntegrityFailed(
+            f"pg_verifybackup finds base backup {backup.id} damaged: "
+            f"{result.stderr.strip()[-500:]}",
+            hint="Restore from another base backup.",
+        )
+
+
+def _write_recovery(data_dir: Path, script: Path, target: RecoveryTarget, port: int) -> None:
+    settings = {
+        "restore_command": f'"{script}" %f %p',
+        "recovery_target_timeline": "latest",
+        "archive_mode": "off",
+        "port": str(port),
+        "listen_addresses": "127.0.0.1",
+        "unix_socket_directories": "",
+        "lc_messages": "C",
+        "logging_collector": "off",
+        **target.settings(),
+    }
+    lines = ["", "# Added by pgwarden for a point-in-time restore"]
+    for key, value in settings.items():
+        quoted = value if key == "port" or key == "logging_collector" else _quote(value)
+        lines.append(f"{key} = {quoted}")
+    with (data_dir / "postgresql.auto.conf").open("a") as handle:
+        handle.write("\n".join(lines) + "\n")
+    (data_dir / "recovery.signal").touch()
+
+
+def _quote(value: str) -> str:
+    return "'" + value.replace("'", "''") + "'"
+
+
+def _wait(
+    data_dir: Path, log_file: Path, target: RecoveryTarget, prefetch: WalPrefetch, timeout: float
+) -> tuple[str, str | None, str | None]:
+    deadline = time.monotonic() + timeout
+    want = (
+        "recovery has paused"
+        if target.action == "pause" and not target.latest
+        else ("database system is ready to accept connections")
+    )
+    started = False
+    while time.monotonic() < deadline:
+        if prefetch.error is not None:  # before PostgreSQL takes the gap for the end
+            raise prefetch.error
+        text = log_file.read_text(errors="replace") if log_file.exists() else ""
+        started = started or alive(data_dir) is not None
+        if want in text and ("redo" in text or "recovery stopping" in text or "paused" in text):
+            stopped = _STOPPED.search(text)
+            done = _REDO_DONE.search(text)
+            last = _LAST_TX.search(text)
+            reached = stopped[0] if stopped else "the end of the archived WAL"
+            return reached, done[1] if done else None, last[1].strip() if last else None
+        fatal = _FATAL.search(text)
+        if fatal or (started and alive(data_dir) is None):
+            detail = (
+                prefetch.error.message
+                if prefetch.error
+                else (fatal[1] if fatal else "the server stopped")
+            )
+            raise RecoveryFailed(
+                f"recovery of {data_dir} failed: {detail}",
+                hint=f"Read the server log at {log_file}.",
+            )
+        time.sleep(0.1)
+    raise RecoveryFailed(
+        f"recovery of {data_dir} did not reach its target within {timeout:.0f} s.",
+        hint=f"Read the server log at {log_file}; pass a longer --timeout for a large restore.",
+    )
+
+
+def restore_pitr(
+    storage: Storage,
+    data_dir: Path,
+    target: RecoveryTarget,
+    *,
+    port: int,
+    cluster: str = DEFAULT_CLUSTER,
+    backup_id: str | None = None,
+    keyring: BackupKeyring | None = None,
+    overwrite: bool = False,
+    workers: int = 4,
+    timeout: float = 3600,
+) -> RestoredCluster:
+    """Restore ``cluster`` into the new data directory ``data_dir``, to ``target``.
+
+    The server is left running on ``port`` (127.0.0.1), promoted or paused as
+    ``target.action`` says; :func:`stop_restored` stops it.
+    """
+    begun = time.monotonic()
+    data_dir = data_dir.absolute()
+    _check_target_dir(data_dir, overwrite=overwrite)
+    plan = plan_restore(storage, target, cluster=cluster, backup_id=backup_id, keyring=keyring)
+    bin_dir = server_bin_dir(plan.backup.major)
+    spool = data_dir.with_name(data_dir.name + ".wal-spool")
+    log_file = data_dir.with_name(data_dir.name + ".log")
+    shutil.rmtree(spool, ignore_errors=True)
+    log_file.unlink(missing_ok=True)
+    prefetch = WalPrefetch(storage, plan.wal, spool, keyring=keyring, workers=workers)
+    try:
+        prefetch.start()
+        _lay_out(storage, plan.backup, data_dir, keyring)
+        _write_recovery(data_dir, prefetch.script, target, port)
+        own(data_dir)
+        start_server(bin_dir, data_dir, log_file)
+        reached, lsn, last = _wait(data_dir, log_file, target, prefetch, timeout)
+    except BaseException:
+        stop_server(bin_dir, data_dir)
+        raise
+    finally:
+        prefetch.close()
+    return RestoredCluster(
+        data_dir=data_dir,
+        port=port,
+        backup_id=plan.backup.id,
+        target=target,
+        reached=reached,
+        reached_lsn=lsn,
+        last_transaction_at=last,
+        seconds=time.monotonic() - begun,
+        wal_files=len(plan.wal),
+        running=True,
+        bin_dir=bin_dir,
+    )
+
+
+def stop_restored(restored: RestoredCluster, *, remove: bool = False) -> None:
+    """Stop a restored server; with ``remove``, delete its data directory, spool and log."""
+    stop_server(restored.bin_dir, restored.data_dir)
+    shutil.rmtree(
+        restored.data_dir.with_name(restored.data_dir.name + ".wal-spool"), ignore_errors=True
+    )
+    if remove:
+        shutil.rmtree(restored.data_dir, ignore_errors=True)
+        restored.data_dir.with_name(restored.data_dir.name + ".log").unlink(missing_ok=True)
