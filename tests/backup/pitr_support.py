@@ -13,6 +13,7 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
+from pgwarden.backup.crypto import BackupKeyring
 from pgwarden.backup.pitr_setup import archiving_plan
 from pgwarden.backup.storage import Storage
 from pgwarden.backup.wal import list_wal, prepare_spool, run_archiver
@@ -73,6 +74,7 @@ class Source:
 
     def wait_archived(self, timeout: float = 60) -> None:
         """Switch to a new segment and wait until the one finished is in storage."""
+        self.sql("SELECT pg_create_restore_point('archive check')")  # something to switch
         current = self.sql("SELECT pg_walfile_name(pg_switch_wal())")
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
@@ -90,7 +92,9 @@ class Source:
 
 
 @contextmanager
-def archiving_cluster(base: Path, storage: Storage, install_dir: Path | None) -> Iterator[Source]:
+def archiving_cluster(
+    base: Path, storage: Storage, install_dir: Path | None, *, keyring: BackupKeyring | None = None
+) -> Iterator[Source]:
     """Yield a fresh cluster of the given installation that archives into ``storage``."""
     server = EmbeddedServer(base / "source", port=free_port(), install_dir=install_dir)
     spool = base / "spool"
@@ -100,7 +104,9 @@ def archiving_cluster(base: Path, storage: Storage, install_dir: Path | None) ->
 
     def archive() -> None:
         try:
-            run_archiver(storage, spool, stop=source.stop, data_dir=server.data_dir)
+            run_archiver(
+                storage, spool, stop=source.stop, data_dir=server.data_dir, keyring=keyring
+            )
         except BaseException as exc:
             source.errors.append(exc)
             raise

@@ -138,6 +138,9 @@ def check_archiving(
             "the server does not archive WAL (archive_mode is off).",
             hint="Run `pgwarden pitr setup --apply`, then restart the server.",
         )
+    # A switch at the very start of a segment does nothing and names the empty segment:
+    # a record first (as pgBackRest's check does) makes sure there is one to finish.
+    conn.execute(sa.text("SELECT pg_create_restore_point('pgwarden archive check')"))
     segment = conn.execute(sa.text("SELECT pg_walfile_name(pg_switch_wal())")).scalar_one()
     parse_wal_name(segment)
     folder = segment[:16] + "/"

@@ -179,9 +179,9 @@ def run_archiver(
     def push(name: str, path: Path, ahead: bool) -> None:
         try:
             result = push_wal(storage, path, name=name, cluster=cluster, keyring=keyring)
-        except FileNotFoundError:
-            return
         except Exception as exc:  # one file's failure must not stop the others
+            if not path.exists():
+                return  # pushed by another job meanwhile, which took the file away
             message = exc.message if isinstance(exc, PgwardenError) else repr(exc)
             with lock:
                 stats.failed += 1
@@ -210,7 +210,8 @@ def run_archiver(
                     for n in _names(status, ".ready")
                     if n not in done
                 ]
-            fresh = [job for job in jobs if job[0] not in running]
+            # One job per name: a file both handed over and ready in pg_wal is pushed once.
+            fresh = list({job[0]: job for job in reversed(jobs) if job[0] not in running}.values())
             for name, path, ahead in fresh:
                 running[name] = pool.submit(push, name, path, ahead)
             if not fresh and not running and once:
