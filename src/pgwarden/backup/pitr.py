@@ -243,7 +243,7 @@ class _ChunkReader:
 
     def __init__(self, chunks: Iterator[bytes]) -> None:
         self._chunks = chunks
-        self._buffer = b""
+        self._buffer = bytearray()  # deleting from its front is cheap in CPython
 
     def read(self, size: int = -1) -> bytes:
         while size < 0 or len(self._buffer) < size:
@@ -251,10 +251,9 @@ class _ChunkReader:
                 self._buffer += next(self._chunks)
             except StopIteration:
                 break
-        if size < 0:
-            out, self._buffer = self._buffer, b""
-        else:
-            out, self._buffer = self._buffer[:size], self._buffer[size:]
+        size = len(self._buffer) if size < 0 else min(size, len(self._buffer))
+        out = bytes(self._buffer[:size])
+        del self._buffer[:size]
         return out
 
 
@@ -394,10 +393,13 @@ def restore_pitr(
     try:
         prefetch.start()
         _lay_out(storage, plan.backup, data_dir, keyring)
+        log.info("base backup %s laid out in %.1f s", plan.backup.id, time.monotonic() - begun)
         _write_recovery(data_dir, prefetch.script, target, port)
         own(data_dir)
         start_server(bin_dir, data_dir, log_file)
+        log.info("server started at %.1f s", time.monotonic() - begun)
         reached, lsn, last = _wait(data_dir, log_file, target, prefetch, timeout)
+        log.info("recovery done at %.1f s", time.monotonic() - begun)
     except BaseException:
         stop_server(bin_dir, data_dir)
         raise

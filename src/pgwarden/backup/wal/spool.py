@@ -175,6 +175,9 @@ def run_archiver(
     stats = ArchiverStats()
     lock = threading.Lock()
     running: dict[str, Future[None]] = {}
+    # Pushed ahead lately: PostgreSQL marks such a file done only after its archive
+    # command ran, so until then it still looks ready; it is not pushed twice.
+    recent: dict[str, float] = {}
 
     def push(name: str, path: Path, ahead: bool) -> None:
         try:
@@ -194,6 +197,8 @@ def run_archiver(
             stats.pushed += not result.already_archived
             stats.bytes += result.size
         write_atomically(spool / "done" / name, result.key.encode())
+        with lock:
+            recent[name] = time.monotonic()
         if not ahead:
             (spool / "ready" / name).unlink(missing_ok=True)
 
@@ -205,6 +210,10 @@ def run_archiver(
             if data_dir is not None:
                 status = data_dir / "pg_wal" / "archive_status"
                 done = set(_names(spool / "done"))
+                with lock:
+                    for name in [n for n, t in recent.items() if time.monotonic() - t > 600]:
+                        del recent[name]
+                    done.update(recent)
                 jobs += [
                     (n, data_dir / "pg_wal" / n, True)
                     for n in _names(status, ".ready")
