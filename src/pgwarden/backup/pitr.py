@@ -13,6 +13,7 @@ from __future__ import annotations
 import logging
 import re
 import shutil
+import subprocess
 import tarfile
 import time
 from collections.abc import Iterator
@@ -29,7 +30,12 @@ from pgwarden.backup.errors import (
     TargetNotEmpty,
     WalMissing,
 )
-from pgwarden.backup.physical import BaseBackup, base_backup_chunks, list_base_backups
+from pgwarden.backup.physical import (
+    BaseBackup,
+    base_backup_chunks,
+    list_base_backups,
+    read_base_backup,
+)
 from pgwarden.backup.storage import Storage
 from pgwarden.backup.wal.archive import DEFAULT_CLUSTER, ArchivedWal, list_wal, read_wal
 from pgwarden.backup.wal.names import parse_lsn, segment_name, segment_of
@@ -168,7 +174,7 @@ def _choose_backup(
         if not chosen:
             raise BackupNotFound(f"there is no complete base backup {backup_id}.")
         return chosen[0]
-    usable = [b for b in backups if b.incremental_from is None]
+    usable = list(backups)
     if target.time is not None:
         usable = [b for b in usable if b.ended_at < target.time]
     if target.lsn is not None:
@@ -274,28 +280,65 @@ def _check_target_dir(data_dir: Path, *, overwrite: bool) -> None:
         shutil.rmtree(data_dir)
 
 
+def _extract(
+    storage: Storage, backup: BaseBackup, directory: Path, keyring: BackupKeyring | None
+) -> None:
+    directory.mkdir(parents=True, exist_ok=True, mode=0o700)
+    reader = _ChunkReader(base_backup_chunks(storage, backup, keyring=keyring))
+    with tarfile.open(fileobj=reader, mode="r|") as archive:  # type: ignore[call-overload]
+        archive.extractall(directory, filter="data")
+    reader.read()  # the end: the stored tar's SHA-256 is checked here
+
+
+def _run_tool(name: str, major: int, args: list[str], backup: BaseBackup) -> None:
+    tool = find_binary(name, min_major=major)
+    result = subprocess.run(
+        [str(tool.path), *args], capture_output=True, text=True, check=False, timeout=3600
+    )
+    if result.returncode != 0:
+        raise IntegrityFailed(
+            f"{name} refuses base backup {backup.id}: {result.stderr.strip()[-500:]}",
+            hint="Restore from another base backup.",
+        )
+
+
+def _chain(storage: Storage, backup: BaseBackup) -> list[BaseBackup]:
+    """Return the full backup an incremental one builds on, then each increment, in order."""
+    chain = [backup]
+    while chain[0].incremental_from is not None:
+        if len(chain) > 1000:
+            raise IntegrityFailed(f"base backup {backup.id} has a chain of increments that loops.")
+        chain.insert(
+            0, read_base_backup(storage, chain[0].incremental_from, cluster=backup.cluster)
+        )
+    return chain
+
+
 def _lay_out(
     storage: Storage, backup: BaseBackup, data_dir: Path, keyring: BackupKeyring | None
 ) -> None:
-    data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
-    reader = _ChunkReader(base_backup_chunks(storage, backup, keyring=keyring))
-    with tarfile.open(fileobj=reader, mode="r|") as archive:  # type: ignore[call-overload]
-        archive.extractall(data_dir, filter="data")
-    reader.read()  # the end: the stored tar's SHA-256 is checked here
+    """Extract the base backup (combining an incremental one with its chain) and verify it."""
+    if backup.incremental_from is None:
+        _extract(storage, backup, data_dir, keyring)
+    else:
+        parts = []
+        try:
+            for index, link in enumerate(_chain(storage, backup)):
+                part = data_dir.with_name(f"{data_dir.name}.part{index}")
+                shutil.rmtree(part, ignore_errors=True)
+                _extract(storage, link, part, keyring)
+                parts.append(part)
+            _run_tool(
+                "pg_combinebackup",
+                backup.major,
+                ["--output", str(data_dir), *(str(part) for part in parts)],
+                backup,
+            )
+        finally:
+            for part in parts:
+                shutil.rmtree(part, ignore_errors=True)
     (data_dir / "pg_wal" / "archive_status").mkdir(parents=True, exist_ok=True)
-    verify = find_binary("pg_verifybackup", min_major=backup.major)
-    import subprocess
-
-    result = subprocess.run(
-        [str(verify.path), "--no-parse-wal", "--quiet", str(data_dir)],
-        capture_output=True, text=True, check=False, timeout=3600,
-    )  # fmt: skip
-    if result.returncode != 0:
-        raise IntegrityFailed(
-            f"pg_verifybackup finds base backup {backup.id} damaged: "
-            f"{result.stderr.strip()[-500:]}",
-            hint="Restore from another base backup.",
-        )
+    _run_tool("pg_verifybackup", backup.major, ["--no-parse-wal", "--quiet", str(data_dir)], backup)
 
 
 def _write_recovery(data_dir: Path, script: Path, target: RecoveryTarget, port: int) -> None:
