@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import threading
 import time
 from collections.abc import Iterator
@@ -127,3 +128,19 @@ def archiving_cluster(
         server.destroy()  # first: its shutdown archives the last segment through the archiver
         source.stop.set()
         archiver.join(timeout=30)
+
+
+def fake_segment(
+    path: Path, *, system_id: int = 7_000_000_000_000_000_001, fill: bytes = b"x"
+) -> Path:
+    """Write a WAL-shaped file: a long page header naming ``system_id``, then filler."""
+    header = (
+        (0xD118).to_bytes(2, "little")  # magic
+        + (0x0002).to_bytes(2, "little")  # XLP_LONG_HEADER
+        + (1).to_bytes(4, "little")  # timeline
+        + (3 << 24).to_bytes(8, "little")  # page address
+        + bytes(8)  # rem_len, padding
+        + system_id.to_bytes(8, "little")
+    )
+    path.write_bytes(header + fill * (1024 * 1024) + os.urandom(64))
+    return path

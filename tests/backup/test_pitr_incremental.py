@@ -11,7 +11,8 @@ import sqlalchemy as sa
 from pitr_support import archiving_cluster, install_for
 
 from pgwarden.backup.physical import create_base_backup
-from pgwarden.backup.pitr import RecoveryTarget, plan_restore, restore_pitr, stop_restored
+from pgwarden.backup.pitr import restore_pitr, stop_restored
+from pgwarden.backup.pitr_plan import RecoveryTarget, plan_restore
 from pgwarden.backup.storage import LocalStorage
 from pgwarden.testing.servers import TestServer, free_port
 

@@ -14,7 +14,8 @@ from pitr_support import Source, archiving_cluster, install_for
 from pgwarden.backup.catalog import list_backups
 from pgwarden.backup.errors import ChecksumMismatch, TargetNotEmpty, WalMissing
 from pgwarden.backup.physical import create_base_backup
-from pgwarden.backup.pitr import RecoveryTarget, restore_pitr, stop_restored
+from pgwarden.backup.pitr import restore_pitr, stop_restored
+from pgwarden.backup.pitr_plan import RecoveryTarget
 from pgwarden.backup.storage import LocalStorage
 from pgwarden.backup.wal import list_wal
 from pgwarden.testing.servers import TestServer, free_port

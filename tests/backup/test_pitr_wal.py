@@ -9,6 +9,7 @@ import threading
 from pathlib import Path
 
 import pytest
+from pitr_support import fake_segment
 
 from pgwarden.backup.crypto import BackupKeyring
 from pgwarden.backup.errors import ChecksumMismatch, WalConflict, WalMissing
@@ -26,22 +27,6 @@ from pgwarden.backup.wal.names import format_lsn, segment_name
 from pgwarden.errors import UserError
 
 SEGMENT = "000000010000000000000003"
-
-
-def fake_segment(
-    path: Path, *, system_id: int = 7_000_000_000_000_000_001, fill: bytes = b"x"
-) -> Path:
-    """Write a WAL-shaped file: a long page header naming ``system_id``, then filler."""
-    header = (
-        (0xD118).to_bytes(2, "little")  # magic
-        + (0x0002).to_bytes(2, "little")  # XLP_LONG_HEADER
-        + (1).to_bytes(4, "little")  # timeline
-        + (3 << 24).to_bytes(8, "little")  # page address
-        + bytes(8)  # rem_len, padding
-        + system_id.to_bytes(8, "little")
-    )
-    path.write_bytes(header + fill * (1024 * 1024) + os.urandom(64))
-    return path
 
 
 @pytest.fixture

@@ -23,7 +23,8 @@ from sqlalchemy.engine import make_url
 from pgwarden.backup._pgtools import connect, engine_for
 from pgwarden.backup.crypto import BackupKeyring
 from pgwarden.backup.manifest import storage_name
-from pgwarden.backup.pitr import RecoveryTarget, restore_pitr, stop_restored
+from pgwarden.backup.pitr import restore_pitr, stop_restored
+from pgwarden.backup.pitr_plan import RecoveryTarget
 from pgwarden.backup.pitr_setup import check_archiving
 from pgwarden.backup.pitr_status import DRILLS, DrillRecord
 from pgwarden.backup.storage import Storage

@@ -14,13 +14,15 @@ import click
 
 from pgwarden._units import format_size
 from pgwarden.backup.physical import create_base_backup
-from pgwarden.backup.pitr import ACTIONS, RecoveryTarget, restore_pitr
+from pgwarden.backup.pitr import restore_pitr
 from pgwarden.backup.pitr_drill import run_drill
+from pgwarden.backup.pitr_plan import ACTIONS, RecoveryTarget
+from pgwarden.backup.pitr_retention import expire_wal
 from pgwarden.backup.pitr_setup import archiving_plan, check_archiving
 from pgwarden.backup.pitr_status import pitr_status
 from pgwarden.backup.wal import DEFAULT_CLUSTER
 from pgwarden.backup.wal.spool import prepare_spool
-from pgwarden.cli._backup_options import keyring, main_storage, storage_option
+from pgwarden.cli._backup_options import Duration, keyring, main_storage, storage_option
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import dump_json, jsonable
 from pgwarden.cli.wal import cluster_option
@@ -317,3 +319,41 @@ def drill(state: Context, storage_url: str | None, cluster: str, scratch: Path, 
         )
     if not record.ok:
         raise click.exceptions.Exit(3)
+
+
+@pitr.command("expire-wal")
+@storage_option
+@cluster_option
+@click.option(
+    "--window",
+    type=Duration(),
+    default=None,
+    help="Keep every segment since the oldest base backup this recent (default: since the "
+    "oldest); older base backups keep just their own WAL.",
+)
+@click.option("--dry-run", is_flag=True, help="Show what would go; remove nothing.")
+@pass_context
+def expire_wal_command(
+    state: Context, storage_url: str | None, cluster: str, window: Any, dry_run: bool
+) -> None:
+    """Remove the archived WAL that no kept base backup needs.
+
+    \b
+    Example:
+      pgwarden pitr expire-wal --window 7d --dry-run --storage /var/backups/pg
+    """
+    report = expire_wal(
+        main_storage(state, storage_url), cluster=cluster, window=window, dry_run=dry_run
+    )
+    if state.json:
+        dump_json(
+            state.console,
+            {**jsonable(report), "removed": [item.name for item in report.removed]},
+        )
+        return
+    verb = "would remove" if dry_run else "removed"
+    click.echo(
+        f"{verb} {len(report.removed)} WAL files ({format_size(report.removed_bytes)}), "
+        f"kept {report.kept}; every segment kept since base backup "
+        f"{report.continuous_from or '- (there is none: nothing goes)'}"
+    )
