@@ -29,6 +29,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from pgwarden.backup._pgtools import connect, engine_for, server_version
+from pgwarden.backup._tar import TarScanner
 from pgwarden.backup.catalog import BackupEntry
 from pgwarden.backup.crypto import BackupKeyring, encrypt_stream
 from pgwarden.backup.errors import (
@@ -73,8 +74,6 @@ _KEY = re.compile(
 )
 _LABEL_START = re.compile(r"START WAL LOCATION: ([0-9A-F]+/[0-9A-F]+) ")
 _LABEL_TLI = re.compile(r"START TIMELINE: (\d+)")
-_CAPTURE = {"backup_label", "backup_manifest"}
-_CAPTURE_LIMIT = 256 * 1024 * 1024
 
 
 @dataclass(frozen=True, slots=True)
@@ -144,46 +143,6 @@ class BaseBackup:
                 hint="The backup cannot be used; restore from another one.",
             ) from None
         return backup
-
-
-class _TarScanner:
-    """Follow a tar stream's headers, keeping the content of a few small members."""
-
-    def __init__(self) -> None:
-        self._buffer = bytearray()
-        self._skip = 0
-        self._member: str | None = None
-        self._left = 0
-        self.captured: dict[str, bytes] = {}
-
-    def feed(self, chunk: bytes) -> None:
-        self._buffer += chunk
-        while True:
-            if self._skip:
-                step = min(self._skip, len(self._buffer))
-                if self._member is not None:
-                    take = min(step, self._left)
-                    self.captured[self._member] = self.captured.get(self._member, b"") + bytes(
-                        self._buffer[:take]
-                    )
-                    self._left -= take
-                del self._buffer[:step]
-                self._skip -= step
-                if self._skip:
-                    return
-                self._member = None
-            if len(self._buffer) < 512:
-                return
-            header = bytes(self._buffer[:512])
-            del self._buffer[:512]
-            if header == bytes(512):
-                continue
-            name = header[:100].split(b"\0", 1)[0].decode("utf-8", "replace")
-            size_field = header[124:136].split(b"\0", 1)[0].strip() or b"0"
-            size = int(size_field, 8)
-            self._skip = (size + 511) // 512 * 512
-            if name in _CAPTURE and size <= _CAPTURE_LIMIT:
-                self._member, self._left = name, size
 
 
 def _server_facts(url: str) -> dict[str, Any]:
@@ -264,7 +223,7 @@ def _stream(
 ) -> BaseBackup:
     process = spawn(command, env, stdout=subprocess.PIPE)
     stderr = StderrTail(process.stderr)
-    scanner = _TarScanner()
+    scanner = TarScanner({"backup_label", "backup_manifest"})
     plain = hashlib.sha256()
     plain_size = 0
 
