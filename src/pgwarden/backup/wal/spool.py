@@ -59,28 +59,27 @@ _WAIT_SECONDS = 300
 _ARCHIVE_BODY = f"""#!/bin/sh
 # Written by pgwarden: archive_command = '<this file> %p %f'.
 # Hands one WAL file to `pgwarden wal archive`, and succeeds once it is in storage.
+# A file the archiver is pushing already (working/) is not copied: it is waited for.
 spool=$(dirname "$0")
 done_file="$spool/done/$2"
-if [ ! -f "$done_file" ]; then
-    if [ ! -f "$spool/ready/$2" ]; then
+ticks=0
+while [ ! -f "$done_file" ]; do
+    if [ -f "$spool/failed/$2" ]; then
+        cat "$spool/failed/$2" >&2
+        rm -f "$spool/failed/$2" "$spool/ready/$2"
+        exit 1
+    fi
+    if [ ! -f "$spool/ready/$2" ] && [ ! -f "$spool/working/$2" ]; then
         cp "$1" "$spool/ready/.$2.tmp" && mv "$spool/ready/.$2.tmp" "$spool/ready/$2" || exit 1
     fi
-    ticks=0
-    while [ ! -f "$done_file" ]; do
-        if [ -f "$spool/failed/$2" ]; then
-            cat "$spool/failed/$2" >&2
-            rm -f "$spool/failed/$2" "$spool/ready/$2"
-            exit 1
-        fi
-        ticks=$((ticks + 1))
-        if [ "$ticks" -ge {_WAIT_SECONDS * 50} ]; then
-            echo "pgwarden: $2 not archived within {_WAIT_SECONDS} s;" \\
-                "is 'pgwarden wal archive' running?" >&2
-            exit 1
-        fi
-        sleep 0.02
-    done
-fi
+    ticks=$((ticks + 1))
+    if [ "$ticks" -ge {_WAIT_SECONDS * 50} ]; then
+        echo "pgwarden: $2 not archived within {_WAIT_SECONDS} s;" \\
+            "is 'pgwarden wal archive' running?" >&2
+        exit 1
+    fi
+    sleep 0.02
+done
 rm -f "$done_file"
 exit 0
 """
@@ -107,7 +106,7 @@ def prepare_spool(spool: Path, *, restore: bool = False, owner: str | None = Non
     spool = spool.absolute()
     spool.mkdir(parents=True, exist_ok=True, mode=0o755)
     os.chmod(spool, 0o755)  # noqa: S103 - the server's user runs the script in it
-    folders = ["ready"] if restore else ["ready", "done", "failed"]
+    folders = ["ready"] if restore else ["ready", "done", "failed", "working"]
     for folder in folders:
         (spool / folder).mkdir(exist_ok=True, mode=0o755)
     script = spool / (RESTORE_SCRIPT if restore else ARCHIVE_SCRIPT)
@@ -180,6 +179,21 @@ def run_archiver(
     recent: dict[str, float] = {}
 
     def push(name: str, path: Path, ahead: bool) -> None:
+        with lock:
+            pushed_ahead = name in recent
+        if not ahead and pushed_ahead:  # the same segment, pushed from pg_wal already
+            write_atomically(spool / "done" / name, b"")
+            path.unlink(missing_ok=True)
+            return
+        working = spool / "working" / name
+        if ahead:
+            working.touch()
+        try:
+            push_file(name, path, ahead)
+        finally:
+            working.unlink(missing_ok=True)
+
+    def push_file(name: str, path: Path, ahead: bool) -> None:
         try:
             result = push_wal(storage, path, name=name, cluster=cluster, keyring=keyring)
         except Exception as exc:  # one file's failure must not stop the others
@@ -196,9 +210,10 @@ def run_archiver(
             stats.already += result.already_archived
             stats.pushed += not result.already_archived
             stats.bytes += result.size
+        if ahead:
+            with lock:
+                recent[name] = time.monotonic()
         write_atomically(spool / "done" / name, result.key.encode())
-        with lock:
-            recent[name] = time.monotonic()
         if not ahead:
             (spool / "ready" / name).unlink(missing_ok=True)
 
