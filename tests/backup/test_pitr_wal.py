@@ -153,3 +153,10 @@ def test_the_archive_script_returns_once_the_archiver_pushed(
         stop.set()
         worker.join()
     assert [i.name for i in list_wal(storage)] == names
+
+
+@pytest.mark.parametrize("name", ['a"b', "a$(id)", "a`id`", "a'b", "a%f"])
+def test_a_spool_path_the_shell_would_read_is_refused(tmp_path: Path, name: str) -> None:
+    with pytest.raises(UserError, match="shell"):
+        prepare_spool(tmp_path / name)
+    assert not (tmp_path / name).exists()

@@ -45,6 +45,7 @@ __all__ = [
     "ArchiverStats",
     "WalPrefetch",
     "archive_command",
+    "check_spool_path",
     "prepare_spool",
     "run_archiver",
     "spool_lag",
@@ -97,13 +98,29 @@ exec cp "$spool/ready/$1" "$2"
 """
 
 
+def check_spool_path(spool: Path) -> Path:
+    """Return ``spool`` made absolute, if the server's shell may be given its path.
+
+    PostgreSQL hands archive_command and restore_command to ``sh``: a quote, ``$``, a
+    backtick, a backslash or a control character in the path is refused.
+    """
+    spool = spool.absolute()
+    if any(c in str(spool) for c in "\"'$`\\%") or any(ord(c) < 32 for c in str(spool)):
+        raise UserError(
+            f"the spool directory {str(spool)!r} holds a quote, $, `, \\, % or a control "
+            "character, which the server's shell would read.",
+            hint="Choose a plain path such as /var/lib/pgwarden/spool.",
+        )
+    return spool
+
+
 def prepare_spool(spool: Path, *, restore: bool = False, owner: str | None = None) -> Path:
     """Create the spool directories and its script; return the script's path.
 
     ``owner`` is the system user PostgreSQL runs as, when it is not this one: it gets the
     directories it writes into.
     """
-    spool = spool.absolute()
+    spool = check_spool_path(spool)
     spool.mkdir(parents=True, exist_ok=True, mode=0o755)
     os.chmod(spool, 0o755)  # noqa: S103 - the server's user runs the script in it
     folders = ["ready"] if restore else ["ready", "done", "failed", "working"]
@@ -121,7 +138,7 @@ def prepare_spool(spool: Path, *, restore: bool = False, owner: str | None = Non
 
 def archive_command(spool: Path) -> str:
     """Return the archive_command that hands segments to the archiver of ``spool``."""
-    return f'"{spool.absolute() / ARCHIVE_SCRIPT}" %p %f'
+    return f'"{check_spool_path(spool) / ARCHIVE_SCRIPT}" %p %f'
 
 
 @dataclass
