@@ -34,7 +34,8 @@ from sqlalchemy.pool import NullPool
 
 from pgwarden.backup._postmaster import own, server_bin_dir, start_server, stop_server
 from pgwarden.backup.physical import create_base_backup
-from pgwarden.backup.pitr import RecoveryTarget, restore_pitr, stop_restored
+from pgwarden.backup.pitr import restore_pitr, stop_restored
+from pgwarden.backup.pitr_plan import RecoveryTarget
 from pgwarden.backup.pitr_setup import archiving_plan
 from pgwarden.backup.storage import LocalStorage, open_storage
 from pgwarden.backup.wal import prepare_spool
@@ -155,14 +156,19 @@ def archiving(cluster: Cluster, work: Path, args: argparse.Namespace, s3_url: st
     for name, (command, helper) in methods(work, s3_url, args.barman).items():
         if helper:
             helper += ["--data-dir", str(cluster.server.data_dir)]
-        process = subprocess.Popen(helper, env=env) if helper else None
+        process = None
         try:
             cluster.set_archive_command("")
             made = cluster.write(args.segments)
             base = cluster.archived()
+            # The clock starts before pgwarden's archiver does: its start-up counts, and
+            # it cannot have pushed anything ahead while the backlog was written.
+            begun = time.perf_counter()
+            if helper:
+                process = subprocess.Popen(helper, env=env)
             cluster.set_archive_command(command)
-            seconds = cluster.drain(base + made)
-            rates[name] = made / seconds
+            cluster.drain(base + made)
+            rates[name] = made / (time.perf_counter() - begun)
             # Lag under load: write while archiving, watching the oldest waiting segment.
             lag = [0.0]
             done = threading.Event()
@@ -311,10 +317,15 @@ def main() -> None:
         if not args.skip_rto:
             rto(cluster, work, args)
     finally:
+        moto.terminate()
         if cluster is not None:
             cluster.engine.dispose()
-            cluster.server.stop()
-        moto.terminate()
+            # Immediate: an archive command may still wait for an archiver now gone.
+            subprocess.run(
+                [str(server_bin_dir(18) / "pg_ctl"), "stop", "-m", "immediate", "-D",
+                 str(cluster.server.data_dir)],
+                user=service_user(), cwd="/", capture_output=True, check=False,
+            )  # fmt: skip
         shutil.rmtree(work, ignore_errors=True)
 
 

@@ -251,8 +251,10 @@ def run_archiver(
                     for n in _names(status, ".ready")
                     if n not in done
                 ]
-            # One job per name: a file both handed over and ready in pg_wal is pushed once.
-            fresh = list({job[0]: job for job in reversed(jobs) if job[0] not in running}.values())
+            # One job per name (a file both handed over and ready in pg_wal is pushed once),
+            # those PostgreSQL waits for first, then the oldest first.
+            unique = {job[0]: job for job in reversed(jobs) if job[0] not in running}
+            fresh = sorted(unique.values(), key=lambda job: (job[2], job[0]))
             for name, path, ahead in fresh:
                 running[name] = pool.submit(push, name, path, ahead)
             if not fresh and not running and once:
