@@ -1,8 +1,9 @@
 """Measure WAL archiving and point-in-time restore against their baselines, in one run.
 
 1. Archiving capacity: a backlog of ``--segments`` full WAL segments is left waiting
-   (archive_command empty), then archive_command is set and PostgreSQL's own archiver
-   works through it, one command per segment, as in production. Segments per second for
+   (archive_command empty, pgwarden's long-lived archiver, already running, stopped
+   meanwhile), then archive_command is set and PostgreSQL's own archiver works through
+   it, one command per segment, as in production. Segments per second for
    plain ``cp`` into a directory, pgwarden's spool script with its archiver (into a
    directory and into S3), and ``barman-cloud-wal-archive`` into S3 (when
    ``--barman DIR`` names a virtualenv that has it). S3 is a moto server on loopback.
@@ -21,6 +22,7 @@ from __future__ import annotations
 import argparse
 import os
 import shutil
+import signal
 import subprocess
 import sys
 import tempfile
@@ -156,16 +158,20 @@ def archiving(cluster: Cluster, work: Path, args: argparse.Namespace, s3_url: st
     for name, (command, helper) in methods(work, s3_url, args.barman).items():
         if helper:
             helper += ["--data-dir", str(cluster.server.data_dir)]
-        process = None
+        process = subprocess.Popen(helper, env=env) if helper else None
         try:
+            # A long-lived archiver is warm, as in production: one segment through first.
+            cluster.set_archive_command(command)
+            cluster.drain(cluster.archived() + cluster.write(1))
+            # Then a backlog it cannot push ahead of PostgreSQL (it is stopped meanwhile).
             cluster.set_archive_command("")
+            if process is not None:
+                process.send_signal(signal.SIGSTOP)
             made = cluster.write(args.segments)
             base = cluster.archived()
-            # The clock starts before pgwarden's archiver does: its start-up counts, and
-            # it cannot have pushed anything ahead while the backlog was written.
             begun = time.perf_counter()
-            if helper:
-                process = subprocess.Popen(helper, env=env)
+            if process is not None:
+                process.send_signal(signal.SIGCONT)
             cluster.set_archive_command(command)
             cluster.drain(base + made)
             rates[name] = made / (time.perf_counter() - begun)
