@@ -30,6 +30,7 @@ from pgwarden.db.engines import connect
 from pgwarden.errors import ConnectionFailed, UserError
 from pgwarden.insight import (
     activity,
+    archiving,
     bloat,
     constraints,
     indexes,
@@ -75,6 +76,7 @@ CHECKS: tuple[Check, ...] = (
     *replication.CHECKS,
     *slots.CHECKS,
     *settings.CHECKS,
+    *archiving.CHECKS,
 )
 
 
