@@ -28,7 +28,14 @@ from pgwarden.backup.restore import RestoreResult
 from pgwarden.backup.verify import verify_backup
 from pgwarden.urls import parse_database_url
 
-__all__ = ["RestoreRequest", "add_backup_routes", "backup_work"]
+__all__ = [
+    "RestoreRequest",
+    "add_backup_routes",
+    "backup_work",
+    "start_backup",
+    "start_restore",
+    "start_verify",
+]
 
 _ID = Path(min_length=1, max_length=100, pattern=r"^[A-Za-z0-9._-]+$")
 
@@ -106,13 +113,7 @@ def add_backup_routes(router: APIRouter, runtime: Runtime, read: Any, admin: Any
                  responses=ERRORS)  # fmt: skip
     async def create(request: Request, caller: Caller = Depends(admin)) -> Any:
         """Start a backup of this database as a job; follow it at ``/jobs/{id}``."""
-        runtime.storage()  # a missing storage is said now, not in the job
-
-        async def start() -> Any:
-            job = runtime.jobs.start("backup", backup_work(runtime), token_id=caller.token_id)
-            return respond(Job, job)
-
-        return await audited(runtime, caller, request, {}, start, outcome="started")
+        return respond(Job, await start_backup(runtime, caller, request))
 
     @router.post("/backups/{backup_id}/verify", response_model=model_of(Job), status_code=202,
                  tags=["backups"], responses=ERRORS)  # fmt: skip
@@ -120,25 +121,7 @@ def add_backup_routes(router: APIRouter, runtime: Runtime, read: Any, admin: Any
         request: Request, backup_id: str = _ID, caller: Caller = Depends(admin)
     ) -> Any:
         """Start restoring the backup into a scratch database and checking it, as a job."""
-        storage = runtime.storage()
-
-        def work(report: Any) -> dict[str, Any]:
-            record = verify_backup(
-                storage, backup_id, runtime.settings.database_url, keyring=_keyring(runtime),
-                on_progress=_progress(report),
-            )  # fmt: skip
-            runtime.forget("backups")
-            return jsonable(VerifyRecord, record)
-
-        async def start() -> Any:
-            await runtime.in_thread(backup_info, storage, backup_id)  # it exists
-            job = runtime.jobs.start(
-                "verify", work, arguments={"backup_id": backup_id}, token_id=caller.token_id
-            )
-            return respond(Job, job)
-
-        return await audited(runtime, caller, request, {"backup_id": backup_id}, start,
-                             outcome="started")  # fmt: skip
+        return respond(Job, await start_verify(runtime, caller, request, backup_id))
 
     @router.post("/backups/{backup_id}/restore", response_model=model_of(Job), status_code=202,
                  tags=["backups"], responses=ERRORS)  # fmt: skip
@@ -149,20 +132,59 @@ def add_backup_routes(router: APIRouter, runtime: Runtime, read: Any, admin: Any
         caller: Caller = Depends(admin),
     ) -> Any:
         """Start restoring the backup into a new database on this server, as a job."""
-        storage = runtime.storage()
-        arguments = {"backup_id": backup_id, **body.model_dump()}
+        return respond(Job, await start_restore(runtime, caller, request, backup_id, body))
 
-        def work(report: Any) -> dict[str, Any]:
-            result = restore_to_new_database(
-                storage, backup_id, runtime.settings.database_url or "", body.database,
-                keyring=_keyring(runtime), owners=body.owners, privileges=body.privileges,
-                on_progress=_progress(report),
-            )  # fmt: skip
-            return jsonable(RestoreResult, result)
 
-        async def start() -> Any:
-            await runtime.in_thread(backup_info, storage, backup_id)
-            job = runtime.jobs.start("restore", work, arguments=arguments, token_id=caller.token_id)
-            return respond(Job, job)
+async def start_backup(runtime: Runtime, caller: Caller, request: Request) -> Job:
+    """Start a backup job of the API's database, audited."""
+    runtime.storage()  # a missing storage is said now, not in the job
 
-        return await audited(runtime, caller, request, arguments, start, outcome="started")
+    async def start() -> Job:
+        return runtime.jobs.start("backup", backup_work(runtime), token_id=caller.token_id)
+
+    return await audited(runtime, caller, request, {}, start, outcome="started")
+
+
+async def start_verify(runtime: Runtime, caller: Caller, request: Request, backup_id: str) -> Job:
+    """Start a job verifying ``backup_id`` in a scratch database, audited."""
+    storage = runtime.storage()
+
+    def work(report: Any) -> dict[str, Any]:
+        record = verify_backup(
+            storage, backup_id, runtime.settings.database_url, keyring=_keyring(runtime),
+            on_progress=_progress(report),
+        )  # fmt: skip
+        runtime.forget("backups")
+        return jsonable(VerifyRecord, record)
+
+    async def start() -> Job:
+        await runtime.in_thread(backup_info, storage, backup_id)  # it exists
+        return runtime.jobs.start(
+            "verify", work, arguments={"backup_id": backup_id}, token_id=caller.token_id
+        )
+
+    return await audited(
+        runtime, caller, request, {"backup_id": backup_id}, start, outcome="started"
+    )
+
+
+async def start_restore(
+    runtime: Runtime, caller: Caller, request: Request, backup_id: str, body: RestoreRequest
+) -> Job:
+    """Start a job restoring ``backup_id`` into the new database ``body`` names, audited."""
+    storage = runtime.storage()
+    arguments = {"backup_id": backup_id, **body.model_dump()}
+
+    def work(report: Any) -> dict[str, Any]:
+        result = restore_to_new_database(
+            storage, backup_id, runtime.settings.database_url or "", body.database,
+            keyring=_keyring(runtime), owners=body.owners, privileges=body.privileges,
+            on_progress=_progress(report),
+        )  # fmt: skip
+        return jsonable(RestoreResult, result)
+
+    async def start() -> Job:
+        await runtime.in_thread(backup_info, storage, backup_id)
+        return runtime.jobs.start("restore", work, arguments=arguments, token_id=caller.token_id)
+
+    return await audited(runtime, caller, request, arguments, start, outcome="started")

@@ -22,9 +22,25 @@ from pgwarden.api.jobs import Job, JobProgress
 from pgwarden.api.monitoring import ERRORS
 from pgwarden.insight import history
 from pgwarden.insight.signals import CancelResult, cancel
-from pgwarden.maintain import MaintenanceReport, Operation, analyze, reindex, vacuum
+from pgwarden.maintain import (
+    MaintenanceReport,
+    Operation,
+    Table,
+    analyze,
+    reindex,
+    user_tables,
+    vacuum,
+)
 
-__all__ = ["MaintenanceRequest", "SignalRequest", "add_operation_routes", "maintenance"]
+__all__ = [
+    "MaintenanceRequest",
+    "SignalRequest",
+    "add_operation_routes",
+    "maintenance",
+    "signal_session",
+    "start_maintenance",
+    "take_snapshot_audited",
+]
 
 
 class SignalRequest(BaseModel):
@@ -81,6 +97,12 @@ def add_operation_routes(
     for action in ("cancel", "terminate"):
         _add_signal_route(router, runtime, operate, action)
 
+    @router.get("/maintenance/tables", response_model=list_of(Table), tags=["maintenance"],
+                dependencies=[Depends(read)], responses=ERRORS)  # fmt: skip
+    async def maintenance_tables() -> Any:
+        """Return the user tables with their dead tuples and last (auto)vacuum and analyze."""
+        return respond(Table, await runtime.call(user_tables), many=True)
+
     @router.post("/maintenance/plan", response_model=model_of(MaintenanceReport),
                  tags=["maintenance"], responses=ERRORS)  # fmt: skip
     async def plan(
@@ -100,28 +122,7 @@ def add_operation_routes(
         body: MaintenanceRequest, request: Request, caller: Caller = Depends(operate)
     ) -> Any:
         """Start a maintenance run as a job; follow it at ``/jobs/{id}``."""
-
-        def work(report: Any) -> dict[str, Any]:
-            done = 0
-            lock = threading.Lock()
-
-            def on_done(operation: Operation) -> None:
-                nonlocal done
-                with lock:
-                    done += 1
-                    report(JobProgress(operation.command, done))
-
-            result = runtime.with_connection(_autocommit, maintenance, body, on_done=on_done)
-            return jsonable(MaintenanceReport, result)
-
-        async def start() -> Any:
-            job = runtime.jobs.start(
-                "maintenance", work, arguments=body.model_dump(), token_id=caller.token_id
-            )
-            return respond(Job, job)
-
-        return await audited(runtime, caller, request, body.model_dump(), start,
-                             outcome="started")  # fmt: skip
+        return respond(Job, await start_maintenance(runtime, caller, request, body))
 
     @router.post("/space/snapshots", response_model=model_of(history.Snapshot),
                  status_code=201, tags=["space"], responses=ERRORS)  # fmt: skip
@@ -131,13 +132,8 @@ def add_operation_routes(
         caller: Caller = Depends(operate),
     ) -> Any:
         """Store a snapshot of sizes and query statistics, for growth and regressions."""
-
-        async def work() -> Any:
-            taken = await runtime.call(history.snapshot, keep_days=keep_days, commit=True)
-            runtime.forget("history")
-            return respond(history.Snapshot, taken)
-
-        return await audited(runtime, caller, request, {"keep_days": keep_days}, work)
+        taken = await take_snapshot_audited(runtime, caller, request, keep_days)
+        return respond(history.Snapshot, taken)
 
     @router.get("/indexes/advice", response_model=model_of(IndexAdvice), tags=["indexes"],
                 dependencies=[Depends(read)], responses=ERRORS)  # fmt: skip
@@ -178,23 +174,74 @@ def _add_signal_route(router: APIRouter, runtime: Runtime, operate: Any, action:
         body: SignalRequest | None = None,
         caller: Caller = Depends(operate),
     ) -> Any:
-        chosen = body or SignalRequest()
-        arguments = {"pid": pid, **chosen.model_dump()}
-
-        async def work() -> Any:
-            result = await runtime.call(
-                _autocommit, cancel, pid, terminate=action == "terminate",
-                dry_run=chosen.dry_run, wait_s=chosen.wait_s,
-            )  # fmt: skip
-            return respond(CancelResult, result)
-
-        return await audited(runtime, caller, request, arguments, work)
+        result = await signal_session(
+            runtime, caller, request, pid, action, body or SignalRequest()
+        )
+        return respond(CancelResult, result)
 
     signal.__doc__ = (
         "Cancel the query of session ``pid`` (keeping its connection)."
         if action == "cancel"
         else "End session ``pid``, rolling back its transaction."
     )
+
+
+async def signal_session(
+    runtime: Runtime,
+    caller: Caller,
+    request: Request,
+    pid: int,
+    action: str,
+    chosen: SignalRequest,
+) -> CancelResult:
+    """Cancel the query of session ``pid``, or terminate it, audited."""
+
+    async def work() -> CancelResult:
+        return await runtime.call(
+            _autocommit, cancel, pid, terminate=action == "terminate",
+            dry_run=chosen.dry_run, wait_s=chosen.wait_s,
+        )  # fmt: skip
+
+    return await audited(runtime, caller, request, {"pid": pid, **chosen.model_dump()}, work)
+
+
+async def start_maintenance(
+    runtime: Runtime, caller: Caller, request: Request, body: MaintenanceRequest
+) -> Job:
+    """Start the maintenance run ``body`` asks for as a job, audited."""
+
+    def work(report: Any) -> dict[str, Any]:
+        done = 0
+        lock = threading.Lock()
+
+        def on_done(operation: Operation) -> None:
+            nonlocal done
+            with lock:
+                done += 1
+                report(JobProgress(operation.command, done))
+
+        result = runtime.with_connection(_autocommit, maintenance, body, on_done=on_done)
+        return jsonable(MaintenanceReport, result)
+
+    async def start() -> Job:
+        return runtime.jobs.start(
+            "maintenance", work, arguments=body.model_dump(), token_id=caller.token_id
+        )
+
+    return await audited(runtime, caller, request, body.model_dump(), start, outcome="started")
+
+
+async def take_snapshot_audited(
+    runtime: Runtime, caller: Caller, request: Request, keep_days: int | None
+) -> history.Snapshot:
+    """Take a snapshot of sizes and query statistics, audited."""
+
+    async def work() -> history.Snapshot:
+        taken = await runtime.call(history.snapshot, keep_days=keep_days, commit=True)
+        runtime.forget("history")
+        return taken
+
+    return await audited(runtime, caller, request, {"keep_days": keep_days}, work)
 
 
 def _autocommit(conn: Any, work: Any, *args: Any, **kwargs: Any) -> Any:
