@@ -14,7 +14,8 @@
         backgroundColor: round ? palette : palette[i % palette.length],
         borderColor: round ? "#fff" : palette[i % palette.length],
         fill: false,
-        tension: 0.2
+        tension: 0.2,
+        maxBarThickness: 48
       };
     });
     var scales = round ? {} : {
