@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -12,6 +14,7 @@ from sqlalchemy.engine import make_url
 
 from pgwarden.api import create_app, create_token
 from pgwarden.config import Settings
+from pgwarden.testing.servers import free_port
 
 fastapi_testclient = pytest.importorskip("fastapi.testclient")
 
@@ -56,3 +59,26 @@ def make_client(api_settings: Settings) -> Iterator[Any]:
 def client(make_client: Any) -> Any:
     """Return a test client of the API with the default options."""
     return make_client()
+
+
+@pytest.fixture
+def served(api_settings: Settings) -> Iterator[tuple[str, Any]]:
+    """Serve the API with uvicorn on a loopback port; yield its base URL and app."""
+    import uvicorn
+
+    app = create_app(api_settings)
+    server = uvicorn.Server(
+        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
+    )
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    for _ in range(400):
+        if server.started:
+            break
+        time.sleep(0.025)
+    try:
+        yield f"http://127.0.0.1:{server.config.port}", app
+    finally:
+        app.state.runtime.jobs.wait(120)
+        server.should_exit = True
+        thread.join(30)

@@ -9,19 +9,14 @@ from __future__ import annotations
 
 import os
 import shutil
-import threading
 import time
-from collections.abc import Iterator
 from typing import Any
 
 import pytest
 from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
-from pgwarden.api import create_app
-from pgwarden.config import Settings
 from pgwarden.insight import history
-from pgwarden.testing.servers import free_port
 
 CHROMIUM = os.environ.get("PGWARDEN_CHROMIUM", "/usr/bin/chromium")
 DASH = "/v1/database/dashboard"
@@ -80,29 +75,6 @@ def prepared(pg_url: str) -> dict[str, bool]:
         history.snapshot(conn)
     engine.dispose()
     return {"statements": statements}
-
-
-@pytest.fixture
-def served(api_settings: Settings) -> Iterator[tuple[str, Any]]:
-    """Serve the API with uvicorn on a loopback port; yield its base URL and app."""
-    import uvicorn
-
-    app = create_app(api_settings)
-    server = uvicorn.Server(
-        uvicorn.Config(app, host="127.0.0.1", port=free_port(), log_level="warning")
-    )
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    for _ in range(400):
-        if server.started:
-            break
-        time.sleep(0.025)
-    try:
-        yield f"http://127.0.0.1:{server.config.port}", app
-    finally:
-        app.state.runtime.jobs.wait(120)
-        server.should_exit = True
-        thread.join(30)
 
 
 def _points(page: Any) -> list[int]:

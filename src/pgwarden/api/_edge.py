@@ -20,6 +20,7 @@ from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from sqlalchemy.exc import DBAPIError
+from starlette.exceptions import HTTPException
 
 from pgwarden.api._runtime import Runtime
 from pgwarden.api.audit import record_call
@@ -129,6 +130,13 @@ class PgwardenRoute(APIRoute):
                         redact_text(str(error)).splitlines()[0] if str(error) else "",
                     )
                 return error_response(error)
+            except HTTPException as error:  # FastAPI's own (a body that is not JSON): one shape
+                body = ErrorBody(
+                    error=ErrorDetail(type="BadRequest", message=str(error.detail), hint=None)
+                )
+                return JSONResponse(
+                    body.model_dump(), status_code=error.status_code, headers=error.headers
+                )
 
         return handle
 

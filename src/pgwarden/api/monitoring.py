@@ -49,7 +49,7 @@ from pgwarden.insight.statements import (
 __all__ = ["add_monitoring_routes", "doctor_report"]
 
 ERRORS: dict[int | str, dict[str, Any]] = {
-    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 500, 503)
+    code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 429, 500, 503)
 }
 
 
