@@ -54,6 +54,7 @@ class Runtime:
         self._engine_lock = threading.Lock()
         self._cache: dict[str, tuple[float, Any]] = {}
         self._flights: dict[str, asyncio.Future[Any]] = {}
+        self._derived: dict[str, tuple[object, Any]] = {}
         self._tokens: collections.OrderedDict[str, tuple[float, ApiToken | None]] = (
             collections.OrderedDict()
         )
@@ -135,6 +136,15 @@ class Runtime:
             return value
         finally:
             del self._flights[key]
+
+    def derived(self, key: str, source: object, make: Callable[[], T]) -> T:
+        """Return ``make()``, made once for each ``source`` object (a cached result)."""
+        held = self._derived.get(key)
+        if held is not None and held[0] is source:
+            return held[1]  # type: ignore[no-any-return]
+        value = make()
+        self._derived[key] = (source, value)
+        return value
 
     def forget(self, prefix: str) -> None:
         """Drop the cached results whose key starts with ``prefix``."""

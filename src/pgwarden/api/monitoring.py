@@ -172,9 +172,14 @@ def add_monitoring_routes(router: APIRouter, runtime: Runtime, read: Any) -> Non
 
     @router.get("/summary", response_model=Summary, tags=["doctor"], dependencies=reader,
                 responses=ERRORS)  # fmt: skip
-    async def summary() -> Summary:
+    async def summary() -> Response:
         """Return the doctor's findings counted by severity and check (cached briefly)."""
-        return summary_of(await doctor_report(runtime))
+        report = await doctor_report(runtime)
+        # Rendered once per report: a cached answer costs no validation or encoding.
+        body = runtime.derived(
+            "summary", report, lambda: summary_of(report).model_dump_json().encode()
+        )
+        return Response(body, media_type="application/json")
 
     @router.get("/findings", response_model=list_of(Finding), tags=["doctor"],
                 dependencies=reader, responses=ERRORS)  # fmt: skip
