@@ -78,6 +78,15 @@ def _percentile(values: list[float], share: float) -> float:
     return ordered[min(len(ordered) - 1, int(share * len(ordered)))] if ordered else float("nan")
 
 
+def _figures(latencies: list[float], errors: int, spent: float) -> dict[str, float]:
+    return {
+        "rps": len(latencies) / spent,
+        "p50": statistics.median(latencies),
+        "p99": _percentile(latencies, 0.99),
+        "errors": errors,
+    }
+
+
 async def _closed(url: str, headers: dict[str, str], seconds: float) -> dict[str, float]:
     """Keep 16 requests in flight for ``seconds``; return req/s and latencies (ms)."""
     latencies: list[float] = []
@@ -96,12 +105,7 @@ async def _closed(url: str, headers: dict[str, str], seconds: float) -> dict[str
         began = time.perf_counter()
         await asyncio.gather(*(worker() for _ in range(16)))
         spent = time.perf_counter() - began
-    return {
-        "rps": len(latencies) / spent,
-        "p50": statistics.median(latencies),
-        "p99": _percentile(latencies, 0.99),
-        "errors": errors,
-    }
+    return _figures(latencies, errors, spent)
 
 
 async def _steady(
@@ -125,12 +129,7 @@ async def _steady(
         began = time.perf_counter()
         await asyncio.gather(*(one(start + i / rate) for i in range(count)))
         spent = time.perf_counter() - began
-    return {
-        "rps": len(latencies) / spent,
-        "p50": statistics.median(latencies),
-        "p99": _percentile(latencies, 0.99),
-        "errors": errors,
-    }
+    return _figures(latencies, errors, spent)
 
 
 def main() -> None:
