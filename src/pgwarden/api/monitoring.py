@@ -46,7 +46,7 @@ from pgwarden.insight.statements import (
     slow_queries,
 )
 
-__all__ = ["add_monitoring_routes", "doctor_report"]
+__all__ = ["add_monitoring_routes", "doctor_report", "summary_of"]
 
 ERRORS: dict[int | str, dict[str, Any]] = {
     code: {"model": ErrorBody} for code in (400, 401, 403, 404, 409, 429, 500, 503)
