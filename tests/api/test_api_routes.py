@@ -222,3 +222,44 @@ def test_the_prefix_is_configurable(make_client: Any, tokens: dict[str, str]) ->
     assert client.get(f"{PREFIX}/health").status_code == 404
     paths = client.app.openapi()["paths"]
     assert all(path.startswith("/admin/db/") for path in paths)
+
+
+def test_a_slow_database_does_not_block_other_requests(
+    served: tuple[str, Any], tokens: dict[str, str], pg_url: str, orders: list[tuple[Any, ...]]
+) -> None:
+    import httpx
+
+    base = served[0] + PREFIX
+    engine = _engine(pg_url)
+    holder = engine.connect()
+    holder.execute(text('LOCK TABLE "Mixed ""Case""" IN ACCESS EXCLUSIVE MODE'))
+    answers: list[int] = []
+
+    def slow() -> None:  # sizing the locked table waits for the lock
+        answers.append(
+            httpx.get(f"{base}/space/tables", headers=auth(tokens["read"]), timeout=60).status_code
+        )
+
+    waiting = threading.Thread(target=slow)
+    waiting.start()
+    try:
+        for _ in range(200):  # until the server's query waits for the lock
+            with engine.connect() as conn:
+                if conn.execute(text(
+                    "SELECT count(*) FROM pg_stat_activity WHERE wait_event_type = 'Lock' "
+                    "AND application_name = 'pgwarden-api'"
+                )).scalar_one():  # fmt: skip
+                    break
+            time.sleep(0.05)
+        else:
+            pytest.fail("the sizing query never waited for the lock")
+        health = httpx.get(f"{base}/health", timeout=10)
+        summary = httpx.get(f"{base}/connections", headers=auth(tokens["read"]), timeout=30)
+        assert health.status_code == 200 and summary.status_code == 200
+        assert waiting.is_alive() and answers == []  # still waiting, yet others answered
+    finally:
+        holder.rollback()
+        holder.close()
+        waiting.join(60)
+        engine.dispose()
+    assert answers == [200]
