@@ -134,3 +134,21 @@ def test_the_forwarded_prefix_is_honoured_when_trusted(
     untrusted = make_client()
     plain = untrusted.get(f"{DASH}/login", headers={"X-Forwarded-Prefix": "/ops"})
     assert 'action="/v1/database/dashboard/login"' in plain.text
+
+
+def test_links_and_cookie_follow_the_root_path(api_settings: Any, tokens: dict[str, str]) -> None:
+    from fastapi.testclient import TestClient
+
+    from pgwarden.api import create_app
+
+    app = create_app(api_settings)
+    with TestClient(app, base_url="https://testserver", root_path="/pgwarden") as client:
+        page = client.get(f"{DASH}/login")
+        assert 'action="/pgwarden/v1/database/dashboard/login"' in page.text
+        answer = client.post(
+            f"{DASH}/login", data={"token": tokens["read"]}, follow_redirects=False
+        )
+        assert answer.headers["location"] == "/pgwarden/v1/database/dashboard/"
+        assert "Path=/pgwarden/v1/database" in answer.headers["set-cookie"]
+        assert client.get(f"{DASH}/").status_code == 200
+    app.state.runtime.dispose()
