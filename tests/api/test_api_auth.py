@@ -168,3 +168,29 @@ def test_cors_is_off_unless_origins_are_given(make_client: Any) -> None:
         f"{PREFIX}/summary", headers={**preflight, "Origin": "https://ops.example"}
     )
     assert allowed.headers["access-control-allow-origin"] == "https://ops.example"
+
+
+def test_concurrent_first_changing_calls_are_all_recorded(
+    served: tuple[str, Any], tokens: dict[str, str], pg_url: str
+) -> None:
+    import threading
+
+    import httpx
+
+    url = f"{served[0]}{PREFIX}/maintenance/plan"
+    statuses: list[int] = []
+
+    def call() -> None:
+        answer = httpx.post(url, json={"command": "analyze"}, headers=auth(tokens["operate"]))
+        statuses.append(answer.status_code)
+
+    threads = [threading.Thread(target=call) for _ in range(8)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    assert statuses == [200] * 8
+    engine = _engine(pg_url)
+    with engine.connect() as conn:
+        assert len(audit_entries(conn)) == 8
+    engine.dispose()

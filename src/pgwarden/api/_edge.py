@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Coroutine
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from fastapi import Depends, Request, Response
@@ -147,7 +147,7 @@ class Caller:
 
     token: ApiToken | None
     via: str  # "bearer", "cookie" or "anonymous"
-    secret: str | None = None
+    secret: str | None = field(default=None, repr=False)  # never in a log or traceback
 
     @property
     def token_id(self) -> int | None:

@@ -20,7 +20,10 @@ from pgwarden.urls import redact_text
 
 __all__ = ["AuditEntry", "audit_entries", "record_call"]
 
+# Serialized by a transaction lock (one for the API's tables): two sessions creating them at once
+# would otherwise collide on the catalog, IF NOT EXISTS notwithstanding.
 _DDL = (
+    "SELECT pg_advisory_xact_lock(hashtext('pgwarden.api'))",
     "CREATE SCHEMA IF NOT EXISTS pgwarden",
     """
 CREATE TABLE IF NOT EXISTS pgwarden.api_audit (

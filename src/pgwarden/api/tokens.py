@@ -47,7 +47,10 @@ SCOPES: tuple[Scope, ...] = ("read", "operate", "admin")
 
 _PREFIX = "pgw_"
 
+# Serialized by a transaction lock (one for the API's tables): two sessions creating them at once
+# would otherwise collide on the catalog, IF NOT EXISTS notwithstanding.
 _DDL = (
+    "SELECT pg_advisory_xact_lock(hashtext('pgwarden.api'))",
     "CREATE SCHEMA IF NOT EXISTS pgwarden",
     """
 CREATE TABLE IF NOT EXISTS pgwarden.api_token (
