@@ -75,6 +75,8 @@ def test_serve_answers_over_http(pg_url: str) -> None:
         assert httpx.get(f"{base}/summary").status_code == 401
         summary = httpx.get(f"{base}/summary", headers={"Authorization": f"Bearer {secret}"})
         assert summary.status_code == 200 and summary.json()["checks_run"] > 0
+        metrics = httpx.get(f"{base}/metrics", headers={"Authorization": f"Bearer {secret}"})
+        assert 'pgwarden_db_statements_total{engine="pgwarden-api"' in metrics.text
     finally:
         server.terminate()
         output = server.communicate(timeout=30)[0].decode()

@@ -71,6 +71,11 @@ class Runtime:
                     application_name="pgwarden-api",
                     pool_pre_ping=True,
                 )
+                if self.options.observe:
+                    from pgwarden.observe import instrument
+
+                    # Jobs hold a connection for as long as a backup takes: not a leak.
+                    instrument(self._engine, name="pgwarden-api", leak_seconds=None, sentry=False)
             return self._engine
 
     def dispose(self) -> None:

@@ -22,7 +22,9 @@ class ApiOptions:
     ``cors_origins`` empty (the default) adds no CORS headers at all.
     ``trust_forwarded_prefix`` makes the dashboard's links and cookie honour a reverse
     proxy's ``X-Forwarded-Prefix`` header; turn it on only behind a proxy that sets it.
-    ``dashboard`` False leaves the HTML pages out.
+    ``dashboard`` False leaves the HTML pages out. ``observe`` instruments the API's own
+    engine (:func:`pgwarden.observe.instrument`), so ``/metrics`` has its statements and
+    pool; ``pgwarden serve`` turns it on, a host application decides for itself.
     """
 
     prefix: str = "/v1/database"
@@ -37,3 +39,4 @@ class ApiOptions:
     trust_forwarded_prefix: bool = False
     dashboard: bool = True
     cookie_name: str = "pgwarden_session"
+    observe: bool = False

@@ -71,6 +71,7 @@ def serve(
         cors_origins=cors_origins,
         summary_ttl_s=summary_ttl,
         dashboard=not no_dashboard,
+        observe=True,
     )
     uvicorn.run(app, host=host, port=port, root_path=root_path, log_level="warning")
 
