@@ -21,11 +21,12 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import HTMLResponse, RedirectResponse
 
 from pgwarden._units import format_duration, format_size
+from pgwarden.api import charts
 from pgwarden.api._edge import Caller, authorize, error_message
 from pgwarden.api._runtime import Runtime
 from pgwarden.api.backups import RestoreRequest, start_backup, start_restore, start_verify
 from pgwarden.api.errors import TokenRequired
-from pgwarden.api.forms import read_form
+from pgwarden.api.forms import backup_id_of, read_form, validated
 from pgwarden.api.monitoring import doctor_report, summary_of
 from pgwarden.api.operations import (
     MaintenanceRequest,
@@ -35,7 +36,7 @@ from pgwarden.api.operations import (
     take_snapshot_audited,
 )
 from pgwarden.api.tokens import Scope
-from pgwarden.errors import PgwardenError
+from pgwarden.errors import PgwardenError, UserError
 from pgwarden.insight import history
 from pgwarden.insight.activity import sessions
 from pgwarden.insight.blocking import blocked_queries
@@ -224,10 +225,10 @@ def add_dashboard_routes(router: APIRouter, runtime: Runtime) -> None:
         return {
             "summary": summary,
             "findings": report.findings,
-            "severity_chart": _chart(
+            "severity_chart": charts.chart(
                 "bar", "Findings by severity", list(summary.counts), [list(summary.counts.values())]
             ),
-            "size_chart": _size_chart(await snapshots()),
+            "size_chart": charts.size_chart(await snapshots()),
         }
 
     @page("/queries", "queries")
@@ -237,7 +238,9 @@ def add_dashboard_routes(router: APIRouter, runtime: Runtime) -> None:
         chart = None
         if isinstance(top, list) and top:
             labels = [f"#{i + 1}" for i in range(len(top))]
-            chart = _chart("bar", "Total time (ms)", labels, [[round(q.total_ms, 2) for q in top]])
+            chart = charts.chart(
+                "bar", "Total time (ms)", labels, [[round(q.total_ms, 2) for q in top]]
+            )
         return {"top": top, "slow": slow, "chart": chart}
 
     @page("/indexes", "indexes")
@@ -245,7 +248,7 @@ def add_dashboard_routes(router: APIRouter, runtime: Runtime) -> None:
         sizes = await attempt(index_sizes, limit=15)
         chart = None
         if isinstance(sizes, list) and sizes:
-            chart = _chart(
+            chart = charts.chart(
                 "bar",
                 "Index size (bytes)",
                 [i.index for i in sizes],
@@ -266,7 +269,7 @@ def add_dashboard_routes(router: APIRouter, runtime: Runtime) -> None:
         chart = None
         if isinstance(tables, list) and tables:
             labels = [t.table for t in tables]
-            chart = _chart(
+            chart = charts.chart(
                 "bar", "", labels,
                 [[t.heap_bytes for t in tables], [t.toast_bytes for t in tables],
                  [t.index_bytes for t in tables]],
@@ -277,7 +280,7 @@ def add_dashboard_routes(router: APIRouter, runtime: Runtime) -> None:
         return {
             "tables": tables,
             "chart": chart,
-            "size_chart": _size_chart(series),
+            "size_chart": charts.size_chart(series),
             "snapshots": series,
             "growth": growth,
         }
@@ -285,7 +288,7 @@ def add_dashboard_routes(router: APIRouter, runtime: Runtime) -> None:
     @page("/connections", "connections")
     async def connections(request: Request, caller: Caller) -> dict[str, Any]:
         usage = await runtime.call(connection_usage)
-        chart = _chart(
+        chart = charts.chart(
             "doughnut", "Connections", list(usage.by_state) or ["none"],
             [list(usage.by_state.values()) or [0]],
         )  # fmt: skip
@@ -302,7 +305,7 @@ def add_dashboard_routes(router: APIRouter, runtime: Runtime) -> None:
         ranked = sorted(tables, key=lambda t: t.dead_tuples, reverse=True)[:15]
         chart = None
         if ranked:
-            chart = _chart(
+            chart = charts.chart(
                 "bar", "Dead tuples", [t.name for t in ranked], [[t.dead_tuples for t in ranked]]
             )
         return {"tables": tables, "chart": chart, "jobs": _jobs(runtime, "maintenance")}
@@ -321,7 +324,7 @@ def add_dashboard_routes(router: APIRouter, runtime: Runtime) -> None:
         chart = None
         if isinstance(found, list) and found:
             ordered = list(reversed(found))
-            chart = _chart(
+            chart = charts.chart(
                 "bar", "Backup size (bytes)",
                 [f"{b.started_at:%Y-%m-%d %H:%M:%S}" for b in ordered], [[b.size for b in ordered]],
             )  # fmt: skip
@@ -342,13 +345,13 @@ def add_dashboard_routes(router: APIRouter, runtime: Runtime) -> None:
 
     @action("/backups/verify", "admin", "backups")
     async def verify_form(request: Request, caller: Caller, form: dict[str, str]) -> str:
-        job = await start_verify(runtime, caller, request, _backup_id(form))
+        job = await start_verify(runtime, caller, request, backup_id_of(form))
         return f"verify started: job {job.id}"
 
     @action("/backups/restore", "admin", "backups")
     async def restore_form(request: Request, caller: Caller, form: dict[str, str]) -> str:
-        body = _validated(RestoreRequest, {"database": form.get("database", "")})
-        job = await start_restore(runtime, caller, request, _backup_id(form), body)
+        body = validated(RestoreRequest, {"database": form.get("database", "")})
+        job = await start_restore(runtime, caller, request, backup_id_of(form), body)
         return f"restore started: job {job.id}"
 
     @action("/sessions/signal", "operate", "connections")
@@ -356,14 +359,14 @@ def add_dashboard_routes(router: APIRouter, runtime: Runtime) -> None:
         pid = form.get("pid", "")
         what = form.get("action", "")
         if not pid.isdigit() or not 0 < int(pid) < 2**31 or what not in ("cancel", "terminate"):
-            raise PgwardenError("the form named no session or action.", hint="Reload the page.")
+            raise UserError("the form named no session or action.", hint="Reload the page.")
         result = await signal_session(runtime, caller, request, int(pid), what, SignalRequest())
         return f"{what} of pid {pid}: {'delivered' if result.delivered else 'not delivered'}"
 
     @action("/maintenance/run", "operate", "maintenance")
     async def maintenance_form(request: Request, caller: Caller, form: dict[str, str]) -> str:
         table = form.get("table", "").strip()
-        body = _validated(
+        body = validated(
             MaintenanceRequest,
             {
                 "command": form.get("command", "vacuum"),
@@ -378,57 +381,6 @@ def add_dashboard_routes(router: APIRouter, runtime: Runtime) -> None:
     async def snapshot_form(request: Request, caller: Caller, form: dict[str, str]) -> str:
         taken = await take_snapshot_audited(runtime, caller, request, None)
         return f"snapshot {taken.id} taken"
-
-
-def _backup_id(form: dict[str, str]) -> str:
-    value = form.get("backup_id", "")
-    if not re.fullmatch(r"[A-Za-z0-9._-]{1,100}", value):
-        raise PgwardenError("the form named no backup.", hint="Reload the page.")
-    return value
-
-
-def _validated(model: Any, values: dict[str, Any]) -> Any:
-    from pydantic import ValidationError
-
-    from pgwarden.errors import UserError
-
-    try:
-        return model.model_validate(values)
-    except ValidationError as error:
-        problems = "; ".join(f"{'.'.join(map(str, e['loc']))}: {e['msg']}" for e in error.errors())
-        raise UserError(f"the form is not valid: {problems}.", hint="Correct it.") from None
-
-
-def _chart(
-    kind: str,
-    title: str,
-    labels: list[str],
-    series: list[list[float]],
-    *,
-    names: list[str] | None = None,
-    stacked: bool = False,
-) -> dict[str, Any]:
-    """Return what dashboard.js needs to draw one chart."""
-    return {
-        "type": kind,
-        "title": title,
-        "labels": labels,
-        "series": [
-            {"name": (names or [title])[i] if names else title, "data": values}
-            for i, values in enumerate(series)
-        ],
-        "stacked": stacked,
-    }
-
-
-def _size_chart(series: Any) -> dict[str, Any] | None:
-    if not isinstance(series, list) or not series:
-        return None
-    return _chart(
-        "line", "Database size (bytes)",
-        [f"{s.taken_at:%Y-%m-%d %H:%M:%S}" for s in series],
-        [[int(s.figures.get("database_bytes", 0)) for s in series]],
-    )  # fmt: skip
 
 
 def _jobs(runtime: Runtime, kind: str) -> list[Any]:
