@@ -152,9 +152,10 @@ class Runtime:
         return value
 
     def forget(self, prefix: str) -> None:
-        """Drop the cached results whose key starts with ``prefix``."""
-        for key in [key for key in self._cache if key.startswith(prefix)]:
-            del self._cache[key]
+        """Drop the cached results whose key starts with ``prefix`` (from any thread)."""
+        for key in list(self._cache):  # a copy taken at once: jobs call this from threads
+            if key.startswith(prefix):
+                self._cache.pop(key, None)
 
     async def token(self, secret: str) -> ApiToken | None:
         """Return the live token of ``secret``, looked up at most once per cache period."""
