@@ -50,6 +50,7 @@ test-fast: test
 bench: install
 	$(VENV)/bin/python bench/observe_overhead.py
 	$(VENV)/bin/python bench/doctor_scale.py
+	$(VENV)/bin/python bench/api_load.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests examples bench

@@ -190,6 +190,14 @@ EXAMPLES: dict[str, Run | Skip] = {
     "export DATABASE_URL=$(pgwarden server url --database learnhub)": OK,
     "pgwarden vacuum --auto --threshold 20 --analyze --dry-run": OK,
     "pgwarden version --json": OK,
+    "pgwarden serve --port 8000 --root-path /pgwarden": Skip(
+        "serves until stopped; tests/api/test_api_cli.py runs it over HTTP"
+    ),
+    "pgwarden tokens create --scope read --name grafana": OK,
+    "pgwarden tokens create --scope operate --name on-call": OK,
+    "pgwarden tokens list --revoked": OK,
+    "pgwarden tokens revoke 12": Run(before=lambda s: s.token_ids.append(s.new_token())),
+    "pgwarden tokens audit --limit 20": OK,
 }
 
 
@@ -207,6 +215,7 @@ class Scratch:
     backup_id: str
     run_ids: list[str]
     session: sa.Connection
+    token_ids: list[str] = field(default_factory=list)
     env: dict[str, str] = field(default_factory=dict)
     databases: list[str] = field(default_factory=list)  # dropped at the end
 
@@ -219,6 +228,12 @@ class Scratch:
             pid = self.session.execute(sa.text("SELECT pg_backend_pid()")).scalar_one()
         self.session.commit()
         return str(pid)
+
+    def new_token(self) -> str:
+        """Create an API token and return its id, for `tokens revoke`."""
+        made = _pgwarden(self, "--json", "tokens", "create", "--scope", "read")
+        assert made.exit_code == 0, made.output
+        return str(json.loads(made.stdout)["token"]["id"])
 
     def export_tags(self) -> None:
         """Make ``out/`` a bundle of the tags alone."""
@@ -246,6 +261,8 @@ PLACEHOLDERS: dict[str, Callable[[Scratch], str]] = {
     "20261123T101500Z-3f9a": lambda s: s.backup_id,
     # `import rollback 7`, `import purge 7`: two runs, since a purged run cannot roll back
     "7": lambda s: s.run_ids.pop(0),
+    # `tokens revoke 12`: a token made for it
+    "12": lambda s: s.token_ids.pop(0),
     "4321": Scratch.pid,
     "myapp.models": lambda s: "learnhub.models",
     "src": lambda s: str(ROOT / "examples" / "learnhub"),
@@ -253,7 +270,7 @@ PLACEHOLDERS: dict[str, Callable[[Scratch], str]] = {
     "./.pgdata": lambda s: str(s.data_dir),
 }
 # Where a token means a run, not a number of days: `--days 7`, `--keep-daily 7`.
-_RUN_TOKENS = {"7": ("rollback", "purge")}
+_RUN_TOKENS = {"7": ("rollback", "purge"), "12": ("revoke",)}
 
 
 @dataclass(frozen=True)

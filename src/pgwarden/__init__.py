@@ -35,6 +35,13 @@ from pgwarden.errors import (
 
 if TYPE_CHECKING:
     from pgwarden.advise.errors import PlanFailed, UnusableQuery
+    from pgwarden.api.errors import (
+        JobNotFound,
+        RateLimited,
+        ScopeMissing,
+        TokenNotFound,
+        TokenRequired,
+    )
     from pgwarden.backup.errors import (
         BackupNotFound,
         BaseBackupFailed,
@@ -70,6 +77,13 @@ except PackageNotFoundError:  # running from a source tree that was never instal
 # Where each area's errors live: imported on first use (PEP 562).
 _AREA_ERRORS: dict[str, tuple[str, ...]] = {
     "pgwarden.advise.errors": ("PlanFailed", "UnusableQuery"),
+    "pgwarden.api.errors": (
+        "JobNotFound",
+        "RateLimited",
+        "ScopeMissing",
+        "TokenNotFound",
+        "TokenRequired",
+    ),
     "pgwarden.backup.errors": (
         "BackupNotFound",
         "BaseBackupFailed",
@@ -124,6 +138,7 @@ __all__ = [
     "IndexCorrupt",
     "IntegrityFailed",
     "InvalidKey",
+    "JobNotFound",
     "LockHeld",
     "LockLost",
     "ManifestInvalid",
@@ -134,15 +149,19 @@ __all__ = [
     "ObjectNotFound",
     "PgwardenError",
     "PlanFailed",
+    "RateLimited",
     "RecoveryFailed",
     "RestoreFailed",
     "RollbackRefused",
     "RowCountMismatch",
+    "ScopeMissing",
     "ServerError",
     "ServerUnusable",
     "StorageError",
     "StorageUnusable",
     "TargetNotEmpty",
+    "TokenNotFound",
+    "TokenRequired",
     "UnknownKey",
     "UnusableQuery",
     "UserError",
