@@ -170,6 +170,8 @@ EXAMPLES: dict[str, Run | Skip] = {
     "export DATABASE_URL=$(pgwarden server url --database learnhub)": OK,
     "pgwarden vacuum --auto --threshold 20 --analyze --dry-run": OK,
     "pgwarden version --json": OK,
+    # docs/tasks.md
+    "pgwarden --config pgwarden.toml schedule --next 3": Run(before=lambda s: s.fleet_config()),
 }
 
 
@@ -205,6 +207,12 @@ class Scratch:
         shutil.rmtree(self.work / "out", ignore_errors=True)
         out = _pgwarden(self, "export", str(self.work / "out"), "--table", "public.tags")
         assert out.exit_code == 0, out.output
+
+    def fleet_config(self) -> None:
+        """Write ./pgwarden.toml naming the scratch database as the one target."""
+        Path("pgwarden.toml").write_text(
+            f'[targets.app]\nurl_env = "DATABASE_URL"\nstorage = "{self.storage}"\n'
+        )
 
     def empty_database(self) -> str:
         """Return the URL of a new empty database, for a restore."""

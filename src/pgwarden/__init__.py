@@ -7,8 +7,8 @@ Every error pgwarden raises on purpose can be imported from here
 - :mod:`pgwarden.errors`: the root :class:`PgwardenError` and the errors shared by every
   area (connections, settings, programs, the embedded server, encryption keys);
 - :mod:`pgwarden.backup.errors`, :mod:`pgwarden.observe.errors`,
-  :mod:`pgwarden.insight.errors`, :mod:`pgwarden.advise.errors` and
-  :mod:`pgwarden.transfer.errors`.
+  :mod:`pgwarden.insight.errors`, :mod:`pgwarden.advise.errors`,
+  :mod:`pgwarden.transfer.errors` and :mod:`pgwarden.tasks.errors`.
 
 An area's errors are imported when first asked for, so ``import pgwarden`` stays quick
 and loads no area it does not need.
@@ -56,6 +56,7 @@ if TYPE_CHECKING:
     )
     from pgwarden.insight.errors import CheckSkipped
     from pgwarden.observe.errors import NPlusOneDetected
+    from pgwarden.tasks.errors import JobFailed, TargetsInvalid, UnknownTarget
     from pgwarden.transfer.errors import BundleError, ImportFailed, RollbackRefused
 
 try:
@@ -87,6 +88,7 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
     ),
     "pgwarden.insight.errors": ("CheckSkipped",),
     "pgwarden.observe.errors": ("NPlusOneDetected",),
+    "pgwarden.tasks.errors": ("JobFailed", "TargetsInvalid", "UnknownTarget"),
     "pgwarden.transfer.errors": ("BundleError", "ImportFailed", "RollbackRefused"),
 }
 _HOMES = {name: module for module, names in _AREA_ERRORS.items() for name in names}
@@ -115,6 +117,7 @@ __all__ = [
     "IndexCorrupt",
     "IntegrityFailed",
     "InvalidKey",
+    "JobFailed",
     "LockHeld",
     "LockLost",
     "ManifestInvalid",
@@ -133,7 +136,9 @@ __all__ = [
     "StorageError",
     "StorageUnusable",
     "TargetNotEmpty",
+    "TargetsInvalid",
     "UnknownKey",
+    "UnknownTarget",
     "UnusableQuery",
     "UserError",
     "__version__",

@@ -163,6 +163,7 @@ _COMMANDS = {
     "import": "transfer_import:import_group",
     "import-csv": "transfer_import:import_csv_command",
     "erase-user": "transfer_import:erase_user_command",
+    "schedule": "tasks:schedule",
 }
 
 
