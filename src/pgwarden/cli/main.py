@@ -164,6 +164,8 @@ _COMMANDS = {
     "import-csv": "transfer_import:import_csv_command",
     "erase-user": "transfer_import:erase_user_command",
     "schedule": "tasks:schedule",
+    "worker": "tasks:worker",
+    "beat": "tasks:beat",
 }
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 import click
 from rich.text import Text
 
@@ -10,7 +12,7 @@ from pgwarden.cli.render import dump_json, table
 from pgwarden.tasks.config import load_fleet
 from pgwarden.tasks.schedule import effective_schedule
 
-__all__ = ["schedule"]
+__all__ = ["beat", "schedule", "worker"]
 
 
 @click.command()
@@ -63,3 +65,74 @@ def schedule(state: Context, targets: tuple[str, ...], count: int, show_off: boo
     state.console.print(
         table(["target", "task", "cron", "next run (UTC)", "windows"], rows, title="Schedule")
     )
+
+
+def _app(state: Context) -> Any:
+    from pgwarden.tasks.app import create_app
+    from pgwarden.tasks.broker import prepare_broker
+
+    app = create_app(state.config_file, settings=state.settings)
+    prepare_broker(app.conf.broker_url)
+    return app
+
+
+@click.command()
+@click.option(
+    "--concurrency",
+    "-c",
+    type=click.IntRange(1, 256),
+    default=None,
+    help="Jobs run at once, each in a process of its own (default: the number of CPUs).",
+)
+@click.option("--name", "-n", default=None, help="The worker's name (default: celery@HOST).")
+@click.option(
+    "--pool",
+    type=click.Choice(["prefork", "solo", "threads"]),
+    default="prefork",
+    show_default=True,
+    help="How jobs run: child processes, in the worker itself, threads.",
+)
+@click.option(
+    "--loglevel", "-l", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
+    case_sensitive=False), default="INFO", show_default=True, help="Celery's log level.",
+)  # fmt: skip
+@pass_context
+def worker(
+    state: Context, concurrency: int | None, name: str | None, pool: str, loglevel: str
+) -> None:
+    """Run a Celery worker for the jobs of the config file's targets.
+
+    Start as many as the fleet needs, on any hosts sharing the broker; `pgwarden beat`
+    (one, anywhere) sends them the jobs on schedule.
+
+    \b
+    Example:
+      pgwarden --config pgwarden.toml worker --concurrency 2
+    """
+    app = _app(state)
+    argv = ["worker", f"--loglevel={loglevel.upper()}", f"--pool={pool}", "--without-gossip"]
+    argv += ["--without-mingle", f"--queues={app.conf.task_default_queue}"]
+    if concurrency is not None:
+        argv.append(f"--concurrency={concurrency}")
+    if name is not None:
+        argv.append(f"--hostname={name}")
+    app.worker_main(argv)
+
+
+@click.command()
+@click.option(
+    "--loglevel", "-l", type=click.Choice(["DEBUG", "INFO", "WARNING", "ERROR"],
+    case_sensitive=False), default="INFO", show_default=True, help="Celery's log level.",
+)  # fmt: skip
+@pass_context
+def beat(state: Context, loglevel: str) -> None:
+    """Send each target's jobs to the workers on schedule; reload the config when it changes.
+
+    Run one beat per fleet.
+
+    \b
+    Example:
+      pgwarden --config pgwarden.toml beat
+    """
+    app = _app(state)
+    app.start(["beat", f"--loglevel={loglevel.upper()}"])

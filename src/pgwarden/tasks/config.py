@@ -181,6 +181,7 @@ class TasksConfig:
     """How the jobs run: broker, catalogue, retries, time limits, clock."""
 
     broker: str = "embedded"
+    queue: str = "pgwarden"
     catalogue_url: str | None = None
     clock_speed: float = 1.0
     retries: int = 3
@@ -403,10 +404,10 @@ class _Reader:
         _unknown(
             table,
             {
-                "broker", "broker_env", "broker_password_env", "catalogue", "catalogue_env",
-                "catalogue_password_env", "clock_speed", "retries", "retry_backoff",
-                "retry_backoff_max", "visibility_timeout", "deadman", "time_limits",
-                "reload_every",
+                "broker", "broker_env", "broker_password_env", "queue", "catalogue",
+                "catalogue_env", "catalogue_password_env", "clock_speed", "retries",
+                "retry_backoff", "retry_backoff_max", "visibility_timeout", "deadman",
+                "time_limits", "reload_every",
             },
             where,
         )  # fmt: skip
@@ -427,8 +428,14 @@ class _Reader:
         retries = int(_number(table, "retries", 3, where))
         if retries < 0:
             raise TargetsInvalid("tasks.retries must be 0 or more.")
+        queue = table.get("queue", "pgwarden")
+        if not isinstance(queue, str) or not _NAME.match(queue):
+            raise TargetsInvalid(
+                f"tasks.queue = {queue!r} must be 1-100 letters, digits, '_', '.' or '-'."
+            )
         return TasksConfig(
             broker=broker,
+            queue=queue,
             catalogue_url=catalogue,
             clock_speed=speed,
             retries=retries,
