@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from fleet_support import Fleet, Webhook, broker_for, queue_name, running_fleet
+from fleet_support import Webhook, broker_for, queue_name, running_fleet
 from tasks_support import fill
 
 from pgwarden.backup import list_backups, open_storage
