@@ -166,6 +166,7 @@ _COMMANDS = {
     "schedule": "tasks:schedule",
     "worker": "tasks:worker",
     "beat": "tasks:beat",
+    "fleet": "tasks:fleet",
 }
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import datetime as dt
 from typing import Any
 
 import click
@@ -12,7 +13,7 @@ from pgwarden.cli.render import dump_json, table
 from pgwarden.tasks.config import load_fleet
 from pgwarden.tasks.schedule import effective_schedule
 
-__all__ = ["beat", "schedule", "worker"]
+__all__ = ["beat", "fleet", "schedule", "worker"]
 
 
 @click.command()
@@ -136,3 +137,69 @@ def beat(state: Context, loglevel: str) -> None:
     """
     app = _app(state)
     app.start(["beat", f"--loglevel={loglevel.upper()}"])
+
+
+@click.group()
+def fleet() -> None:
+    """See the targets of the config file and how their scheduled jobs went."""
+
+
+def _when(moment: dt.datetime | None) -> str:
+    return "-" if moment is None else f"{moment.astimezone(dt.UTC):%Y-%m-%d %H:%M}"
+
+
+@fleet.command("status")
+@click.option(
+    "--target", "targets", multiple=True, metavar="NAME",
+    help="Show this target only (repeatable; default: every target).",
+)  # fmt: skip
+@pass_context
+def fleet_status_command(state: Context, targets: tuple[str, ...]) -> None:
+    """Print per target the last success and failure of each job, the newest verified
+    backup, the window the backups cover and the open alerts. Exits 1 if any is unhealthy.
+
+    \b
+    Example:
+      pgwarden --config pgwarden.toml fleet status --json
+    """
+    from pgwarden.tasks.fleet import fleet_status
+
+    statuses = fleet_status(load_fleet(state.config_file), state.settings, targets=targets or None)
+    if state.json:
+        dump_json(state.console, {"targets": statuses})
+    else:
+        jobs = [
+            (
+                s.target,
+                j.job,
+                _when(j.last_success),
+                _when(j.last_failure),
+                (j.last_error or "")[:80] if j.failing else "",
+            )
+            for s in statuses
+            for j in s.jobs
+            if j.cron != "off" or j.last_success or j.last_failure
+        ]
+        state.console.print(
+            table(["target", "job", "last success", "last failure", "error"], jobs, title="Jobs")
+        )
+        rows = [
+            (
+                s.target,
+                s.newest_verified or "-",
+                f"{_when(s.recoverable_from)} .. {_when(s.recoverable_to)}"
+                if s.complete_backups
+                else "-",
+                "\n".join([i.message for i in s.incidents] + s.problems) or "ok",
+            )
+            for s in statuses
+        ]
+        state.console.print(
+            table(
+                ["target", "newest verified backup", "recoverable (UTC)", "open alerts"],
+                rows,
+                title="Targets",
+            )
+        )
+    if not all(s.healthy for s in statuses):
+        click.get_current_context().exit(1)

@@ -22,9 +22,10 @@ from collections.abc import Iterable, Sequence
 from dataclasses import asdict, dataclass, field
 from email.message import EmailMessage
 from typing import Any, Literal, Protocol
+from urllib.parse import urlsplit
 
 from pgwarden.tasks.config import AlertsConfig
-from pgwarden.urls import redact_text, redact_url
+from pgwarden.urls import redact_text
 
 __all__ = [
     "Alert",
@@ -98,6 +99,14 @@ class WebhookNotifier:
         self.timeout = timeout
         self.backoff = backoff
 
+    @property
+    def shown(self) -> str:
+        """Return the URL without what may hold a token: its path, query and user."""
+        parts = urlsplit(self.url)
+        return (
+            f"{parts.scheme}://{parts.hostname or ''}{f':{parts.port}' if parts.port else ''}/..."
+        )
+
     def send(self, alert: Alert) -> None:
         """POST ``alert``; raise :class:`OSError` after the last attempt fails."""
         body = json.dumps(alert.to_json(), default=str).encode("utf-8")
@@ -119,7 +128,7 @@ class WebhookNotifier:
             except (urllib.error.URLError, OSError) as exc:
                 last = exc
         raise OSError(
-            f"webhook {redact_url(self.url)} failed after {self.retries + 1} attempts: "
+            f"webhook {self.shown} failed after {self.retries + 1} attempts: "
             f"{redact_text(str(last))}"
         )
 
