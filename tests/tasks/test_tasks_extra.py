@@ -38,7 +38,7 @@ def test_broker_urls() -> None:
     assert broker_url("amqp://guest@h//", settings) == "amqp://guest@h//"
     assert (
         broker_url("postgresql://u:p@h:5432/q", settings)
-        == "sqla+postgresql+psycopg://u:p@h:5432/q"
+        == "pgwarden+postgresql+psycopg://u:p@h:5432/q"
     )
     with pytest.raises(ConfigError, match="is not a broker URL"):
         broker_url("mqtt://h", settings)

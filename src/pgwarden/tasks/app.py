@@ -28,7 +28,7 @@ from typing import Any
 from pgwarden.config import Settings, config_file_path, load_settings
 from pgwarden.errors import NotEnabled
 from pgwarden.tasks.alerts import notifiers_for
-from pgwarden.tasks.broker import broker_transport_options, broker_url
+from pgwarden.tasks.broker import broker_transport_options, broker_url, register_transport
 from pgwarden.tasks.config import FleetConfig, load_fleet
 from pgwarden.tasks.incidents import check_overdue
 from pgwarden.tasks.jobs import JobOutcome, run_job
@@ -110,6 +110,7 @@ def create_app(
     settings = settings or load_settings(path)
     tasks = first.tasks
 
+    register_transport()
     app = celery.Celery("pgwarden", set_as_current=False)
     app.conf.update(
         broker_url=broker_url(tasks.broker, settings),

@@ -27,9 +27,16 @@ from pgwarden.errors import ConfigError
 from pgwarden.tasks.config import TasksConfig
 from pgwarden.urls import parse_database_url, redact_url
 
-__all__ = ["EMBEDDED_DATABASE", "broker_transport_options", "broker_url", "prepare_broker"]
+__all__ = [
+    "EMBEDDED_DATABASE",
+    "broker_transport_options",
+    "broker_url",
+    "prepare_broker",
+    "register_transport",
+]
 
 EMBEDDED_DATABASE = "pgwarden_tasks"
+TRANSPORT = "pgwarden"  # kombu's SQLAlchemy transport, polling faster (_pgtransport)
 _SCHEMES = ("redis", "rediss", "amqp", "amqps", "pyamqp")
 
 
@@ -52,16 +59,27 @@ def broker_url(broker: str, settings: Settings) -> str:
         return broker
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
         url = parse_database_url(broker, source="tasks.broker").set(drivername="postgresql+psycopg")
-        return "sqla+" + url.render_as_string(hide_password=False)
+        return f"{TRANSPORT}+" + url.render_as_string(hide_password=False)
     raise ConfigError(
         f"[tasks] broker {redact_url(broker)!r} is not a broker URL.",
         hint="Use redis://host:6379/0, amqp://user@host:5672//, postgresql://... or embedded.",
     )
 
 
+def register_transport() -> None:
+    """Let kombu open ``pgwarden+postgresql+psycopg://`` URLs with the PostgreSQL transport."""
+    from kombu.transport import TRANSPORT_ALIASES
+
+    TRANSPORT_ALIASES.setdefault(TRANSPORT, "pgwarden.tasks._pgtransport:Transport")
+
+
 def broker_transport_options(tasks: TasksConfig) -> dict[str, Any]:
-    """Return the transport options: how soon Redis gives an orphaned job to another worker."""
-    if tasks.broker.startswith(("redis", "rediss")):
+    """Return the transport options: how soon Redis gives an orphaned job to another
+    worker, how often a PostgreSQL broker is polled."""
+    scheme = tasks.broker.partition("://")[0].lower()
+    if tasks.broker == "embedded" or scheme.startswith("postgres"):
+        return {"polling_interval": tasks.polling_interval}
+    if scheme in ("redis", "rediss"):
         interval = max(1, min(10, int(tasks.visibility_timeout / 4)))
         return {
             "visibility_timeout": tasks.visibility_timeout,
@@ -77,9 +95,10 @@ def prepare_broker(url: str) -> None:
     Several workers and beat starting at once would race to create kombu's tables; this
     does it first, under an advisory lock. Other brokers need nothing.
     """
-    if not url.startswith("sqla+"):
+    if not url.startswith(f"{TRANSPORT}+"):
         return
-    target = parse_database_url(url.removeprefix("sqla+"))
+    register_transport()
+    target = parse_database_url(url.removeprefix(f"{TRANSPORT}+"))
     admin = create_engine(
         target.set(database="postgres"), application_name="pgwarden-tasks", poolclass=sa.NullPool
     )

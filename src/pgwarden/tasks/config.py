@@ -188,6 +188,7 @@ class TasksConfig:
     retry_backoff: float = 30.0
     retry_backoff_max: float = 600.0
     visibility_timeout: float = 7200.0
+    polling_interval: float = 0.1
     deadman: str = "*/5 * * * *"
     time_limits: dict[str, float] = field(default_factory=dict)
     reload_every: float = 10.0
@@ -406,8 +407,8 @@ class _Reader:
             {
                 "broker", "broker_env", "broker_password_env", "queue", "catalogue",
                 "catalogue_env", "catalogue_password_env", "clock_speed", "retries",
-                "retry_backoff", "retry_backoff_max", "visibility_timeout", "deadman",
-                "time_limits", "reload_every",
+                "retry_backoff", "retry_backoff_max", "visibility_timeout", "polling_interval",
+                "deadman", "time_limits", "reload_every",
             },
             where,
         )  # fmt: skip
@@ -442,6 +443,7 @@ class _Reader:
             retry_backoff=_seconds(table, "retry_backoff", 30.0, where),
             retry_backoff_max=_seconds(table, "retry_backoff_max", 600.0, where),
             visibility_timeout=_seconds(table, "visibility_timeout", 7200.0, where),
+            polling_interval=_seconds(table, "polling_interval", 0.1, where),
             deadman=check_cron(str(table.get("deadman", "*/5 * * * *")), where="tasks.deadman"),
             time_limits={
                 job: _seconds(limits_table, job, 0.0, "tasks.time_limits") for job in limits_table
