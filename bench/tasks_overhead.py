@@ -11,11 +11,13 @@ Three ways to run the same jobs, one after the other on the same databases:
    as a task and timed until the catalogue records all of them done.
 
 Each path has a warm-up round first (the first snapshot of a database creates its
-tables). The figures are jobs per minute; the ratios are each path's time per job over
+tables); then the paths take turns for ``--rounds`` rounds, so the load of a shared
+machine weighs on each alike, and the median round counts. The figures are jobs per
+minute; the ratios are each path's time per job over
 the plain loop's, and the last line says whether one worker keeps 100 targets on a
 1-minute snapshot schedule (100 snapshots a minute).
 
-    .venv/bin/python bench/tasks_overhead.py [--databases 50] [--rounds 3] [--broker redis]
+    .venv/bin/python bench/tasks_overhead.py [--databases 50] [--rounds 5] [--broker redis]
 
 ``--broker`` is ``postgresql`` (a database of the same server, no other service) or
 ``redis`` (redis://127.0.0.1:6379/0). PGWARDEN_TEST_DSN runs it against another server.
@@ -28,10 +30,12 @@ import contextlib
 import os
 import secrets
 import signal
+import statistics
 import subprocess
 import sys
 import tempfile
 import time
+import tomllib
 from collections.abc import Callable
 from pathlib import Path
 
@@ -80,12 +84,9 @@ def plain_loop(engines: dict[str, Engine], job: str) -> None:
                 doctor(conn)
 
 
-def timed(run: Callable[[], None], rounds: int) -> float:
-    """Return the seconds of ``rounds`` calls of ``run``, after one warm-up call."""
-    run()
+def _seconds(run: Callable[[], object]) -> float:
     started = time.perf_counter()
-    for _ in range(rounds):
-        run()
+    run()
     return time.perf_counter() - started
 
 
@@ -123,7 +124,7 @@ def celery_round(app: object, catalogue_url: str, targets: list[str], job: str) 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--databases", type=int, default=50)
-    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--broker", choices=["postgresql", "redis"], default="postgresql")
     args = parser.parse_args()
     n, rounds = args.databases, args.rounds
@@ -138,49 +139,49 @@ def main() -> None:
             env["BENCH_BROKER"] = server.url(server.create_database())
             broker = 'broker_env = "BENCH_BROKER"'
         text = config(urls, broker, env)
-        fleet = parse_fleet(__import__("tomllib").loads(text), environ=env)
+        fleet = parse_fleet(tomllib.loads(text), environ=env)
         settings = load_settings()
         engines = {
             name: create_engine(url, pool_size=1, max_overflow=1) for name, url in urls.items()
         }
-        results: dict[str, dict[str, float]] = {}
-        for job in JOBS:
-            count = rounds if job == "snapshot" else 1
-            jobs = n * count
-            plain = timed(lambda job=job: plain_loop(engines, job), count) / jobs
-
-            def loop(job: str = job) -> None:
-                for name in urls:
-                    run_job(fleet, settings, name, job)
-
-            library = timed(loop, count) / jobs
-            results[job] = {"plain": plain, "run_job": library}
-        for engine in engines.values():
-            engine.dispose()
-        catalogue.dispose_engines()
-
         directory = Path(tempfile.mkdtemp(prefix="pgwarden-bench-"))
         (directory / "pgwarden.toml").write_text(text)
-        for name, value in env.items():
-            os.environ[name] = value
+        os.environ.update(env)
         worker = subprocess.Popen(
             [PGWARDEN, "--config", str(directory / "pgwarden.toml"), "worker", "-c", "1",
              "--loglevel", "WARNING"],
             env=os.environ.copy(), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
             start_new_session=True,
         )  # fmt: skip
+        app = create_app(directory / "pgwarden.toml")
+        targets = list(urls)
+        paths: dict[str, Callable[[str], float]] = {
+            "plain": lambda job: _seconds(lambda: plain_loop(engines, job)),
+            "run_job": lambda job: _seconds(
+                lambda: [run_job(fleet, settings, name, job) for name in targets]
+            ),
+            "celery": lambda job: celery_round(app, catalogue_url, targets, job),
+        }
+        results: dict[str, dict[str, float]] = {}
         try:
-            app = create_app(directory / "pgwarden.toml")
-            targets = list(urls)
             for job in JOBS:
-                count = rounds if job == "snapshot" else 1
-                celery_round(app, catalogue_url, targets, job)  # warm-up: the worker starts
-                seconds = sum(celery_round(app, catalogue_url, targets, job) for _ in range(count))
-                results[job]["celery"] = seconds / (n * count)
+                for path in paths.values():
+                    path(job)  # warm-up: schemas made, engines and the worker ready
+                # The paths take turns, round by round, so that the load of a shared
+                # machine weighs on each alike; the median round counts.
+                times: dict[str, list[float]] = {name: [] for name in paths}
+                for _ in range(rounds):
+                    for name, path in paths.items():
+                        times[name].append(path(job))
+                results[job] = {name: statistics.median(t) / n for name, t in times.items()}
         finally:
+            worker.terminate()
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                worker.wait(timeout=60)
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(worker.pid, signal.SIGTERM)
-            worker.wait(timeout=60)
+                os.killpg(worker.pid, signal.SIGKILL)
+            for engine in engines.values():
+                engine.dispose()
             catalogue.dispose_engines()
 
     print(f"\n{n} databases, broker {args.broker}, one worker process")

@@ -172,6 +172,15 @@ EXAMPLES: dict[str, Run | Skip] = {
     "pgwarden version --json": OK,
     # docs/tasks.md
     "pgwarden --config pgwarden.toml schedule --next 3": Run(before=lambda s: s.fleet_config()),
+    "pgwarden --config pgwarden.toml fleet status --json": Run(
+        codes=frozenset({0, 1}), before=lambda s: s.fleet_config()
+    ),
+    "pgwarden --config pgwarden.toml worker --concurrency 2": Skip(
+        "runs until stopped; tests/tasks runs workers as processes"
+    ),
+    "pgwarden --config pgwarden.toml beat": Skip(
+        "runs until stopped; tests/tasks runs beat as a process"
+    ),
 }
 
 

@@ -133,16 +133,18 @@ class Fleet:
         process.wait(timeout=30)
 
     def stop(self) -> None:
+        """Stop each process as an operator would (SIGTERM to it), then its whole group."""
+        # SIGTERM to the group would also reach the pool's children directly, which
+        # can leave billiard's pool waiting for ever at exit.
         for process in self.processes.values():
             with contextlib.suppress(ProcessLookupError):
-                os.killpg(process.pid, signal.SIGTERM)
+                os.kill(process.pid, signal.SIGTERM)
         for name, process in list(self.processes.items()):
-            try:
-                process.wait(timeout=30)
-            except subprocess.TimeoutExpired:
-                with contextlib.suppress(ProcessLookupError):
-                    os.killpg(process.pid, signal.SIGKILL)
-                process.wait(timeout=30)
+            with contextlib.suppress(subprocess.TimeoutExpired):
+                process.wait(timeout=60)
+            with contextlib.suppress(ProcessLookupError):
+                os.killpg(process.pid, signal.SIGKILL)  # whatever it left behind
+            process.wait(timeout=30)
             del self.processes[name]
 
     def logs(self) -> str:

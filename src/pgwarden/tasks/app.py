@@ -20,7 +20,6 @@ Outcomes go to pgwarden's catalogue; Celery's result backend is not used.
 from __future__ import annotations
 
 import datetime as dt
-import os
 import threading
 from pathlib import Path
 from typing import Any
@@ -196,5 +195,4 @@ def create_app(
         now = _scheduled(scheduled_for) or dt.datetime.now(dt.UTC)
         return check_overdue(fleet_now, now, notifiers=notifiers_for(fleet_now.alerts))
 
-    os.environ.setdefault("FORKED_BY_MULTIPROCESSING", "1")
     return app
