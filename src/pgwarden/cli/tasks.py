@@ -141,7 +141,12 @@ def beat(state: Context, loglevel: str) -> None:
 
 @click.group()
 def fleet() -> None:
-    """See the targets of the config file and how their scheduled jobs went."""
+    """See the targets of the config file and how their scheduled jobs went.
+
+    \b
+    Example:
+      pgwarden --config pgwarden.toml fleet status --json
+    """
 
 
 def _when(moment: dt.datetime | None) -> str:
