@@ -56,7 +56,7 @@ if TYPE_CHECKING:
     )
     from pgwarden.insight.errors import CheckSkipped
     from pgwarden.observe.errors import NPlusOneDetected
-    from pgwarden.tasks.errors import JobFailed, TargetsInvalid, UnknownTarget
+    from pgwarden.tasks.errors import TargetsInvalid, UnknownTarget
     from pgwarden.transfer.errors import BundleError, ImportFailed, RollbackRefused
 
 try:
@@ -88,7 +88,7 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
     ),
     "pgwarden.insight.errors": ("CheckSkipped",),
     "pgwarden.observe.errors": ("NPlusOneDetected",),
-    "pgwarden.tasks.errors": ("JobFailed", "TargetsInvalid", "UnknownTarget"),
+    "pgwarden.tasks.errors": ("TargetsInvalid", "UnknownTarget"),
     "pgwarden.transfer.errors": ("BundleError", "ImportFailed", "RollbackRefused"),
 }
 _HOMES = {name: module for module, names in _AREA_ERRORS.items() for name in names}
@@ -117,7 +117,6 @@ __all__ = [
     "IndexCorrupt",
     "IntegrityFailed",
     "InvalidKey",
-    "JobFailed",
     "LockHeld",
     "LockLost",
     "ManifestInvalid",

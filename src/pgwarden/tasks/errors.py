@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from pgwarden.errors import ConfigError, PgwardenError
+from pgwarden.errors import ConfigError
 
-__all__ = ["JobFailed", "TargetsInvalid", "UnknownTarget"]
+__all__ = ["TargetsInvalid", "UnknownTarget"]
 
 
 class TargetsInvalid(ConfigError):
@@ -16,7 +16,3 @@ class TargetsInvalid(ConfigError):
 
 class UnknownTarget(ConfigError):
     """Raise when a target is asked for by a name the config does not define."""
-
-
-class JobFailed(PgwardenError):
-    """Raise when a scheduled job ran and failed; the message says which and why."""
