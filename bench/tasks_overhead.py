@@ -122,13 +122,18 @@ def celery_round(app: object, catalogue_url: str, targets: list[str], job: str) 
 
 
 def main() -> None:
+    # Stopped with SIGTERM, still stop the server and the worker (the finally blocks).
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--databases", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--broker", choices=["postgresql", "redis"], default="postgresql")
     args = parser.parse_args()
     n, rounds = args.databases, args.rounds
-    with start_test_server(os.environ.get("PGWARDEN_TEST_DSN")) as server:
+    with (
+        contextlib.ExitStack() as stack,
+        start_test_server(os.environ.get("PGWARDEN_TEST_DSN")) as server,
+    ):
         print(f"building {n} databases ...", flush=True)
         urls = build(server, n)
         catalogue_url = server.url(server.create_database())
@@ -144,7 +149,7 @@ def main() -> None:
         engines = {
             name: create_engine(url, pool_size=1, max_overflow=1) for name, url in urls.items()
         }
-        directory = Path(tempfile.mkdtemp(prefix="pgwarden-bench-"))
+        directory = Path(stack.enter_context(tempfile.TemporaryDirectory(prefix="pgwarden-bench-")))
         (directory / "pgwarden.toml").write_text(text)
         os.environ.update(env)
         worker = subprocess.Popen(

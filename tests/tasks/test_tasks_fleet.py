@@ -190,4 +190,6 @@ def test_a_target_that_goes_down_alerts_once_and_recovers_once(
     )
     failed = [r for r in fleet.runs() if r.status == "failed"]
     assert failed and {r.target for r in failed} == down
+    # Each failure was retried (with backoff) before it counted.
+    assert any(r.attempt == 1 for r in failed)
     assert all(a["message"] for a in webhook.received)

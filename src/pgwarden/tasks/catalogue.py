@@ -24,6 +24,7 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.pool import NullPool
 
 from pgwarden.db.engines import connect, create_engine
 
@@ -198,23 +199,24 @@ _ready: set[str] = set()
 _mutex = threading.Lock()
 
 
-def engine_for(url: str, *, application_name: str = "pgwarden-tasks") -> Engine:
-    """Return this process's pooled engine for ``url``, made on first use.
+def engine_for(url: str, *, pooled: bool = True) -> Engine:
+    """Return this process's engine for ``url``, made on first use.
 
-    Pooled (a few connections, checked before use) so that a worker running many jobs
-    does not connect anew for each.
+    The catalogue's is pooled (a few connections, checked before use): every job writes
+    to it. A target's is not (``pooled=False``): a worker may serve hundreds of
+    databases, often on one server, and an idle connection kept for each would use up
+    that server's connection slots; a job connects when it runs.
     """
-    key = f"{application_name}|{url}"
+    key = f"{pooled}|{url}"
     with _mutex:
         engine = _engines.get(key)
         if engine is None:
-            engine = create_engine(
-                url,
-                application_name=application_name,
-                pool_size=2,
-                max_overflow=4,
-                pool_recycle=600,
+            options: dict[str, Any] = (
+                {"pool_size": 2, "max_overflow": 4, "pool_recycle": 600}
+                if pooled
+                else {"poolclass": NullPool}
             )
+            engine = create_engine(url, application_name="pgwarden-tasks", **options)
             _engines[key] = engine
         return engine
 

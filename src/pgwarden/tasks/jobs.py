@@ -107,7 +107,7 @@ def _keyring(settings: Settings) -> BackupKeyring | None:
 @contextmanager
 def _target_lock(target: Target, job: str) -> Iterator[Connection]:
     """Hold the job's advisory lock on the target; yield the connection holding it."""
-    engine = catalogue.engine_for(target.url, application_name=f"pgwarden-{job}")
+    engine = catalogue.engine_for(target.url, pooled=False)
     with connect(engine) as conn:
         got = conn.execute(_TRY_LOCK, {"job": job}).scalar_one()
         conn.commit()
@@ -249,8 +249,12 @@ def run_job(
         status, error_type, retry = "failed", "DatabaseError", True
         error = f"database error: {detail_text[0] if detail_text else exc}"
     except Exception as exc:  # a job must end recorded, whatever went wrong
-        log.exception("job %s on %s failed unexpectedly", job, target.name)
-        status, error, error_type, retry = "failed", redact_text(str(exc)), type(exc).__name__, True
+        status, error_type = "failed", type(exc).__name__
+        if error_type == "SoftTimeLimitExceeded":  # Celery's: the job ran out of time
+            error, retry = f"{job} on {target.name} ran past its time limit and was stopped", False
+        else:
+            log.exception("job %s on %s failed unexpectedly", job, target.name)
+            error, retry = redact_text(str(exc)) or error_type, True
     outcome = JobOutcome(
         target=target.name,
         job=job,
