@@ -128,6 +128,11 @@ def main() -> None:
     parser.add_argument("--databases", type=int, default=50)
     parser.add_argument("--rounds", type=int, default=5)
     parser.add_argument("--broker", choices=["postgresql", "redis"], default="postgresql")
+    parser.add_argument(
+        "--keep-connections",
+        action="store_true",
+        help="[tasks] keep_connections: pool the targets' connections, as the plain loop does",
+    )
     args = parser.parse_args()
     n, rounds = args.databases, args.rounds
     with (
@@ -143,6 +148,8 @@ def main() -> None:
         else:
             env["BENCH_BROKER"] = server.url(server.create_database())
             broker = 'broker_env = "BENCH_BROKER"'
+        if args.keep_connections:
+            broker += "\nkeep_connections = true"
         text = config(urls, broker, env)
         fleet = parse_fleet(tomllib.loads(text), environ=env)
         settings = load_settings()
@@ -189,7 +196,8 @@ def main() -> None:
                 engine.dispose()
             catalogue.dispose_engines()
 
-    print(f"\n{n} databases, broker {args.broker}, one worker process")
+    kept = "pooled" if args.keep_connections else "a connection per job"
+    print(f"\n{n} databases, broker {args.broker}, one worker process, targets: {kept}")
     print(f"{'job':10} {'path':14} {'ms/job':>8} {'jobs/min':>9} {'vs plain':>9}")
     for job, paths in results.items():
         for path, per_job in paths.items():

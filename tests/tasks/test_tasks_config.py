@@ -112,6 +112,7 @@ def test_a_bad_schedule_is_a_clear_error(change: dict[str, str], message: str) -
         ({"url_env": "APP_URL", "retention": {"daily": -1}}, "retention daily must be"),
         ({"url_env": "APP_URL", "thresholds": {"no_such_check": {}}}, "names no check"),
         ({"url_env": "APP_URL", "colour": "red"}, "unknown keys: colour"),
+        ({"url_env": "APP_URL", "timezone": "Mars/Base"}, "is not a time zone"),
     ],
 )
 def test_a_bad_target_is_a_clear_error(table: dict[str, object], message: str) -> None:

@@ -163,3 +163,16 @@ def test_a_job_that_stops_succeeding_is_overdue(
     assert check_overdue(fleet, late, notifiers=[notifier]) == []  # once per incident
     run_job(fleet, load_settings(), "app", "snapshot", scheduled_for=late, notifiers=[notifier])
     assert notifier.keys()[-1] == ("app", "overdue:snapshot", "recovered")
+
+
+def test_kept_connections_let_go_of_the_lock(target_db: str, tmp_path: Path) -> None:
+    env = {"T_URL": target_db}
+    fleet = parse_fleet(
+        {"tasks": {"keep_connections": True}, "targets": {"app": {"url_env": "T_URL"}}},
+        environ=env,
+    )
+    outcomes = [run_job(fleet, load_settings(), "app", "snapshot") for _ in range(3)]
+    assert [o.status for o in outcomes] == ["ok", "ok", "ok"]
+    # The pooled connection is idle and holds no advisory lock between jobs.
+    held = scalar(target_db, "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory'")
+    assert held == 0

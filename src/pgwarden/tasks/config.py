@@ -189,6 +189,7 @@ class TasksConfig:
     retry_backoff_max: float = 600.0
     visibility_timeout: float = 7200.0
     polling_interval: float = 0.1
+    keep_connections: bool = False
     deadman: str = "*/5 * * * *"
     time_limits: dict[str, float] = field(default_factory=dict)
     reload_every: float = 10.0
@@ -408,7 +409,7 @@ class _Reader:
                 "broker", "broker_env", "broker_password_env", "queue", "catalogue",
                 "catalogue_env", "catalogue_password_env", "clock_speed", "retries",
                 "retry_backoff", "retry_backoff_max", "visibility_timeout", "polling_interval",
-                "deadman", "time_limits", "reload_every",
+                "deadman", "time_limits", "reload_every", "keep_connections",
             },
             where,
         )  # fmt: skip
@@ -444,6 +445,7 @@ class _Reader:
             retry_backoff_max=_seconds(table, "retry_backoff_max", 600.0, where),
             visibility_timeout=_seconds(table, "visibility_timeout", 7200.0, where),
             polling_interval=_seconds(table, "polling_interval", 0.1, where),
+            keep_connections=_flag(table, "keep_connections", where),
             deadman=check_cron(str(table.get("deadman", "*/5 * * * *")), where="tasks.deadman"),
             time_limits={
                 job: _seconds(limits_table, job, 0.0, "tasks.time_limits") for job in limits_table
@@ -490,6 +492,13 @@ def _list(table: Mapping[str, Any], key: str, where: str) -> list[Any]:
         return [value]
     if not isinstance(value, list):
         raise TargetsInvalid(f"{where}.{key} must be a list.")
+    return value
+
+
+def _flag(table: Mapping[str, Any], key: str, where: str) -> bool:
+    value = table.get(key, False)
+    if not isinstance(value, bool):
+        raise TargetsInvalid(f"{where}.{key} must be true or false, not {value!r}.")
     return value
 
 

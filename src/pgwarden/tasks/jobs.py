@@ -105,9 +105,9 @@ def _keyring(settings: Settings) -> BackupKeyring | None:
 
 
 @contextmanager
-def _target_lock(target: Target, job: str) -> Iterator[Connection]:
+def _target_lock(target: Target, job: str, *, pooled: bool) -> Iterator[Connection]:
     """Hold the job's advisory lock on the target; yield the connection holding it."""
-    engine = catalogue.engine_for(target.url, pooled=False)
+    engine = catalogue.engine_for(target.url, pooled=pooled)
     with connect(engine) as conn:
         got = conn.execute(_TRY_LOCK, {"job": job}).scalar_one()
         conn.commit()
@@ -234,7 +234,7 @@ def run_job(
     started = time.perf_counter()
     status, detail, error, error_type, retry = "ok", {}, None, None, False
     try:
-        with _target_lock(target, job) as conn:
+        with _target_lock(target, job, pooled=fleet.tasks.keep_connections) as conn:
             detail = _JOBS[job](target, settings, conn, now)
     except _Skip as reason:
         status, error = "skipped", str(reason)
