@@ -32,6 +32,7 @@ __all__ = [
     "Incident",
     "JobRun",
     "close_incident",
+    "close_incidents",
     "engine_for",
     "finish_run",
     "last_runs",
@@ -145,7 +146,7 @@ _CLOSE = text(
 UPDATE pgwarden.task_incident
 SET closed_at = clock_timestamp()
 WHERE target = :target
-  AND key = :key
+  AND key = ANY(:keys)
   AND closed_at IS NULL
 RETURNING id, target, key, kind, message, opened_at, closed_at
 """
@@ -320,9 +321,15 @@ def open_incident(
 
 def close_incident(conn: Connection, *, target: str, key: str) -> Incident | None:
     """Close the open incident of ``target`` and ``key``; return it, or None if none was open."""
+    closed = close_incidents(conn, target=target, keys=[key])
+    return closed[0] if closed else None
+
+
+def close_incidents(conn: Connection, *, target: str, keys: list[str]) -> list[Incident]:
+    """Close the open incidents of ``target`` with these keys, in one statement; return them."""
     with conn.begin():
-        row = conn.execute(_CLOSE, {"target": target, "key": key}).first()
-    return None if row is None else Incident(**row._mapping)
+        rows = conn.execute(_CLOSE, {"target": target, "keys": keys}).all()
+    return [Incident(**row._mapping) for row in rows]
 
 
 def open_incidents(

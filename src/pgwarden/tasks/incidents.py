@@ -68,11 +68,14 @@ def _open(
 
 
 def _close(
-    conn: Connection | None, notifiers: Sequence[Notifier], target: str, key: str
+    conn: Connection | None, notifiers: Sequence[Notifier], target: str, *keys: str
 ) -> list[str]:
     if conn is None:
         return []
-    return _announce(notifiers, catalogue.close_incident(conn, target=target, key=key), "recovered")
+    said: list[str] = []
+    for incident in catalogue.close_incidents(conn, target=target, keys=list(keys)):
+        said += _announce(notifiers, incident, "recovered")
+    return said
 
 
 def after_run(
@@ -87,9 +90,7 @@ def after_run(
     target, job = outcome.target, outcome.job
     said: list[str] = []
     if outcome.status == "ok":
-        said += _close(conn, notifiers, target, "unreachable")
-        said += _close(conn, notifiers, target, f"job:{job}")
-        said += _close(conn, notifiers, target, f"overdue:{job}")
+        said += _close(conn, notifiers, target, "unreachable", f"job:{job}", f"overdue:{job}")
         if job == "doctor":
             said += _findings(conn, notifiers, target, outcome.detail.get("critical", []))
     elif outcome.status == "failed" and final:
