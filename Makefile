@@ -29,7 +29,8 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 install: $(VENV)/.synced
 
 # The embedded server, then learnhub: a database created, migrated, seeded, and driven
-# by its workload; then pgwarden's view of it.
+# by its workload; then pgwarden's view of it, and its jobs run on a fast schedule with
+# the embedded server as broker.
 demo: install
 	$(VENV)/bin/pgwarden server start
 	PYTHONPATH=examples/learnhub $(VENV)/bin/python -m learnhub demo \
@@ -37,6 +38,8 @@ demo: install
 	$(VENV)/bin/pgwarden --database-url "$$($(VENV)/bin/pgwarden server url --database learnhub)" ping
 	$(VENV)/bin/pgwarden --database-url "$$($(VENV)/bin/pgwarden server url --database learnhub)" doctor
 	$(VENV)/bin/pgwarden --database-url "$$($(VENV)/bin/pgwarden server url --database learnhub)" advise indexes
+	DATABASE_URL="$$($(VENV)/bin/pgwarden server url --database learnhub)" \
+		$(VENV)/bin/python examples/schedule_demo.py
 	$(VENV)/bin/pgwarden server status
 
 # pytest exits 5 when a selection holds no test; that is not a failure here.
@@ -51,6 +54,7 @@ bench: install
 	$(VENV)/bin/python bench/observe_overhead.py
 	$(VENV)/bin/python bench/doctor_scale.py
 	$(VENV)/bin/python bench/api_load.py
+	$(VENV)/bin/python bench/tasks_overhead.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests examples bench

@@ -198,6 +198,17 @@ EXAMPLES: dict[str, Run | Skip] = {
     "pgwarden tokens list --revoked": OK,
     "pgwarden tokens revoke 12": Run(before=lambda s: s.token_ids.append(s.new_token())),
     "pgwarden tokens audit --limit 20": OK,
+    # docs/tasks.md
+    "pgwarden --config pgwarden.toml schedule --next 3": Run(before=lambda s: s.fleet_config()),
+    "pgwarden --config pgwarden.toml fleet status --json": Run(
+        codes=frozenset({0, 1}), before=lambda s: s.fleet_config()
+    ),
+    "pgwarden --config pgwarden.toml worker --concurrency 2": Skip(
+        "runs until stopped; tests/tasks runs workers as processes"
+    ),
+    "pgwarden --config pgwarden.toml beat": Skip(
+        "runs until stopped; tests/tasks runs beat as a process"
+    ),
 }
 
 
@@ -240,6 +251,12 @@ class Scratch:
         shutil.rmtree(self.work / "out", ignore_errors=True)
         out = _pgwarden(self, "export", str(self.work / "out"), "--table", "public.tags")
         assert out.exit_code == 0, out.output
+
+    def fleet_config(self) -> None:
+        """Write ./pgwarden.toml naming the scratch database as the one target."""
+        Path("pgwarden.toml").write_text(
+            f'[targets.app]\nurl_env = "DATABASE_URL"\nstorage = "{self.storage}"\n'
+        )
 
     def empty_database(self) -> str:
         """Return the URL of a new empty database, for a restore."""

@@ -7,8 +7,8 @@ Every error pgwarden raises on purpose can be imported from here
 - :mod:`pgwarden.errors`: the root :class:`PgwardenError` and the errors shared by every
   area (connections, settings, programs, the embedded server, encryption keys);
 - :mod:`pgwarden.backup.errors`, :mod:`pgwarden.observe.errors`,
-  :mod:`pgwarden.insight.errors`, :mod:`pgwarden.advise.errors` and
-  :mod:`pgwarden.transfer.errors`.
+  :mod:`pgwarden.insight.errors`, :mod:`pgwarden.advise.errors`,
+  :mod:`pgwarden.transfer.errors` and :mod:`pgwarden.tasks.errors`.
 
 An area's errors are imported when first asked for, so ``import pgwarden`` stays quick
 and loads no area it does not need.
@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     )
     from pgwarden.insight.errors import CheckSkipped
     from pgwarden.observe.errors import NPlusOneDetected
+    from pgwarden.tasks.errors import TargetsInvalid, UnknownTarget
     from pgwarden.transfer.errors import BundleError, ImportFailed, RollbackRefused
 
 try:
@@ -109,6 +110,7 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
     ),
     "pgwarden.insight.errors": ("CheckSkipped",),
     "pgwarden.observe.errors": ("NPlusOneDetected",),
+    "pgwarden.tasks.errors": ("TargetsInvalid", "UnknownTarget"),
     "pgwarden.transfer.errors": ("BundleError", "ImportFailed", "RollbackRefused"),
 }
 _HOMES = {name: module for module, names in _AREA_ERRORS.items() for name in names}
@@ -160,9 +162,11 @@ __all__ = [
     "StorageError",
     "StorageUnusable",
     "TargetNotEmpty",
+    "TargetsInvalid",
     "TokenNotFound",
     "TokenRequired",
     "UnknownKey",
+    "UnknownTarget",
     "UnusableQuery",
     "UserError",
     "WalConflict",

@@ -33,9 +33,18 @@ from pgwarden._units import parse_duration, parse_size
 from pgwarden.errors import ConfigError
 from pgwarden.urls import parse_database_url, redact_text
 
-__all__ = ["DEFAULT_CONFIG_FILE", "Settings", "env_name", "load_settings"]
+__all__ = [
+    "DEFAULT_CONFIG_FILE",
+    "TABLES_ELSEWHERE",
+    "Settings",
+    "config_file_path",
+    "env_name",
+    "load_settings",
+]
 
 DEFAULT_CONFIG_FILE = Path("pgwarden.toml")
+# Tables of the config file that other parts read (the scheduled jobs: pgwarden.tasks).
+TABLES_ELSEWHERE = ("targets", "tasks", "alerts")
 _config_values: ContextVar[dict[str, Any] | None] = ContextVar(
     "pgwarden_config_values", default=None
 )
@@ -229,13 +238,13 @@ def _read_config_file(path: Path) -> dict[str, Any]:
     if not isinstance(section, dict):
         raise ConfigError(f"config file {path}: [pgwarden] must be a table.")
     known = set(Settings.model_fields)
-    unknown = sorted(set(section) - known)
+    unknown = sorted(set(section) - known - set(TABLES_ELSEWHERE))
     if unknown:
         raise ConfigError(
             f"config file {path} has unknown keys: {', '.join(unknown)}.",
             hint=f"Known keys: {', '.join(sorted(known))}.",
         )
-    return dict(section)
+    return {key: value for key, value in section.items() if key not in TABLES_ELSEWHERE}
 
 
 @contextmanager
@@ -247,6 +256,15 @@ def _config_source(values: dict[str, Any]) -> Iterator[None]:
         _config_values.reset(token)
 
 
+def config_file_path(config_file: Path | str | None = None) -> Path | None:
+    """Return the config file in force: ``config_file``, PGWARDEN_CONFIG, ./pgwarden.toml."""
+    if config_file is not None:
+        return Path(config_file)
+    if os.environ.get("PGWARDEN_CONFIG"):
+        return Path(os.environ["PGWARDEN_CONFIG"])
+    return DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+
+
 def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Settings:
     """Load and validate settings from every source, ``overrides`` taking precedence.
 
@@ -254,13 +272,7 @@ def load_settings(config_file: Path | str | None = None, **overrides: Any) -> Se
     unchanged. A bad value raises :class:`ConfigError` naming the variable and the form
     it expects; a password in a bad URL is never quoted back.
     """
-    path: Path | None
-    if config_file is not None:
-        path = Path(config_file)
-    elif os.environ.get("PGWARDEN_CONFIG"):
-        path = Path(os.environ["PGWARDEN_CONFIG"])
-    else:
-        path = DEFAULT_CONFIG_FILE if DEFAULT_CONFIG_FILE.is_file() else None
+    path = config_file_path(config_file)
     file_values = _read_config_file(path) if path is not None else {}
     given = {key: value for key, value in overrides.items() if value is not None}
     try:

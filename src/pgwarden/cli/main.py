@@ -167,6 +167,10 @@ _COMMANDS = {
     "erase-user": "transfer_import:erase_user_command",
     "serve": "api:serve",
     "tokens": "api:tokens",
+    "schedule": "tasks:schedule",
+    "worker": "tasks:worker",
+    "beat": "tasks:beat",
+    "fleet": "tasks:fleet",
 }
 
 
