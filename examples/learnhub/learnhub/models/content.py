@@ -96,6 +96,11 @@ class Content(IdPrimaryKey, Timestamps, SoftDelete, Base):
     # When the content may be shown: an enrolment window, say.
     available_during: Mapped[Range[datetime] | None] = mapped_column(TSTZRANGE)
     extra: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    # "organization": only its organisation reads it; "public": anyone, signed in or not.
+    # Row-level security enforces both (migration 0002).
+    visibility: Mapped[str] = mapped_column(
+        String(20), default="organization", server_default="organization"
+    )
     search_vector: Mapped[Any] = tsvector_column(("title", "A"), ("summary", "B"), ("body", "C"))
 
     author: Mapped[User] = relationship()
@@ -111,6 +116,7 @@ class Content(IdPrimaryKey, Timestamps, SoftDelete, Base):
     __table_args__ = (
         Index("ix_content_search_vector", "search_vector", postgresql_using="gin"),
         Index("ix_content_state_published_at", "state", "published_at"),
+        CheckConstraint("visibility IN ('organization', 'public')", name="visibility"),
     )
 
 
