@@ -20,6 +20,7 @@ from learnhub.__main__ import main as learnhub_cli
 from learnhub.app_role import app_password, app_url, role_name
 from learnhub.auth import hash_token
 from learnhub.db import make_engine
+from learnhub.tenancy import Tenancy, show_tenancy
 from learnhub_support import Client, first_user, scalar, sign_in, with_client
 
 from pgwarden.db.engines import create_engine
@@ -318,6 +319,27 @@ def test_the_doctor_is_quiet_for_learnhub_and_fires_for_a_superuser_app(
         pytest.skip("the test server's role is not a superuser")
     assert sorted(f.subject for f in as_owner.findings) == ["public.comments", "public.content"]
     assert {f.details["reason"] for f in as_owner.findings} == {"superuser"}
+
+
+def test_the_same_list_differs_by_organisation_and_a_forged_header_gets_nothing(
+    seeded_url: str,
+) -> None:
+    async def main() -> Tenancy:
+        engine = make_engine(app_url(seeded_url))
+        try:
+            return await show_tenancy(engine)
+        finally:
+            await engine.dispose()
+
+    shown = asyncio.run(main())
+    first, second, anonymous = shown.lists.values()
+    own = [{i for i, v in listed if v == "organization"} for listed in (first, second)]
+    assert own[0] and own[1] and not own[0] & own[1]
+    assert {v for _, v in anonymous} == {"public"}
+    assert shown.probe is not None
+    assert (shown.probe.read_status, shown.probe.edit_status) == (404, 404)
+    assert shown.probe.asker_org != shown.probe.owner_org
+    assert shown.role.role == role_name() and shown.role.unprotected == []
 
 
 @pytest.fixture

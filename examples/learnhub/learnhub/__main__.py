@@ -225,9 +225,16 @@ def _role_line(role) -> str:  # type: ignore[no-untyped-def]
 
 
 def _print_tenancy(tenancy) -> None:  # type: ignore[no-untyped-def]
-    table = Table("signed in as", "GET /api/content?limit=5 returned ids", title="same request")
-    for caller, ids in tenancy.lists.items():
-        table.add_row(caller, ", ".join(map(str, ids)) or "-")
+    table = Table(
+        "signed in as",
+        "its organisation's content",
+        "public content",
+        title="GET /api/content?limit=10, the same request",
+    )
+    for caller, listed in tenancy.lists.items():
+        own = [str(id_) for id_, visibility in listed if visibility == "organization"]
+        public = [str(id_) for id_, visibility in listed if visibility == "public"]
+        table.add_row(caller, ", ".join(own) or "-", ", ".join(public) or "-")
     console.print(table)
     probe = tenancy.probe
     if probe is not None:

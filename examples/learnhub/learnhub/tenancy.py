@@ -19,7 +19,7 @@ from pgwarden.insight import RoleAccess, role_access
 
 __all__ = ["Probe", "Tenancy", "show_tenancy"]
 
-LIST = "/api/content?limit=5"
+LIST = "/api/content?limit=10"
 
 
 @dataclass(frozen=True)
@@ -38,7 +38,8 @@ class Tenancy:
     """What the API's role is, and what the same requests gave to different callers."""
 
     role: RoleAccess
-    lists: dict[str, list[int]]  # caller ("organization 1 (user 17)", "anonymous") -> ids
+    # caller ("organization 1 (user 17)", "anonymous") -> the (id, visibility) listed
+    lists: dict[str, list[tuple[int, str]]]
     probe: Probe | None  # None when no organisation has content of its own to probe
 
 
@@ -48,7 +49,7 @@ async def show_tenancy(engine: AsyncEngine) -> Tenancy:
         role = await conn.run_sync(role_access)
     callers = (await sign_in(engine, organizations=2))[:2]
     app = create_app(engine)
-    lists: dict[str, list[int]] = {}
+    lists: dict[str, list[tuple[int, str]]] = {}
     probe = None
     async with httpx.AsyncClient(
         transport=httpx.ASGITransport(app=app), base_url="http://learnhub"
@@ -56,9 +57,10 @@ async def show_tenancy(engine: AsyncEngine) -> Tenancy:
         for caller in callers:
             listed = (await client.get(LIST, headers=caller.headers)).json()
             lists[f"organization {caller.org_id} (user {caller.user_id})"] = [
-                item["id"] for item in listed
+                (item["id"], item["visibility"]) for item in listed
             ]
-        lists["anonymous"] = [item["id"] for item in (await client.get(LIST)).json()]
+        anonymous = (await client.get(LIST)).json()
+        lists["anonymous"] = [(item["id"], item["visibility"]) for item in anonymous]
         if len(callers) == 2:
             asker, owner = callers
             own = (await client.get("/api/content?limit=100", headers=owner.headers)).json()
