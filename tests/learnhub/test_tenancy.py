@@ -24,6 +24,7 @@ from learnhub.tenancy import Tenancy, show_tenancy
 from learnhub_support import Client, first_user, scalar, sign_in, with_client
 
 from pgwarden.db.engines import create_engine
+from pgwarden.errors import ConfigError
 from pgwarden.insight import check_privileges, doctor, role_access
 from pgwarden.testing.servers import TestServer
 
@@ -386,6 +387,9 @@ def test_a_generated_password_is_kept_in_a_private_file(
     path = tmp_path / "keys" / "learnhub_app.password"
     monkeypatch.setenv("LEARNHUB_APP_PASSWORD_FILE", str(path))
     assert app_password() is None
+    with pytest.raises(ConfigError, match="no password for learnhub's API role") as refused:
+        app_url("postgresql://owner@db.example/learnhub")
+    assert str(path) in (refused.value.hint or "")
     made = app_password(create=True)
     assert made is not None and len(made) >= 40
     assert stat.S_IMODE(path.stat().st_mode) == 0o600

@@ -96,10 +96,19 @@ def app_password(*, create: bool = False) -> str | None:
 
 
 def app_url(owner_url: str | URL, *, password: str | None = None) -> str:
-    """Return ``owner_url`` with the API's role and password in place of the owner's."""
-    url = parse_database_url(owner_url).set(
-        username=role_name(), password=password or app_password(create=True)
-    )
+    """Return ``owner_url`` with the API's role and password in place of the owner's.
+
+    The password is ``password``, else :func:`app_password`; with neither, the
+    migrations have not given the role one here, and that is a ``ConfigError``.
+    """
+    password = password or app_password()
+    if password is None:
+        raise ConfigError(
+            f"no password for learnhub's API role {role_name()}.",
+            hint=f"Set LEARNHUB_APP_PASSWORD, or run the migrations (python -m learnhub "
+            f"migrate), which keep a new one in {password_file()}.",
+        )
+    url = parse_database_url(owner_url).set(username=role_name(), password=password)
     return url.render_as_string(hide_password=False)
 
 
