@@ -7,29 +7,21 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 
 import httpx
-import sqlalchemy as sa
 from learnhub.api.app import create_app
 from learnhub.app_role import app_url
 from learnhub.auth import issue_session
 from learnhub.db import make_engine, make_sessionmaker
 from learnhub.workload import StatementCounter
 
-from pgwarden.db.engines import create_engine
+from pgwarden_test_support import scalar
+
+__all__ = ["SIGN_IN_STATEMENTS", "Client", "first_user", "scalar", "sign_in", "with_client"]
 
 # Statements a signed-in request sends before its route's own: the session lookup,
 # then set_tenant and set_actor.
 SIGN_IN_STATEMENTS = 3
 
 Client = Callable[..., Awaitable[tuple[httpx.Response, int]]]
-
-
-def scalar(url: str, query: str, **params: Any) -> Any:
-    """Return the first value of ``query`` run as the owner on ``url``."""
-    engine = create_engine(url, poolclass=sa.pool.NullPool)
-    with engine.connect() as conn:
-        value = conn.execute(sa.text(query), params).scalar()
-    engine.dispose()
-    return value
 
 
 def first_user(url: str, org: int) -> int:

@@ -28,7 +28,7 @@ from learnhub.api.schemas import (
     SearchHit,
     UserOut,
 )
-from learnhub.models import Comment, Content, User, WorkflowState
+from learnhub.models import Comment, Content, User, Visibility, WorkflowState
 from pgwarden.orm import search
 
 router = APIRouter(prefix="/api")
@@ -47,7 +47,7 @@ def _summary(item: Content, author: User | None) -> ContentSummary:
         summary=item.summary,
         state=item.state.value,
         published_at=item.published_at,
-        visibility=item.visibility,
+        visibility=str(item.visibility),
         author=_author(author),
     )
 
@@ -90,11 +90,11 @@ async def create_content(draft: ContentIn, session: SessionDep, user: SignedIn) 
         slug="-".join(draft.title.lower().split())[:280] + "-" + secrets.token_hex(4),
         summary=draft.summary,
         body=draft.body,
-        visibility=draft.visibility,
+        visibility=Visibility(draft.visibility),
     )
     session.add(item)
     await session.flush()
-    summary = _summary(item, await item.awaitable_attrs.author)
+    summary = _summary(item, await session.get(User, user.user_id))
     await session.commit()
     return summary
 
@@ -118,7 +118,7 @@ async def edit_content(
     item = (await session.scalars(stmt)).first()
     if item is None:
         raise HTTPException(404, f"no content {content_id} that you may change")
-    summary = _summary(item, await item.awaitable_attrs.author)
+    summary = _summary(item, await session.get(User, item.author_id))
     await session.commit()
     return summary
 

@@ -26,6 +26,7 @@ from __future__ import annotations
 import sqlalchemy as sa
 from alembic import context, op
 from learnhub.app_role import app_password, role_name
+from sqlalchemy.dialects import postgresql
 
 revision = "0002"
 down_revision = "0001"
@@ -37,6 +38,7 @@ USER_COLUMNS = [
     "id", "org_id", "email", "display_name", "is_active", "email_verified_at",
     "last_login_at", "created_at", "updated_at", "deleted_at",
 ]  # fmt: skip
+VISIBILITY = postgresql.ENUM("organization", "public", name="content_visibility", create_type=False)
 TENANT = "NULLIF(current_setting('pgwarden.tenant_id', true), '')::bigint"
 
 
@@ -65,14 +67,10 @@ def _login(role: str) -> None:
 def upgrade() -> None:
     role = role_name()
     _login(role)
+    VISIBILITY.create(op.get_bind(), checkfirst=True)
     op.add_column(
         "content",
-        sa.Column(
-            "visibility", sa.String(length=20), server_default="organization", nullable=False
-        ),
-    )
-    op.create_check_constraint(
-        op.f("ck_content_visibility"), "content", "visibility IN ('organization', 'public')"
+        sa.Column("visibility", VISIBILITY, server_default="organization", nullable=False),
     )
     op.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}")
     op.execute(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role}")
@@ -100,8 +98,8 @@ def downgrade() -> None:
     op.execute("DROP POLICY IF EXISTS content_visible ON comments")
     op.execute("ALTER TABLE comments DISABLE ROW LEVEL SECURITY")
     op.execute("DROP POLICY IF EXISTS public_read ON content")
-    op.drop_constraint(op.f("ck_content_visibility"), "content", type_="check")
     op.drop_column("content", "visibility")
+    op.execute("DROP TYPE IF EXISTS content_visibility")
     # 0001's grants. The role stays a login role: other databases may use it.
     op.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}")
     op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
