@@ -57,7 +57,8 @@ def _login(role: str) -> None:
         return
     bind = op.get_bind()
     raw = bind.connection.driver_connection
-    # The verifier, not the password: server logs and pg_stat_statements never see it.
+    # Sent as its SCRAM verifier: what a server log or pg_stat_statements may record of
+    # this statement is not the password.
     verifier = raw.pgconn.encrypt_password(  # type: ignore[union-attr]
         password.encode(), role.encode(), b"scram-sha-256"
     ).decode()
