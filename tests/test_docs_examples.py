@@ -74,6 +74,10 @@ SERVER_NEEDS: dict[str, str] = {
     ),
 }
 
+_PITR = Skip(
+    "needs a cluster that archives WAL (a restart with archive_mode on); "
+    "tests/backup/test_pitr_*.py run these on scratch clusters"
+)
 _NO_S3 = Skip("needs an S3 bucket and its credentials; tests/backup covers S3 on loopback")
 
 # Every example, as written (prompt, `.venv/bin/` and trailing comment removed).
@@ -136,6 +140,22 @@ EXAMPLES: dict[str, Run | Skip] = {
     "pgwarden backup expire --keep-daily 7 --keep-weekly 4 --dry-run": OK,
     "pgwarden backup info 20261123T101500Z-3f9a": OK,
     "pgwarden --json backup list --database learnhub": OK,
+    "pgwarden wal list --storage /var/backups/pg": OK,
+    "pgwarden --json wal list --storage /var/backups/pg": OK,
+    "pgwarden pitr setup --spool /var/lib/pgwarden/spool": OK,
+    "pgwarden wal push pg_wal/000000010000000000000003 --storage /var/backups/pg": _PITR,
+    "pgwarden wal fetch 000000010000000000000003 /tmp/seg --storage /var/backups/pg": _PITR,
+    "pgwarden wal archive --spool /var/lib/pgwarden/spool --once --storage /var/backups/pg": _PITR,
+    "pgwarden pitr setup --spool /var/lib/pgwarden/spool --apply": _PITR,
+    "pgwarden pitr check --storage /var/backups/pg": _PITR,
+    "pgwarden pitr expire-wal --window 7d --dry-run --storage /var/backups/pg": OK,
+    "pgwarden pitr status --storage /var/backups/pg": Run(codes=frozenset({1})),
+    "pgwarden pitr drill --scratch /srv/scratch --port 5498 --storage /var/backups/pg": _PITR,
+    "pgwarden pitr backup --storage /var/backups/pg": _PITR,
+    "pgwarden pitr restore --data-dir /srv/pg2 --port 5499 --target-name before-migration": _PITR,
+    "pgwarden restore --target-time 2026-12-07T10:15:00+00:00 --data-dir /srv/pg --port 5499": (
+        _PITR
+    ),
     'pgwarden backup pin 20261123T101500Z-3f9a --reason "before the 3.0 migration"': OK,
     "pgwarden backup unlock learnhub": OK,
     "pgwarden backup unpin 20261123T101500Z-3f9a": OK,

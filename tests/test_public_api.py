@@ -56,6 +56,32 @@ def test_no_two_public_classes_share_a_name() -> None:
     assert shared == {}
 
 
+def _public_modules() -> list[ModuleType]:
+    """Return every module of pgwarden with no private part in its name."""
+    return [
+        importlib.import_module(info.name)
+        for info in pkgutil.walk_packages(pgwarden.__path__, "pgwarden.")
+        if not any(part.startswith("_") for part in info.name.split(".")[1:])
+    ]
+
+
+def test_no_two_classes_of_the_public_modules_share_a_name() -> None:
+    """A class defined or exported by any public module has a name no other class has."""
+    homes: dict[str, set[str]] = {}
+    for module in [pgwarden, *_public_modules()]:
+        exported = set(getattr(module, "__all__", ()))
+        for name, cls in vars(module).items():
+            if (
+                inspect.isclass(cls)
+                and not name.startswith("_")
+                and cls.__module__.startswith("pgwarden.")
+                and (cls.__module__ == module.__name__ or name in exported)
+            ):
+                homes.setdefault(name, set()).add(f"{cls.__module__}.{cls.__qualname__}")
+    shared = {name: sorted(where) for name, where in homes.items() if len(where) > 1}
+    assert shared == {}
+
+
 def test_an_unknown_name_is_an_attribute_error() -> None:
     with pytest.raises(AttributeError, match="NoSuchError"):
         _ = pgwarden.NoSuchError  # type: ignore[attr-defined]

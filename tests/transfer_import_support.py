@@ -20,8 +20,9 @@ from sqlalchemy.pool import NullPool
 from pgwarden._sql import qualified as qualified_name
 from pgwarden._sql import quote_identifier as quote
 from pgwarden.transfer import BundleTable
-from pgwarden.transfer.bundle import DataFile, Format, write_manifest
+from pgwarden.transfer.bundle import Format
 from pgwarden.transfer.catalog import load_catalog
+from pgwarden.transfer.export.bundle_files import DataFile, write_manifest
 
 # Migration bookkeeping: a migrated target has its own row already.
 NOT_DATA = {"public.alembic_version"}

@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from pgwarden.advise.errors import PlanFailed, UnusableQuery
     from pgwarden.backup.errors import (
         BackupNotFound,
+        BaseBackupFailed,
         ChecksumMismatch,
         DumpFailed,
         IndexCorrupt,
@@ -48,11 +49,14 @@ if TYPE_CHECKING:
         ObjectChanged,
         ObjectExists,
         ObjectNotFound,
+        RecoveryFailed,
         RestoreFailed,
         RowCountMismatch,
         StorageError,
         StorageUnusable,
         TargetNotEmpty,
+        WalConflict,
+        WalMissing,
     )
     from pgwarden.insight.errors import CheckSkipped
     from pgwarden.observe.errors import NPlusOneDetected
@@ -68,6 +72,7 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
     "pgwarden.advise.errors": ("PlanFailed", "UnusableQuery"),
     "pgwarden.backup.errors": (
         "BackupNotFound",
+        "BaseBackupFailed",
         "ChecksumMismatch",
         "DumpFailed",
         "IndexCorrupt",
@@ -83,7 +88,10 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
         "RowCountMismatch",
         "StorageError",
         "StorageUnusable",
+        "RecoveryFailed",
         "TargetNotEmpty",
+        "WalConflict",
+        "WalMissing",
     ),
     "pgwarden.insight.errors": ("CheckSkipped",),
     "pgwarden.observe.errors": ("NPlusOneDetected",),
@@ -103,6 +111,7 @@ def __getattr__(name: str) -> Any:
 
 __all__ = [
     "BackupNotFound",
+    "BaseBackupFailed",
     "BinaryNotFound",
     "BundleError",
     "CheckSkipped",
@@ -125,6 +134,7 @@ __all__ = [
     "ObjectNotFound",
     "PgwardenError",
     "PlanFailed",
+    "RecoveryFailed",
     "RestoreFailed",
     "RollbackRefused",
     "RowCountMismatch",
@@ -136,5 +146,7 @@ __all__ = [
     "UnknownKey",
     "UnusableQuery",
     "UserError",
+    "WalConflict",
+    "WalMissing",
     "__version__",
 ]

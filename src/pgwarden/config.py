@@ -29,7 +29,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
-from pgwarden._units import parse_duration
+from pgwarden._units import parse_duration, parse_size
 from pgwarden.errors import ConfigError
 from pgwarden.urls import parse_database_url, redact_text
 
@@ -114,6 +114,11 @@ class Settings(BaseSettings):
         default=None,
         description="a second storage each backup is copied to (off-site), same forms",
     )
+    backup_parallel_min_size: int = Field(
+        default=1024**3,
+        ge=0,
+        description="a size such as 1GB: from it on, backups and restores run one job per CPU",
+    )
     s3_endpoint_url: str | None = Field(
         default=None, description="an S3-compatible endpoint such as http://127.0.0.1:9000"
     )
@@ -145,6 +150,16 @@ class Settings(BaseSettings):
         except ValueError:
             raise ValueError("expected a duration such as 30s, 500ms or 2min") from None
         return round(span / timedelta(milliseconds=1)) or None
+
+    @field_validator("backup_parallel_min_size", mode="before")
+    @classmethod
+    def _size(cls, value: Any) -> Any:
+        if isinstance(value, int) or value is None:
+            return value
+        try:
+            return parse_size(str(value).strip())
+        except ValueError:
+            raise ValueError("expected a size such as 1GB, 512MB or a number of bytes") from None
 
     @field_validator("encryption_keys", mode="before")
     @classmethod

@@ -170,11 +170,11 @@ def test_directory_format_dumps_in_parallel_and_restores(
     assert "data/toc.dat.enc" in names and len(names) > 10
     assert all(name.endswith(".enc") for name in names)
     restored = restore_backup(backups, manifest.id, target_url, keyring=keyring(), jobs=2)
-    assert restored.staged
+    assert restored.mode == "pg_restore | psql, in parallel" and not restored.staged
     assert checksums(target_url) == checksums(source_url)
 
     with pytest.raises(UserError, match="directory format"):
-        create_backup(source_url, backups, jobs=2)
+        create_backup(source_url, backups, dump_format="custom", jobs=2)
 
 
 def test_compression_follows_what_pg_dump_supports(source_url: str, backups: LocalStorage) -> None:

@@ -106,7 +106,13 @@ def test_async_engines_are_observed_with_the_awaiting_line(
             await engine.dispose()
 
     asyncio.run(main())
-    [slow] = [r for r in records if r.levelno == logging.WARNING]
+    # Only the sleep counts: on a loaded machine the dialect's own start-up queries
+    # can pass 10 ms too.
+    [slow] = [
+        r
+        for r in records
+        if r.levelno == logging.WARNING and "pg_sleep" in getattr(r, "statement", "")
+    ]
     assert slow.call_site.endswith(str(line_of(__file__, "# async slow")))  # type: ignore[attr-defined]
 
 

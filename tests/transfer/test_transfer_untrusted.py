@@ -39,8 +39,8 @@ from pgwarden.transfer import (
     import_csv,
     read_bundle,
 )
-from pgwarden.transfer.bundle import DataFile, data_file_name
 from pgwarden.transfer.copytext import parse_copy_line
+from pgwarden.transfer.export.bundle_files import DataFile, data_file_name
 from pgwarden.transfer.journal.runs import ensure_journal
 from transfer_import_support import connection, run
 

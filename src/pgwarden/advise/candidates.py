@@ -24,7 +24,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 
 from pgwarden._sql import qualified, quote_identifier
-from pgwarden.advise.catalog import Catalog, ExistingIndex, Table
+from pgwarden.advise.catalog import ExistingIndex, QueriedTable, QueryCatalog
 from pgwarden.advise.parsing import ColumnPath, ParsedQuery, Scope, TableRef
 
 __all__ = ["Candidate", "IndexKey", "TableUse", "candidates_for", "covering_index", "resolve"]
@@ -79,7 +79,7 @@ class Candidate:
 class TableUse:
     """What one query level compares and sorts on in one table it reads."""
 
-    table: Table
+    table: QueriedTable
     equality: list[str] = field(default_factory=list)
     ranges: list[str] = field(default_factory=list)
     joins: list[str] = field(default_factory=list)
@@ -91,11 +91,11 @@ class TableUse:
 class _Resolved:
     scope: int
     ref: TableRef
-    table: Table | None
+    table: QueriedTable | None
     column: str
 
 
-def resolve(parsed: ParsedQuery, catalog: Catalog) -> list[TableUse]:
+def resolve(parsed: ParsedQuery, catalog: QueryCatalog) -> list[TableUse]:
     """Return, per query level and table, the columns ``parsed`` compares and sorts on.
 
     Only application tables count (no catalogs, views or CTEs); columns that cannot be
@@ -133,7 +133,7 @@ class _Level:
         return self.uses.setdefault(found.ref.key, TableUse(found.table))
 
 
-def _sort(scopes: list[Scope], index: int, catalog: Catalog, level: _Level) -> None:
+def _sort(scopes: list[Scope], index: int, catalog: QueryCatalog, level: _Level) -> None:
     sort = scopes[index].sort
     found = [_lookup(scopes, index, key.column, catalog) for key in sort]
     resolved = [f for f in found if f is not None and f.scope == index]
@@ -149,7 +149,7 @@ def _sort(scopes: list[Scope], index: int, catalog: Catalog, level: _Level) -> N
 
 
 def _lookup(
-    scopes: list[Scope], index: int, path: ColumnPath | None, catalog: Catalog
+    scopes: list[Scope], index: int, path: ColumnPath | None, catalog: QueryCatalog
 ) -> _Resolved | None:
     """Find the table a column reference means, from this level outwards."""
     if not path:
@@ -240,7 +240,7 @@ def _shapes(use: TableUse) -> Iterable[tuple[list[IndexKey], int, str | None]]:
             yield [*rest, *order], len(rest), predicate
 
 
-def covering_index(candidate: Candidate, table: Table) -> ExistingIndex | None:
+def covering_index(candidate: Candidate, table: QueriedTable) -> ExistingIndex | None:
     """Return an existing index that leads with the candidate's columns, if there is one.
 
     Only a non-partial index counts: it serves every query the candidate could. Among

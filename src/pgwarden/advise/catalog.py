@@ -17,7 +17,7 @@ from sqlalchemy.engine import Connection
 
 from pgwarden._sql import qualified, quote_identifier
 
-__all__ = ["Catalog", "ExistingIndex", "Table", "load_catalog"]
+__all__ = ["ExistingIndex", "QueriedTable", "QueryCatalog", "load_catalog"]
 
 # Schemas whose tables are the server's, not the application's.
 SYSTEM_SCHEMAS = frozenset({"pg_catalog", "information_schema"})
@@ -111,7 +111,7 @@ class ExistingIndex:
 
 
 @dataclass
-class Table:
+class QueriedTable:
     """A table the queries read, with what the advisor weighs an index on it by."""
 
     oid: int
@@ -145,18 +145,18 @@ class Table:
 
 
 @dataclass
-class Catalog:
+class QueryCatalog:
     """The tables named by a set of queries, looked up once."""
 
-    by_name: dict[tuple[str | None, str], Table | None]
-    tables: dict[int, Table]
+    by_name: dict[tuple[str | None, str], QueriedTable | None]
+    tables: dict[int, QueriedTable]
 
-    def table(self, schema: str | None, name: str) -> Table | None:
+    def table(self, schema: str | None, name: str) -> QueriedTable | None:
         """Return the table ``schema.name`` (or ``name`` on the search path) names, if any."""
         return self.by_name.get((schema, name))
 
 
-def load_catalog(conn: Connection, names: Iterable[tuple[str | None, str]]) -> Catalog:
+def load_catalog(conn: Connection, names: Iterable[tuple[str | None, str]]) -> QueryCatalog:
     """Look up the relations ``names`` mean in this session, and what the advisor needs.
 
     A name that resolves to nothing (a CTE, a typo, a table of another database) maps
@@ -167,16 +167,16 @@ def load_catalog(conn: Connection, names: Iterable[tuple[str | None, str]]) -> C
         qualified(schema, name, plain=True) if schema else quote_identifier(name, plain=True)
         for schema, name in wanted
     ]
-    by_name: dict[tuple[str | None, str], Table | None] = dict.fromkeys(wanted)
+    by_name: dict[tuple[str | None, str], QueriedTable | None] = dict.fromkeys(wanted)
     resolved: dict[int, int] = {}
     if wanted:
         for row in conn.execute(_RESOLVE, {"names": spelled}):
             resolved[int(row.ord) - 1] = int(row.oid)
     oids = sorted(set(resolved.values()))
-    tables: dict[int, Table] = {}
+    tables: dict[int, QueriedTable] = {}
     if oids:
         for found in conn.execute(_TABLES, {"oids": oids}).mappings():
-            tables[int(found["oid"])] = Table(**found)
+            tables[int(found["oid"])] = QueriedTable(**found)
         for row in conn.execute(_COLUMNS, {"oids": oids}):
             tables[int(row.oid)].columns[row.name] = int(row.width)
             tables[int(row.oid)].distinct[row.name] = float(row.distinct_values or 0)
@@ -186,4 +186,4 @@ def load_catalog(conn: Connection, names: Iterable[tuple[str | None, str]]) -> C
             )
     for position, oid in resolved.items():
         by_name[wanted[position]] = tables.get(oid)
-    return Catalog(by_name=by_name, tables=tables)
+    return QueryCatalog(by_name=by_name, tables=tables)

@@ -30,7 +30,7 @@ from sqlalchemy.engine import Connection
 
 from pgwarden._sql import quote_identifier
 from pgwarden.advise.candidates import Candidate
-from pgwarden.advise.catalog import Table
+from pgwarden.advise.catalog import QueriedTable
 from pgwarden.advise.errors import PlanFailed
 from pgwarden.advise.parsing import ParsedQuery
 from pgwarden.errors import NotEnabled
@@ -241,7 +241,7 @@ class Opened:
 @contextmanager
 def open_planner(
     conn: Connection,
-    tables: list[Table],
+    tables: list[QueriedTable],
     *,
     method: Method = "auto",
     sample_rows: int = 100_000,

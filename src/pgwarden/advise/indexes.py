@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection
 
 from pgwarden._sql import qualified
 from pgwarden.advise.candidates import Candidate, candidates_for, covering_index, resolve
-from pgwarden.advise.catalog import Catalog, Table, load_catalog
+from pgwarden.advise.catalog import QueriedTable, QueryCatalog, load_catalog
 from pgwarden.advise.evaluate import Method, PlanFailed, Planner, open_planner
 from pgwarden.advise.parsing import ParsedQuery, UnusableQuery, parse_query
 from pgwarden.advise.queries import Query, SkippedQuery, top_queries
@@ -168,7 +168,7 @@ def advise_indexes(
 
 
 def _candidates(
-    parsed: list[ParsedQuery], catalog: Catalog, skipped: list[SkippedQuery], max_columns: int
+    parsed: list[ParsedQuery], catalog: QueryCatalog, skipped: list[SkippedQuery], max_columns: int
 ) -> tuple[list[_Work], list[Candidate]]:
     work: list[_Work] = []
     found: dict[Candidate, None] = {}
@@ -186,9 +186,9 @@ def _candidates(
     return work, list(found)
 
 
-def _tables_read(work: list[_Work], catalog: Catalog) -> list[Table]:
+def _tables_read(work: list[_Work], catalog: QueryCatalog) -> list[QueriedTable]:
     """Return the application's relations the queries read: a scratch copy needs them all."""
-    found: dict[int, Table] = {}
+    found: dict[int, QueriedTable] = {}
     for item in work:
         for scope in item.parsed.scopes:
             for ref in scope.tables:
@@ -298,7 +298,7 @@ def _choose(
 
 def _recommend(
     planner: Planner,
-    catalog: Catalog,
+    catalog: QueryCatalog,
     work: list[_Work],
     before: dict[int, float],
     after: dict[Candidate, dict[int, float]],
@@ -344,11 +344,11 @@ def _recommend(
     )
 
 
-def _write_heavy(table: Table) -> bool:
+def _write_heavy(table: QueriedTable) -> bool:
     return table.writes > table.reads
 
 
-def _fraction(planner: Planner, table: Table, candidate: Candidate) -> float:
+def _fraction(planner: Planner, table: QueriedTable, candidate: Candidate) -> float:
     """Return the share of the table's rows a partial index holds, as the planner sees it."""
     if candidate.predicate is None:
         return 1.0

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from pgwarden._sql import qualified, quote_identifier
 from pgwarden.advise.candidates import Candidate, IndexKey
-from pgwarden.advise.catalog import Table
+from pgwarden.advise.catalog import QueriedTable
 from pgwarden.advise.queries import SkippedQuery
 from pgwarden.advise.scratch import SampledTable
 
@@ -178,7 +178,7 @@ def _py(value: str) -> str:
     return json.dumps(value, ensure_ascii=False)
 
 
-def estimate_size(table: Table, keys: Sequence[IndexKey], fraction: float = 1.0) -> int:
+def estimate_size(table: QueriedTable, keys: Sequence[IndexKey], fraction: float = 1.0) -> int:
     """Estimate a B-tree's size in bytes from the table's rows and the keys' widths.
 
     ``fraction`` is the share of rows a partial index holds. Each leaf entry is an

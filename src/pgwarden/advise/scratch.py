@@ -43,7 +43,7 @@ from sqlalchemy.engine import URL, Connection
 
 from pgwarden._sql import qualified, quote_identifier
 from pgwarden.advise.candidates import Candidate
-from pgwarden.advise.catalog import Table
+from pgwarden.advise.catalog import QueriedTable
 from pgwarden.advise.evaluate import Plan, PlanFailed, Probe, explain
 from pgwarden.advise.parsing import ParsedQuery
 from pgwarden.db import clients
@@ -173,7 +173,7 @@ class ScratchCopy:
 @contextmanager
 def scratch_copy(
     conn: Connection,
-    tables: list[Table],
+    tables: list[QueriedTable],
     *,
     sample_rows: int = 100_000,
     progress: Callable[[str, int, int], None] | None = None,

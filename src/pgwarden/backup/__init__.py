@@ -20,7 +20,17 @@ Logical backups, built on them:
   :func:`pin_backup`, :func:`delete_backup`, :func:`expire_backups`;
 - :mod:`pgwarden.backup.manifest`: the storage layout and the manifest.
 
-See ``docs/backup.md``.
+Point-in-time recovery, on the same storage, keys and catalogue:
+
+- :mod:`pgwarden.backup.wal`: WAL archiving, :func:`push_wal`, :func:`fetch_wal`, the
+  spool and its long-lived archiver;
+- :mod:`pgwarden.backup.physical`: :func:`create_base_backup` with pg_basebackup;
+- :mod:`pgwarden.backup.pitr`: :func:`restore_pitr` to a :class:`RecoveryTarget`;
+- :mod:`pgwarden.backup.pitr_setup`, :mod:`~pgwarden.backup.pitr_status`,
+  :mod:`~pgwarden.backup.pitr_drill`, :mod:`~pgwarden.backup.pitr_retention`: setup and
+  check of archiving, the recoverable window, restore drills, WAL retention.
+
+See ``docs/backup.md`` and ``docs/pitr.md``.
 """
 
 from __future__ import annotations
@@ -38,6 +48,7 @@ from pgwarden.backup.catalog import (
 from pgwarden.backup.crypto import BackupKeyring, decrypt_stream, encrypt_stream, read_key_id
 from pgwarden.backup.errors import (
     BackupNotFound,
+    BaseBackupFailed,
     ChecksumMismatch,
     DumpFailed,
     IndexCorrupt,
@@ -48,15 +59,25 @@ from pgwarden.backup.errors import (
     ObjectChanged,
     ObjectExists,
     ObjectNotFound,
+    RecoveryFailed,
     RestoreFailed,
     RowCountMismatch,
     StorageError,
     StorageUnusable,
     TargetNotEmpty,
+    WalConflict,
+    WalMissing,
 )
 from pgwarden.backup.lock import Lock, LockRecord, break_lock, read_lock
 from pgwarden.backup.logical import BackupResult, create_backup
 from pgwarden.backup.manifest import Manifest, VerifyRecord
+from pgwarden.backup.physical import BaseBackup, create_base_backup
+from pgwarden.backup.pitr import RestoredCluster, restore_pitr
+from pgwarden.backup.pitr_drill import run_drill
+from pgwarden.backup.pitr_plan import RecoveryTarget, plan_restore
+from pgwarden.backup.pitr_retention import WalExpiry, expire_wal
+from pgwarden.backup.pitr_setup import archiving_plan, check_archiving
+from pgwarden.backup.pitr_status import DrillRecord, PitrStatus, pitr_status
 from pgwarden.backup.restore import RestoreResult, backup_contents, restore_backup
 from pgwarden.backup.retention import (
     BackupRecord,
@@ -67,6 +88,7 @@ from pgwarden.backup.retention import (
 )
 from pgwarden.backup.storage import LocalStorage, ObjectInfo, Storage, open_storage
 from pgwarden.backup.verify import verify_backup
+from pgwarden.backup.wal import fetch_wal, push_wal
 
 __all__ = [
     "BackupEntry",
@@ -74,8 +96,11 @@ __all__ = [
     "BackupNotFound",
     "BackupRecord",
     "BackupResult",
+    "BaseBackup",
+    "BaseBackupFailed",
     "ChecksumMismatch",
     "Decision",
+    "DrillRecord",
     "DumpFailed",
     "IndexCorrupt",
     "IntegrityFailed",
@@ -90,8 +115,12 @@ __all__ = [
     "ObjectExists",
     "ObjectInfo",
     "ObjectNotFound",
+    "PitrStatus",
+    "RecoveryFailed",
+    "RecoveryTarget",
     "RestoreFailed",
     "RestoreResult",
+    "RestoredCluster",
     "RetentionPlan",
     "RetentionPolicy",
     "RowCountMismatch",
@@ -100,22 +129,35 @@ __all__ = [
     "StorageUnusable",
     "TargetNotEmpty",
     "VerifyRecord",
+    "WalConflict",
+    "WalExpiry",
+    "WalMissing",
+    "archiving_plan",
     "backup_contents",
     "backup_info",
     "break_lock",
+    "check_archiving",
     "create_backup",
+    "create_base_backup",
     "decrypt_stream",
     "delete_backup",
     "encrypt_stream",
     "expire_backups",
+    "expire_wal",
+    "fetch_wal",
     "find_backup",
     "list_backups",
     "open_storage",
     "pin_backup",
+    "pitr_status",
+    "plan_restore",
     "plan_retention",
+    "push_wal",
     "read_key_id",
     "read_lock",
     "restore_backup",
+    "restore_pitr",
+    "run_drill",
     "unpin_backup",
     "verify_backup",
 ]

@@ -6,13 +6,16 @@ is proved (size, SHA-256, authenticated decryption) whatever it is read for.
 
 from __future__ import annotations
 
+import errno
+import functools
 import os
 import tempfile
-from collections.abc import Iterator
-from contextlib import contextmanager
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager, suppress
 from pathlib import Path
 
-from pgwarden.backup._streams import CheckedRead
+from pgwarden.backup._streams import CheckedRead, held_back
 from pgwarden.backup.crypto import BackupKeyring
 from pgwarden.backup.errors import ManifestInvalid
 from pgwarden.backup.manifest import Manifest, StoredFile
@@ -20,7 +23,16 @@ from pgwarden.backup.progress import ProgressCallback, counted, no_progress
 from pgwarden.backup.storage import Storage, check_key
 from pgwarden.errors import ConfigError, UserError
 
-__all__ = ["check_files", "keyring_for", "major", "read_file", "stage", "staging_directory"]
+__all__ = [
+    "Pipes",
+    "check_files",
+    "keyring_for",
+    "major",
+    "pipes",
+    "read_file",
+    "stage",
+    "staging_directory",
+]
 
 
 def keyring_for(manifest: Manifest, keyring: BackupKeyring | None) -> BackupKeyring | None:
@@ -71,6 +83,7 @@ def read_file(
         keyring=keyring,
         encrypted=manifest.encrypted,
         backup_id=manifest.id,
+        compressed=manifest.compression.by_pgwarden,
     )
 
 
@@ -129,6 +142,96 @@ def stage(
                 handle.write(chunk)
         done += stored.plain_size
     return archive
+
+
+def pipes(
+    storage: Storage,
+    manifest: Manifest,
+    prefix: str,
+    keyring: BackupKeyring | None,
+    directory: Path,
+) -> tuple[Path, Pipes]:
+    """Lay out a directory-format backup in ``directory`` without staging its data.
+
+    ``toc.dat`` is written (proved); every other file is a named pipe that the returned
+    :class:`Pipes` fills from the storage, proved as it goes, when pg_restore opens it.
+    """
+    archive = directory / "dump"
+    planned = _staged_paths(manifest, prefix, archive, None)
+    archive.mkdir(mode=0o700)
+    fed: list[tuple[Path, Callable[[], CheckedRead]]] = []
+    for stored, path in planned:
+        if path.name == "toc.dat":
+            fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW, 0o600)
+            with os.fdopen(fd, "wb") as handle:
+                for chunk in read_file(storage, manifest, prefix, stored, keyring):
+                    handle.write(chunk)
+        else:
+            os.mkfifo(path, 0o600)
+            fed.append(
+                (path, functools.partial(read_file, storage, manifest, prefix, stored, keyring))
+            )
+    return archive, Pipes(fed)
+
+
+class Pipes:
+    """Fill named pipes from the storage as a reader opens each, on threads.
+
+    A pipe is filled when it has a reader: it is opened for writing without blocking
+    until that succeeds. The last piece of each file is held back until the file is
+    proved; a file that fails its proof calls ``on_error`` (which stops the readers)
+    before its pipe is closed, so a reader never takes a damaged file for a whole one.
+    """
+
+    def __init__(self, fed: list[tuple[Path, Callable[[], CheckedRead]]]) -> None:
+        self.errors: list[BaseException] = []
+        self.on_error: Callable[[], None] = lambda: None
+        self._pending = dict(fed)
+        self._stop = threading.Event()
+        self._writers: list[threading.Thread] = []
+        self._watcher = threading.Thread(target=self._watch, name="pgwarden-pipes", daemon=True)
+        self._watcher.start()
+
+    def _watch(self) -> None:
+        while self._pending and not self._stop.is_set():
+            for path in list(self._pending):
+                try:
+                    fd = os.open(path, os.O_WRONLY | os.O_NONBLOCK)
+                except OSError as exc:
+                    if exc.errno != errno.ENXIO:  # ENXIO: no reader yet
+                        self._pending.pop(path)
+                        self._failed(exc)
+                    continue
+                os.set_blocking(fd, True)
+                source = self._pending.pop(path)
+                writer = threading.Thread(target=self._write, args=(fd, source), daemon=True)
+                writer.start()
+                self._writers.append(writer)
+            self._stop.wait(0.02)
+
+    def _write(self, fd: int, source: Callable[[], CheckedRead]) -> None:
+        out = os.fdopen(fd, "wb")
+        try:
+            for chunk in held_back(source()):
+                out.write(chunk)
+        except BrokenPipeError:
+            pass  # the reader stopped: its own error says why
+        except BaseException as exc:  # handed to the restore by close()
+            self._failed(exc)
+        finally:
+            with suppress(OSError):
+                out.close()
+
+    def _failed(self, exc: BaseException) -> None:
+        self.errors.append(exc)
+        self.on_error()
+
+    def close(self) -> None:
+        """Stop filling pipes (the readers are done) and wait for the writers."""
+        self._stop.set()
+        self._watcher.join()
+        for writer in self._writers:
+            writer.join()
 
 
 def major(version: str) -> int:

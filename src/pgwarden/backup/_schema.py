@@ -34,6 +34,7 @@ __all__ = [
     "LockSchema",
     "ManifestSchema",
     "VerifySchema",
+    "id_time",
     "load_object",
     "parse",
 ]
@@ -43,6 +44,8 @@ MAX_BYTES = 64 * 1024 * 1024
 #: Arrays and objects nest at most this deep (a manifest nests 4 levels).
 MAX_DEPTH = 16
 BACKUP_ID = r"^(?P<time>\d{8}T\d{6}Z)-(?P<suffix>[0-9a-f]{4,16})$"
+#: How a backup id writes its start time (UTC, to the second).
+ID_TIME = "%Y%m%dT%H%M%SZ"
 
 _STRING = re.compile(rb'"[^"\\]*(?:\\.[^"\\]*)*"', re.DOTALL)
 _NOT_BRACKETS = bytes(b for b in range(256) if b not in b"[]{}")
@@ -51,6 +54,11 @@ _FILE_NAME = r"^data(\.dump|/[A-Za-z0-9_][A-Za-z0-9_.\-]{0,127})(\.enc)?$"
 _ENCRYPTED = ".enc"
 
 M = TypeVar("M", bound=BaseModel)
+
+
+def id_time(text: str) -> datetime:
+    """Return the UTC time ``text`` (a backup id's first 16 characters) writes."""
+    return datetime.strptime(text, ID_TIME).replace(tzinfo=UTC)
 
 
 def _moment(value: datetime) -> datetime:
@@ -89,6 +97,14 @@ class StoredFileSchema(_Strict):
 class CompressionSchema(_Strict):
     method: Literal["zstd", "gzip", "lz4", "none"]
     level: Annotated[int, Field(ge=0, le=22)] | None = None
+    # Manifests written before pgwarden compressed by itself have no such field.
+    applied_by: Literal["pg_dump", "pgwarden"] = "pg_dump"
+
+    @model_validator(mode="after")
+    def _zstd_only(self) -> CompressionSchema:
+        if self.applied_by == "pgwarden" and self.method != "zstd":
+            raise ValueError(f"pgwarden compresses with zstd, not {self.method}")
+        return self
 
 
 class EncryptionSchema(_Strict):
@@ -141,7 +157,7 @@ class ManifestSchema(_Strict):
 
     @model_validator(mode="after")
     def _consistent(self) -> ManifestSchema:
-        started = datetime.strptime(self.id[:16], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+        started = id_time(self.id[:16])
         if not timedelta(0) <= self.started_at - started < timedelta(seconds=1):
             raise ValueError(f"started_at {self.started_at.isoformat()} is not the id's time")
         if self.ended_at < self.started_at:
@@ -154,6 +170,7 @@ class ManifestSchema(_Strict):
 
 def _check_files(manifest: ManifestSchema) -> None:
     encrypted = manifest.encryption is not None
+    compressed = manifest.compression.applied_by == "pgwarden"
     suffix = _ENCRYPTED if encrypted else ""
     names = [f.name for f in manifest.files]
     if len(set(names)) != len(names):
@@ -162,11 +179,12 @@ def _check_files(manifest: ManifestSchema) -> None:
         if stored.name.endswith(_ENCRYPTED) != encrypted:
             state = "encrypted" if encrypted else "not encrypted"
             raise ValueError(f"file {stored.name!r} is named otherwise than a backup {state}")
-        if not encrypted and (stored.size, stored.sha256) != (
-            stored.plain_size,
-            stored.plain_sha256,
-        ):
-            raise ValueError(f"file {stored.name!r} has two sizes or checksums, unencrypted")
+        same = (stored.size, stored.sha256) == (stored.plain_size, stored.plain_sha256)
+        if not encrypted and not compressed and not same:
+            raise ValueError(
+                f"file {stored.name!r} has two sizes or checksums, neither encrypted nor "
+                "compressed by pgwarden"
+            )
     if manifest.dump_format == "custom" and names != ["data.dump" + suffix]:
         raise ValueError(f"a custom-format backup holds one file, data.dump{suffix}")
     if manifest.dump_format == "directory" and (

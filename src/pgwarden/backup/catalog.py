@@ -155,10 +155,17 @@ def _entry(
 
 
 def list_backups(storage: Storage, *, database: str | None = None) -> list[BackupEntry]:
-    """Return the logical backups in ``storage`` (of ``database`` only, if given), newest first."""
+    """Return the backups in ``storage`` (of ``database`` only, if given), newest first.
+
+    Logical backups and physical base backups (whose ``database`` is the cluster's name)
+    are one catalogue.
+    """
     prefix = f"{storage_name(database)}/{KIND}/" if database else ""
     groups = _group(storage.list(prefix))
     entries = [_entry(storage, db, backup_id, objs) for (db, backup_id), objs in groups.items()]
+    from pgwarden.backup.physical import physical_entries  # it builds on this module
+
+    entries += physical_entries(storage, cluster=database)
     entries.sort(key=lambda e: (e.started_at, e.id), reverse=True)
     return entries
 

@@ -6,6 +6,7 @@ from pgwarden.errors import PgwardenError, UserError
 
 __all__ = [
     "BackupNotFound",
+    "BaseBackupFailed",
     "ChecksumMismatch",
     "DumpFailed",
     "IndexCorrupt",
@@ -17,11 +18,14 @@ __all__ = [
     "ObjectChanged",
     "ObjectExists",
     "ObjectNotFound",
+    "RecoveryFailed",
     "RestoreFailed",
     "RowCountMismatch",
     "StorageError",
     "StorageUnusable",
     "TargetNotEmpty",
+    "WalConflict",
+    "WalMissing",
 ]
 
 
@@ -118,3 +122,26 @@ class RowCountMismatch(IntegrityFailed):
 
 class IndexCorrupt(IntegrityFailed):
     """Raise when amcheck finds a B-tree index of a restored backup inconsistent."""
+
+
+# -- WAL archiving and point-in-time recovery -------------------------------------------
+
+
+class WalConflict(IntegrityFailed):
+    """Raise when a WAL file differs from the one archived under the same name.
+
+    The archived file is never overwritten: two clusters writing into one archive, or a
+    cluster restored without a new timeline, would otherwise destroy recoverable history.
+    """
+
+
+class WalMissing(UserError):
+    """Raise when a WAL file a restore needs is not in the archive; nothing is started."""
+
+
+class RecoveryFailed(PgwardenError):
+    """Raise when a restored server stops or fails before reaching its recovery target."""
+
+
+class BaseBackupFailed(PgwardenError):
+    """Raise when pg_basebackup fails; no manifest is written, the backup stays incomplete."""

@@ -5,11 +5,18 @@
 open, counting each table's rows in the same snapshot meanwhile: the counts in the
 manifest are those of the very data dumped. Then:
 
-- **custom format** (the default): one archive streamed from pg_dump's stdout through
-  encryption into the storage, never staged on disk; pg_dump compresses it.
-- **directory format** (``jobs`` > 1 dumps tables in parallel): pg_dump's workers each
-  write their own files, so there is no single stream; they go to a local staging
-  directory first, then each file is encrypted and uploaded, and the directory removed.
+- **custom format** (tables under ``parallel_min_size``, 1 GiB, or one table holding
+  most of the data): one archive streamed from pg_dump's stdout through compression
+  and encryption into the storage, never staged on disk.
+- **directory format** (larger tables spread over several, or ``jobs`` > 1): pg_dump's
+  workers, one per CPU, each write their own files into a local staging directory; each file is
+  compressed, encrypted and stored as soon as its worker has closed it, while the dump
+  goes on, and removed from the staging directory.
+
+By default pg_dump writes its output uncompressed and pgwarden compresses it with zstd
+on several threads, hashing (plaintext and stored bytes) and encrypting in the same
+pass; ``compression="gzip"`` leaves it to pg_dump inside the archive, as backups made
+before pgwarden compressed by itself were.
 
 The manifest is written last, so a backup that failed or was killed has none and is
 listed as incomplete. The storage lock named for the database is held throughout.
@@ -24,6 +31,7 @@ import subprocess
 import tempfile
 import time
 from collections.abc import Iterable, Sequence
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -33,8 +41,8 @@ from sqlalchemy.engine import URL, Connection
 
 from pgwarden import __version__
 from pgwarden.backup import _dump, _pgtools, _tables
-from pgwarden.backup._dump import COMPRESSIONS, resolve_compression
-from pgwarden.backup._streams import Digest
+from pgwarden.backup._dump import COMPRESSIONS, PARALLEL_MIN_SIZE, resolve_compression
+from pgwarden.backup._streams import Digest, compress_stream
 from pgwarden.backup.crypto import BackupKeyring, encrypt_stream
 from pgwarden.backup.errors import StorageError
 from pgwarden.backup.lock import Lock
@@ -49,8 +57,8 @@ from pgwarden.backup.manifest import (
     started_record,
     storage_name,
 )
-from pgwarden.backup.progress import ProgressCallback, counted, no_progress
-from pgwarden.backup.storage import CHUNK_SIZE, Storage
+from pgwarden.backup.progress import BackupProgress, ProgressCallback, counted, no_progress
+from pgwarden.backup.storage import Storage
 from pgwarden.db import clients
 from pgwarden.db.binaries import Binary
 from pgwarden.errors import UserError
@@ -59,6 +67,7 @@ from pgwarden.urls import parse_database_url, redact_url
 __all__ = [
     "COMPRESSIONS",
     "FORMATS",
+    "PARALLEL_MIN_SIZE",
     "ROW_COUNTS",
     "SECTIONS",
     "BackupResult",
@@ -66,7 +75,7 @@ __all__ = [
     "resolve_compression",
 ]
 
-FORMATS = ("custom", "directory")
+FORMATS = ("auto", "custom", "directory")
 SECTIONS = ("all", "schema", "data")
 ROW_COUNTS = ("exact", "estimate", "none")
 
@@ -81,18 +90,22 @@ class BackupResult:
     copied_to: str | None = None
 
 
-def _check_options(dump_format: str, jobs: int, section: str, row_counts: str) -> None:
+def _check_options(dump_format: str, jobs: int | None, section: str, row_counts: str) -> None:
     if dump_format not in FORMATS:
-        raise UserError(f"unknown dump format {dump_format!r}.", hint="Use custom or directory.")
+        raise UserError(
+            f"unknown dump format {dump_format!r}.", hint="Use auto, custom or directory."
+        )
     if section not in SECTIONS:
         raise UserError(f"unknown section {section!r}.", hint="Use all, schema or data.")
     if row_counts not in ROW_COUNTS:
         raise UserError(
             f"unknown row count method {row_counts!r}.", hint="Use exact, estimate or none."
         )
+    if jobs is None:
+        return
     if jobs < 1:
         raise UserError(f"--jobs must be 1 or more, not {jobs}.")
-    if jobs > 1 and dump_format != "directory":
+    if jobs > 1 and dump_format == "custom":
         raise UserError(
             "parallel dumps (--jobs above 1) need the directory format.",
             hint="Add --format directory: pg_dump's parallel workers each write files of "
@@ -109,8 +122,9 @@ def create_backup(
     tables: Sequence[str] = (),
     exclude_tables: Sequence[str] = (),
     section: str = "all",
-    dump_format: str = "custom",
-    jobs: int = 1,
+    dump_format: str = "auto",
+    jobs: int | None = None,
+    parallel_min_size: int = PARALLEL_MIN_SIZE,
     compression: str = "auto",
     compression_level: int | None = None,
     keyring: BackupKeyring | None = None,
@@ -127,6 +141,10 @@ def create_backup(
     ``row_counts`` is ``exact`` (``count(*)`` per table: a full scan of each, in the
     dump's snapshot), ``estimate`` (the planner's ``reltuples``: free, not checked on
     restore) or ``none``. ``copy_to`` receives a copy once the backup is complete.
+    ``dump_format`` ``auto`` with ``jobs`` None dumps tables of at least
+    ``parallel_min_size`` bytes, none holding more than half of them, in the directory
+    format with one job per CPU, others in the custom format; ``compression`` ``auto``
+    is pgwarden's zstd.
     Raise :class:`LockHeld` if a backup or expire of this database is running.
     """
     _check_options(dump_format, jobs, section, row_counts)
@@ -137,6 +155,13 @@ def create_backup(
         with _pgtools.connect(engine) as conn:
             major, version = _pgtools.server_version(conn)
             database = str(conn.execute(sa.text("SELECT current_database()")).scalar_one())
+            sizes = (0, 0)
+            if dump_format == "auto" and jobs is None:
+                total, largest = conn.execute(sa.text(_TABLE_SIZES)).one()
+                sizes = (int(total), int(largest))
+            dump_format, jobs = _dump.choose_layout(
+                dump_format, jobs, sizes, parallel_min_size=parallel_min_size
+            )
             conn.rollback()  # the snapshot's transaction begins afresh below
             binary = _pgtools.client_binary("pg_dump", min_major=major)
             compress = _dump.resolve_compression(binary, compression, compression_level)
@@ -164,6 +189,22 @@ def create_backup(
     finally:
         engine.dispose()
     return BackupResult(manifest, storage.url, job.prefix, copied)
+
+
+# The bytes of all the tables and of the largest, as the statistics say: reading the
+# catalogue alone, it waits for no lock (a table's own size would, on a locked table).
+_TABLE_SIZES = """
+SELECT coalesce(sum(pages), 0) * current_setting('block_size')::bigint,
+       coalesce(max(pages), 0) * current_setting('block_size')::bigint
+FROM (
+    SELECT c.relpages::bigint + coalesce(t.relpages, 0) AS pages
+    FROM pg_class AS c
+    JOIN pg_namespace AS n ON n.oid = c.relnamespace
+    LEFT JOIN pg_class AS t ON t.oid = c.reltoastrelid
+    WHERE c.relkind IN ('r', 'm')
+      AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+) AS tables
+"""
 
 
 def _copy(storage: Storage, target: Storage, prefix: str, manifest: Manifest) -> str:
@@ -265,17 +306,16 @@ class _Job:
                 counter.start()
                 try:
                     if dump_format == "custom":
-                        files = [self._dump_custom(args, client, keyring)]
+                        files = [self._dump_custom(args, client, keyring, compression)]
                     else:
                         assert staging is not None
-                        self._dump_directory(args, client, jobs, staging / "dump")
+                        files = self._dump_directory(
+                            args, client, jobs, staging / "dump", keyring, compression, lock
+                        )
                 except BaseException:
                     counter.cancel()
                     raise
                 entries = counter.result()
-            # The snapshot's transaction is over (vacuum may move on) before the upload.
-            if staging is not None:
-                files = self._upload_directory(staging / "dump", keyring, lock)
         finally:
             if staging is not None:
                 shutil.rmtree(staging, ignore_errors=True)
@@ -307,65 +347,128 @@ class _Job:
         name: str,
         chunks: Iterable[bytes],
         keyring: BackupKeyring | None,
+        compression: Compression,
         *,
         phase: str,
         total: int | None = None,
         start: int = 0,
+        quiet: bool = False,
     ) -> StoredFile:
-        """Hash, encrypt, hash again and write one file of the backup."""
+        """Hash, compress, encrypt, hash again and write one file of the backup.
+
+        ``quiet`` reports no progress (the file is stored on a thread of its own).
+        """
         plain, stored = Digest(), Digest()
         data: Iterable[bytes] = plain.watch(chunks)
+        if compression.by_pgwarden:
+            assert compression.level is not None
+            data = compress_stream(data, level=compression.level, threads=_dump.threads())
         if keyring is not None:
             data = encrypt_stream(data, keyring)
             name += ".enc"
-        data = counted(stored.watch(data), phase, self.on_progress, total=total, start=start)
+        report = no_progress if quiet else self.on_progress
+        data = counted(stored.watch(data), phase, report, total=total, start=start)
         self.storage.write(self.prefix + name, data)
         return StoredFile(name, stored.size, stored.hexdigest, plain.size, plain.hexdigest)
 
     def _dump_custom(
-        self, args: list[str], client: clients.ClientArgs, keyring: BackupKeyring | None
+        self,
+        args: list[str],
+        client: clients.ClientArgs,
+        keyring: BackupKeyring | None,
+        compression: Compression,
     ) -> StoredFile:
         proc = clients.spawn(
             [*args, f"--dbname={client.dbname}"], client.env, stdout=subprocess.PIPE
         )
         errors = clients.StderrTail(proc.stderr)
         try:
-            return self._store("data.dump", _dump.read_dump(proc, errors), keyring, phase="dump")
+            chunks = _dump.read_dump(proc, errors)
+            return self._store("data.dump", chunks, keyring, compression, phase="dump")
         finally:
             _dump.stop(proc)
 
     def _dump_directory(
-        self, args: list[str], client: clients.ClientArgs, jobs: int, target: Path
-    ) -> None:
-        """Run pg_dump's parallel workers into the local directory ``target``."""
+        self,
+        args: list[str],
+        client: clients.ClientArgs,
+        jobs: int,
+        target: Path,
+        keyring: BackupKeyring | None,
+        compression: Compression,
+        lock: Lock,
+    ) -> list[StoredFile]:
+        """Run pg_dump's parallel workers into ``target``; store each file as it is written.
+
+        Each file pg_dump creates is followed by a thread of its own that compresses,
+        encrypts and stores it as it grows, and finishes once no process of the dump
+        holds it open; ``toc.dat``, written last, once pg_dump has exited.
+        """
         proc = clients.spawn(
             [*args, f"--jobs={jobs}", f"--file={target}", f"--dbname={client.dbname}"],
             client.env,
         )
         errors = clients.StderrTail(proc.stderr)
+        followers: dict[str, _dump.FileFollower] = {}
         try:
             while proc.poll() is None:
-                self.on_progress(_dump.directory_progress(target))
+                self._follow(target, followers, keyring, compression, skip="toc.dat")
+                held = _dump.held_open(proc.pid)  # after the listing: see _follow
+                for name, follower in followers.items():
+                    if held is not None and name not in held:
+                        follower.close()
+                self.on_progress(self._dumped(followers))
+                lock.check()
                 time.sleep(0.2)
         finally:
             _dump.stop(proc)
+            for follower in followers.values():
+                follower.join()
         if proc.returncode != 0:
             raise _dump.dump_failed(proc.returncode, errors.text())
+        self._follow(target, followers, keyring, compression)
+        files = []
+        for follower in followers.values():
+            follower.join()
+            if follower.error is not None:
+                raise follower.error
+            assert follower.result is not None
+            files.append(follower.result)
+        return sorted(files, key=lambda f: f.name)
 
-    def _upload_directory(
-        self, target: Path, keyring: BackupKeyring | None, lock: Lock
-    ) -> list[StoredFile]:
-        """Encrypt and store each file pg_dump wrote, one after the other."""
-        names = sorted(p.name for p in target.iterdir())
-        total = sum((target / n).stat().st_size for n in names)
-        files, done = [], 0
+    def _follow(
+        self,
+        target: Path,
+        followers: dict[str, _dump.FileFollower],
+        keyring: BackupKeyring | None,
+        compression: Compression,
+        *,
+        skip: str = "",
+    ) -> None:
+        """Start following every file pg_dump has created in ``target`` since the last call."""
+        try:
+            names = sorted(p.name for p in target.iterdir())
+        except OSError:
+            return  # pg_dump has not made the directory yet
         for name in names:
-            lock.check()
-            with (target / name).open("rb") as handle:
-                chunks = iter(lambda: handle.read(CHUNK_SIZE), b"")
-                stored = self._store(
-                    f"data/{name}", chunks, keyring, phase="upload", total=total, start=done
+            if name in followers or name == skip:
+                continue
+
+            def store(chunks: Iterable[bytes], name: str = name) -> StoredFile:
+                return self._store(
+                    f"data/{name}", chunks, keyring, compression, phase="upload", quiet=True
                 )
-            files.append(stored)
-            done += stored.plain_size
-        return files
+
+            followers[name] = _dump.FileFollower(target / name, store)
+
+    @staticmethod
+    def _dumped(followers: dict[str, _dump.FileFollower]) -> BackupProgress:
+        """Return how many bytes pg_dump has written so far."""
+        done = 0
+        for follower in followers.values():
+            if follower.result is not None:
+                done += follower.result.plain_size
+            else:
+                with suppress(OSError):
+                    done += follower.path.stat().st_size
+        return BackupProgress("dump", done)

@@ -63,7 +63,7 @@ _UNSAFE = re.compile(r"[^A-Za-z0-9_.\-]")
 def new_backup_id(now: datetime | None = None) -> str:
     """Return a new backup id: the UTC start time to the second and 4 random hex digits."""
     moment = (now or datetime.now(UTC)).astimezone(UTC)
-    return f"{moment:%Y%m%dT%H%M%SZ}-{secrets.token_hex(2)}"
+    return f"{moment.strftime(_schema.ID_TIME)}-{secrets.token_hex(2)}"
 
 
 def check_backup_id(backup_id: str) -> str:
@@ -83,7 +83,7 @@ def backup_time(backup_id: str) -> datetime:
     if match is None:
         check_backup_id(backup_id)
         raise AssertionError  # pragma: no cover - check_backup_id raised
-    return datetime.strptime(match["time"], "%Y%m%dT%H%M%SZ").replace(tzinfo=UTC)
+    return _schema.id_time(match["time"])
 
 
 def storage_name(database: str) -> str:
@@ -108,7 +108,8 @@ def _time(value: datetime | None) -> str | None:
 @dataclass(frozen=True, slots=True)
 class StoredFile:
     """One stored file: its name under the backup's prefix, its stored bytes' size and
-    SHA-256, and (when encrypted) the size and SHA-256 of the plaintext pg_dump wrote."""
+    SHA-256, and the size and SHA-256 of the plaintext pg_dump wrote (the same, unless
+    the file is encrypted or compressed by pgwarden)."""
 
     name: str
     size: int
@@ -119,10 +120,22 @@ class StoredFile:
 
 @dataclass(frozen=True, slots=True)
 class Compression:
-    """How pg_dump compressed the data: ``zstd``, ``gzip`` or ``none``, and the level."""
+    """How the data is compressed: ``zstd``, ``gzip`` or ``none``, the level, and by whom.
+
+    ``applied_by`` is ``pg_dump`` (inside its archive, which pg_restore reads as it is;
+    every backup made before pgwarden compressed by itself) or ``pgwarden`` (pg_dump wrote
+    an uncompressed archive and pgwarden compressed each stored file as a zstd stream,
+    which a restore decompresses on its way to pg_restore).
+    """
 
     method: str
     level: int | None = None
+    applied_by: str = "pg_dump"
+
+    @property
+    def by_pgwarden(self) -> bool:
+        """Return whether pgwarden compressed the stored files (so decompresses them)."""
+        return self.applied_by == "pgwarden"
 
     @property
     def spec(self) -> str:
@@ -243,7 +256,9 @@ class Manifest:
             started_at=data.started_at,
             ended_at=data.ended_at,
             dump_format=data.dump_format,
-            compression=Compression(data.compression.method, data.compression.level),
+            compression=Compression(
+                data.compression.method, data.compression.level, data.compression.applied_by
+            ),
             key_id=data.encryption.key_id if data.encryption else None,
             files=tuple(StoredFile(**f.model_dump()) for f in data.files),
             tables=tuple(

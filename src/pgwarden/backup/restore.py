@@ -10,19 +10,29 @@ Integrity first. Before a statement reaches the target:
    (exit code 3) and the target is untouched.
 
 Then pg_restore runs in one transaction (``--single-transaction``), fed from the storage
-again (custom format; decrypting on the way) with every check repeated and the last
-piece of the archive held back until they pass, so even a file replaced between the two
-reads cannot be committed. With ``jobs`` > 1, or for the directory format, the proved
-files are staged in a local directory instead and pg_restore reads them there; with
-``jobs`` > 1 there is no single transaction. ``precheck=False`` skips the first read
-(for a throwaway target, as verify does).
+again (custom format; decrypting and decompressing on the way) with every check repeated
+and the last piece of the archive held back until they pass, so even a file replaced
+between the two reads cannot be committed. With ``jobs`` > 1 there is no single
+transaction: a whole restore into tables it creates runs in three steps with the rows
+of every load known (:mod:`~pgwarden.backup._parallel`; a custom-format archive streams
+from the storage for each step); any other is ``pg_restore --jobs`` on the proved files
+staged in a local directory, as is any restore of the directory format. ``jobs`` None
+is one job per CPU for a backup of at least ``parallel_min_size`` bytes (1 GiB of
+archive), else one job; ``single_transaction`` asks for one job and one transaction
+whatever the size. ``precheck=False`` skips the first read (for a throwaway target, as
+verify does).
+
+The restore's sessions build indexes with a ``maintenance_work_mem`` of at least
+:data:`~pgwarden.backup._pgrestore.RESTORE_WORK_MEM` (sorts in memory rather than on
+disk), set for those sessions only.
 
 Afterwards each restored table's rows are compared with the manifest's; a difference
 raises :class:`RowCountMismatch` (exit code 3). In one transaction the rows are those
 the server reported loading, table by table (psql's ``COPY n``, matched to the archive's
-list of contents); with ``jobs`` > 1, or ``recount``, or when a table's load was not
-seen, its rows are counted with ``count(*)`` once the restore is committed (a scan of
-every table, which also sets the hint bits of every row just loaded).
+list of contents), as in the three steps; with ``pg_restore --jobs``, or ``recount``,
+or when a table's load was not seen, its rows are counted with ``count(*)`` once the
+restore is committed (a scan of every table, which also sets the hint bits of every
+row just loaded).
 """
 
 from __future__ import annotations
@@ -39,9 +49,11 @@ from pathlib import Path
 import sqlalchemy as sa
 from sqlalchemy.engine import URL
 
-from pgwarden.backup import _archive, _pgtools, _tables, _toc
+from pgwarden.backup import _archive, _dump, _pgtools, _tables, _toc
 from pgwarden.backup._archive import check_files
-from pgwarden.backup._pgrestore import RestoreCommand
+from pgwarden.backup._dump import PARALLEL_MIN_SIZE
+from pgwarden.backup._parallel import restore_backup_in_parallel
+from pgwarden.backup._pgrestore import RestoreCommand, session_options
 from pgwarden.backup._streams import CheckedRead, held_back
 from pgwarden.backup.catalog import complete_manifest, find_backup
 from pgwarden.backup.crypto import BackupKeyring
@@ -255,7 +267,9 @@ def restore_backup(
     *,
     tables: Sequence[str] = (),
     clean: bool = False,
-    jobs: int = 1,
+    jobs: int | None = None,
+    single_transaction: bool = False,
+    parallel_min_size: int = PARALLEL_MIN_SIZE,
     keyring: BackupKeyring | None = None,
     precheck: bool = True,
     recount: bool = False,
@@ -271,14 +285,24 @@ def restore_backup(
     and schemas they use must exist in the target. ``clean`` drops the backup's objects
     in the target first. ``owners``/``privileges`` False restore without ``ALTER
     OWNER``/``GRANT`` (into a server that lacks the roles). ``recount`` counts every
-    restored table's rows with ``count(*)`` rather than take them from the load. Raise
-    :class:`TargetNotEmpty`, :class:`IntegrityFailed` (the target untouched), or
+    restored table's rows with ``count(*)`` rather than take them from the load.
+    ``jobs`` None is one job per CPU for a backup of at least ``parallel_min_size``
+    bytes, else one; ``single_transaction`` restores in one job and one transaction.
+    Raise :class:`TargetNotEmpty`, :class:`IntegrityFailed` (the target untouched), or
     :class:`RowCountMismatch` after the restore.
     """
-    if jobs < 1:
+    if jobs is not None and jobs < 1:
         raise UserError(f"--jobs must be 1 or more, not {jobs}.")
+    if single_transaction and jobs is not None and jobs > 1:
+        raise UserError(
+            f"a restore in one transaction runs one job, not {jobs}.",
+            hint="Drop --jobs, or drop --single-transaction to restore in parallel.",
+        )
     entry = find_backup(storage, backup_id)
     manifest = complete_manifest(entry)
+    if jobs is None:
+        large = sum(f.plain_size for f in manifest.files) >= parallel_min_size
+        jobs = _dump.threads() if large and not single_transaction else 1
     keyring = _archive.keyring_for(manifest, keyring)
     chosen = _choose(manifest, tables) if tables else None
     shown = redact_url(parse_database_url(target_url).set(drivername="postgresql"))
@@ -287,6 +311,7 @@ def restore_backup(
         with _pgtools.connect(engine) as conn:
             target_major, _ = _pgtools.server_version(conn)
             present = _check_target(conn, manifest, chosen, clean=clean, shown=shown)
+            settings = session_options(conn)
             conn.rollback()
         need = max(target_major, _archive.major(manifest.client_version))
         binary = _pgtools.client_binary("pg_restore", min_major=need, into_psql=jobs == 1)
@@ -298,8 +323,19 @@ def restore_backup(
             if manifest.options.get("section") == "data":
                 # Triggers (audit, foreign keys) would fire on each row and in any order.
                 options.append("--disable-triggers")
+            # Whole, into tables it creates: in parallel with the rows of each load known.
+            split = (
+                jobs > 1
+                and chosen is None
+                and not clean
+                and not recount
+                and manifest.options.get("section", "all") == "all"
+                and (binary.path.parent / "psql").exists()
+                and _pgtools.unsafe_pipe(binary) is None
+                and not (binary.major >= 17 and target_major < 17)
+            )
             lines: list[str] = []
-            if chosen is not None or (jobs == 1 and not recount):
+            if chosen is not None or (jobs == 1 and not recount) or split:
                 lines = backup_contents(
                     storage, backup_id, keyring=keyring, staging_dir=staging_dir
                 )
@@ -309,20 +345,31 @@ def restore_backup(
                 listing.write_text(kept)
                 options.append(f"--use-list={listing}")
                 lines = kept.splitlines()
-            command = RestoreCommand(
-                binary,
-                target_major,
-                clients.client_args(target_url, application_name="pgwarden-pg_restore"),
-                options,
-                jobs=jobs,
-            )
-            staged = manifest.dump_format == "directory" or command.jobs > 1
+            client = clients.client_args(target_url, application_name="pgwarden-pg_restore")
+
+            def make(extra: list[str], jobs: int) -> RestoreCommand:
+                return RestoreCommand(
+                    binary, target_major, client, [*options, *extra], jobs=jobs, settings=settings
+                )
+
+            command = make([], jobs)
+            # Restored in parallel in three steps, an archive streams from the storage.
+            staged = not split and (manifest.dump_format == "directory" or command.jobs > 1)
+            loaded: dict[str, int] = {}
             started = time.monotonic()
             if staged:  # every file proved while staged, before pg_restore starts
                 archive = _archive.stage(
                     storage, manifest, entry.prefix, keyring, Path(temp), on_progress
                 )
                 command.run(source=archive)
+            elif split:
+                if precheck:
+                    _archive.check_files(
+                        storage, manifest, entry.prefix, keyring=keyring, on_progress=on_progress
+                    )
+                loaded = restore_backup_in_parallel(
+                    make, storage, manifest, entry.prefix, keyring, lines, jobs, Path(temp)
+                )
             else:
                 if precheck:
                     _archive.check_files(
@@ -341,7 +388,8 @@ def restore_backup(
                 chunks.finish()
             seconds = time.monotonic() - started
         restored = chosen if chosen is not None else list(manifest.tables)
-        loaded = {} if recount else _loaded(_toc.data_entries(lines), command.copied)
+        if not split:
+            loaded = {} if recount else _loaded(_toc.data_entries(lines), command.copied)
         with _pgtools.connect(engine) as conn:
             checks, blobs = _count_after(
                 conn, manifest, restored, loaded, whole=chosen is None, clean=clean
@@ -355,7 +403,7 @@ def restore_backup(
         row_checks=checks,
         large_objects=blobs,
         seconds=seconds,
-        mode=command.mode,
+        mode="pg_restore | psql, in parallel" if split else command.mode,
         staged=staged,
         prechecked=staged or precheck,
         counted_on_load=bool(loaded) and all(c.table in loaded for c in checks),

@@ -194,6 +194,7 @@ def verify_backup(
                 storage,
                 backup_id,
                 target,
+                jobs=1,  # streamed, never staged, whatever the size
                 keyring=keyring,
                 precheck=False,
                 recount=True,  # read every row back: part of proving the backup

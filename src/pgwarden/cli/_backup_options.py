@@ -120,29 +120,31 @@ def dump_options(func: F) -> F:
         "--compression-level",
         type=click.IntRange(1, 22),
         default=None,
-        help="zstd 1-22 (default 3), gzip 1-9 (default 6).",
+        help="zstd 1-22 (default 1), gzip 1-9 (default 6).",
     )(func)
     func = click.option(
         "--compression",
         type=click.Choice(COMPRESSIONS),
         default="auto",
         show_default=True,
-        help="auto: zstd when this pg_dump has it, else gzip.",
+        help="auto or zstd: pgwarden compresses pg_dump's stream on every CPU; gzip: "
+        "pg_dump compresses inside its archive.",
     )(func)
     func = click.option(
         "--jobs",
         type=click.IntRange(1, 64),
-        default=1,
-        show_default=True,
-        help="Parallel pg_dump workers (directory format).",
+        default=None,
+        help="Parallel pg_dump workers, directory format (default: one per CPU for a "
+        "database of PGWARDEN_BACKUP_PARALLEL_MIN_SIZE, 1GB, or more; else 1).",
     )(func)
     func = click.option(
         "--format",
         "dump_format",
         type=click.Choice(FORMATS),
-        default="custom",
+        default="auto",
         show_default=True,
-        help="custom: one streamed archive; directory: files, dumped in parallel with --jobs.",
+        help="custom: one streamed archive; directory: files, dumped in parallel with "
+        "--jobs; auto: directory for a large database, else custom.",
     )(func)
     func = click.option(
         "--data-only", "section", flag_value="data", help="Rows only, no definitions."

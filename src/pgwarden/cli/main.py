@@ -158,6 +158,8 @@ _COMMANDS = {
     "backup-db": "backup:backup_db",
     "restore": "restore:restore",
     "restore-db": "restore:restore_db",
+    "wal": "wal:wal",
+    "pitr": "pitr:pitr",
     "export": "transfer_export:export",
     "export-csv": "transfer_export:export_csv",
     "import": "transfer_import:import_group",

@@ -118,24 +118,21 @@ def vacuum(
     if threshold is not None and not auto:
         raise click.UsageError("--threshold needs --auto.")
     _caution(state, dry_run, FULL_LOCK_WARNING if full else None)
-    with _ProgressView(state.json) as view, state.connect() as conn:
-        report = vacuum_tables(
-            conn,
-            list(tables) or None,
-            full=full,
-            freeze=freeze,
-            analyze=analyze,
-            min_dead_pct=(10.0 if threshold is None else threshold) if auto else None,
-            min_dead_tuples=min_dead_tuples,
-            max_full_size_bytes=max_full_size,
-            force=force,
-            dry_run=dry_run,
-            lock_timeout=lock_timeout,
-            statement_timeout=statement_timeout,
-            on_progress=view.progress,
-            on_done=view.done,
-        )
-    _render(state, report)
+    _run(
+        state,
+        vacuum_tables,
+        list(tables) or None,
+        full=full,
+        freeze=freeze,
+        analyze=analyze,
+        min_dead_pct=(10.0 if threshold is None else threshold) if auto else None,
+        min_dead_tuples=min_dead_tuples,
+        max_full_size_bytes=max_full_size,
+        force=force,
+        dry_run=dry_run,
+        lock_timeout=lock_timeout,
+        statement_timeout=statement_timeout,
+    )
 
 
 @click.command()
@@ -155,17 +152,14 @@ def analyze(
     Example:
       pgwarden analyze --table orders --table sales.customers
     """
-    with _ProgressView(state.json) as view, state.connect() as conn:
-        report = analyze_tables(
-            conn,
-            list(tables) or None,
-            dry_run=dry_run,
-            lock_timeout=lock_timeout,
-            statement_timeout=statement_timeout,
-            on_progress=view.progress,
-            on_done=view.done,
-        )
-    _render(state, report)
+    _run(
+        state,
+        analyze_tables,
+        list(tables) or None,
+        dry_run=dry_run,
+        lock_timeout=lock_timeout,
+        statement_timeout=statement_timeout,
+    )
 
 
 @click.command()
@@ -203,19 +197,25 @@ def reindex(
     if not (tables or indexes or invalid):
         raise click.UsageError("name what to rebuild: --table, --index or --invalid.")
     _caution(state, dry_run, None if concurrently else BLOCKING_WARNING)
+    _run(
+        state,
+        reindex_indexes,
+        tables=tables,
+        indexes=indexes,
+        invalid=invalid,
+        concurrently=concurrently,
+        dry_run=dry_run,
+        lock_timeout=lock_timeout,
+        statement_timeout=statement_timeout,
+    )
+
+
+def _run(
+    state: Context, operation: Callable[..., MaintenanceReport], *args: Any, **options: Any
+) -> None:
+    """Connect, run ``operation`` showing its progress, and render its report."""
     with _ProgressView(state.json) as view, state.connect() as conn:
-        report = reindex_indexes(
-            conn,
-            tables=tables,
-            indexes=indexes,
-            invalid=invalid,
-            concurrently=concurrently,
-            dry_run=dry_run,
-            lock_timeout=lock_timeout,
-            statement_timeout=statement_timeout,
-            on_progress=view.progress,
-            on_done=view.done,
-        )
+        report = operation(conn, *args, on_progress=view.progress, on_done=view.done, **options)
     _render(state, report)
 
 

@@ -58,8 +58,25 @@ def _fillfactor(default: int) -> str:
     ), {default})"""
 
 
+class _Wasted:
+    """The shares of a relation's size that bloat wastes (fields of the dataclasses below)."""
+
+    size_bytes: int
+    wasted_bytes: int
+
+    @property
+    def bloat_fraction(self) -> float:
+        """Return the wasted share of the relation (0 to 1)."""
+        return self.wasted_bytes / self.size_bytes if self.size_bytes else 0.0
+
+    @property
+    def percent(self) -> float:
+        """Return the wasted share of the relation, in percent."""
+        return self.bloat_fraction * 100
+
+
 @dataclass(frozen=True)
-class TableBloat:
+class TableBloat(_Wasted):
     """A table's size and the part of it a rewrite would give back.
 
     ``exact`` is true when pgstattuple measured it; otherwise both figures are
@@ -72,19 +89,9 @@ class TableBloat:
     wasted_bytes: int
     exact: bool
 
-    @property
-    def bloat_fraction(self) -> float:
-        """Return the wasted share of the table (0 to 1)."""
-        return self.wasted_bytes / self.size_bytes if self.size_bytes else 0.0
-
-    @property
-    def percent(self) -> float:
-        """Return the wasted share of the table, in percent."""
-        return self.bloat_fraction * 100
-
 
 @dataclass(frozen=True)
-class IndexBloat:
+class IndexBloat(_Wasted):
     """A btree index's size and the part of it a rebuild would give back."""
 
     schema: str
@@ -93,16 +100,6 @@ class IndexBloat:
     size_bytes: int
     wasted_bytes: int
     exact: bool
-
-    @property
-    def bloat_fraction(self) -> float:
-        """Return the wasted share of the index (0 to 1)."""
-        return self.wasted_bytes / self.size_bytes if self.size_bytes else 0.0
-
-    @property
-    def percent(self) -> float:
-        """Return the wasted share of the index, in percent."""
-        return self.bloat_fraction * 100
 
 
 # Sizes below assume 8-byte alignment (every 64-bit build) and count, per row, its

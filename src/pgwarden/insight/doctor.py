@@ -30,6 +30,7 @@ from pgwarden.db.engines import connect
 from pgwarden.errors import ConnectionFailed, UserError
 from pgwarden.insight import (
     activity,
+    archiving,
     bloat,
     constraints,
     indexes,
@@ -77,6 +78,7 @@ CHECKS: tuple[Check, ...] = (
     *replication.CHECKS,
     *slots.CHECKS,
     *settings.CHECKS,
+    *archiving.CHECKS,
 )
 
 

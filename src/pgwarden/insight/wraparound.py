@@ -49,11 +49,9 @@ WARNING_AGE = 1_000_000_000
 CRITICAL_AGE = 1_500_000_000
 
 
-@dataclass(frozen=True)
-class DatabaseAge:
-    """The age of a database's oldest unfrozen transaction ID and multixact ID."""
+class _Ages:
+    """The IDs left before wraparound, from the ages (fields of the dataclasses below)."""
 
-    database: str
     xid_age: int
     mxid_age: int
 
@@ -69,7 +67,16 @@ class DatabaseAge:
 
 
 @dataclass(frozen=True)
-class TableAge:
+class DatabaseAge(_Ages):
+    """The age of a database's oldest unfrozen transaction ID and multixact ID."""
+
+    database: str
+    xid_age: int
+    mxid_age: int
+
+
+@dataclass(frozen=True)
+class TableAge(_Ages):
     """The age of a table's oldest unfrozen IDs, its TOAST table included.
 
     ``temporary`` marks a temporary table, which only its own session can vacuum;
@@ -82,16 +89,6 @@ class TableAge:
     mxid_age: int
     temporary: bool
     size_bytes: int
-
-    @property
-    def xids_left(self) -> int:
-        """Return the transaction IDs left before wraparound."""
-        return WRAPAROUND_LIMIT - self.xid_age
-
-    @property
-    def multixacts_left(self) -> int:
-        """Return the multixact IDs left before wraparound."""
-        return WRAPAROUND_LIMIT - self.mxid_age
 
 
 DATABASE_AGES = text(

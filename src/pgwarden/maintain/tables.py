@@ -18,11 +18,11 @@ from __future__ import annotations
 
 import dataclasses
 import datetime as dt
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Container, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from sqlalchemy import text
+from sqlalchemy import TextClause, text
 from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
@@ -268,19 +268,7 @@ def resolve_tables(conn: Connection, names: Iterable[str]) -> list[Table]:
     Raises :class:`~pgwarden.errors.UserError` naming every name that is not a table,
     partitioned table or materialized view, before anything is changed.
     """
-    found: dict[int, Table] = {}
-    problems: list[str] = []
-    for name in names:
-        row, why = _lookup(conn, TABLE_BY_OID, name)
-        if row is None:
-            problems.append(f"{name!r} ({why})")
-        elif row.relkind not in _TABLE_KINDS:
-            problems.append(f"{name!r} (a {KINDS.get(row.relkind, row.relkind)}, not a table)")
-        else:
-            found.setdefault(row.oid, _table(row._mapping))
-    if problems:
-        raise _unknown("table", problems)
-    return _exact_sizes(conn, list(found.values()))
+    return _resolve(conn, names, TABLE_BY_OID, _TABLE_KINDS, "table", _table)
 
 
 def resolve_indexes(conn: Connection, names: Iterable[str]) -> list[Index]:
@@ -288,20 +276,38 @@ def resolve_indexes(conn: Connection, names: Iterable[str]) -> list[Index]:
 
     Raises :class:`~pgwarden.errors.UserError` naming every name that is not an index.
     """
-    found: dict[int, Index] = {}
+    return _resolve(conn, names, INDEX_BY_OID, _INDEX_KINDS, "index", _index)
+
+
+def _resolve(
+    conn: Connection,
+    names: Iterable[str],
+    query: TextClause,
+    kinds: Container[str],
+    noun: str,
+    make: Callable[[Any], _Found],
+) -> list[_Found]:
+    """Return the relations of ``kinds`` that ``names`` resolve to, or raise naming the rest."""
+    found: dict[int, _Found] = {}
     problems: list[str] = []
     for name in names:
-        row, why = _lookup(conn, INDEX_BY_OID, name)
+        row, why = _lookup(conn, query, name)
         if row is None:
             problems.append(f"{name!r} ({why})")
-        elif row.relkind not in _INDEX_KINDS:
-            problems.append(f"{name!r} (a {KINDS.get(row.relkind, row.relkind)}, not an index)")
+        elif row.relkind not in kinds:
+            article = "an" if noun[0] in "aeiou" else "a"
+            problems.append(
+                f"{name!r} (a {KINDS.get(row.relkind, row.relkind)}, not {article} {noun})"
+            )
         else:
-            values = {k: v for k, v in row._mapping.items() if k != "relkind"}
-            found.setdefault(row.oid, Index(**values))
+            found.setdefault(row.oid, make(row._mapping))
     if problems:
-        raise _unknown("index", problems)
+        raise _unknown(noun, problems)
     return _exact_sizes(conn, list(found.values()))
+
+
+def _index(row: Any) -> Index:
+    return Index(**{k: v for k, v in row.items() if k != "relkind"})
 
 
 def _table(row: Any) -> Table:

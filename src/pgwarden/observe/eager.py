@@ -4,12 +4,12 @@ SQLAlchemy has no event for reading an attribute that is already loaded, so pgwa
 gives each relationship attribute that it sees eager-loaded inside a watch a subclass of
 its descriptor class whose ``__get__`` tells the current watch, then does exactly what
 the original does. Column attributes, and relationships never eager-loaded in a watch,
-are untouched; outside a watch the added cost is one context-variable lookup per read.
+are untouched; outside a watch the added cost is one lookup of the current watch per read.
 """
 
 from __future__ import annotations
 
-from contextvars import ContextVar
+from collections.abc import Callable
 from typing import Any
 
 from sqlalchemy.orm import InstrumentedAttribute, RelationshipProperty
@@ -17,7 +17,7 @@ from sqlalchemy.orm import InstrumentedAttribute, RelationshipProperty
 __all__ = ["track_reads"]
 
 _tracked: dict[type, type] = {}
-_watch: ContextVar[Any] | None = None
+_watch: Callable[[], Any] | None = None
 
 
 def _tracking_class(base: type) -> type:
@@ -29,7 +29,7 @@ def _tracking_class(base: type) -> type:
 
             def __get__(self, instance: object | None, owner: Any) -> Any:
                 if instance is not None and _watch is not None:
-                    current = _watch.get()
+                    current = _watch()
                     if current is not None:
                         current.read(instance, self.key)
                 return super().__get__(instance, owner)
@@ -40,10 +40,10 @@ def _tracking_class(base: type) -> type:
     return found
 
 
-def track_reads(relationship: RelationshipProperty[Any], watch_var: ContextVar[Any]) -> None:
-    """Make reads of ``relationship`` on its class visible to the watch in ``watch_var``."""
+def track_reads(relationship: RelationshipProperty[Any], current_watch: Callable[[], Any]) -> None:
+    """Make reads of ``relationship`` visible to the watch that ``current_watch()`` returns."""
     global _watch
-    _watch = watch_var
+    _watch = current_watch
     for mapper in relationship.parent.self_and_descendants:
         attribute = mapper.class_manager.get(relationship.key)
         if (

@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from pgwarden.observe.callsite import CallSite, find_call_site
 from pgwarden.observe.fingerprints import fingerprint, is_read
-from pgwarden.observe.nplusone import RELATIONSHIP_LOAD, install_orm_listeners
+from pgwarden.observe.nplusone import RELATIONSHIP_LOAD, current_watch, install_orm_listeners
 from pgwarden.observe.nplusone import _current as _watch_var
 from pgwarden.urls import redact_text
 
@@ -89,6 +89,7 @@ class Instrumentation:
         statements = self._statements
         learn = self._learn
         watch_var = _watch_var
+        watch_of = current_watch
         debug = query_log.isEnabledFor
         many = name == "do_executemany"
         no_params = name == "do_execute_no_params"
@@ -122,6 +123,8 @@ class Instrumentation:
             if count is not None:
                 count(known[0], elapsed, slow)
             watch = watch_var.get()
+            if watch is None or watch.closed:  # the common case above costs one lookup
+                watch = watch_of()
             if watch is not None:
                 watch.statements += 1
                 watch.db_seconds += elapsed
@@ -165,7 +168,7 @@ class Instrumentation:
         known = self._statements.get(statement) or self._learn(statement)
         if self.metrics is not None:
             self.metrics.statement(known[0], elapsed, slow=elapsed * 1000.0 >= self.slow_ms)
-        watch = _watch_var.get()
+        watch = current_watch()
         if watch is not None:
             watch.statements += 1
             watch.db_seconds += elapsed

@@ -17,12 +17,14 @@ from typing import Any
 from sqlalchemy.engine import Engine, make_url
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from pgwarden.errors import NotEnabled
+from pgwarden._extras import importing_extra
 from pgwarden.observe.nplusone import NPlusOneFinding, on_findings, remove_findings_hook
 from pgwarden.observe.pool import pool_status
 from pgwarden.urls import redact_text
 
-try:
+with importing_extra(
+    "metrics", "Prometheus metrics need {package}", {"prometheus_client": "prometheus-client"}
+):
     from prometheus_client import REGISTRY, CollectorRegistry, Counter, generate_latest
     from prometheus_client.core import (
         CounterMetricFamily,
@@ -31,13 +33,6 @@ try:
         Metric,
     )
     from prometheus_client.registry import Collector
-except ImportError as exc:  # an optional dependency: the metrics extra
-    if exc.name is None or not exc.name.startswith("prometheus_client"):
-        raise
-    raise NotEnabled(
-        "Prometheus metrics need prometheus-client, which is not installed.",
-        hint="Install pgwarden with the metrics extra: pip install 'pgwarden[metrics]'.",
-    ) from None
 
 __all__ = ["BUCKETS", "OTHER", "EngineMetrics", "metrics_text"]
 

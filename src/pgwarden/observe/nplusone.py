@@ -13,6 +13,13 @@ Only public SQLAlchemy events are used: ``do_orm_execute`` tells a relationship 
 and the object it was for, the mapper-wide ``load`` event tells which query loaded each
 object. A unit of work is a :func:`watch` block; the ASGI middleware opens one per
 request and the pytest plugin one per test.
+
+A watch belongs to its context: the thread or task that opened it and the tasks and
+threads started from there with a copy of it (``asyncio.to_thread``, ``anyio.to_thread``,
+SQLAlchemy's ``run_sync``). One watch per process may be opened ``everywhere=True`` (the
+pytest plugin's, around each test): it also gets what runs outside any watch's context,
+such as a test coroutine whose context was copied before the test began, code in a
+``run_in_executor`` thread, or a server task started by a fixture.
 """
 
 from __future__ import annotations
@@ -25,7 +32,7 @@ from collections import Counter
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from contextvars import ContextVar
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any, Literal
 
 from sqlalchemy import event
@@ -59,6 +66,8 @@ _LOAD_KEY = "_pgwarden_load_site"
 RELATIONSHIP_LOAD = "_pgwarden_relationship_load"
 
 _current: ContextVar[Watch | None] = ContextVar("pgwarden_watch", default=None)
+# The watch opened everywhere=True: what runs outside any watch's context is its.
+_everywhere: Watch | None = None
 
 
 class NPlusOneWarning(UserWarning):
@@ -77,6 +86,8 @@ class NPlusOneFinding:
     parents_loaded: int = 0
     fix: str | None = None
     statement: str | None = None
+    # what part of the unit of work ran it, when the watch says (a test's fixture setup)
+    during: str | None = None
 
     @property
     def key(self) -> str:
@@ -85,6 +96,10 @@ class NPlusOneFinding:
 
     def message(self) -> str:
         """Return the finding as one line a developer can act on."""
+        text = self._text()
+        return f"during {self.during}: {text}" if self.during else text
+
+    def _text(self) -> str:
         where = self.trigger.location if self.trigger else "an unknown line"
         if self.kind == "unused_eager_load":
             origin = self.parent_query.location if self.parent_query else "an unknown line"
@@ -111,6 +126,7 @@ class NPlusOneFinding:
 class _LazyGroup:
     relationship: RelationshipProperty[Any]
     parent_query: CallSite | None
+    during: str | None
     count: int = 0
     triggers: Counter[CallSite | None] = field(default_factory=Counter)
 
@@ -123,20 +139,26 @@ class Watch:
     mode: Mode = "warn"
     threshold: int = 2
     allow: tuple[str, ...] = ()
-    _lazy: dict[tuple[CallSite | None, str], _LazyGroup] = field(default_factory=dict)
-    _repeats: Counter[tuple[str, CallSite | None]] = field(default_factory=Counter)
+    #: What part of the unit of work runs now (the pytest plugin names a test's fixtures):
+    #: findings are grouped and marked by it.
+    during: str | None = None
+    #: The watch this one reports to when it ends.
+    parent: Watch | None = field(default=None, repr=False, compare=False)
+    closed: bool = False
+    _lazy: dict[tuple[CallSite | None, str, str | None], _LazyGroup] = field(default_factory=dict)
+    _repeats: Counter[tuple[str, CallSite | None, str | None]] = field(default_factory=Counter)
     _statements: dict[str, str] = field(default_factory=dict)
     _seen: dict[str, int] = field(default_factory=dict)
     _last_site: dict[str, Any] = field(default_factory=dict)  # CallSite, None or _MIXED
     _loaded: weakref.WeakKeyDictionary[Any, CallSite | None] = field(
         default_factory=weakref.WeakKeyDictionary
     )
-    _rows: Counter[tuple[CallSite | None, type]] = field(default_factory=Counter)
+    _rows: Counter[tuple[CallSite | None, type, str | None]] = field(default_factory=Counter)
     statements: int = 0
     db_seconds: float = 0.0
     # what watches nested in this one found (a request's, inside a test's)
     _inherited: list[NPlusOneFinding] = field(default_factory=list)
-    # eager loads: (query line, relationship key) -> [relationship, option, read?]
+    # eager loads: (query line, relationship key) -> [relationship, option, read?, during]
     _eager: dict[tuple[CallSite | None, str], list[Any]] = field(default_factory=dict)
 
     # -- fed by the listeners ----------------------------------------------------
@@ -144,17 +166,18 @@ class Watch:
     def loaded(self, state: Any, site: CallSite | None) -> None:
         """Record that ``state`` was loaded by the query at ``site``."""
         self._loaded[state] = site
-        self._rows[(site, state.class_)] += 1
+        self._rows[(site, state.class_, self.during)] += 1
 
     def lazy_load(
         self, parent: Any, relationship: RelationshipProperty[Any], trigger: CallSite | None
     ) -> None:
         """Record a lazy load of ``relationship``, at ``trigger``, for the state ``parent``."""
         origin = self._loaded.get(parent)
-        key = (origin, relationship.key + "@" + relationship.parent.class_.__qualname__)
+        name = relationship.key + "@" + relationship.parent.class_.__qualname__
+        key = (origin, name, self.during)
         group = self._lazy.get(key)
         if group is None:
-            group = self._lazy[key] = _LazyGroup(relationship, origin)
+            group = self._lazy[key] = _LazyGroup(relationship, origin, self.during)
         group.count += 1
         group.triggers[trigger] += 1
 
@@ -164,8 +187,8 @@ class Watch:
         """Record that ``relationship`` was eager-loaded for the rows of the query at ``site``."""
         key = (site, relationship.key)
         if key not in self._eager:
-            self._eager[key] = [relationship, option, False]
-            track_reads(relationship, _current)
+            self._eager[key] = [relationship, option, False, self.during]
+            track_reads(relationship, current_watch)
 
     def read(self, instance: object, key: str) -> None:
         """Record a read of relationship ``key`` on ``instance`` (from the read tracker)."""
@@ -196,7 +219,7 @@ class Watch:
         else:
             site = last  # every lookup so far gave this one line
         if site is not None:  # no application line (all library code): nothing to point at
-            self._repeats[(fingerprint, site)] += 1
+            self._repeats[(fingerprint, site, self.during)] += 1
 
     # -- reading -----------------------------------------------------------------
 
@@ -216,9 +239,10 @@ class Watch:
                     parent_query=group.parent_query,
                     parents_loaded=self._parents(group),
                     fix=suggested_fix(group.relationship),
+                    during=group.during,
                 )
             )
-        for (fp, site), count in self._repeats.items():
+        for (fp, site, during), count in self._repeats.items():
             if count >= max(self.threshold, 2):
                 found.append(
                     NPlusOneFinding(
@@ -226,9 +250,10 @@ class Watch:
                         count=count,
                         trigger=site,
                         statement=self._statements[fp],
+                        during=during,
                     )
                 )
-        for (site, _key), (relationship, option, read) in self._eager.items():
+        for (site, _key), (relationship, option, read, during) in self._eager.items():
             if not read:
                 found.append(
                     NPlusOneFinding(
@@ -237,23 +262,33 @@ class Watch:
                         trigger=site,
                         relationship=_name(relationship),
                         parent_query=site,
-                        parents_loaded=self._parents_at(site, relationship),
+                        parents_loaded=self._parents_at(site, relationship, during),
                         fix=f"{option}({_name(relationship)})",
+                        during=during,
                     )
                 )
         found.extend(self._inherited)
         return [finding for finding in found if not self._allowed(finding)]
 
     def _parents(self, group: _LazyGroup) -> int:
-        return self._parents_at(group.parent_query, group.relationship)
+        return self._parents_at(group.parent_query, group.relationship, group.during)
 
-    def _parents_at(self, origin: CallSite | None, relationship: RelationshipProperty[Any]) -> int:
+    def _parents_at(
+        self,
+        origin: CallSite | None,
+        relationship: RelationshipProperty[Any],
+        during: str | None,
+    ) -> int:
+        """Count the rows the query at ``origin`` loaded, in part ``during`` if it ran there."""
         owner = relationship.parent.class_
-        return sum(
-            count
-            for (site, cls), count in self._rows.items()
-            if site == origin and issubclass(cls, owner)
+        counts = Counter(
+            {
+                part: count
+                for (site, cls, part), count in self._rows.items()
+                if site == origin and issubclass(cls, owner)
+            }
         )
+        return counts[during] or sum(counts.values())
 
     def _allowed(self, finding: NPlusOneFinding) -> bool:
         names = [finding.key]
@@ -313,8 +348,16 @@ def suggested_fix(relationship: RelationshipProperty[Any]) -> str:
 
 
 def current_watch() -> Watch | None:
-    """Return the watch of the current unit of work, if any."""
-    return _current.get()
+    """Return the watch of the current unit of work, if any.
+
+    That is the innermost open watch of this context; else (outside any watch's
+    context, or in a task that outlived the watch it was started in) the watch opened
+    ``everywhere=True``, if one is open.
+    """
+    current = _current.get()
+    while current is not None and current.closed:
+        current = current.parent
+    return current if current is not None else _everywhere
 
 
 @contextmanager
@@ -324,6 +367,7 @@ def watch(
     mode: Mode = "warn",
     threshold: int = 2,
     allow: Iterable[str] = (),
+    everywhere: bool = False,
 ) -> Iterator[Watch]:
     """Watch the block for N+1 queries, and report them at its end as ``mode`` says.
 
@@ -332,10 +376,24 @@ def watch(
     relationship (``Content.author``), the trigger's ``path:line`` or its file.
     In ``raise`` mode the block ends with :class:`NPlusOneDetected` unless it is already
     ending with another exception.
+
+    The watch sees this context and what it starts. With ``everywhere=True`` it also
+    sees what runs in the process outside any watch's context (tasks made before it
+    began, threads started without the context): meant for one unit of work at a time
+    per process, such as a test. A watch reports what it found to the one that was
+    current where it began (else to the ``everywhere`` one) when it ends.
     """
+    global _everywhere
     install_orm_listeners()
-    current = Watch(name=name, mode=mode, threshold=threshold, allow=tuple(allow))
-    token = _current.set(current)
+    current = Watch(
+        name=name, mode=mode, threshold=threshold, allow=tuple(allow), parent=current_watch()
+    )
+    previous = _everywhere
+    token = None
+    if everywhere:
+        _everywhere = current
+    else:
+        token = _current.set(current)
     failed = False
     try:
         yield current
@@ -343,12 +401,28 @@ def watch(
         failed = True
         raise
     finally:
-        _current.reset(token)
-        parent = _current.get()
+        current.closed = True
+        if token is None:
+            _everywhere = previous
+        else:
+            try:
+                _current.reset(token)
+            except ValueError:  # ended in another context than it began (an async fixture)
+                _current.set(current.parent)
+        parent = current.parent
+        while parent is not None and parent.closed:
+            parent = parent.parent
+        if parent is None and not everywhere:
+            parent = _everywhere
         if parent is not None:  # the enclosing unit of work sees what this one saw
             parent.statements += current.statements
             parent.db_seconds += current.db_seconds
-            parent._inherited.extend(current.findings())
+            parent._inherited.extend(
+                replace(finding, during=parent.during)
+                if parent.during and not finding.during
+                else finding
+                for finding in current.findings()
+            )
         if not failed:
             current.report()
 
@@ -359,7 +433,7 @@ _installed = False
 
 
 def _on_orm_execute(state: ORMExecuteState) -> None:
-    current = _current.get()
+    current = current_watch()
     if current is None or not state.is_select:
         return
     site = find_call_site()
@@ -385,7 +459,7 @@ def _on_orm_execute(state: ORMExecuteState) -> None:
 
 
 def _on_load(target: Any, context: QueryContext) -> None:
-    current = _current.get()
+    current = current_watch()
     if current is None:
         return
     site = context.execution_options.get(_LOAD_KEY)

@@ -17,8 +17,9 @@ here. See docs/transfer.md.
   :func:`get_run`, :func:`purge_run`), :mod:`~.journal.rollback` (:func:`rollback_run`)
   and :mod:`~.journal.erase` (:func:`erase_user`).
 
-Shared by the rooms: :mod:`~.bundle` (the bundle format, read and written),
-:mod:`~.catalog` (the source's tables and keys), :mod:`~.copytext` (COPY text lines),
+Shared by the rooms: :mod:`~.bundle` (the bundle format, and reading it; the export
+writes it with :mod:`~.export.bundle_files`), :mod:`~.catalog` (one model of the tables,
+keys and triggers of a source or a target), :mod:`~.copytext` (COPY text lines),
 :mod:`~.progress` (progress events) and :mod:`~.errors`.
 """
 

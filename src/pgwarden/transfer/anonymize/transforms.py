@@ -52,8 +52,9 @@ from functools import cached_property
 from pathlib import Path
 from typing import Any
 
+from pgwarden._extras import importing_extra
 from pgwarden.errors import UserError
-from pgwarden.transfer.anonymize import _fakes, _hashes, _values
+from pgwarden.transfer.anonymize import _values
 from pgwarden.transfer.bundle import TableSchema, TransformNote
 
 __all__ = [
@@ -84,6 +85,8 @@ _FAKES = {
 _KEYED = {"fake", "fake_email", "hash", "noise", *_FAKES}
 _PLAIN = {"mask", "null", "constant", "lower", "upper", "title", "strip", "email", "phone"}
 KINDS = frozenset(_KEYED | _PLAIN | {"date_format", "rename", "python"})
+# What the anonymize extra installs, by the module each is imported as.
+_ANONYMIZE = {"numpy": "numpy", "faker": "Faker"}
 _LENGTH_TYPES = ("character varying(", "character(")
 
 
@@ -389,6 +392,13 @@ def _function(
     spec: TransformSpec, rule: ColumnRule, column_type: str, where: str
 ) -> _values.ValueFunction:
     kind = rule.kind
+    if kind == "python":
+        assert rule.fn is not None
+        return rule.fn
+    # Fakes, keyed hashes and masks run on numpy and Faker: the anonymize extra, imported
+    # only here, so exports and imports without transforms work without it.
+    with importing_extra("anonymize", "Transforms need {package}", _ANONYMIZE):
+        from pgwarden.transfer.anonymize import _fakes, _hashes
     if kind in _KEYED and not spec.salt:
         raise UserError(
             f"transforms: {where} uses {kind}, which needs a salt, and ${spec.salt_env} is empty.",
@@ -423,10 +433,8 @@ def _function(
         return _values.Constant(rule.option("value"))
     if kind == "phone":
         return _values.normalize_phone(rule.option("country_code"))
-    if kind == "date_format":
-        return _values.reformat_date(str(rule.option("format")))
-    assert kind == "python" and rule.fn is not None
-    return rule.fn
+    assert kind == "date_format"
+    return _values.reformat_date(str(rule.option("format")))
 
 
 def _length_limit(column_type: str) -> int | None:

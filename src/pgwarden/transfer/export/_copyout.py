@@ -30,7 +30,7 @@ from pgwarden._sql import quote_identifier as quote
 from pgwarden.errors import UserError
 from pgwarden.transfer.anonymize._rewrite import rewritten
 from pgwarden.transfer.anonymize.transforms import TableTransform
-from pgwarden.transfer.bundle import BundleColumn, DataFile
+from pgwarden.transfer.bundle import BundleColumn
 from pgwarden.transfer.copytext import (
     format_copy_row,
     json_value_to_text,
@@ -38,6 +38,7 @@ from pgwarden.transfer.copytext import (
     parse_copy_line,
     unescape_copy_field,
 )
+from pgwarden.transfer.export.bundle_files import DataFile
 
 __all__ = [
     "CHUNK_SIZE",
@@ -73,7 +74,7 @@ CHUNK_SIZE = 1 << 18
 
 
 class Sink(Protocol):
-    """Where rows go: a :class:`~pgwarden.transfer.bundle.DataFile` or a plain file."""
+    """Where rows go: a :class:`~pgwarden.transfer.export.bundle_files.DataFile` or a plain file."""
 
     def write(self, chunk: bytes) -> Any: ...
 
@@ -331,37 +332,35 @@ def _transformed(
     names = list(transform.columns)
     if output == "csv":
         out += _csv_line(names)
+    encoded: Iterable[bytes]
     if fmt == "copy" and output in ("copy", "csv"):
-        # The hot loop: lists of values in column order, no dict per row.
+        # The hot path: lists of values in column order, no dict per row.
         emit = format_copy_row if output == "copy" else _csv_line
-        for line in _lines(chunks):
-            out += emit(transform.apply(parse_copy_line(line)))
-            rows += 1
-            if len(out) >= _FLUSH:
-                sink.write(bytes(out))
-                out.clear()
-            if report and rows % _ROWS_BETWEEN_REPORTS == 0:
-                report(rows)
+        encoded = (emit(transform.apply(parse_copy_line(line))) for line in _lines(chunks))
     else:
         records = _json_rows(chunks) if fmt == "jsonl" else _copy_rows(chunks, columns)
-        for record in records:
-            row = transform(record)
-            if output == "copy":
-                out += format_copy_row([row[name] for name in names])
-            elif output == "jsonl":
-                out += (_json_object(row, names) + "\n").encode()
-            else:
-                out += _csv_line([row[name] for name in names])
-            rows += 1
-            if len(out) >= _FLUSH:
-                sink.write(bytes(out))
-                out.clear()
-            if report and rows % _ROWS_BETWEEN_REPORTS == 0:
-                report(rows)
+        encoded = (_encoded(transform(record), names, output) for record in records)
+    for line in encoded:
+        out += line
+        rows += 1
+        if len(out) >= _FLUSH:
+            sink.write(bytes(out))
+            out.clear()
+        if report and rows % _ROWS_BETWEEN_REPORTS == 0:
+            report(rows)
     sink.write(bytes(out))
     if report:
         report(rows)
     return rows
+
+
+def _encoded(row: dict[str, Any], names: list[str], output: str) -> bytes:
+    """Return one transformed row as a line of ``output`` (copy, jsonl or csv)."""
+    if output == "copy":
+        return format_copy_row([row[name] for name in names])
+    if output == "jsonl":
+        return (_json_object(row, names) + "\n").encode()
+    return _csv_line([row[name] for name in names])
 
 
 def _csv_line(values: list[Any]) -> bytes:

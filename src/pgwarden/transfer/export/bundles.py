@@ -36,14 +36,7 @@ from sqlalchemy.engine import Connection
 from pgwarden.errors import UserError
 from pgwarden.transfer._files import private_directory
 from pgwarden.transfer.anonymize.transforms import TableTransform, TransformSpec, compile_transforms
-from pgwarden.transfer.bundle import (
-    Bundle,
-    BundleForeignKey,
-    BundleTable,
-    DataFile,
-    Format,
-    write_manifest,
-)
+from pgwarden.transfer.bundle import Bundle, BundleForeignKey, BundleTable, Format
 from pgwarden.transfer.catalog import Catalog, CatalogTable, load_catalog
 from pgwarden.transfer.export._copyout import (
     CHUNK_SIZE,
@@ -55,6 +48,7 @@ from pgwarden.transfer.export._copyout import (
     stream_rows,
 )
 from pgwarden.transfer.export._psqlread import SnapshotReader
+from pgwarden.transfer.export.bundle_files import DataFile, write_manifest
 from pgwarden.transfer.export.filters import equals, parse_where
 from pgwarden.transfer.export.subset import Selection, Subset, select_subset, selection
 from pgwarden.transfer.progress import ProgressCallback, TransferProgress

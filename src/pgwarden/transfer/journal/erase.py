@@ -48,16 +48,10 @@ from sqlalchemy.engine import Connection
 from pgwarden._sql import quote_identifier as quote
 from pgwarden._sql import resolve_table, split_table_key, table_key
 from pgwarden.errors import UserError
-from pgwarden.transfer.catalog import load_catalog
+from pgwarden.transfer.catalog import CatalogForeignKey, CatalogTable, load_catalog, load_tables
 from pgwarden.transfer.journal.runs import finish_run, pin_settings, purge_run, start_run
+from pgwarden.transfer.load._clauses import key_json, triggers_off
 from pgwarden.transfer.load._job import transaction
-from pgwarden.transfer.load._target import (
-    ForeignKey,
-    Target,
-    key_json,
-    load_targets,
-    triggers_off,
-)
 
 __all__ = ["EraseReport", "EraseTable", "erase_user"]
 
@@ -111,7 +105,7 @@ class EraseReport:
 class _Link:
     """A foreign key (or an ``also`` column) and what it does to the referencing row."""
 
-    fk: ForeignKey
+    fk: CatalogForeignKey
     action: str  # "delete" or "nullify"
 
 
@@ -169,7 +163,7 @@ class _Eraser:
     def __init__(self, conn: Connection, user_table: str, also: Sequence[str]) -> None:
         self.conn = conn
         self.user_table = user_table
-        self.targets: dict[str, Target] = {}
+        self.targets: dict[str, CatalogTable] = {}
         self.user = self._target(user_table)
         if len(self.user.primary_key) != 1:
             raise UserError(
@@ -177,9 +171,9 @@ class _Eraser:
             )
         self.also = [self._also(spec) for spec in also]
 
-    def _target(self, name: str) -> Target:
+    def _target(self, name: str) -> CatalogTable:
         if name not in self.targets:
-            self.targets.update(load_targets(self.conn, [split_table_key(name)]))
+            self.targets.update(load_tables(self.conn, [split_table_key(name)]))
         target = self.targets[name]
         if not target.primary_key:
             raise UserError(
@@ -194,24 +188,31 @@ class _Eraser:
         if "." not in table:
             table = f"public.{table}"
         target = self._target(table)
-        if column not in target.columns:
+        if column not in target.by_name:
             raise UserError(f"--also {spec}: {table} has no column {column!r}.")
-        fk = ForeignKey(
-            f"also {spec}", table, (column,), self.user_table, self.user.primary_key, "c", False
+        fk = CatalogForeignKey(
+            columns=(column,),
+            ref_schema=self.user.schema,
+            ref_table=self.user.name,
+            ref_columns=self.user.primary_key,
+            name=f"also {spec}",
+            table=table,
+            on_delete="c",
+            deferrable=False,
         )
         return _Link(fk, "delete")
 
     def _links(self, name: str) -> list[_Link]:
-        links = [link for link in self.also if link.fk.ref_table == name]
+        links = [link for link in self.also if link.fk.references == name]
         for fk in self._target(name).referenced_by:
             child = self._target(fk.table)
-            nullable = all(child.columns[c].nullable for c in fk.columns)
+            nullable = all(child.by_name[c].nullable for c in fk.columns)
             owned = fk.on_delete == "c" or (fk.on_delete in ("a", "r") and not nullable)
             links.append(_Link(fk, "delete" if owned else "nullify"))
         return links
 
-    def _defs(self, target: Target) -> str:
-        return ", ".join(f"{quote(c)} {target.columns[c].type}" for c in target.primary_key)
+    def _defs(self, target: CatalogTable) -> str:
+        return ", ".join(f"{quote(c)} {target.by_name[c].type}" for c in target.primary_key)
 
     def choose(self, user_id: str) -> None:
         """Fill ``pgw_erase`` with every row to erase or unlink, from the user's row out."""
@@ -224,7 +225,7 @@ class _Eraser:
                 "INSERT INTO pgw_erase (schema_name, table_name, key, action, round)\n"
                 f"SELECT :schema, :table, {seed}, 'delete', 0\n"
                 f"FROM {self.user.sql} AS pgw_t\n"
-                f"WHERE pgw_t.{quote(column)} = CAST(:id AS {self.user.columns[column].base_type})"
+                f"WHERE pgw_t.{quote(column)} = CAST(:id AS {self.user.by_name[column].base_type})"
                 "\nRETURNING 1"
             ),
             params,
@@ -247,7 +248,7 @@ class _Eraser:
                 return
 
     def _follow(self, link: _Link, round: int) -> int:
-        parent, child = self._target(link.fk.ref_table), self._target(link.fk.table)
+        parent, child = self._target(link.fk.references), self._target(link.fk.table)
         params: dict[str, Any] = {
             "ps": parent.schema, "pt": parent.name, "cs": child.schema, "ct": child.name,
             "prev": round - 1, "round": round, "columns": list(link.fk.columns),
@@ -303,7 +304,7 @@ class _Eraser:
         return {name: table for name, table in counts.items() if any(vars(table).values())}
 
     def _update(
-        self, target: Target, run_id: int, action: str, sets: str, params: dict[str, Any]
+        self, target: CatalogTable, run_id: int, action: str, sets: str, params: dict[str, Any]
     ) -> int:
         """Run ``UPDATE target SET sets`` on its rows chosen with ``action``, journaled."""
         params.update(run=run_id, schema=target.schema, table=target.name, action=action)
@@ -332,17 +333,17 @@ class _Eraser:
         )
         return int(self.conn.execute(sql, params).scalar_one())
 
-    def _nullify(self, target: Target, run_id: int) -> int:
+    def _nullify(self, target: CatalogTable, run_id: int) -> int:
         links = [
             link
-            for parent in {fk.ref_table for fk in target.foreign_keys}
+            for parent in {fk.references for fk in target.foreign_keys}
             for link in self._links(parent) if link.fk.table == target.qualified
             and link.action == "nullify"
         ]  # fmt: skip
         replace: dict[str, str] = {}
         for link in links:
             for column in link.fk.columns:
-                default = target.columns[column].default
+                default = target.by_name[column].default
                 replace.setdefault(
                     column, default if link.fk.on_delete == "d" and default else "NULL"
                 )
@@ -358,11 +359,11 @@ class _Eraser:
             )
         return self._update(target, run_id, "nullify", ", ".join(sets), params)
 
-    def _anonymize(self, target: Target, run_id: int, salt: str) -> int:
+    def _anonymize(self, target: CatalogTable, run_id: int, salt: str) -> int:
         keys = set(target.primary_key) | {c for fk in target.foreign_keys for c in fk.columns}
         params: dict[str, Any] = {"salt": salt}
         sets = []
-        for i, column in enumerate(target.columns.values()):
+        for i, column in enumerate(target.by_name.values()):
             if column.name in keys or column.generated or column.identity:
                 continue
             name = quote(column.name)
@@ -389,7 +390,7 @@ class _Eraser:
             return 0
         return self._update(target, run_id, "delete", ", ".join(sets), params)
 
-    def _delete(self, target: Target, run_id: int) -> int:
+    def _delete(self, target: CatalogTable, run_id: int) -> int:
         params: dict[str, Any] = {"run": run_id, "schema": target.schema, "table": target.name}
         journal_key = key_json(target.primary_key, "pgw_up", params, "j")
         matched = " AND ".join(f"pgw_t.{quote(c)} = pgw_k.{quote(c)}" for c in target.primary_key)

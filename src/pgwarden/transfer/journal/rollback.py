@@ -42,18 +42,11 @@ from sqlalchemy.engine import Connection
 from pgwarden._sql import quote_identifier as quote
 from pgwarden._sql import split_table_key, table_key
 from pgwarden.errors import UserError
-from pgwarden.transfer.catalog import load_catalog
+from pgwarden.transfer.catalog import CatalogTable, load_catalog, load_tables
 from pgwarden.transfer.errors import RollbackRefused
 from pgwarden.transfer.journal.runs import ensure_journal, get_run, pin_settings
+from pgwarden.transfer.load._clauses import column_list, key_json, match, triggers_off
 from pgwarden.transfer.load._job import transaction
-from pgwarden.transfer.load._target import (
-    Target,
-    column_list,
-    key_json,
-    load_targets,
-    match,
-    triggers_off,
-)
 
 __all__ = ["ChangedRow", "RollbackReport", "RollbackTable", "rollback_run"]
 
@@ -134,7 +127,7 @@ class RollbackReport:
 
 @dataclass
 class _Journaled:
-    target: Target
+    target: CatalogTable
     actions: dict[str, int]
     key: list[str]
     previous: dict[str, list[str]]
@@ -146,7 +139,7 @@ class _Journaled:
         """Return the journal joined to its previous versions, as ``pgw_p``."""
         if self.by_row:
             return _ROW_FROM_JOURNAL.format(table=self.target.sql, alias="pgw_p")
-        definitions = ", ".join(f"{quote(c)} {self.target.columns[c].type}" for c in columns)
+        definitions = ", ".join(f"{quote(c)} {self.target.by_name[c].type}" for c in columns)
         return _FROM_JOURNAL.format(field="previous", alias="pgw_p", definitions=definitions)
 
 
@@ -203,7 +196,7 @@ def rollback_run(
 def _journaled(conn: Connection, run_id: int) -> dict[str, _Journaled]:
     rows = conn.execute(_ENTRIES, {"run": run_id}).all()
     names = sorted({(row.schema_name, row.table_name) for row in rows})
-    targets = load_targets(conn, names)
+    targets = load_tables(conn, names)
     found: dict[str, _Journaled] = {}
     for row in rows:
         name = table_key(row.schema_name, row.table_name)
@@ -211,7 +204,7 @@ def _journaled(conn: Connection, run_id: int) -> dict[str, _Journaled]:
         if target is None:
             raise UserError(f"run {run_id} changed {name}, which no longer exists.")
         key = sorted(row.sample_key)
-        unknown = [c for c in [*key, *(row.previous_columns or [])] if c not in target.columns]
+        unknown = [c for c in [*key, *(row.previous_columns or [])] if c not in target.by_name]
         if unknown:
             raise UserError(
                 f"{name} has no column(s) {', '.join(sorted(set(unknown)))} any more; run"
@@ -240,7 +233,7 @@ def _key_join(entry: _Journaled, left: str, right: str) -> str:
 
 
 def _journal_keys(
-    target: Target,
+    target: CatalogTable,
     key: Sequence[str],
     actions: str,
     schema: str = ":schema",
@@ -253,8 +246,8 @@ def _journal_keys(
     journal's ``pgw_hash`` (``new_hash``) and ``pgw_xmin`` (``written_xmin``, or for a
     partitioned table the journal row's own ``xmin``, written by the same statement).
     """
-    definitions = ", ".join(f"{quote(c)} {target.columns[c].type}" for c in key)
-    arrays = ", ".join(f"{quote(c)} {target.columns[c].type}[]" for c in key)
+    definitions = ", ".join(f"{quote(c)} {target.by_name[c].type}" for c in key)
+    arrays = ", ".join(f"{quote(c)} {target.by_name[c].type}[]" for c in key)
     where = (
         f"j.run_id = :run AND j.schema_name = {schema} AND j.table_name = {table}"
         f" AND j.action IN ({actions})"
@@ -343,7 +336,7 @@ def _references(
     changed: list[ChangedRow] = []
     total = 0
     names = [split_table_key(fk.table) for fk in entry.target.referenced_by]
-    referencing = load_targets(conn, names)
+    referencing = load_tables(conn, names)
     inserted = _journal_keys(entry.target, entry.key, _INSERTED)
     for fk in entry.target.referenced_by:
         other = referencing[fk.table]
@@ -385,7 +378,7 @@ def _reinsert(conn: Connection, entry: _Journaled) -> int:
     columns = entry.previous["delete"]
     overriding = (
         " OVERRIDING SYSTEM VALUE"
-        if any(entry.target.columns[c].identity == "a" for c in columns)
+        if any(entry.target.by_name[c].identity == "a" for c in columns)
         else ""
     )
     source = entry.previous_rows(columns)
@@ -402,7 +395,7 @@ def _restore(conn: Connection, entry: _Journaled) -> int:
         return 0
     columns = entry.previous["update"]
     settable = [
-        c for c in columns if c not in entry.key and entry.target.columns[c].identity != "a"
+        c for c in columns if c not in entry.key and entry.target.by_name[c].identity != "a"
     ]
     if not settable:
         return 0

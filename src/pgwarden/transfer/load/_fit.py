@@ -11,7 +11,6 @@ from dataclasses import dataclass
 
 from pgwarden.transfer.bundle import TableSchema
 from pgwarden.transfer.catalog import CatalogTable
-from pgwarden.transfer.load._target import Target
 
 __all__ = ["Difference", "differences"]
 
@@ -33,13 +32,13 @@ class Difference:
 
 
 def differences(
-    bundled: TableSchema, described: CatalogTable | None, target: Target
+    bundled: TableSchema, described: CatalogTable | None, target: CatalogTable
 ) -> list[Difference]:
     """Return how ``bundled`` differs from the target table (``described`` by the catalog)."""
     name = bundled.qualified
     found: list[Difference] = []
     for column in bundled.columns:
-        here = target.columns.get(column.name)
+        here = target.by_name.get(column.name)
         if here is None:
             found.append(Difference(name, f"column {column.name} is not in the target", True))
         elif here.generated:
@@ -58,7 +57,7 @@ def differences(
         elif column.nullable and not here.nullable:
             found.append(Difference(name, f"column {column.name} is NOT NULL in the target", False))
     bundled_names = set(bundled.column_names)
-    for here in target.columns.values():
+    for here in target.by_name.values():
         if here.name not in bundled_names and not here.generated:
             default = "its default" if here.has_default else "NULL"
             found.append(

@@ -16,11 +16,12 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from pgwarden.errors import UserError
+from pgwarden.transfer.catalog import CatalogTable, UniqueKey
 from pgwarden.transfer.errors import BundleError, ImportFailed
 from pgwarden.transfer.journal.runs import finish_run, pin_settings, start_run
+from pgwarden.transfer.load._clauses import triggers_off
 from pgwarden.transfer.load._merge import TableMerge
 from pgwarden.transfer.load._staging import DirectLoad, NotDirect, RowTransform, Stage
-from pgwarden.transfer.load._target import Target, UniqueKey, triggers_off
 from pgwarden.transfer.load.reports import ImportedTable, ImportReport, Mode, row_error
 from pgwarden.transfer.progress import ProgressCallback, TransferProgress
 
@@ -61,7 +62,7 @@ class Job:
         self,
         conn: Connection,
         sources: Sequence[Source],
-        targets: Sequence[Target],
+        targets: Sequence[CatalogTable],
         *,
         mode: Mode,
         conflicts: Mapping[str, UniqueKey],
@@ -151,7 +152,9 @@ class Job:
             merges.append(merge)
         return merges
 
-    def _stage(self, number: int, source: Source, target: Target, report: ImportedTable) -> Stage:
+    def _stage(
+        self, number: int, source: Source, target: CatalogTable, report: ImportedTable
+    ) -> Stage:
         """Load a source into a stage typed as the target, or, if a value does not fit, as text."""
         loaded, before = 0, self._loaded
 
@@ -162,7 +165,7 @@ class Job:
             self._progress("load", source.table, loaded, source.expected_rows or 0, self._loaded)
 
         transform = self.transforms.get(source.table)
-        types = {c: target.columns[c].type for c in source.staged if c in target.columns}
+        types = {c: target.by_name[c].type for c in source.staged if c in target.by_name}
         if len(types) == len(source.staged):
             try:
                 with self.conn.begin_nested():

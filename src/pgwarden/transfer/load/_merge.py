@@ -22,8 +22,9 @@ from sqlalchemy.engine import Connection
 from sqlalchemy.exc import DBAPIError
 
 from pgwarden._sql import quote_identifier as quote
+from pgwarden.transfer.catalog import CatalogTable, UniqueKey
+from pgwarden.transfer.load._clauses import column_list, key_json, sql_name
 from pgwarden.transfer.load._staging import NotDirect, Stage
-from pgwarden.transfer.load._target import Target, UniqueKey, column_list, key_json, sql_name
 from pgwarden.transfer.load.reports import (
     ImportedTable,
     Mode,
@@ -66,7 +67,7 @@ class TableMerge:
     def __init__(
         self,
         conn: Connection,
-        target: Target,
+        target: CatalogTable,
         stage: Stage,
         *,
         mode: Mode,
@@ -83,14 +84,14 @@ class TableMerge:
         self.report = report
         self.max_errors = max_errors
         self.row_key = target.row_key(conflict)
-        self.columns = [c for c in stage.columns if not target.columns[c].generated]
+        self.columns = [c for c in stage.columns if not target.by_name[c].generated]
         shown = self.row_key if set(self.row_key) <= set(stage.columns) else conflict.columns
         self.params: dict[str, Any] = {"run": run_id, "schema": target.schema, "table": target.name}
         self._shown_key = key_json(shown, "pgw_s", self.params, "pgw_r", as_text=True)
         self._journal_key = key_json(self.row_key, "pgw_up", self.params, "pgw_k")
         # The keys of a batch's inserted rows go in one journal row, an array a column.
         self._batch_keys = all(
-            target.columns[c].category not in _NOT_IN_ARRAYS for c in self.row_key
+            target.by_name[c].category not in _NOT_IN_ARRAYS for c in self.row_key
         )
         self._order: str | None = None  # the column batches are ranges of: stage.n
 
@@ -100,7 +101,7 @@ class TableMerge:
         """Return a staged value as the column's type: as it is when staged typed."""
         if self.stage.typed:
             return f"{alias}.{quote(column)}"
-        return f"CAST({alias}.{quote(column)} AS {self.target.columns[column].base_type})"
+        return f"CAST({alias}.{quote(column)} AS {self.target.by_name[column].base_type})"
 
     def _differs(self, columns: list[str], old: str, new: str | None = None) -> str:
         """Return SQL true when ``old``'s ``columns`` differ from the staged (or ``new``) ones.
@@ -113,7 +114,7 @@ class TableMerge:
             new = new or "pgw_s"
             # Columns whose = means identical compare directly (cheap); the rest as one
             # record of binary images, which costs building two records a row.
-            plain = [c for c in columns if self.target.columns[c].equal_is_identical]
+            plain = [c for c in columns if self.target.by_name[c].equal_is_identical]
             imaged = [c for c in columns if c not in plain]
             tests = [f"{old}.{quote(c)} IS DISTINCT FROM {new}.{quote(c)}" for c in plain]
             if imaged:
@@ -153,7 +154,7 @@ class TableMerge:
     def _updated_columns(self) -> list[str]:
         unchanged = set(self.conflict.columns) | set(self.target.primary_key)
         return [
-            c for c in self.columns if c not in unchanged and self.target.columns[c].identity != "a"
+            c for c in self.columns if c not in unchanged and self.target.by_name[c].identity != "a"
         ]
 
     def find_changes(self) -> int:
@@ -198,7 +199,7 @@ class TableMerge:
     def _insert(self, *, source: str | None = None) -> str:
         overriding = (
             " OVERRIDING SYSTEM VALUE"
-            if any(self.target.columns[c].identity == "a" for c in self.columns)
+            if any(self.target.by_name[c].identity == "a" for c in self.columns)
             else ""
         )
         values = ", ".join(self._cast(c) for c in self.columns)
@@ -302,9 +303,9 @@ class TableMerge:
             or target.partitioned
             or target.self_referencing()
             or any(
-                c not in target.columns
-                or target.columns[c].generated
-                or target.columns[c].identity == "a"
+                c not in target.by_name
+                or target.by_name[c].generated
+                or target.by_name[c].identity == "a"
                 for c in self.stage.columns
             )
         ):
@@ -438,7 +439,7 @@ class TableMerge:
         links = [
             fk
             for fk in self.target.foreign_keys
-            if fk.ref_table == self.target.qualified
+            if fk.references == self.target.qualified
             and set(fk.columns) | set(fk.ref_columns) <= set(self.stage.columns)
         ]
         if not links:
@@ -603,7 +604,7 @@ class TableMerge:
     def sync_sequences(self) -> None:
         """Move each column's sequence past the largest value now in the table, never back."""
         for name in self.columns:
-            column = self.target.columns[name]
+            column = self.target.by_name[name]
             if column.sequence is None:
                 continue
             self.conn.execute(

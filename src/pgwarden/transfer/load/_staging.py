@@ -34,7 +34,7 @@ from pgwarden.transfer.copytext import (
     load_json_line,
     parse_copy_line,
 )
-from pgwarden.transfer.load._target import column_list
+from pgwarden.transfer.load._clauses import column_list
 
 __all__ = ["DirectLoad", "NotDirect", "RowTransform", "Stage", "internal_prefix"]
 

@@ -66,7 +66,7 @@ from pgwarden.transfer.bundle import (
     read_bundle,
     schema_fingerprint,
 )
-from pgwarden.transfer.catalog import load_catalog
+from pgwarden.transfer.catalog import CatalogTable, UniqueKey, load_catalog, load_tables
 from pgwarden.transfer.errors import BundleError
 from pgwarden.transfer.load import _fit
 from pgwarden.transfer.load._job import Job, Source, transaction
@@ -79,7 +79,6 @@ from pgwarden.transfer.load._staging import (
     csv_rows,
     jsonl_rows,
 )
-from pgwarden.transfer.load._target import Target, UniqueKey, load_targets
 from pgwarden.transfer.load.reports import ImportReport, Mode
 from pgwarden.transfer.progress import ProgressCallback
 
@@ -137,7 +136,7 @@ def import_bundle(
         if allow_tables is not None:
             _refuse_unallowed(conn, bundle, allow_tables)
         names = list(bundle.order)
-        targets = load_targets(conn, [(t.schema, t.name) for t in bundle.tables])
+        targets = load_tables(conn, [(t.schema, t.name) for t in bundle.tables])
         missing = [name for name in names if name not in targets]
         if missing:
             raise UserError(
@@ -192,19 +191,19 @@ def import_csv(
     with transaction(conn, dry_run):
         schema, name = resolve_table(conn, table)
         _refuse_reserved([(schema, name)])
-        target = load_targets(conn, [(schema, name)])[table_key(schema, name)]
+        target = load_tables(conn, [(schema, name)])[table_key(schema, name)]
         file = Path(path)
         try:
             with file.open("rb") as handle:
                 header = csv_header(handle.readline())
         except OSError as exc:
             raise UserError(f"cannot read {file}: {exc.strerror}.") from exc
-        unknown = [column for column in header if column not in target.columns]
+        unknown = [column for column in header if column not in target.by_name]
         if not header or unknown:
             raise UserError(
                 f"the header of {file} names columns {target.qualified} does not have: "
                 f"{', '.join(unknown) or '(none given)'}.",
-                hint=f"Its columns are: {', '.join(target.columns)}.",
+                hint=f"Its columns are: {', '.join(target.by_name)}.",
             )
         digest = _Digest()
 
@@ -225,7 +224,7 @@ def import_csv(
             schema=target.schema,
             name=target.name,
             columns=tuple(
-                BundleColumn(c, target.columns[c].type, target.columns[c].nullable) for c in header
+                BundleColumn(c, target.by_name[c].type, target.by_name[c].nullable) for c in header
             ),
             primary_key=target.primary_key,
             foreign_keys=(),
@@ -287,7 +286,7 @@ def _refuse_unallowed(conn: Connection, bundle: Bundle, allowed: Sequence[str]) 
         )
 
 
-def _csv_key(target: Target, name: str | None) -> dict[str, str]:
+def _csv_key(target: CatalogTable, name: str | None) -> dict[str, str]:
     return {target.qualified: name} if name else {}
 
 
@@ -297,7 +296,9 @@ def _mode(mode: str) -> Mode:
     return mode
 
 
-def _conflict_keys(targets: Mapping[str, Target], named: Mapping[str, str]) -> dict[str, UniqueKey]:
+def _conflict_keys(
+    targets: Mapping[str, CatalogTable], named: Mapping[str, str]
+) -> dict[str, UniqueKey]:
     """Return each table's conflict key: named for it, named for ``*``, or the primary key."""
     unknown = [table for table in named if table != "*" and table not in targets]
     if unknown:
@@ -444,7 +445,7 @@ def _bad_line(table: BundleTable, line: int, problem: str) -> BundleError:
 
 
 def _check_fit(
-    conn: Connection, bundle: Bundle, targets: Mapping[str, Target], allow_drift: bool
+    conn: Connection, bundle: Bundle, targets: Mapping[str, CatalogTable], allow_drift: bool
 ) -> list[str]:
     """Raise UserError when the bundle does not fit the target; return drift warnings."""
     catalog = load_catalog(conn)
