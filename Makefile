@@ -28,15 +28,18 @@ $(VENV)/.synced: pyproject.toml uv.lock | $(UV)
 
 install: $(VENV)/.synced
 
-# The embedded server, then learnhub: a database created, migrated, seeded, and driven
-# by its workload; then pgwarden's view of it, and its jobs run on a fast schedule with
-# the embedded server as broker.
+# The embedded server, then learnhub: a database created, migrated and seeded as the
+# server's superuser, and driven by its workload through the API's own role,
+# learnhub_app; then pgwarden's view of it (the doctor, run as the superuser, is told
+# which role the application uses), and its jobs run on a fast schedule with the
+# embedded server as broker.
 demo: install
 	$(VENV)/bin/pgwarden server start
 	PYTHONPATH=examples/learnhub $(VENV)/bin/python -m learnhub demo \
 		--database-url "$$($(VENV)/bin/pgwarden server url)" --scale $(DEMO_SCALE)
 	$(VENV)/bin/pgwarden --database-url "$$($(VENV)/bin/pgwarden server url --database learnhub)" ping
-	$(VENV)/bin/pgwarden --database-url "$$($(VENV)/bin/pgwarden server url --database learnhub)" doctor
+	$(VENV)/bin/pgwarden --database-url "$$($(VENV)/bin/pgwarden server url --database learnhub)" doctor \
+		--set rls_bypassed.role=learnhub_app
 	$(VENV)/bin/pgwarden --database-url "$$($(VENV)/bin/pgwarden server url --database learnhub)" advise indexes
 	DATABASE_URL="$$($(VENV)/bin/pgwarden server url --database learnhub)" \
 		$(VENV)/bin/python examples/schedule_demo.py

@@ -4,6 +4,7 @@ pgwarden's own pytest plugin, pgwarden.testing.plugin."""
 from __future__ import annotations
 
 import os
+import warnings
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -19,7 +20,8 @@ _ISOLATED = [
     "DB_POOL_TIMEOUT", "DB_POOL_RECYCLE", "DB_ECHO", "PGWARDEN_CONFIG",
     "PGWARDEN_LOG_FORMAT", "PGWARDEN_LOG_LEVEL", "PGWARDEN_DATA_DIR",
     "PGWARDEN_SERVER_PORT", "PGWARDEN_STATEMENT_TIMEOUT", "PGWARDEN_APPLICATION_NAME",
-    "PGWARDEN_CONNECT_TIMEOUT", "PGWARDEN_ENCRYPTION_KEYS",
+    "PGWARDEN_CONNECT_TIMEOUT", "PGWARDEN_ENCRYPTION_KEYS", "LEARNHUB_APP_URL",
+    "LEARNHUB_APP_PASSWORD_FILE",
 ]  # fmt: skip
 
 
@@ -63,7 +65,32 @@ def seed_args() -> dict[str, Any]:
 
 
 @pytest.fixture(scope="session")
-def migrated_template(pg_server: TestServer) -> Iterator[str]:
+def learnhub_app_role(pg_server: TestServer) -> Iterator[str]:
+    """Yield the name of the role learnhub's API connects as in this session, then drop it.
+
+    Roles belong to the whole server, which other sessions may share (PGWARDEN_TEST_DSN):
+    a name of this session's own, and its own password, leave any ``learnhub_app``
+    there alone. The migrations and the app read both from the environment.
+    """
+    import secrets
+
+    import sqlalchemy as sa
+
+    name = f"learnhub_app_{secrets.token_hex(4)}"
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("LEARNHUB_APP_ROLE", name)
+        patch.setenv("LEARNHUB_APP_PASSWORD", secrets.token_urlsafe(24))
+        yield name
+    # The databases holding its grants are gone by now (they were set up after it).
+    with pg_server.admin.connect() as conn:
+        try:
+            conn.execute(sa.text(f"DROP ROLE IF EXISTS {name}"))
+        except sa.exc.DBAPIError as exc:
+            warnings.warn(f"could not drop the test role {name}: {exc.orig}", stacklevel=1)
+
+
+@pytest.fixture(scope="session")
+def migrated_template(pg_server: TestServer, learnhub_app_role: str) -> Iterator[str]:
     """Yield the name of a template database migrated to head."""
     from learnhub.migrate import upgrade
 

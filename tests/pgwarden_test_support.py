@@ -62,3 +62,15 @@ def drop_role(database: Engine, cluster: Engine, quoted: str) -> None:
     database.dispose()
     with cluster.connect() as conn:
         conn.execute(sa.text(f"DROP ROLE IF EXISTS {quoted}"))
+
+
+def scalar(url: str, query: str, **params: Any) -> Any:
+    """Return the first value of ``query`` run on ``url`` on a connection of its own."""
+    engine = sa.create_engine(
+        sa.make_url(url).set(drivername="postgresql+psycopg"), poolclass=sa.pool.NullPool
+    )
+    try:
+        with engine.connect() as conn:
+            return conn.execute(sa.text(query), params).scalar()
+    finally:
+        engine.dispose()

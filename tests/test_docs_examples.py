@@ -163,6 +163,7 @@ EXAMPLES: dict[str, Run | Skip] = {
     "pgwarden cancel 4321 --dry-run && pgwarden cancel 4321": OK,
     "pgwarden doctor": OK,
     "pgwarden doctor --check indexes --set unused_indexes.min_size_bytes=0": OK,
+    "pgwarden doctor --check rls_bypassed --set rls_bypassed.role=learnhub_app": OK,
     "pgwarden --json doctor --fail-on warning": FINDINGS,
     "pgwarden erase-user --user-table public.users --user-id 42 --dry-run": OK,
     "pgwarden export me/ --user-id 42": Run(fresh=("me",)),

@@ -59,7 +59,8 @@ def test_restore_of_learnhub_is_identical(
         for t in leaves
     }
     policies = "SELECT count(*) FROM pg_policies WHERE tablename = 'content'"
-    assert execute(target_url, policies) == execute(source_url, policies) == [1]
+    # tenant_isolation and public_read
+    assert execute(target_url, policies) == execute(source_url, policies) == [2]
     triggers = "SELECT count(*) FROM pg_trigger WHERE NOT tgisinternal"
     assert execute(target_url, triggers) == execute(source_url, triggers)
 

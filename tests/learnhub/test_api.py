@@ -4,53 +4,15 @@ really issue 1 + N statements (pgwarden's N+1 detection is tested against them).
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Awaitable, Callable
-from typing import Any
 
-import httpx
 import sqlalchemy as sa
-from learnhub.api.app import create_app
+from learnhub.app_role import app_url
 from learnhub.db import make_engine
-from learnhub.workload import CONTENT_WITH_COMMENTS, StatementCounter, run_workload
+from learnhub.workload import CONTENT_WITH_COMMENTS, run_workload
+from learnhub_support import SIGN_IN_STATEMENTS, Client, first_user, with_client
+from learnhub_support import scalar as _scalar
 
 from pgwarden.db.engines import create_engine
-
-Client = Callable[[str, str, dict[str, Any] | None], Awaitable[tuple[httpx.Response, int]]]
-
-
-def with_client(url: str, body: Callable[[Client], Awaitable[None]]) -> None:
-    """Run ``body`` with a function that sends one request and counts its statements."""
-
-    async def main() -> None:
-        engine = make_engine(url)
-        app = create_app(engine)
-        counter = StatementCounter(engine)
-        transport = httpx.ASGITransport(app=app)
-        try:
-            async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                await client.get("/api/users?limit=1")  # first connect initialises the dialect
-
-                async def send(
-                    method: str, path: str, json: dict[str, Any] | None = None
-                ) -> tuple[httpx.Response, int]:
-                    before = counter.count
-                    response = await client.request(method, path, json=json)
-                    return response, counter.count - before
-
-                await body(send)
-        finally:
-            counter.close()
-            await engine.dispose()
-
-    asyncio.run(main())
-
-
-def _scalar(url: str, query: str, **params: Any) -> Any:
-    engine = create_engine(url, poolclass=sa.pool.NullPool)
-    with engine.connect() as conn:
-        value = conn.execute(sa.text(query), params).scalar()
-    engine.dispose()
-    return value
 
 
 def test_content_list_lazy_loads_each_author(seeded_url: str) -> None:
@@ -65,7 +27,7 @@ def test_content_list_lazy_loads_each_author(seeded_url: str) -> None:
             ids=[item["id"] for item in items],
         )
         # DELIBERATE N+1: one SELECT for the list, one per distinct author.
-        assert statements == 1 + authors
+        assert statements == SIGN_IN_STATEMENTS + 1 + authors
         assert authors > 5
 
     with_client(seeded_url, body)
@@ -79,23 +41,26 @@ def test_graphql_comments_are_loaded_per_content(seeded_url: str) -> None:
         assert "errors" not in data, data
         assert len(data["data"]["contents"]) == 8
         # DELIBERATE N+1: the list, its authors (selectinload), then comments per content.
-        assert statements == 2 + 8
+        assert statements == SIGN_IN_STATEMENTS + 2 + 8
 
     with_client(seeded_url, body)
 
 
 def test_single_object_reads_use_a_constant_number_of_statements(seeded_url: str) -> None:
-    content_id = _scalar(seeded_url, "SELECT min(id) FROM content WHERE state = 'published'")
-    user_id = _scalar(seeded_url, "SELECT min(id) FROM users")
+    content_id = _scalar(
+        seeded_url, "SELECT min(id) FROM content WHERE state = 'published' AND org_id = 1"
+    )
+    user_id = first_user(seeded_url, 1)
 
     async def body(send: Client) -> None:
         response, statements = await send("GET", f"/api/content/{content_id}", None)
         assert response.status_code == 200
         assert response.json()["id"] == content_id
-        assert statements == 6  # content, author, category, tags, comments, their authors
+        # content, author, category, tags, comments, their authors
+        assert statements == SIGN_IN_STATEMENTS + 6
         response, statements = await send("GET", f"/api/users/{user_id}", None)
         assert response.status_code == 200
-        assert statements == 2
+        assert statements == SIGN_IN_STATEMENTS + 2
         response, _ = await send("GET", "/api/content/999999999", None)
         assert response.status_code == 404
 
@@ -103,7 +68,7 @@ def test_single_object_reads_use_a_constant_number_of_statements(seeded_url: str
 
 
 def test_slug_lookup_finds_the_content(seeded_url: str) -> None:
-    slug = _scalar(seeded_url, "SELECT slug FROM content ORDER BY id LIMIT 1")
+    slug = _scalar(seeded_url, "SELECT slug FROM content WHERE org_id = 1 ORDER BY id LIMIT 1")
 
     async def body(send: Client) -> None:
         response, _ = await send("GET", f"/api/content/by-slug/{slug}", None)
@@ -144,7 +109,9 @@ def test_search_ranks_a_title_match_above_a_body_match(learnhub_url: str) -> Non
 
 
 def test_soft_deleted_content_is_not_served(seeded_url: str) -> None:
-    content_id = _scalar(seeded_url, "SELECT min(id) FROM content WHERE deleted_at IS NULL")
+    content_id = _scalar(
+        seeded_url, "SELECT min(id) FROM content WHERE deleted_at IS NULL AND org_id = 1"
+    )
     engine = create_engine(seeded_url, poolclass=sa.pool.NullPool)
     with engine.begin() as conn:
         conn.execute(
@@ -156,12 +123,14 @@ def test_soft_deleted_content_is_not_served(seeded_url: str) -> None:
         response, _ = await send("GET", f"/api/content/{content_id}", None)
         assert response.status_code == 404
 
+    before = _scalar(seeded_url, "SELECT deleted_at FROM content WHERE id = :id", id=content_id)
+    assert before is not None
     with_client(seeded_url, body)
 
 
 def test_workload_runs_every_route_without_errors(seeded_url: str) -> None:
     async def main() -> None:
-        engine = make_engine(seeded_url)
+        engine = make_engine(app_url(seeded_url))
         try:
             report = await run_workload(engine, requests=60, seed=3)
         finally:

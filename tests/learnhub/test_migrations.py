@@ -1,10 +1,14 @@
 from __future__ import annotations
 
+import pytest
 import sqlalchemy as sa
 from learnhub.migrate import downgrade, upgrade
 from learnhub.models import Base
 
 from pgwarden.db.engines import create_engine
+
+# The migrations create the API's role under this session's own name.
+pytestmark = pytest.mark.usefixtures("learnhub_app_role")
 
 
 def _tables(url: str) -> set[str]:

@@ -5,11 +5,10 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from learnhub.app_role import role_name
 
 from pgwarden.db.engines import create_engine
 from pgwarden.orm import set_actor, set_tenant
-
-APP_ROLE = "learnhub_app"
 
 
 def test_user_changes_are_audited_with_the_actor(learnhub_url: str) -> None:
@@ -42,35 +41,40 @@ def test_user_changes_are_audited_with_the_actor(learnhub_url: str) -> None:
 
 
 def test_the_app_role_sees_and_writes_only_its_organisation(seeded_url: str) -> None:
+    app_role = role_name()
     engine = create_engine(seeded_url, poolclass=sa.pool.NullPool)
     with engine.connect() as conn:
-        by_org = dict(
-            conn.execute(sa.text("SELECT org_id, count(*) FROM content GROUP BY org_id")).all()
+        visible = sa.text(
+            "SELECT org_id, count(*) FROM content"
+            " WHERE org_id = :org OR visibility = 'public' GROUP BY org_id"
         )
-        assert len(by_org) > 1
+        expected = dict(conn.execute(visible, {"org": 1}).all())
+        public = dict(conn.execute(visible, {"org": None}).all())
+        assert len(expected) > 1 and expected != public
         conn.rollback()
         with conn.begin():
-            conn.execute(sa.text(f"SET LOCAL ROLE {APP_ROLE}"))
+            conn.execute(sa.text(f"SET LOCAL ROLE {app_role}"))
             set_tenant(conn, 1)
             crafted = conn.execute(
                 sa.text("SELECT org_id, count(*) FROM content WHERE org_id = 2 OR 1 = 1 GROUP BY 1")
             ).all()
-            assert dict(crafted) == {1: by_org[1]}
+            assert dict(crafted) == expected  # organisation 1's, and others' public content
         with conn.begin():
-            conn.execute(sa.text(f"SET LOCAL ROLE {APP_ROLE}"))
-            assert conn.execute(sa.text("SELECT count(*) FROM content")).scalar_one() == 0
+            conn.execute(sa.text(f"SET LOCAL ROLE {app_role}"))
+            no_tenant = conn.execute(sa.text("SELECT org_id, count(*) FROM content GROUP BY 1"))
+            assert dict(no_tenant.all()) == public
         sneaky = sa.text(
             "INSERT INTO content (org_id, author_id, title, slug) VALUES (2, 1, 'sneaky', 'sneaky')"
         )
         with conn.begin():
-            conn.execute(sa.text(f"SET LOCAL ROLE {APP_ROLE}"))
+            conn.execute(sa.text(f"SET LOCAL ROLE {app_role}"))
             set_tenant(conn, 1)
             with pytest.raises(sa.exc.ProgrammingError, match="row-level security"):
                 conn.execute(sneaky)
             conn.rollback()
         with conn.begin():
-            conn.execute(sa.text(f"SET LOCAL ROLE {APP_ROLE}"))
+            conn.execute(sa.text(f"SET LOCAL ROLE {app_role}"))
             set_tenant(conn, 1)
             moved = conn.execute(sa.text("UPDATE content SET title = 'x' WHERE org_id = 2"))
-            assert moved.rowcount == 0  # other tenants' rows are not even visible to update
+            assert moved.rowcount == 0  # other tenants' rows, public or not, cannot be updated
     engine.dispose()

@@ -14,30 +14,49 @@ import learnhub.api.graphql as graphql_api
 import learnhub.api.rest as rest_api
 import pytest
 from learnhub.api.app import create_app
-from learnhub.db import make_engine
+from learnhub.auth import issue_session
+from learnhub.db import make_engine, make_sessionmaker
 from learnhub.models import Content
 from learnhub.workload import CONTENT_WITH_COMMENTS
 from sqlalchemy.orm import joinedload, selectinload
 
 from pgwarden import observe
-from pgwarden_test_support import line_of
+from pgwarden_test_support import line_of, scalar
 
 REST = Path(rest_api.__file__)
 GRAPHQL = Path(graphql_api.__file__)
-Send = Callable[[str, str, dict[str, Any] | None], Awaitable[httpx.Response]]
+Send = Callable[..., Awaitable[httpx.Response]]
 
 
-def run_app(url: str, body: Callable[[Send], Awaitable[None]]) -> None:
+def run_app(
+    url: str, body: Callable[[Send], Awaitable[None]], *, user_id: int | None = None
+) -> None:
+    """Run ``body`` with ``send(method, path, json, signed=False)`` on learnhub at ``url``.
+
+    The app connects as the URL's (owner) role; ``signed`` requests are signed in as
+    ``user_id``, the others anonymous.
+    """
+
     async def main() -> None:
         engine = make_engine(url)
         observe.instrument(engine, metrics=False)
         transport = httpx.ASGITransport(app=create_app(engine))
         try:
+            headers = {}
+            if user_id is not None:
+                async with make_sessionmaker(engine)() as session:
+                    token = await issue_session(session, user_id)
+                    await session.commit()
+                headers = {"Authorization": f"Bearer {token}"}
             async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
-                await client.get("/api/users?limit=1")  # connect: the dialect's own queries
+                await client.get("/api/content?limit=1")  # connect: the dialect's own queries
 
-                async def send(method: str, path: str, json: dict[str, Any] | None) -> Any:
-                    response = await client.request(method, path, json=json)
+                async def send(
+                    method: str, path: str, json: dict[str, Any] | None, signed: bool = False
+                ) -> Any:
+                    response = await client.request(
+                        method, path, json=json, headers=headers if signed else {}
+                    )
                     assert response.status_code == 200, response.text
                     return response
 
@@ -125,20 +144,22 @@ def test_applying_the_suggested_fixes_makes_the_statement_count_constant(
 
 
 def test_single_objects_empty_results_and_eager_paths_report_nothing(seeded_url: str) -> None:
+    user = scalar(seeded_url, "SELECT min(id) FROM users WHERE is_active AND deleted_at IS NULL")
+
     async def body(send: Send) -> None:
         for path in (
             "/api/content/1",  # one object, eagerly loaded
             "/api/content?limit=10&offset=100000",  # an empty list
             "/api/content?limit=1",  # one object, lazy author: not an N+1
-            "/api/users/1",
+            f"/api/users/{user}",  # users are for signed-in callers
             "/api/content/1/comments",
             "/api/search?q=learn",
         ):
             with observe.watch(mode="raise") as watch:
-                await send("GET", path, None)
+                await send("GET", path, None, signed=path.startswith("/api/users"))
             assert watch.findings() == [], path
 
-    run_app(seeded_url, body)
+    run_app(seeded_url, body, user_id=user)
 
 
 def test_raise_mode_fails_the_unit_of_work_with_the_report(seeded_url: str) -> None:

@@ -42,10 +42,15 @@ def main() -> None:
 @click.option("--database-url", default=None, help="Default: DATABASE_URL.")
 @click.option("--revision", default="head", show_default=True)
 def migrate(database_url: str | None, revision: str) -> None:
-    """Upgrade the database to REVISION."""
+    """Upgrade the database to REVISION, as the owner of its tables.
+
+    The migrations also create the API's login role (learnhub_app), with its password
+    from LEARNHUB_APP_PASSWORD, else from a file made on first use (never printed).
+    """
+    from learnhub.app_role import app_password
     from learnhub.migrate import upgrade
 
-    upgrade(_url(database_url), revision)
+    upgrade(_url(database_url), revision, app_password=app_password(create=True))
     console.print(f"migrated to {revision}")
 
 
@@ -89,16 +94,25 @@ def _seed(url: str | None, scale: float, seed_value: int, dry_run: bool, reset: 
 
 
 @main.command()
-@click.option("--database-url", default=None, help="Default: DATABASE_URL.")
+@click.option("--database-url", default=None, help="The owner's URL. Default: DATABASE_URL.")
 @click.option("--requests", type=click.IntRange(1), default=200, show_default=True)
 @click.option("--seed", "seed_value", type=int, default=0, show_default=True)
 def workload(database_url: str | None, requests: int, seed_value: int) -> None:
-    """Send a mix of REST and GraphQL requests to the app, in-process."""
-    report = _workload(_url(database_url), requests, seed_value)
+    """Send a mix of REST and GraphQL requests to the app, in-process, as its own role.
+
+    The app connects as LEARNHUB_APP_URL, else as the API's role on the owner's URL.
+    """
+    import os
+
+    from learnhub.app_role import app_url
+
+    url = os.environ.get("LEARNHUB_APP_URL") or app_url(_url(database_url))
+    report = _workload(url, requests, seed_value)
     _print_workload(report)
 
 
 def _workload(url: str, requests: int, seed_value: int):  # type: ignore[no-untyped-def]
+    """Run the workload through the app connected with ``url`` (the API's role)."""
     import asyncio
     import logging
 
@@ -147,22 +161,88 @@ def _print_workload(report) -> None:  # type: ignore[no-untyped-def]
 @click.option("--scale", type=float, default=1.0, show_default=True)
 @click.option("--requests", type=click.IntRange(1), default=300, show_default=True)
 def demo(database_url: str | None, database: str, scale: float, requests: int) -> None:
-    """Recreate DATABASE on the server, migrate, seed, run the workload, and summarise."""
+    """Recreate DATABASE on the server, migrate, seed, run the workload, and summarise.
+
+    Migrating and seeding run as the server's user (the owner of the tables); the
+    workload runs through the API connected as its own role, learnhub_app, which row-level
+    security applies to.
+    """
+    from learnhub.app_role import app_password, app_url
     from learnhub.migrate import upgrade
 
     server = parse_database_url(_url(database_url))
     target = server.set(database=database).render_as_string(hide_password=False)
     _recreate(server.render_as_string(hide_password=False), database)
+    owner = server.username or "?"
     console.print(f"[bold]1.[/] created {redact_url(target)}")
-    upgrade(target)
-    console.print("[bold]2.[/] migrated to head (alembic)")
+    password = app_password(create=True)
+    upgrade(target, app_password=password)
+    console.print(f"[bold]2.[/] migrated to head (alembic) as {owner}")
     report = _seed(target, scale, 0, False, False)
-    console.print(f"[bold]3.[/] seeded {report.total:,} rows in {report.seconds:.1f} s")
-    load = _workload(target, requests, 0)
-    console.print("[bold]4.[/] ran the workload")
+    console.print(f"[bold]3.[/] seeded {report.total:,} rows in {report.seconds:.1f} s as {owner}")
+    api_url = app_url(target, password=password)
+    load = _workload(api_url, requests, 0)
+    tenancy = _tenancy(api_url)
+    console.print(f"[bold]4.[/] ran the workload through the API as {_role_line(tenancy.role)}")
     _print_workload(load)
+    console.print("[bold]5.[/] row-level security at work, through the API")
+    _print_tenancy(tenancy)
     _summary(target)
     console.print(f"\nexport DATABASE_URL={redact_url(target)}")
+
+
+def _tenancy(url: str):  # type: ignore[no-untyped-def]
+    import asyncio
+
+    from learnhub.db import make_engine
+    from learnhub.tenancy import show_tenancy
+
+    async def go():  # type: ignore[no-untyped-def]
+        engine = make_engine(url)
+        try:
+            return await show_tenancy(engine)
+        finally:
+            await engine.dispose()
+
+    return asyncio.run(go())
+
+
+def _role_line(role) -> str:  # type: ignore[no-untyped-def]
+    """Return who served the API, and whether row-level security applies to it."""
+    traits = [
+        "a superuser" if role.superuser else "not a superuser",
+        "BYPASSRLS" if role.bypass_rls else "no BYPASSRLS",
+        f"owns {role.owned_tables} tables",
+    ]
+    tables = ", ".join(t.name for t in role.rls_tables) or "no table"
+    escapes = ", ".join(t.name for t in role.unprotected)
+    verdict = (
+        f"[red]row-level security does NOT apply to it on {escapes}[/]"
+        if escapes
+        else f"row-level security applies to it on {tables}"
+    )
+    return f"role [bold]{role.role}[/] ({', '.join(traits)}): {verdict}"
+
+
+def _print_tenancy(tenancy) -> None:  # type: ignore[no-untyped-def]
+    table = Table(
+        "signed in as",
+        "its organisation's content",
+        "public content",
+        title="GET /api/content?limit=10, the same request",
+    )
+    for caller, listed in tenancy.lists.items():
+        own = [str(id_) for id_, visibility in listed if visibility == "organization"]
+        public = [str(id_) for id_, visibility in listed if visibility == "public"]
+        table.add_row(caller, ", ".join(own) or "-", ", ".join(public) or "-")
+    console.print(table)
+    probe = tenancy.probe
+    if probe is not None:
+        console.print(
+            f"organization {probe.asker_org}'s user asking for content {probe.content_id} of "
+            f"organization {probe.owner_org}, with X-Org-Id: {probe.owner_org}: "
+            f"GET {probe.read_status}, PATCH {probe.edit_status}"
+        )
 
 
 def _recreate(server_url: str, database: str) -> None:

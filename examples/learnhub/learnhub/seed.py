@@ -1,7 +1,9 @@
 """Fill a migrated learnhub database with realistic, deterministic data, fast.
 
 Rows are made with Faker from one seed (the same ``--seed`` gives the same data, for a
-given ``anchor`` month) and loaded with COPY. Scale 1 is about 55,000 rows.
+given ``anchor`` month) and loaded with COPY. Scale 1 is about 55,000 rows. The one
+exception to sameness: sessions store the hash of a random token that is thrown away,
+so no seeded session can be signed in with (``learnhub.auth.issue_session`` makes one).
 """
 
 from __future__ import annotations
@@ -9,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import random
+import secrets
 import time
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -75,6 +78,8 @@ PERMISSIONS = [
 ]
 STATES = ["draft", "in_review", "published", "archived"]
 STATE_WEIGHTS = [15, 10, 65, 10]
+# Content anyone may read, signed in or not; the rest only its organisation reads.
+PUBLIC_SHARE = 0.15
 
 
 @dataclass(frozen=True)
@@ -195,7 +200,8 @@ class _Generator:
             yield (
                 i,
                 self.rng.randint(1, self.n["users"]),
-                self.token("session", i),
+                # The hash of a token nobody keeps: a seeded session cannot be signed in with.
+                hashlib.sha256(secrets.token_bytes(32)).hexdigest(),
                 self.fake.ipv4_public(),
                 self.fake.user_agent(),
                 created,
@@ -267,6 +273,7 @@ class _Generator:
                 created,
                 created,
                 self.when(20) if self.rng.random() < 0.01 else None,
+                "public" if self.rng.random() < PUBLIC_SHARE else "organization",
             )
 
     def content_tags(self) -> Iterator[Row]:
@@ -442,6 +449,7 @@ COLUMNS: dict[str, Sequence[str]] = {
         "created_at",
         "updated_at",
         "deleted_at",
+        "visibility",
     ),
     "content_tags": ("content_id", "tag_id"),
     "content_versions": ("id", "content_id", "version", "editor_id", "title", "body", "created_at"),

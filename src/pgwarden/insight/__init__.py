@@ -48,6 +48,13 @@ from pgwarden.insight.indexes import (
     unused_index_findings,
     unused_indexes,
 )
+from pgwarden.insight.privileges import (
+    RlsTable,
+    RoleAccess,
+    check_privileges,
+    rls_bypass_findings,
+    role_access,
+)
 from pgwarden.insight.replication import check_replication
 from pgwarden.insight.sequences import (
     SequenceUsage,
@@ -75,6 +82,8 @@ __all__ = [
     "Finding",
     "ForeignKeyWithoutIndex",
     "InvalidIndex",
+    "RlsTable",
+    "RoleAccess",
     "SequenceUsage",
     "ServerReport",
     "Severity",
@@ -84,6 +93,7 @@ __all__ = [
     "check_bloat",
     "check_constraints",
     "check_indexes",
+    "check_privileges",
     "check_replication",
     "check_sequences",
     "check_settings",
@@ -102,6 +112,8 @@ __all__ = [
     "invalid_index_findings",
     "invalid_indexes",
     "parse_thresholds",
+    "rls_bypass_findings",
+    "role_access",
     "sequence_findings",
     "sequence_usage",
     "unreadable_sequences",

@@ -10,6 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from learnhub.api.graphql import graphql_router
 from learnhub.api.rest import router as rest_router
+from learnhub.app_role import app_database_url
 from learnhub.db import make_engine, make_sessionmaker
 from pgwarden import observe
 from pgwarden.observe.middleware import ObserveMiddleware
@@ -17,7 +18,11 @@ from pgwarden.observe.middleware import ObserveMiddleware
 
 def create_app(engine: AsyncEngine | None = None) -> FastAPI:
     """Return the app; with ``engine`` it uses that engine (tests, the workload), else it
-    creates one from DATABASE_URL when it starts and disposes of it when it stops.
+    creates one when it starts and disposes of it when it stops.
+
+    Its own engine connects as the API's role, ``learnhub_app`` (LEARNHUB_APP_URL, else
+    DATABASE_URL with that role's name and password: :mod:`learnhub.app_role`), never as
+    the tables' owner, so that row-level security applies to it.
 
     pgwarden observes it the way any app would add it: ``observe.instrument(engine)`` for
     statements, slow queries and metrics, and the middleware for N+1s and Server-Timing.
@@ -28,7 +33,7 @@ def create_app(engine: AsyncEngine | None = None) -> FastAPI:
         if engine is not None:
             yield
             return
-        own = make_engine()
+        own = make_engine(app_database_url())
         observe.instrument(own)
         app.state.engine = own
         app.state.sessions = make_sessionmaker(own)

@@ -1,4 +1,9 @@
-"""The GraphQL API (strawberry): content with its author and comments, users, search."""
+"""The GraphQL API (strawberry): content with its author and comments, users, search.
+
+The caller is whoever the bearer token signs in (:mod:`learnhub.api.deps`): row-level
+security shows them their organisation's content and public content; anonymous callers
+see public content only, and ``users`` needs a signed-in caller.
+"""
 
 from __future__ import annotations
 
@@ -13,17 +18,20 @@ from sqlalchemy.orm import selectinload
 from strawberry.fastapi import BaseContext, GraphQLRouter
 from strawberry.types import Info
 
-from learnhub.api.deps import SessionDep
+from learnhub.api.deps import MaybeUser, SessionDep
+from learnhub.auth import Principal
 from learnhub.models import Comment, Content, User, WorkflowState
 from pgwarden.orm import search as ranked_search
 
 
 @dataclass
 class Context(BaseContext):
-    """Per-request state: one session, and a lock because an AsyncSession runs one
-    statement at a time while strawberry resolves sibling fields concurrently."""
+    """Per-request state: one session scoped to the caller (``principal``, ``None`` when
+    anonymous), and a lock because an AsyncSession runs one statement at a time while
+    strawberry resolves sibling fields concurrently."""
 
     session: AsyncSession
+    principal: Principal | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -127,7 +135,15 @@ class Query:
 
     @strawberry.field
     async def users(self, info: Info[Context, None], limit: int = 20) -> list[UserType]:
-        stmt = select(User).order_by(User.id).limit(max(1, min(limit, 100)))
+        principal = info.context.principal
+        if principal is None:
+            raise PermissionError("sign in to list users")
+        stmt = (
+            select(User)
+            .where(User.org_id == principal.org_id)
+            .order_by(User.id)
+            .limit(max(1, min(limit, 100)))
+        )
         async with info.context.lock:
             users = (await info.context.session.scalars(stmt)).all()
         return [UserType(id=user.id, display_name=user.display_name) for user in users]
@@ -152,7 +168,7 @@ schema = strawberry.Schema(query=Query)
 def graphql_router() -> GraphQLRouter[Context, None]:
     """Return the router serving ``/graphql``, one session per request."""
 
-    async def context_getter(session: SessionDep) -> Context:
-        return Context(session=session)
+    async def context_getter(session: SessionDep, principal: MaybeUser) -> Context:
+        return Context(session=session, principal=principal)
 
     return GraphQLRouter(schema, context_getter=context_getter)

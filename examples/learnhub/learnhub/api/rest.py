@@ -1,24 +1,34 @@
-"""The REST API: list and read content, users and comments, and search."""
+"""The REST API: list, read, write and search content; read users and comments.
+
+Reads are open to anonymous callers, who see public content only; writes and users
+need a signed-in user (401 otherwise). What a signed-in user sees and changes is
+decided by row-level security in the database, keyed on their organisation
+(:mod:`learnhub.api.deps`): another organisation's content is simply not there, so a
+read of it is a 404 and so is an edit.
+"""
 
 from __future__ import annotations
 
+import secrets
 from typing import Annotated
 
 from fastapi import APIRouter, HTTPException, Query
-from sqlalchemy import Select, select
+from sqlalchemy import Select, select, update
 from sqlalchemy.orm import selectinload
 
-from learnhub.api.deps import SessionDep
+from learnhub.api.deps import SessionDep, SignedIn
 from learnhub.api.schemas import (
     AuthorOut,
     CommentOut,
     ContentDetail,
+    ContentIn,
+    ContentPatch,
     ContentSummary,
     ProfileOut,
     SearchHit,
     UserOut,
 )
-from learnhub.models import Comment, Content, User, WorkflowState
+from learnhub.models import Comment, Content, User, Visibility, WorkflowState
 from pgwarden.orm import search
 
 router = APIRouter(prefix="/api")
@@ -37,6 +47,7 @@ def _summary(item: Content, author: User | None) -> ContentSummary:
         summary=item.summary,
         state=item.state.value,
         published_at=item.published_at,
+        visibility=str(item.visibility),
         author=_author(author),
     )
 
@@ -67,6 +78,49 @@ async def list_content(
         author = await item.awaitable_attrs.author
         result.append(_summary(item, author))
     return result
+
+
+@router.post("/content", status_code=201)
+async def create_content(draft: ContentIn, session: SessionDep, user: SignedIn) -> ContentSummary:
+    """Create a draft in the caller's organisation, written by the caller."""
+    item = Content(
+        org_id=user.org_id,
+        author_id=user.user_id,
+        title=draft.title,
+        slug="-".join(draft.title.lower().split())[:280] + "-" + secrets.token_hex(4),
+        summary=draft.summary,
+        body=draft.body,
+        visibility=Visibility(draft.visibility),
+    )
+    session.add(item)
+    await session.flush()
+    summary = _summary(item, await session.get(User, user.user_id))
+    await session.commit()
+    return summary
+
+
+@router.patch("/content/{content_id}")
+async def edit_content(
+    content_id: int, edit: ContentPatch, session: SessionDep, user: SignedIn
+) -> ContentSummary:
+    """Change a piece of content of the caller's organisation; 404 for any other."""
+    changes = edit.model_dump(exclude_none=True)
+    if not changes:
+        raise HTTPException(422, "nothing to change: give title, summary, body or visibility")
+    # Row-level security lets the UPDATE reach only the caller's organisation's rows:
+    # another's content, public or not, matches nothing here.
+    stmt = (
+        update(Content)
+        .where(Content.id == content_id, Content.deleted_at.is_(None))
+        .values(**changes)
+        .returning(Content)
+    )
+    item = (await session.scalars(stmt)).first()
+    if item is None:
+        raise HTTPException(404, f"no content {content_id} that you may change")
+    summary = _summary(item, await session.get(User, item.author_id))
+    await session.commit()
+    return summary
 
 
 @router.get("/content/by-slug/{slug}")
@@ -135,11 +189,14 @@ async def list_comments(
 @router.get("/users")
 async def list_users(
     session: SessionDep,
+    user: SignedIn,
     limit: Annotated[int, Query(ge=1, le=100)] = 20,
     offset: Annotated[int, Query(ge=0)] = 0,
 ) -> list[UserOut]:
-    """List users, oldest first."""
-    stmt = select(User).order_by(User.id).limit(limit).offset(offset)
+    """List the users of the caller's organisation, oldest first."""
+    stmt = (
+        select(User).where(User.org_id == user.org_id).order_by(User.id).limit(limit).offset(offset)
+    )
     return [
         UserOut(id=u.id, display_name=u.display_name, email=u.email, created_at=u.created_at)
         for u in (await session.scalars(stmt)).all()
@@ -147,18 +204,22 @@ async def list_users(
 
 
 @router.get("/users/{user_id}")
-async def read_user(user_id: int, session: SessionDep) -> UserOut:
-    """Read one user with their profile."""
-    stmt = select(User).where(User.id == user_id).options(selectinload(User.profile))
-    user = (await session.scalars(stmt)).first()
-    if user is None:
+async def read_user(user_id: int, session: SessionDep, user: SignedIn) -> UserOut:
+    """Read one user of the caller's organisation, with their profile."""
+    stmt = (
+        select(User)
+        .where(User.id == user_id, User.org_id == user.org_id)
+        .options(selectinload(User.profile))
+    )
+    found = (await session.scalars(stmt)).first()
+    if found is None:
         raise HTTPException(404, f"no user {user_id}")
-    profile = user.profile
+    profile = found.profile
     return UserOut(
-        id=user.id,
-        display_name=user.display_name,
-        email=user.email,
-        created_at=user.created_at,
+        id=found.id,
+        display_name=found.display_name,
+        email=found.email,
+        created_at=found.created_at,
         profile=ProfileOut(bio=profile.bio, interests=profile.interests, phone=profile.phone)
         if profile
         else None,

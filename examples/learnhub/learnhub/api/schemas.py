@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 from datetime import datetime
+from typing import Literal
 
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
+
+Visibility = Literal["organization", "public"]
 
 
 class AuthorOut(BaseModel):
@@ -19,6 +22,7 @@ class ContentSummary(BaseModel):
     summary: str
     state: str
     published_at: datetime | None
+    visibility: str
     author: AuthorOut | None  # None when the author's account was deleted
 
 
@@ -54,3 +58,21 @@ class SearchHit(BaseModel):
     id: int
     title: str
     rank: float
+
+
+class ContentIn(BaseModel):
+    """A new draft; its organisation and author are the signed-in user's, never the body's."""
+
+    title: str = Field(min_length=1, max_length=300)
+    summary: str = Field(default="", max_length=2000)
+    body: str = Field(default="", max_length=200_000)
+    visibility: Visibility = "organization"
+
+
+class ContentPatch(BaseModel):
+    """The fields of a piece of content an edit may change; those left out stay."""
+
+    title: str | None = Field(default=None, min_length=1, max_length=300)
+    summary: str | None = Field(default=None, max_length=2000)
+    body: str | None = Field(default=None, max_length=200_000)
+    visibility: Visibility | None = None

@@ -36,6 +36,11 @@ content_tags = Table(
 )
 
 
+def _stored_by_value(kinds: type[enum.StrEnum], name: str) -> Enum:
+    """Return a PostgreSQL enum type ``name`` that stores ``kinds`` by their values."""
+    return Enum(kinds, name=name, values_callable=lambda members: [m.value for m in members])
+
+
 class WorkflowState(enum.StrEnum):
     """Where a piece of content is on its way to readers."""
 
@@ -45,11 +50,15 @@ class WorkflowState(enum.StrEnum):
     ARCHIVED = "archived"
 
 
-workflow_state = Enum(
-    WorkflowState,
-    name="workflow_state",
-    values_callable=lambda states: [state.value for state in states],
-)
+class Visibility(enum.StrEnum):
+    """Who may read a piece of content: its organisation, or anyone, signed in or not."""
+
+    ORGANIZATION = "organization"
+    PUBLIC = "public"
+
+
+workflow_state = _stored_by_value(WorkflowState, "workflow_state")
+content_visibility = _stored_by_value(Visibility, "content_visibility")
 
 
 class Category(IdPrimaryKey, Base):
@@ -96,6 +105,12 @@ class Content(IdPrimaryKey, Timestamps, SoftDelete, Base):
     # When the content may be shown: an enrolment window, say.
     available_during: Mapped[Range[datetime] | None] = mapped_column(TSTZRANGE)
     extra: Mapped[dict[str, Any]] = mapped_column(JSONB, default=dict, server_default="{}")
+    # Row-level security enforces it (migration 0002).
+    visibility: Mapped[Visibility] = mapped_column(
+        content_visibility,
+        default=Visibility.ORGANIZATION,
+        server_default=Visibility.ORGANIZATION.value,
+    )
     search_vector: Mapped[Any] = tsvector_column(("title", "A"), ("summary", "B"), ("body", "C"))
 
     author: Mapped[User] = relationship()
@@ -205,6 +220,7 @@ __all__ = [
     "ContentVersion",
     "Rating",
     "Tag",
+    "Visibility",
     "WorkflowState",
     "WorkflowTransition",
     "content_tags",

@@ -73,7 +73,8 @@ class User(IdPrimaryKey, Timestamps, SoftDelete, Base):
     org_id: Mapped[int] = mapped_column(ForeignKey("organizations.id"), index=True)
     email: Mapped[str] = mapped_column(String(320), unique=True)
     display_name: Mapped[str] = mapped_column(String(200))
-    password_hash: Mapped[str] = mapped_column(String(200))
+    # Deferred: the API's role may not read it (migration 0002 grants the other columns).
+    password_hash: Mapped[str] = mapped_column(String(200), deferred=True)
     is_active: Mapped[bool] = mapped_column(Boolean, default=True, server_default="true")
     email_verified_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     last_login_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))

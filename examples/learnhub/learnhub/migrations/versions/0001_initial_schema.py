@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sqlalchemy as sa
 from alembic import op
+from learnhub.app_role import role_name
 from sqlalchemy.dialects import postgresql
 
 from pgwarden.orm import (
@@ -27,7 +28,6 @@ depends_on = None
 WORKFLOW_STATE = postgresql.ENUM(
     "draft", "in_review", "published", "archived", name="workflow_state", create_type=False
 )
-APP_ROLE = "learnhub_app"
 TIMESTAMPED = ["organizations", "users", "content", "comments"]
 AUDITED = ["users", "content"]
 PARTITION_MONTHS_BACK = 13
@@ -560,12 +560,14 @@ def _database_side() -> None:
         for statement in audit_trigger_sql(table):
             op.execute(statement)
     # The application's role: not the owner, so row-level security applies to it.
+    # (LEARNHUB_APP_ROLE may rename it; 0002 makes it a login role with fewer grants.)
+    app_role = role_name()
     op.execute(
-        f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{APP_ROLE}')"
-        f" THEN CREATE ROLE {APP_ROLE} NOLOGIN; END IF; END $$"
+        f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{app_role}')"
+        f" THEN CREATE ROLE {app_role} NOLOGIN; END IF; END $$"
     )
-    op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {APP_ROLE}")
-    op.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {APP_ROLE}")
+    op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {app_role}")
+    op.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {app_role}")
     for statement in rls_policy_sql("content", column="org_id"):
         op.execute(statement)
     # The owner (who migrates and seeds) keeps seeing every organisation.
