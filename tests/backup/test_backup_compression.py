@@ -225,3 +225,17 @@ def test_a_bad_file_piped_to_a_parallel_restore_loads_nothing_of_it(
     source = counts(source_url)
     for table, rows in counts(target_url).items():
         assert rows in (0, source[table]), table  # never a table loaded in part
+
+
+def test_a_backup_mostly_one_table_restores_in_one_job(
+    source_url: str, backups: LocalStorage, target_url: str
+) -> None:
+    total = sum(counts(source_url).values())
+    execute(
+        source_url,
+        f"INSERT INTO tags (name) SELECT 'tag ' || g FROM generate_series(1, {total + 1000}) AS g",
+    )
+    manifest = create_backup(source_url, backups).manifest
+    restored = restore_backup(backups, manifest.id, target_url, parallel_min_size=0)
+    # One table's data is one job's: a single job and one transaction, as measured faster.
+    assert restored.mode == "pg_restore | psql" and restored.ok
