@@ -16,6 +16,7 @@ See ``docs/api.md``.
 
 from __future__ import annotations
 
+from pgwarden._extras import importing_extra
 from pgwarden.api.errors import (
     JobNotFound,
     RateLimited,
@@ -23,16 +24,12 @@ from pgwarden.api.errors import (
     TokenNotFound,
     TokenRequired,
 )
-from pgwarden.errors import NotEnabled
 
-try:
+with importing_extra(
+    "api", "The admin API needs {package}", {"fastapi": "fastapi", "jinja2": "jinja2"}
+):
     import fastapi  # noqa: F401
     import jinja2  # noqa: F401
-except ImportError as exc:  # an optional dependency: the api extra
-    raise NotEnabled(
-        f"the admin API needs {exc.name}, which is not installed.",
-        hint="Install pgwarden with the api extra: pip install 'pgwarden[api]'.",
-    ) from None
 
 from pgwarden.api.app import create_app, router
 from pgwarden.api.audit import AuditEntry, audit_entries, record_call

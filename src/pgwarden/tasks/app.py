@@ -24,11 +24,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
+from pgwarden._extras import importing_extra
 from pgwarden.config import Settings, config_file_path, load_settings
-from pgwarden.errors import NotEnabled
 from pgwarden.tasks.alerts import notifiers_for
 from pgwarden.tasks.broker import broker_transport_options, broker_url, register_transport
-from pgwarden.tasks.config import FleetConfig, load_fleet
+from pgwarden.tasks.config import TASKS_PACKAGES, FleetConfig, load_fleet
 from pgwarden.tasks.incidents import check_overdue
 from pgwarden.tasks.jobs import JobOutcome, run_job
 from pgwarden.tasks.kinds import JOBS
@@ -39,13 +39,8 @@ OVERDUE_TASK = "alerts.overdue"
 
 
 def _celery() -> Any:
-    try:
+    with importing_extra("tasks", "The worker and beat need {package}", TASKS_PACKAGES):
         import celery
-    except ImportError:
-        raise NotEnabled(
-            "the worker and beat need Celery, from the tasks extra.",
-            hint="pip install 'pgwarden[tasks]'",
-        ) from None
     return celery
 
 

@@ -38,13 +38,17 @@ from typing import Any
 from urllib.parse import quote, urlsplit, urlunsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
+from pgwarden._extras import importing_extra
 from pgwarden._units import parse_duration
 from pgwarden.backup.retention import RetentionPolicy
 from pgwarden.config import config_file_path
-from pgwarden.errors import NotEnabled, PgwardenError
+from pgwarden.errors import PgwardenError
 from pgwarden.tasks.errors import TargetsInvalid, UnknownTarget
 from pgwarden.tasks.kinds import JOBS
 from pgwarden.urls import parse_database_url, redact_url
+
+# What the tasks extra installs: module -> the package that installs it.
+TASKS_PACKAGES = {"celery": "celery", "kombu": "celery", "croniter": "croniter"}
 
 __all__ = [
     "AlertsConfig",
@@ -73,10 +77,8 @@ def check_cron(expression: str, *, where: str) -> str:
     text = " ".join(str(expression).split())
     if text == OFF:
         return text
-    try:
+    with importing_extra("tasks", "Scheduled jobs need {package}", TASKS_PACKAGES):
         from croniter import croniter
-    except ImportError:
-        raise _no_extra() from None
     if not croniter.is_valid(text) or len(text.split()) not in (1, 5):
         raise TargetsInvalid(
             f"{where} = {expression!r} is not a cron expression.",
@@ -84,13 +86,6 @@ def check_cron(expression: str, *, where: str) -> str:
             "(02:00 every day) or '*/15 * * * *'; or 'off'.",
         )
     return text
-
-
-def _no_extra() -> NotEnabled:
-    return NotEnabled(
-        "scheduled jobs need the tasks extra (Celery and croniter).",
-        hint="pip install 'pgwarden[tasks]'",
-    )
 
 
 @dataclass(frozen=True)

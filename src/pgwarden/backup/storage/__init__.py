@@ -14,6 +14,7 @@ import os
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
+from pgwarden._extras import importing_extra
 from pgwarden._units import parse_size
 from pgwarden.backup.storage._base import (
     CHUNK_SIZE,
@@ -24,7 +25,7 @@ from pgwarden.backup.storage._base import (
     iter_file,
 )
 from pgwarden.backup.storage.local import LocalStorage
-from pgwarden.errors import ConfigError, NotEnabled
+from pgwarden.errors import ConfigError
 from pgwarden.urls import redact_text
 
 if TYPE_CHECKING:
@@ -58,15 +59,9 @@ def __getattr__(name: str) -> Any:
 
 
 def _s3_class() -> type[S3Storage]:
-    try:
+    boto = {"boto3": "boto3", "botocore": "boto3"}
+    with importing_extra("s3", "S3 storage needs {package}", boto):
         from pgwarden.backup.storage.s3 import S3Storage
-    except ImportError as exc:
-        if exc.name not in ("boto3", "botocore"):
-            raise
-        raise NotEnabled(
-            "S3 storage needs boto3, which is not installed.",
-            hint="Install pgwarden with the s3 extra: pip install 'pgwarden[s3]'.",
-        ) from None
     return S3Storage
 
 
