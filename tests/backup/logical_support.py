@@ -32,6 +32,24 @@ def engine(url: str) -> sa.Engine:
     )
 
 
+PARALLEL = "pg_restore | psql, in parallel"
+
+
+def assert_restored_in_parallel(restored: Any, url: str) -> None:
+    """Check that a large restore into ``url`` ran in parallel the way that server allows.
+
+    Into PostgreSQL 17 or later it runs in three steps, its data streamed through psqls
+    and nothing staged. A script from pg_restore 17 or later sets what an older server
+    refuses, so into PostgreSQL 16 or older pg_restore itself connects to the server
+    (with ``--jobs`` from a staged copy where the format allows it).
+    """
+    if int(execute(url, "SHOW server_version_num")[0]) >= 170000:
+        assert restored.mode == PARALLEL and not restored.staged and restored.counted_on_load
+    else:
+        assert restored.mode == "pg_restore | psql"
+    assert restored.ok
+
+
 def execute(url: str, *statements: str) -> list[Any]:
     """Run statements in one transaction; return the first column of the last one's rows."""
     eng = engine(url)

@@ -15,6 +15,7 @@ from pathlib import Path
 
 import pytest
 from logical_support import (
+    assert_restored_in_parallel,
     checksums,
     data_path,
     execute,
@@ -104,10 +105,9 @@ def test_large_databases_dump_and_restore_in_parallel_by_default(
     restored = restore_backup(
         backups, manifest.id, target_url, keyring=keyring(), parallel_min_size=0
     )
-    # Nothing staged: each data file a named pipe, filled when pg_restore opens it.
-    assert not restored.staged and restored.ok
-    assert restored.mode == "pg_restore | psql, in parallel"
-    assert restored.counted_on_load  # every table's rows from its load, none counted after
+    # Nothing staged: each data file a named pipe, filled when pg_restore opens it; every
+    # table's rows from its load, none counted after.
+    assert_restored_in_parallel(restored, target_url)
     assert checksums(target_url) == checksums(source_url)
 
     with pytest.raises(UserError, match="one transaction runs one job, not 2"):
@@ -122,8 +122,8 @@ def test_a_large_custom_format_backup_restores_in_parallel_from_the_stream(
     restored = restore_backup(
         backups, manifest.id, target_url, keyring=keyring(), parallel_min_size=0
     )
-    assert restored.mode == "pg_restore | psql, in parallel" and not restored.staged
-    assert restored.ok and restored.counted_on_load and restored.large_objects == (1, 1)
+    assert_restored_in_parallel(restored, target_url)
+    assert restored.large_objects == (1, 1)
     assert checksums(target_url) == checksums(source_url)
 
 
@@ -205,8 +205,8 @@ def test_hostile_names_restore_in_parallel(
     manifest = create_backup(hostile_url, backups, dump_format=dump_format, jobs=jobs).manifest
     expected = fingerprints(hostile_url)
     restored = restore_backup(backups, manifest.id, target_url, parallel_min_size=0)
-    assert restored.mode == "pg_restore | psql, in parallel"
-    assert restored.ok and len(restored.row_checks) == len(expected)
+    assert_restored_in_parallel(restored, target_url)
+    assert len(restored.row_checks) == len(expected)
     assert fingerprints(target_url) == expected
 
 

@@ -12,6 +12,7 @@ from typing import BinaryIO
 import pytest
 import sqlalchemy as sa
 from logical_support import (
+    assert_restored_in_parallel,
     checksums,
     execute,
     keyring,
@@ -170,7 +171,7 @@ def test_directory_format_dumps_in_parallel_and_restores(
     assert "data/toc.dat.enc" in names and len(names) > 10
     assert all(name.endswith(".enc") for name in names)
     restored = restore_backup(backups, manifest.id, target_url, keyring=keyring(), jobs=2)
-    assert restored.mode == "pg_restore | psql, in parallel" and not restored.staged
+    assert_restored_in_parallel(restored, target_url)
     assert checksums(target_url) == checksums(source_url)
 
     with pytest.raises(UserError, match="directory format"):

@@ -20,9 +20,12 @@ from pgwarden.testing.servers import free_port
 def test_fleet_status_shows_jobs_backups_and_alerts(
     target_db: str, catalogue_db: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    down = sa.make_url(target_db).set(port=free_port()).render_as_string(hide_password=False)
-    monkeypatch.setenv("UP_URL", target_db)
-    monkeypatch.setenv("DOWN_URL", down)
+    # A password in the URLs, even where the server trusts without one, must stay out.
+    password = sa.make_url(target_db).password or "a-password-for-the-test"
+    up = sa.make_url(target_db).set(password=password)
+    down = up.set(port=free_port())
+    monkeypatch.setenv("UP_URL", up.render_as_string(hide_password=False))
+    monkeypatch.setenv("DOWN_URL", down.render_as_string(hide_password=False))
     monkeypatch.setenv("CAT_URL", catalogue_db)
     Path("pgwarden.toml").write_text(
         f"""
@@ -55,8 +58,7 @@ storage = "{tmp_path / "down"}"
     document = json.loads(result.stdout)
     assert [t["target"] for t in document["targets"]] == ["down", "up"]
     assert document["targets"][1]["healthy"] is True
-    password = sa.make_url(target_db).password
-    assert password and password not in result.output
+    assert password not in result.output
     human = CliRunner().invoke(cli, ["fleet", "status", "--target", "up"])
     assert human.exit_code == 0, human.output
     assert up_status.newest_verified in human.output
