@@ -194,3 +194,22 @@ def test_concurrent_first_changing_calls_are_all_recorded(
     with engine.connect() as conn:
         assert len(audit_entries(conn)) == 8
     engine.dispose()
+
+
+def test_arguments_jsonb_cannot_hold_are_audited_readable(
+    client: Any, tokens: dict[str, str], pg_url: str
+) -> None:
+    # NUL and a lone surrogate: jsonb refuses both; the call is still answered and audited.
+    body = '{"command": "analyze", "tables": ["a\\u0000b", "c\\ud800d"]}'
+    plan = client.post(
+        f"{PREFIX}/maintenance/plan",
+        content=body,
+        headers={**auth(tokens["operate"]), "Content-Type": "application/json"},
+    )
+    assert plan.status_code == 400, plan.text
+    assert "unknown tables" in plan.json()["error"]["message"]
+    engine = _engine(pg_url)
+    with engine.connect() as conn:
+        [entry] = [e for e in audit_entries(conn) if e.route == f"{PREFIX}/maintenance/plan"]
+    engine.dispose()
+    assert entry.arguments["tables"] == ["a\ufffdb", "c?d"] and entry.status == 400

@@ -89,7 +89,7 @@ def record_call(
     if not conn.execute(_HAS_TABLE).scalar_one():
         for statement in _DDL:
             conn.execute(text(statement))
-    shown = redact_text(json.dumps(arguments, sort_keys=True, default=str))
+    shown = redact_text(json.dumps(_storable(arguments), sort_keys=True, default=str))
     conn.execute(
         _INSERT,
         {
@@ -99,9 +99,23 @@ def record_call(
             "arguments": shown,
             "outcome": outcome,
             "status": status,
-            "detail": None if detail is None else redact_text(detail)[:2000],
+            "detail": None if detail is None else _storable(redact_text(detail))[:2000],
         },
     )
+
+
+def _storable(value: Any) -> Any:
+    """Return ``value`` with what jsonb cannot hold replaced: NUL and lone surrogates.
+
+    Arguments are whatever a caller sent; the record keeps them readable, not exact.
+    """
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd").encode("utf-8", "replace").decode("utf-8")
+    if isinstance(value, dict):
+        return {_storable(str(key)): _storable(item) for key, item in value.items()}
+    if isinstance(value, list | tuple):
+        return [_storable(item) for item in value]
+    return value
 
 
 def audit_entries(conn: Connection, *, limit: int = 100) -> list[AuditEntry]:
