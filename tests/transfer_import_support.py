@@ -19,6 +19,7 @@ from sqlalchemy.pool import NullPool
 
 from pgwarden._sql import qualified as qualified_name
 from pgwarden._sql import quote_identifier as quote
+from pgwarden._sql import split_table_key
 from pgwarden.transfer import BundleTable
 from pgwarden.transfer.bundle import Format
 from pgwarden.transfer.catalog import load_catalog
@@ -78,10 +79,9 @@ def checksums(url: str) -> dict[str, str]:
     result = {}
     with connection(url) as conn:
         for name in user_tables(conn):
-            schema, table = name.split(".", 1)
             query = (
                 f"SELECT md5(coalesce(string_agg(t::text, E'\\n' ORDER BY t::text), ''))"
-                f" FROM {qualified_name(schema, table)} AS t"
+                f" FROM {qualified_name(*split_table_key(name))} AS t"
             )
             result[name] = conn.execute(sa.text(query)).scalar_one()
     return result
@@ -92,7 +92,7 @@ def counts(url: str) -> dict[str, int]:
     with connection(url) as conn:
         return {
             name: conn.execute(
-                sa.text(f"SELECT count(*) FROM {qualified_name(*name.split('.', 1))}")
+                sa.text(f"SELECT count(*) FROM {qualified_name(*split_table_key(name))}")
             ).scalar_one()
             for name in user_tables(conn)
         }

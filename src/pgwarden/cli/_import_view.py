@@ -146,6 +146,9 @@ def print_erase(console: Console, report: EraseReport) -> None:
     else:
         rows = [(t.table, t.deleted, t.nullified) for t in report.tables]
         console.print(table(["table", "deleted", "unlinked (key set to NULL)"], rows))
+    if report.kept:
+        kept = [(f"{k.table}.{k.column}", k.reason) for k in report.kept]
+        console.print(table(["column left as it was", "why"], kept))
     who = f"{report.user_table} id {report.user_id}"
     if report.dry_run:
         console.print(f"Dry run: {who} would be erased as above. Nothing was changed.")

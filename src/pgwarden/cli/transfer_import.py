@@ -23,6 +23,7 @@ from pgwarden.cli import _import_view as view
 from pgwarden.cli._errors import option_values
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import dump_json
+from pgwarden.errors import UserError
 from pgwarden.transfer import (
     ImportFailed,
     ImportReport,
@@ -319,6 +320,18 @@ def import_csv_command(
     help="Also erase rows whose COLUMN holds the user's id without a foreign key (repeatable).",
 )
 @click.option(
+    "--keep",
+    multiple=True,
+    metavar="TABLE.COLUMN",
+    help="With --anonymize, leave this column's values as they are (repeatable).",
+)
+@click.option(
+    "--clear",
+    multiple=True,
+    metavar="TABLE.COLUMN",
+    help="With --anonymize, set this column to NULL instead of a fake (repeatable).",
+)
+@click.option(
     "--salt-env",
     metavar="VAR",
     default="PGWARDEN_TRANSFER_SALT",
@@ -338,6 +351,8 @@ def erase_user_command(
     user_id: str,
     anonymize: bool,
     also: tuple[str, ...],
+    keep: tuple[str, ...],
+    clear: tuple[str, ...],
     salt_env: str,
     purge_journal: bool,
     dry_run: bool,
@@ -348,11 +363,13 @@ def erase_user_command(
     Example:
       pgwarden erase-user --user-table public.users --user-id 42 --dry-run
     """
+    if (keep or clear) and not anonymize:
+        raise UserError("--keep and --clear choose what --anonymize writes; add --anonymize.")
     salt = os.environ.get(salt_env, "")
     with _connection(state) as conn, option_values({"--user-id": user_id}):
         report = erase_user(
             conn, user_table, user_id, anonymize=anonymize, dry_run=dry_run, also=also,
-            salt=salt, purge_journal=purge_journal,
+            salt=salt, purge_journal=purge_journal, keep=keep, clear=clear,
         )  # fmt: skip
     if state.json:
         dump_json(state.console, report)

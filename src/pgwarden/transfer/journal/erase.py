@@ -28,7 +28,10 @@ place: text becomes a deterministic fake (``anon-<16 hex>``, an address at
 ``example.invalid`` for columns named like ``email``; NULL and empty stay so), derived
 from the row's key, the column and ``salt``, never from the value; binary, network,
 JSON, UUID and array values become NULL (or their default when NOT NULL). Keys and
-other values (numbers, dates, flags) stay, so the rows still add up in reports.
+other values (numbers, dates, flags, enum values, and text a CHECK constraint limits to
+a fixed list) stay, so the rows still add up in reports. ``keep`` and ``clear`` name
+columns (``TABLE.COLUMN``) to leave as they are or to set to NULL; when a fake breaks
+another CHECK constraint, the erase stops naming it, and changes nothing.
 
 Everything runs in one transaction, with user triggers off (an audit trigger would
 copy the personal data into its log), and is journaled as a run that
@@ -44,11 +47,18 @@ from typing import Any
 
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
+from sqlalchemy.exc import IntegrityError
 
 from pgwarden._sql import quote_identifier as quote
 from pgwarden._sql import resolve_table, split_table_key, table_key
 from pgwarden.errors import UserError
 from pgwarden.transfer.catalog import CatalogForeignKey, CatalogTable, load_catalog, load_tables
+from pgwarden.transfer.journal._fakes import (
+    KeptColumn,
+    anonymized_values,
+    check_constraints,
+    refused,
+)
 from pgwarden.transfer.journal.runs import finish_run, pin_settings, purge_run, start_run
 from pgwarden.transfer.load._clauses import key_json, triggers_off
 from pgwarden.transfer.load._job import transaction
@@ -56,8 +66,6 @@ from pgwarden.transfer.load._job import transaction
 __all__ = ["EraseReport", "EraseTable", "erase_user"]
 
 _MAX_ROUNDS = 1000
-# Types whose values are identifying as a whole and have no sensible fake.
-_CLEARED = {"bytea", "inet", "cidr", "macaddr", "macaddr8", "json", "jsonb", "uuid", "xml"}
 
 _CHOSEN = """
 CREATE TEMPORARY TABLE pgw_erase (
@@ -99,6 +107,7 @@ class EraseReport:
     run_id: int | None = None
     journal_purged: bool = False
     tables: list[EraseTable] = field(default_factory=list)
+    kept: list[KeptColumn] = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -119,6 +128,8 @@ def erase_user(
     also: Sequence[str] = (),
     salt: str = "",
     purge_journal: bool = False,
+    keep: Sequence[str] = (),
+    clear: Sequence[str] = (),
 ) -> EraseReport:
     """Delete (or anonymize) user ``user_id`` of ``user_table`` and every row linked to it.
 
@@ -131,7 +142,7 @@ def erase_user(
         pin_settings(conn)
         schema, name = resolve_table(conn, user_table)
         report.user_table = table_key(schema, name)
-        eraser = _Eraser(conn, report.user_table, also)
+        eraser = _Eraser(conn, report.user_table, also, keep=keep, clear=clear)
         eraser.choose(str(user_id))
         run_id = start_run(
             conn,
@@ -141,6 +152,7 @@ def erase_user(
         )
         counts = eraser.apply(run_id, anonymize, salt)
         report.tables = list(counts.values())
+        report.kept = eraser.kept
         if not dry_run:
             finish_run(
                 conn,
@@ -160,7 +172,15 @@ def erase_user(
 class _Eraser:
     """Find the rows linked to one user's row, then erase them."""
 
-    def __init__(self, conn: Connection, user_table: str, also: Sequence[str]) -> None:
+    def __init__(
+        self,
+        conn: Connection,
+        user_table: str,
+        also: Sequence[str],
+        *,
+        keep: Sequence[str] = (),
+        clear: Sequence[str] = (),
+    ) -> None:
         self.conn = conn
         self.user_table = user_table
         self.targets: dict[str, CatalogTable] = {}
@@ -170,6 +190,12 @@ class _Eraser:
                 f"{user_table} needs a one-column primary key to name a user by id.",
             )
         self.also = [self._also(spec) for spec in also]
+        self.keep = self._columns("--keep", keep)
+        self.clear = self._columns("--clear", clear)
+        for table, columns in self.keep.items():
+            if both := columns & self.clear.get(table, set()):
+                raise UserError(f"{table}.{sorted(both)[0]} is given to both --keep and --clear.")
+        self.kept: list[KeptColumn] = []
 
     def _target(self, name: str) -> CatalogTable:
         if name not in self.targets:
@@ -183,13 +209,27 @@ class _Eraser:
             )
         return target
 
-    def _also(self, spec: str) -> _Link:
+    def _column(self, option: str, spec: str) -> tuple[CatalogTable, str]:
         table, _, column = spec.rpartition(".")
+        if not table:
+            raise UserError(f"{option} {spec}: name a column as TABLE.COLUMN.")
         if "." not in table:
             table = f"public.{table}"
         target = self._target(table)
         if column not in target.by_name:
-            raise UserError(f"--also {spec}: {table} has no column {column!r}.")
+            raise UserError(f"{option} {spec}: {table} has no column {column!r}.")
+        return target, column
+
+    def _columns(self, option: str, specs: Sequence[str]) -> dict[str, set[str]]:
+        chosen: dict[str, set[str]] = {}
+        for spec in specs:
+            target, column = self._column(option, spec)
+            chosen.setdefault(target.qualified, set()).add(column)
+        return chosen
+
+    def _also(self, spec: str) -> _Link:
+        target, column = self._column("--also", spec)
+        table = target.qualified
         fk = CatalogForeignKey(
             columns=(column,),
             ref_schema=self.user.schema,
@@ -360,35 +400,25 @@ class _Eraser:
         return self._update(target, run_id, "nullify", ", ".join(sets), params)
 
     def _anonymize(self, target: CatalogTable, run_id: int, salt: str) -> int:
-        keys = set(target.primary_key) | {c for fk in target.foreign_keys for c in fk.columns}
+        checks = check_constraints(self.conn, target)
         params: dict[str, Any] = {"salt": salt}
-        sets = []
-        for i, column in enumerate(target.by_name.values()):
-            if column.name in keys or column.generated or column.identity:
-                continue
-            name = quote(column.name)
-            if column.category == "S":
-                params[f"a{i}"] = column.name
-                fake = (
-                    "'anon-' || substr(md5(CAST(:salt AS text) || '/' || :table || '/' ||"
-                    f" CAST(:a{i} AS text) || '/' || pgw_p.pgw_key::text), 1, 16)"
-                )
-                if "email" in column.name.lower():
-                    fake += " || '@example.invalid'"
-                if column.max_length:
-                    fake = f"left({fake}, {int(column.max_length)})"
-                sets.append(
-                    f"{name} = CASE WHEN pgw_t.{name} IS NULL OR pgw_t.{name} = ''"
-                    f" THEN pgw_t.{name} ELSE {fake} END"
-                )
-            elif column.base_type in _CLEARED or column.category == "A":
-                if column.nullable:
-                    sets.append(f"{name} = NULL")
-                elif column.has_default:
-                    sets.append(f"{name} = DEFAULT")
+        sets, kept = anonymized_values(
+            target,
+            checks,
+            params,
+            keep=self.keep.get(target.qualified, set()),
+            clear=self.clear.get(target.qualified, set()),
+        )
+        self.kept.extend(kept)
         if not sets:
             return 0
-        return self._update(target, run_id, "delete", ", ".join(sets), params)
+        try:
+            return self._update(target, run_id, "delete", ", ".join(sets), params)
+        except IntegrityError as exc:
+            diag = getattr(exc.orig, "diag", None)
+            constraint = getattr(diag, "constraint_name", None)
+            reason = getattr(diag, "message_primary", None) or "the server refused them"
+            raise refused(target, checks, constraint, reason) from None
 
     def _delete(self, target: CatalogTable, run_id: int) -> int:
         params: dict[str, Any] = {"run": run_id, "schema": target.schema, "table": target.name}
