@@ -1,6 +1,7 @@
 """learnhub's content query through its real strawberry schema on a real database: with
-pgwarden's loaders, comments, their authors and tags (many-to-many) cost the same number of statements at every page size,
-under an N+1 watch in raise mode, and the answer equals what plain SQL says."""
+pgwarden's loaders, comments, their authors and tags (many-to-many) cost the same number
+of statements at every page size, under an N+1 watch in raise mode, and the answer
+equals what plain SQL says (soft-deleted comments left out)."""
 
 from __future__ import annotations
 
