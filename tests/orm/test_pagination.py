@@ -169,6 +169,11 @@ def test_typed_values_page_through_the_database(conn: Connection) -> None:
     stmt = sa.select(table.c.u).order_by(table.c.n.desc(), table.c.at)
     expected = list(conn.execute(stmt.order_by(table.c.u)).scalars())
     assert _walk(conn, stmt, 2, backwards_from=None) == expected
+    # A labelled expression orders too; rows come back as tuples.
+    twice = (table.c.n * 2).label("twice")
+    labelled = sa.select(table.c.u, twice).order_by(twice.desc(), table.c.at.desc())
+    want = [tuple(r) for r in conn.execute(labelled.order_by(table.c.u))]
+    assert _walk(conn, labelled, 4, backwards_from=None) == want
 
 
 def test_a_changed_or_foreign_cursor_is_refused(conn: Connection) -> None:
@@ -192,6 +197,8 @@ def test_a_changed_or_foreign_cursor_is_refused(conn: Connection) -> None:
         keyset_page(conn, stmt, secret=SECRET, before=cursor)
     with pytest.raises(UnpageableQuery, match="no ORDER BY"):
         keyset_page(conn, sa.select(rows_table.c.id), secret=SECRET)
+    with pytest.raises(UnpageableQuery, match="name or text"):
+        keyset_page(conn, sa.select(rows_table.c.id).order_by(sa.text("1")), secret=SECRET)
     with pytest.raises(UnpageableQuery, match="16"):
         keyset_page(conn, stmt, secret="short")
     with pytest.raises(UnpageableQuery, match="LIMIT"):

@@ -40,7 +40,7 @@ from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
 from sqlalchemy.sql import operators
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import ClauseElement, UnaryExpression
+from sqlalchemy.sql.elements import ClauseElement, Label, UnaryExpression
 from sqlalchemy.sql.expression import Executable
 from sqlalchemy.types import Enum as EnumType
 
@@ -115,14 +115,25 @@ class OffsetPage:
 def _unwrap(clause: Any) -> PageKey:
     descending: bool | None = None
     nulls_first: bool | None = None
-    while isinstance(clause, UnaryExpression) and clause.modifier is not None:
-        if clause.modifier in (operators.nulls_first_op, operators.nulls_last_op):
+    while True:
+        if getattr(clause, "__visit_name__", None) == "label_reference" or isinstance(
+            clause, Label
+        ):  # ORDER BY a Label object: page on what it labels
+            clause = clause.element
+        elif isinstance(clause, UnaryExpression) and clause.modifier in (
+            operators.nulls_first_op,
+            operators.nulls_last_op,
+        ):
             nulls_first = clause.modifier is operators.nulls_first_op
-        elif clause.modifier in (operators.desc_op, operators.asc_op):
+            clause = clause.element
+        elif isinstance(clause, UnaryExpression) and clause.modifier in (
+            operators.desc_op,
+            operators.asc_op,
+        ):
             descending = clause.modifier is operators.desc_op
+            clause = clause.element
         else:
             break
-        clause = clause.element
     descending = bool(descending)
     return PageKey(clause, descending, descending if nulls_first is None else nulls_first)
 
@@ -147,6 +158,16 @@ def page_keys(statement: Select[Any], *, unique: bool = False) -> list[PageKey]:
             hint="Add .order_by(...) to the query, ending with a unique column.",
         )
     keys = [_unwrap(clause) for clause in clauses]
+    for key in keys:
+        if not isinstance(key.expression, ColumnElement) or key.expression.__visit_name__ in (
+            "textual_label_reference",
+            "textclause",
+        ):
+            raise UnpageableQuery(
+                f"the query orders by {key.expression!r}, a name or text rather than an "
+                "expression, whose values a cursor cannot be built from.",
+                hint="Order by the column or labelled expression itself, not its name.",
+            )
     if not unique:
         primary = _primary_key(statement)
         if not primary:
