@@ -6,7 +6,7 @@ type exactly and refuse any change; totals exact or estimated, as said."""
 from __future__ import annotations
 
 import uuid
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -131,6 +131,8 @@ cursor_values = st.one_of(
     st.text(),
     st.decimals(allow_nan=False),
     st.datetimes(timezones=offsets),
+    st.datetimes(),
+    st.times(timezones=offsets),
     st.dates(),
     st.uuids(),
     st.binary(),
@@ -145,7 +147,7 @@ def test_cursor_values_round_trip_exactly(values: list[Any], backwards: bool) ->
     assert back == Cursor(backwards, "o", tuple(values))
     assert [type(v) for v in back.values] == [type(v) for v in values]
     for got, sent in zip(back.values, values, strict=True):
-        if isinstance(sent, datetime):
+        if isinstance(sent, datetime | time):
             assert got.utcoffset() == sent.utcoffset()
         if isinstance(sent, Decimal):
             assert str(got) == str(sent)  # 0.10 stays 0.10

@@ -20,7 +20,7 @@ import json
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import date, datetime, time, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
@@ -77,12 +77,14 @@ def _tag(value: Any) -> list[Any]:
         return ["s", value]
     if isinstance(value, Decimal):
         return ["d", str(value)]
-    if isinstance(value, datetime):
-        return ["dt", value.isoformat()]
+    if isinstance(value, datetime | time):
+        # The offset apart, in microseconds: ISO 8601 text cannot say every offset.
+        offset = value.utcoffset()
+        naive = value.replace(tzinfo=None).isoformat()
+        micros = None if offset is None else offset // timedelta(microseconds=1)
+        return ["dt" if isinstance(value, datetime) else "t", [naive, micros]]
     if isinstance(value, date):
         return ["da", value.isoformat()]
-    if isinstance(value, time):
-        return ["t", value.isoformat()]
     if isinstance(value, timedelta):
         return ["td", [value.days, value.seconds, value.microseconds]]
     if isinstance(value, uuid.UUID):
@@ -95,6 +97,12 @@ def _tag(value: Any) -> list[Any]:
     )
 
 
+def _zoned(value: Any, micros: int | None) -> Any:
+    if micros is None:
+        return value
+    return value.replace(tzinfo=timezone(timedelta(microseconds=micros)))
+
+
 def _untag(item: list[Any], enum_class: type[enum.Enum] | None) -> Any:
     kind, rest = item[0], item[1:]
     value = rest[0] if rest else None
@@ -105,9 +113,9 @@ def _untag(item: list[Any], enum_class: type[enum.Enum] | None) -> Any:
         "f": float.fromhex,
         "s": str,
         "d": Decimal,
-        "dt": datetime.fromisoformat,
+        "dt": lambda v: _zoned(datetime.fromisoformat(v[0]), v[1]),
         "da": date.fromisoformat,
-        "t": time.fromisoformat,
+        "t": lambda v: _zoned(time.fromisoformat(v[0]), v[1]),
         "td": lambda v: timedelta(days=v[0], seconds=v[1], microseconds=v[2]),
         "u": uuid.UUID,
         "by": _unb64,
