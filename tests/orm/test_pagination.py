@@ -22,7 +22,12 @@ from sqlalchemy.engine import Connection, Engine
 from pgwarden import InvalidCursor, UnpageableQuery
 from pgwarden.orm import SoftDelete, enable_soft_delete_filter, keyset_page, offset_page
 from pgwarden.orm._cursors import Cursor, decode_cursor, encode_cursor
-from pgwarden.orm.pagination_fastapi import KeysetParams, keyset_params
+from pgwarden.orm.pagination_fastapi import (
+    KeysetParams,
+    OffsetParams,
+    keyset_params,
+    offset_params,
+)
 
 SECRET = "a secret of more than sixteen bytes"
 metadata = sa.MetaData()
@@ -235,6 +240,14 @@ def test_fastapi_dependency_refuses_a_tampered_cursor_before_the_route(
     app = FastAPI()
     keyset = keyset_params(secret=SECRET, max_per_page=5)
 
+    numbering = offset_params(max_per_page=3)
+
+    @app.get("/numbered")
+    def numbered(params: OffsetParams = Depends(numbering)) -> Any:
+        with pg_engine.connect() as connection:
+            page = offset_page(connection, stmt, **params.options())
+        return {"items": page.items, "total": page.total, "pages": page.pages}
+
     @app.get("/rows")
     def rows(params: KeysetParams = Depends(keyset)) -> dict[str, Any]:
         with pg_engine.connect() as connection:
@@ -252,6 +265,10 @@ def test_fastapi_dependency_refuses_a_tampered_cursor_before_the_route(
             assert bad.status_code == 400 and "cursor" in bad.json()["detail"]
             too_many = await client.get("/rows", params={"per_page": 6})
             assert too_many.status_code == 422
+            third = (await client.get("/numbered", params={"page": 3, "per_page": 3})).json()
+            assert third == {"items": [6], "total": 7, "pages": 3}
+            zero = await client.get("/numbered", params={"page": 0})
+            assert zero.status_code == 422
 
     import asyncio
 
