@@ -20,6 +20,10 @@ from pgwarden import observe
 
 # contents with their authors (2), comments, comment authors, tags.
 LEVELS = 5
+# The first two comments of each content, ranked by a window function in one statement.
+FIRST_COMMENTS = """
+query Contents($limit: Int!) { contents(limit: $limit) { id comments(limit: 2) { id } } }
+"""
 
 # Three copies of the seeded content, published and public, each with its own comments
 # (some soft-deleted) and tags: enough for a page of 200.
@@ -101,6 +105,14 @@ def test_the_content_query_costs_the_same_statements_at_every_page_size(seeded_u
                     pages[size] = data["data"]["contents"]
                     assert len(pages[size]) == size
                     assert watch.statements == SIGN_IN_STATEMENTS + LEVELS, size
+                    query = {"query": FIRST_COMMENTS, "variables": {"limit": size}}
+                    with observe.watch(mode="raise", threshold=2) as watch:
+                        response = await client.post("/graphql", json=query)
+                    first = response.json()["data"]["contents"]
+                    assert watch.statements == SIGN_IN_STATEMENTS + 3, size
+                    assert {item["id"]: [c["id"] for c in item["comments"]] for item in first} == {
+                        item["id"]: [c["id"] for c in item["comments"][:2]] for item in pages[size]
+                    }
         finally:
             observe.uninstrument(engine)
             await engine.dispose()

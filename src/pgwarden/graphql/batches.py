@@ -168,7 +168,10 @@ def _from_identity_map(
 ) -> object | None:
     """Return the many-to-one target already in the session, as a lazy load would."""
     target = plan.target
-    if list(plan.key_columns) != list(target.primary_key):
+    primary = target.primary_key
+    if len(plan.key_columns) != len(primary) or not all(
+        column.compare(key) for column, key in zip(plan.key_columns, primary, strict=True)
+    ):
         return None
     return session.identity_map.get(target.identity_key_from_primary_key(tuple(key)))
 
