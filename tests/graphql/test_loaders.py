@@ -342,3 +342,31 @@ def test_sync_session_through_strawberry_and_a_missing_registry(engine: Engine) 
         missing = asyncio.run(SCHEMA.execute(QUERY, context_value={"session": session}))
         assert missing.errors
         assert isinstance(missing.errors[0].original_error, LoadersMissing)
+
+
+class Node(Base):
+    """A self-referential tree: the remote side is the same table."""
+
+    __tablename__ = "node"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    parent_id: Mapped[int | None] = mapped_column(ForeignKey("node.id"))
+    parent: Mapped[Node | None] = relationship(remote_side="Node.id", back_populates="children")
+    children: Mapped[list[Node]] = relationship(back_populates="parent", order_by="Node.id")
+
+
+def test_self_referential_trees_load_both_ways(pg_engine: Engine) -> None:
+    Base.metadata.create_all(pg_engine)
+    with Session(pg_engine) as session:
+        session.add_all(
+            Node(id=i, parent_id=None if i <= 3 else (i - 1) // 3) for i in range(1, 40)
+        )
+        session.commit()
+        roots = session.scalars(sa.select(Node).where(Node.parent_id.is_(None))).all()
+        level = load_related(session, Node.children, roots)
+        assert [[n.id for n in kids] for kids in level] == [
+            [i for i in range(4, 40) if (i - 1) // 3 == root.id] for root in roots
+        ]
+        grand = [n for kids in level for n in kids]
+        assert load_related(session, Node.parent, grand) == [
+            root for root, kids in zip(roots, level, strict=True) for _ in kids
+        ]
