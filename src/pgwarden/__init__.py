@@ -65,8 +65,10 @@ if TYPE_CHECKING:
         WalConflict,
         WalMissing,
     )
+    from pgwarden.graphql.errors import LoadersMissing, UnsupportedRelationship
     from pgwarden.insight.errors import CheckSkipped
     from pgwarden.observe.errors import NPlusOneDetected
+    from pgwarden.orm.errors import InvalidCursor, UnpageableQuery
     from pgwarden.tasks.errors import TargetsInvalid, UnknownTarget
     from pgwarden.transfer.errors import BundleError, ImportFailed, RollbackRefused
 
@@ -108,8 +110,10 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
         "WalConflict",
         "WalMissing",
     ),
+    "pgwarden.graphql.errors": ("LoadersMissing", "UnsupportedRelationship"),
     "pgwarden.insight.errors": ("CheckSkipped",),
     "pgwarden.observe.errors": ("NPlusOneDetected",),
+    "pgwarden.orm.errors": ("InvalidCursor", "UnpageableQuery"),
     "pgwarden.tasks.errors": ("TargetsInvalid", "UnknownTarget"),
     "pgwarden.transfer.errors": ("BundleError", "ImportFailed", "RollbackRefused"),
 }
@@ -139,8 +143,10 @@ __all__ = [
     "ImportFailed",
     "IndexCorrupt",
     "IntegrityFailed",
+    "InvalidCursor",
     "InvalidKey",
     "JobNotFound",
+    "LoadersMissing",
     "LockHeld",
     "LockLost",
     "ManifestInvalid",
@@ -167,6 +173,8 @@ __all__ = [
     "TokenRequired",
     "UnknownKey",
     "UnknownTarget",
+    "UnpageableQuery",
+    "UnsupportedRelationship",
     "UnusableQuery",
     "UserError",
     "WalConflict",

@@ -8,7 +8,7 @@ import asyncio
 import sqlalchemy as sa
 from learnhub.app_role import app_url
 from learnhub.db import make_engine
-from learnhub.workload import CONTENT_WITH_COMMENTS, run_workload
+from learnhub.workload import CONTENT_WITH_COMMENTS_N_PLUS_ONE, run_workload
 from learnhub_support import SIGN_IN_STATEMENTS, Client, first_user, with_client
 from learnhub_support import scalar as _scalar
 
@@ -35,7 +35,7 @@ def test_content_list_lazy_loads_each_author(seeded_url: str) -> None:
 
 def test_graphql_comments_are_loaded_per_content(seeded_url: str) -> None:
     async def body(send: Client) -> None:
-        query = {"query": CONTENT_WITH_COMMENTS, "variables": {"limit": 8}}
+        query = {"query": CONTENT_WITH_COMMENTS_N_PLUS_ONE, "variables": {"limit": 8}}
         response, statements = await send("POST", "/graphql", query)
         data = response.json()
         assert "errors" not in data, data

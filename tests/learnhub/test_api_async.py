@@ -15,7 +15,7 @@ import sqlalchemy as sa
 from learnhub.api.app import create_app
 from learnhub.app_role import app_url
 from learnhub.db import make_engine
-from learnhub.workload import CONTENT_WITH_COMMENTS, StatementCounter
+from learnhub.workload import CONTENT_WITH_COMMENTS_N_PLUS_ONE, StatementCounter
 from learnhub_support import SIGN_IN_STATEMENTS, first_user, sign_in
 
 from pgwarden.db.engines import create_engine
@@ -86,7 +86,7 @@ async def test_content_list_lazy_loads_each_author(client: Client, seeded_url: s
 
 
 async def test_graphql_comments_are_loaded_per_content(client: Client) -> None:
-    query = {"query": CONTENT_WITH_COMMENTS, "variables": {"limit": 8}}
+    query = {"query": CONTENT_WITH_COMMENTS_N_PLUS_ONE, "variables": {"limit": 8}}
     response, statements = await client.send("POST", "/graphql", query)
     data = response.json()
     assert "errors" not in data, data

@@ -17,7 +17,7 @@ from learnhub.api.app import create_app
 from learnhub.auth import issue_session
 from learnhub.db import make_engine, make_sessionmaker
 from learnhub.models import Content
-from learnhub.workload import CONTENT_WITH_COMMENTS
+from learnhub.workload import CONTENT_WITH_COMMENTS_N_PLUS_ONE
 from sqlalchemy.orm import joinedload, selectinload
 
 from pgwarden import observe
@@ -90,7 +90,7 @@ def test_the_content_list_n_plus_one_is_reported_with_lines_and_fix(seeded_url: 
 
 def test_the_graphql_comments_n_plus_one_is_reported_with_lines_and_fix(seeded_url: str) -> None:
     async def body(send: Send) -> None:
-        query = {"query": CONTENT_WITH_COMMENTS, "variables": {"limit": 6}}
+        query = {"query": CONTENT_WITH_COMMENTS_N_PLUS_ONE, "variables": {"limit": 6}}
         with observe.watch(mode="log") as watch:
             await send("POST", "/graphql", query)
         [finding] = watch.findings()
@@ -134,7 +134,7 @@ def test_applying_the_suggested_fixes_makes_the_statement_count_constant(
                 items = (await send("GET", f"/api/content?limit={limit}", None)).json()
             assert len(items) == limit
             assert watch.statements == 1  # the list and its authors in one statement
-            query = {"query": CONTENT_WITH_COMMENTS, "variables": {"limit": limit}}
+            query = {"query": CONTENT_WITH_COMMENTS_N_PLUS_ONE, "variables": {"limit": limit}}
             with observe.watch(mode="raise") as watch:
                 data = (await send("POST", "/graphql", query)).json()
             assert len(data["data"]["contents"]) == limit

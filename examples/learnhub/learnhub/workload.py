@@ -30,9 +30,22 @@ from pgwarden import observe
 from pgwarden.observe import NPlusOneFinding
 from pgwarden.orm import set_tenant
 
+# Content with its comments and their authors and its tags, each level loaded by one statement.
 CONTENT_WITH_COMMENTS = """
 query Contents($limit: Int!) {
-  contents(limit: $limit) { id title author { displayName } comments { id body } }
+  contents(limit: $limit) {
+    id title author { displayName }
+    comments { id body author { displayName } }
+    tags { name }
+  }
+}
+"""
+
+# The same list with its comments loaded one content at a time: the deliberate N+1 the
+# workload sends, for pgwarden's N+1 detection to find.
+CONTENT_WITH_COMMENTS_N_PLUS_ONE = """
+query Contents($limit: Int!) {
+  contents(limit: $limit) { id title author { displayName } commentsOneByOne { id body } }
 }
 """
 
@@ -199,7 +212,7 @@ async def run_workload(
             lambda: (
                 "POST",
                 "/graphql",
-                {"query": CONTENT_WITH_COMMENTS, "variables": {"limit": 10}},
+                {"query": CONTENT_WITH_COMMENTS_N_PLUS_ONE, "variables": {"limit": 10}},
             ),
         ),
     ]

@@ -6,7 +6,9 @@
 - :mod:`~pgwarden.orm.rls`: tenant isolation by row-level security;
 - :mod:`~pgwarden.orm.encryption`: AES-256-GCM keyrings with key rotation;
 - :mod:`~pgwarden.orm.encrypted_columns`: encrypted columns, each value bound to its row;
-- :mod:`~pgwarden.orm.search`: full-text search on a generated tsvector.
+- :mod:`~pgwarden.orm.search`: full-text search on a generated tsvector;
+- :mod:`~pgwarden.orm.pagination`: keyset pages with signed cursors, offset pages with
+  estimated totals (FastAPI dependencies in :mod:`~pgwarden.orm.pagination_fastapi`).
 
 Each pattern that needs DDL comes both as a ``*_sql`` function (for Alembic migrations)
 and as an ``install_*`` function (for ``metadata.create_all``). See docs/orm.md.
@@ -23,6 +25,7 @@ from pgwarden.orm.audit import (
 )
 from pgwarden.orm.encrypted_columns import EncryptedString, rotate, seal
 from pgwarden.orm.encryption import Keyring, keyring_from_settings
+from pgwarden.orm.errors import InvalidCursor, UnpageableQuery
 from pgwarden.orm.mixins import (
     UPDATED_AT_FUNCTION_SQL,
     IdPrimaryKey,
@@ -33,6 +36,14 @@ from pgwarden.orm.mixins import (
     install_updated_at_triggers,
     updated_at_trigger_sql,
 )
+from pgwarden.orm.pagination import (
+    KeysetPage,
+    OffsetPage,
+    PageKey,
+    keyset_page,
+    offset_page,
+    page_keys,
+)
 from pgwarden.orm.rls import RLS_CASTS, install_rls, rls_policy_sql, set_tenant
 from pgwarden.orm.search import gin_index, search, tsvector_column
 
@@ -42,9 +53,14 @@ __all__ = [
     "UPDATED_AT_FUNCTION_SQL",
     "EncryptedString",
     "IdPrimaryKey",
+    "InvalidCursor",
     "Keyring",
+    "KeysetPage",
+    "OffsetPage",
+    "PageKey",
     "SoftDelete",
     "Timestamps",
+    "UnpageableQuery",
     "audit_log_table",
     "audit_trigger_sql",
     "enable_soft_delete_filter",
@@ -54,6 +70,9 @@ __all__ = [
     "install_rls",
     "install_updated_at_triggers",
     "keyring_from_settings",
+    "keyset_page",
+    "offset_page",
+    "page_keys",
     "rls_policy_sql",
     "rotate",
     "seal",

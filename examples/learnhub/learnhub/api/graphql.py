@@ -1,4 +1,9 @@
-"""The GraphQL API (strawberry): content with its author and comments, users, search.
+"""The GraphQL API (strawberry): content with its author, comments and tags, users,
+search.
+
+Related objects come through pgwarden's DataLoaders (:mod:`pgwarden.graphql`): a list of
+any length costs one statement per level of the query. ``commentsOneByOne`` is kept as
+the deliberate N+1 that pgwarden's N+1 detection and the demo find.
 
 The caller is whoever the bearer token signs in (:mod:`learnhub.api.deps`): row-level
 security shows them their organisation's content and public content; anonymous callers
@@ -20,19 +25,27 @@ from strawberry.types import Info
 
 from learnhub.api.deps import MaybeUser, SessionDep
 from learnhub.auth import Principal
-from learnhub.models import Comment, Content, User, WorkflowState
+from learnhub.models import Comment, Content, Tag, User, WorkflowState
+from pgwarden.graphql import Loaders, get_loader
 from pgwarden.orm import search as ranked_search
+
+# The most a list field returns, and what the loaders' tests page through.
+MAX_PAGE = 200
 
 
 @dataclass
 class Context(BaseContext):
     """Per-request state: one session scoped to the caller (``principal``, ``None`` when
-    anonymous), and a lock because an AsyncSession runs one statement at a time while
-    strawberry resolves sibling fields concurrently."""
+    anonymous), a lock because an AsyncSession runs one statement at a time while
+    strawberry resolves sibling fields concurrently, and the request's loaders."""
 
     session: AsyncSession
     principal: Principal | None = None
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    loaders: Loaders = field(init=False)
+
+    def __post_init__(self) -> None:
+        self.loaders = Loaders(self.session, lock=self.lock)
 
 
 @strawberry.type
@@ -53,10 +66,19 @@ class CommentType:
     created_at: datetime
     model: strawberry.Private[Comment]
 
+    @classmethod
+    def of(cls, comment: Comment) -> CommentType:
+        return cls(id=comment.id, body=comment.body, created_at=comment.created_at, model=comment)
+
     @strawberry.field
     async def author(self, info: Info[Context, None]) -> UserType | None:
-        async with info.context.lock:
-            return UserType.of(await self.model.awaitable_attrs.author)
+        return UserType.of(await get_loader(info, Comment.author).load(self.model))
+
+
+@strawberry.type
+class TagType:
+    id: int
+    name: str
 
 
 @strawberry.type
@@ -86,14 +108,27 @@ class ContentType:
         return UserType.of(self.model.author)  # loaded with the list: see Query.contents
 
     @strawberry.field
-    async def comments(self, info: Info[Context, None]) -> list[CommentType]:
+    async def comments(
+        self, info: Info[Context, None], limit: int | None = None
+    ) -> list[CommentType]:
+        """The comments, oldest first; ``limit`` keeps the first few of each content."""
+        if limit is not None:
+            limit = max(0, min(limit, MAX_PAGE))
+        comments = await get_loader(info, Content.comments, limit=limit).load(self.model)
+        return [CommentType.of(c) for c in comments]
+
+    @strawberry.field
+    async def comments_one_by_one(self, info: Info[Context, None]) -> list[CommentType]:
         # DELIBERATE N+1: every content in a list lazy-loads its comments with one SELECT
-        # each. A DataLoader, or selectinload(Content.comments) on the parent query, fixes it.
+        # each, for pgwarden's N+1 detection to find. ``comments`` is the fixed field.
         async with info.context.lock:
             comments = await self.model.awaitable_attrs.comments
-        return [
-            CommentType(id=c.id, body=c.body, created_at=c.created_at, model=c) for c in comments
-        ]
+        return [CommentType.of(c) for c in comments]
+
+    @strawberry.field
+    async def tags(self, info: Info[Context, None]) -> list[TagType]:
+        tags: list[Tag] = await get_loader(info, Content.tags, order_by=[Tag.name]).load(self.model)
+        return [TagType(id=tag.id, name=tag.name) for tag in tags]
 
 
 @strawberry.type
@@ -109,7 +144,7 @@ def contents_query(limit: int, offset: int) -> Select[tuple[Content]]:
         select(Content)
         .where(Content.state == WorkflowState.PUBLISHED)
         .order_by(Content.published_at.desc(), Content.id.desc())
-        .limit(max(1, min(limit, 100)))
+        .limit(max(1, min(limit, MAX_PAGE)))
         .offset(max(0, offset))
         .options(selectinload(Content.author))
     )
