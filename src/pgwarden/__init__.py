@@ -8,7 +8,8 @@ Every error pgwarden raises on purpose can be imported from here
   area (connections, settings, programs, the embedded server, encryption keys);
 - :mod:`pgwarden.backup.errors`, :mod:`pgwarden.observe.errors`,
   :mod:`pgwarden.insight.errors`, :mod:`pgwarden.advise.errors`,
-  :mod:`pgwarden.transfer.errors` and :mod:`pgwarden.tasks.errors`.
+  :mod:`pgwarden.transfer.errors`, :mod:`pgwarden.orm.errors` and
+  :mod:`pgwarden.tasks.errors`.
 
 An area's errors are imported when first asked for, so ``import pgwarden`` stays quick
 and loads no area it does not need.
@@ -67,6 +68,7 @@ if TYPE_CHECKING:
     )
     from pgwarden.insight.errors import CheckSkipped
     from pgwarden.observe.errors import NPlusOneDetected
+    from pgwarden.orm.errors import LockTimeout, StatementTimeout, TimeoutFired
     from pgwarden.tasks.errors import TargetsInvalid, UnknownTarget
     from pgwarden.transfer.errors import BundleError, ImportFailed, RollbackRefused
 
@@ -95,6 +97,7 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
         "InvalidKey",
         "LockHeld",
         "LockLost",
+    "LockTimeout",
         "ManifestInvalid",
         "ObjectChanged",
         "ObjectExists",
@@ -110,6 +113,7 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
     ),
     "pgwarden.insight.errors": ("CheckSkipped",),
     "pgwarden.observe.errors": ("NPlusOneDetected",),
+    "pgwarden.orm.errors": ("LockTimeout", "StatementTimeout", "TimeoutFired"),
     "pgwarden.tasks.errors": ("TargetsInvalid", "UnknownTarget"),
     "pgwarden.transfer.errors": ("BundleError", "ImportFailed", "RollbackRefused"),
 }
@@ -159,10 +163,12 @@ __all__ = [
     "ScopeMissing",
     "ServerError",
     "ServerUnusable",
+    "StatementTimeout",
     "StorageError",
     "StorageUnusable",
     "TargetNotEmpty",
     "TargetsInvalid",
+    "TimeoutFired",
     "TokenNotFound",
     "TokenRequired",
     "UnknownKey",
