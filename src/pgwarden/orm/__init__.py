@@ -6,7 +6,9 @@
 - :mod:`~pgwarden.orm.rls`: tenant isolation by row-level security;
 - :mod:`~pgwarden.orm.encryption`: AES-256-GCM keyrings with key rotation;
 - :mod:`~pgwarden.orm.encrypted_columns`: encrypted columns, each value bound to its row;
-- :mod:`~pgwarden.orm.search`: full-text search on a generated tsvector.
+- :mod:`~pgwarden.orm.search`: full-text search on a generated tsvector;
+- :mod:`~pgwarden.orm.replicas`: reads to streaming replicas, writes to the primary;
+- :mod:`~pgwarden.orm.timeouts`: statement and lock timeouts scoped to a transaction.
 
 Each pattern that needs DDL comes both as a ``*_sql`` function (for Alembic migrations)
 and as an ``install_*`` function (for ``metadata.create_all``). See docs/orm.md.
@@ -23,6 +25,7 @@ from pgwarden.orm.audit import (
 )
 from pgwarden.orm.encrypted_columns import EncryptedString, rotate, seal
 from pgwarden.orm.encryption import Keyring, keyring_from_settings
+from pgwarden.orm.errors import LockTimeout, StatementTimeout, TimeoutFired
 from pgwarden.orm.mixins import (
     UPDATED_AT_FUNCTION_SQL,
     IdPrimaryKey,
@@ -33,8 +36,30 @@ from pgwarden.orm.mixins import (
     install_updated_at_triggers,
     updated_at_trigger_sql,
 )
+from pgwarden.orm.replica_sessions import (
+    RoutingSession,
+    async_routing_sessionmaker,
+    routing_sessionmaker,
+)
+from pgwarden.orm.replicas import (
+    ReplicaScopeMiddleware,
+    ReplicaSet,
+    ReplicaStatus,
+    RoutingStats,
+    WorkUnit,
+    routing_scope,
+    routing_scope_dependency,
+    use_primary,
+)
 from pgwarden.orm.rls import RLS_CASTS, install_rls, rls_policy_sql, set_tenant
 from pgwarden.orm.search import gin_index, search, tsvector_column
+from pgwarden.orm.timeouts import (
+    Timeouts,
+    enable_timeouts,
+    timeout_options,
+    timeouts,
+    timeouts_dependency,
+)
 
 __all__ = [
     "AUDIT_FUNCTION_SQL",
@@ -43,11 +68,23 @@ __all__ = [
     "EncryptedString",
     "IdPrimaryKey",
     "Keyring",
+    "LockTimeout",
+    "ReplicaScopeMiddleware",
+    "ReplicaSet",
+    "ReplicaStatus",
+    "RoutingSession",
+    "RoutingStats",
     "SoftDelete",
+    "StatementTimeout",
+    "TimeoutFired",
+    "Timeouts",
     "Timestamps",
+    "WorkUnit",
+    "async_routing_sessionmaker",
     "audit_log_table",
     "audit_trigger_sql",
     "enable_soft_delete_filter",
+    "enable_timeouts",
     "gin_index",
     "include_deleted",
     "install_audit",
@@ -56,10 +93,17 @@ __all__ = [
     "keyring_from_settings",
     "rls_policy_sql",
     "rotate",
+    "routing_scope",
+    "routing_scope_dependency",
+    "routing_sessionmaker",
     "seal",
     "search",
     "set_actor",
     "set_tenant",
+    "timeout_options",
+    "timeouts",
+    "timeouts_dependency",
     "tsvector_column",
     "updated_at_trigger_sql",
+    "use_primary",
 ]
