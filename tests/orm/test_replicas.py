@@ -18,6 +18,7 @@ from pgwarden.orm import (
     ReplicaSet,
     RoutingSession,
     routing_scope,
+    routing_scope_dependency,
     routing_sessionmaker,
     use_primary,
 )
@@ -303,3 +304,25 @@ def test_bad_configuration_is_refused(pair: Pair) -> None:
     with pytest.raises(ConfigError):
         ReplicaSet.from_settings(load_settings())  # no DATABASE_URL
     primary.dispose()
+
+
+def test_the_fastapi_dependency_opens_one_unit_per_request() -> None:
+    from fastapi import Depends, FastAPI
+    from fastapi.testclient import TestClient
+
+    from pgwarden.orm.replica_scope import current_unit
+
+    units: list[int] = []
+    app = FastAPI(dependencies=[Depends(routing_scope_dependency)])
+
+    @app.get("/")
+    async def endpoint() -> bool:
+        unit = current_unit()
+        assert unit is not None
+        units.append(id(unit))
+        unit.wrote = True
+        return True
+
+    with TestClient(app) as client:
+        assert client.get("/").json() and client.get("/").json()
+    assert len(units) == 2 and current_unit() is None

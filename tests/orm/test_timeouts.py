@@ -149,3 +149,27 @@ async def test_asyncpg_and_psycopg_async(pg_url: str) -> None:
             assert tuple(row) == ("0", "0"), driver
         finally:
             await engine.dispose()
+
+
+def test_the_fastapi_dependency_reaches_sync_and_async_endpoints() -> None:
+    from fastapi import Depends, FastAPI
+    from fastapi.testclient import TestClient
+
+    from pgwarden.orm.timeouts import current_timeouts
+
+    app = FastAPI(dependencies=[Depends(timeouts_dependency(statement="1234ms", lock=50))])
+
+    @app.get("/async")
+    async def in_task() -> list[int | None]:
+        values = current_timeouts()
+        return [values.statement_ms, values.lock_ms]
+
+    @app.get("/sync")
+    def in_thread() -> list[int | None]:
+        values = current_timeouts()
+        return [values.statement_ms, values.lock_ms]
+
+    with TestClient(app) as client:
+        assert client.get("/async").json() == [1234, 50]
+        assert client.get("/sync").json() == [1234, 50]
+    assert current_timeouts().statement_ms is None
