@@ -102,3 +102,19 @@ def autocommit_value(url: str, text: str) -> object:
             return result.scalar() if result.returns_rows else None
     finally:
         engine.dispose()
+
+
+def forbid_import(monkeypatch: Any, package: str, *importers: str) -> None:
+    """Make ``package`` impossible to import, as on an install without its extra.
+
+    ``importers`` are modules that imported it already: forgotten, so that importing
+    them again meets the missing package.
+    """
+    import sys
+
+    for name in list(sys.modules):
+        if name == package or name.startswith(f"{package}."):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, package, None)
+    for name in importers:
+        monkeypatch.delitem(sys.modules, name, raising=False)

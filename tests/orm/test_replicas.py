@@ -326,3 +326,30 @@ def test_the_fastapi_dependency_opens_one_unit_per_request() -> None:
     with TestClient(app) as client:
         assert client.get("/").json() and client.get("/").json()
     assert len(units) == 2 and current_unit() is None
+
+
+def test_routing_is_published_as_prometheus_metrics(routed: tuple[ReplicaSet, Seen]) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from pgwarden.orm.replica_metrics import publish_replica_metrics
+
+    replicas, _ = routed
+    registry = CollectorRegistry()
+    publish_replica_metrics(replicas, name="app", registry=registry)
+    with routing_sessionmaker(replicas)() as session:
+        assert served_by(session) == "standby"
+    text = generate_latest(registry).decode()
+    assert 'pgwarden_replica_routed_replica_total{set="app"} 1.0' in text
+    port = replicas.replicas[0].url.port
+    assert f'pgwarden_replica_usable{{replica="127.0.0.1:{port}",set="app"}} 1.0' in text
+    assert "pgwarden_replica_lag_seconds{" in text and "***" not in text
+
+
+def test_the_metrics_name_their_extra_when_it_is_missing(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgwarden.errors import NotEnabled
+    from pgwarden_test_support import forbid_import
+
+    forbid_import(monkeypatch, "prometheus_client", "pgwarden.orm.replica_metrics")
+    with pytest.raises(NotEnabled) as caught:
+        import pgwarden.orm.replica_metrics  # noqa: F401
+    assert "pgwarden[metrics]" in (caught.value.hint or "")
