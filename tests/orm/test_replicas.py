@@ -353,3 +353,39 @@ def test_the_metrics_name_their_extra_when_it_is_missing(monkeypatch: pytest.Mon
     with pytest.raises(NotEnabled) as caught:
         import pgwarden.orm.replica_metrics  # noqa: F401
     assert "pgwarden[metrics]" in (caught.value.hint or "")
+
+
+def test_the_replicas_command_reports_each_replica(
+    pair: Pair, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import json
+
+    from click.testing import CliRunner
+
+    from pgwarden.cli.main import cli
+
+    runner = CliRunner()
+    password = sa.make_url(pair.standby.url()).password
+    assert password
+    monkeypatch.setenv("DATABASE_REPLICA_URL", pair.standby.url())
+    shown = runner.invoke(cli, ["replicas", "--max-lag", "5s"])
+    assert shown.exit_code == 0, shown.output
+    assert "yes" in shown.output and password not in shown.output
+    listed = runner.invoke(cli, ["--json", "replicas", "--replica-url", pair.primary.url()])
+    assert listed.exit_code == 0, listed.output
+    (status,) = json.loads(listed.output)
+    assert status["usable"] and status["in_recovery"] is False and password not in listed.output
+    with pair.replay_paused():
+        pair.sql(pair.primary, "INSERT INTO items VALUES (100, 'lagging')")
+        deadline = 50
+        command = ["--json", "replicas", "--max-lag", "100ms"]
+        while (late := runner.invoke(cli, command)).exit_code == 0:
+            deadline -= 1
+            assert deadline, "the paused standby never showed lag"
+        assert late.exit_code == 1, late.output
+        (status,) = json.loads(late.output)
+        assert status["paused"] and not status["usable"] and status["lag_seconds"] > 0.1
+    pair.sql(pair.primary, "DELETE FROM items WHERE id = 100")
+    monkeypatch.delenv("DATABASE_REPLICA_URL")
+    none = runner.invoke(cli, ["replicas"])
+    assert none.exit_code == 2 and "DATABASE_REPLICA_URL" in none.output

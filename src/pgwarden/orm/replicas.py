@@ -73,7 +73,8 @@ class ReplicaStatus:
     reason: str | None  # why it is not usable
     lag_seconds: float | None
     replay_lsn: str | None
-    paused: bool
+    paused: bool  # replay paused (pg_wal_replay_pause)
+    in_recovery: bool | None  # False: not a standby (promoted, or a logical replica)
     age_seconds: float  # since it was asked
 
 
@@ -269,6 +270,7 @@ class ReplicaSet:
                     lag_seconds=lag,
                     replay_lsn=health.format_lsn(state.facts.get("replay_lsn")),
                     paused=bool(state.facts.get("paused")),
+                    in_recovery=state.facts.get("in_recovery"),
                     age_seconds=time.monotonic() - (state.failed_at or state.checked),
                 )
             )
