@@ -173,3 +173,24 @@ def test_the_fastapi_dependency_reaches_sync_and_async_endpoints() -> None:
         assert client.get("/async").json() == [1234, 50]
         assert client.get("/sync").json() == [1234, 50]
     assert current_timeouts().statement_ms is None
+
+
+def test_the_engine_settings_timeout_is_named_too(pg_url: str) -> None:
+    from pgwarden.config import load_settings
+
+    settings = load_settings(statement_timeout="150ms")
+    engine = create_engine(pg_url, settings=settings, pool_size=1, max_overflow=0)
+    enable_timeouts(engine)
+    try:
+        with engine.connect() as conn:
+            assert conn.execute(SHOW).one()[0] == "150ms"
+            with pytest.raises(pgwarden.StatementTimeout) as caught:
+                conn.execute(sa.text("SELECT pg_sleep(3)"))
+            conn.rollback()
+            with timeouts(statement="2s"):
+                assert conn.execute(SHOW).one()[0] == "2s"
+            conn.rollback()
+            assert conn.execute(SHOW).one()[0] == "150ms"  # back to the engine's own
+        assert caught.value.timeout_ms == 150
+    finally:
+        engine.dispose()

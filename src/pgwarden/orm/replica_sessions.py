@@ -112,7 +112,7 @@ class RoutingSession(Session):
         while True:
             try:
                 return super()._connection_for_bind(engine, execution_options, **kw)
-            except (sa_exc.OperationalError, sa_exc.InterfaceError) as exc:
+            except (sa_exc.OperationalError, sa_exc.InterfaceError, OSError) as exc:
                 if engine is not self._read_bind or not self.replicas.is_replica(engine):
                     raise
                 assert isinstance(engine, Engine)
