@@ -241,9 +241,13 @@ async def test_async_sessions_route_the_same_way(pair: Pair) -> None:
     from pgwarden.db.engines import create_async_engine
     from pgwarden.orm import async_routing_sessionmaker
 
+    dead = f"postgresql://postgres:hunter2@127.0.0.1:{free_port()}/postgres"
     replicas = ReplicaSet(
         create_async_engine(pair.primary.url(), driver="asyncpg", pool_size=1),
-        [create_async_engine(pair.standby.url(), driver="asyncpg", pool_size=1)],
+        [
+            create_async_engine(dead, driver="asyncpg"),  # unreachable: passed over
+            create_async_engine(pair.standby.url(), driver="asyncpg", pool_size=1),
+        ],
     )
     Session = async_routing_sessionmaker(replicas)
     probe = sa.text("SELECT pg_is_in_recovery()").execution_options(route="replica")
@@ -256,6 +260,10 @@ async def test_async_sessions_route_the_same_way(pair: Pair) -> None:
                 assert await session.scalar(probe) is False
                 await session.execute(sa.delete(Item).where(Item.id == 6))
                 await session.commit()
+        for _ in range(2):
+            async with Session() as session:
+                assert await session.scalar(probe) is True
+        assert replicas.stats().replica_failures == 1
     finally:
         await replicas.dispose_async()
 
