@@ -58,6 +58,7 @@ bench: install
 	$(VENV)/bin/python bench/doctor_scale.py
 	$(VENV)/bin/python bench/api_load.py
 	$(VENV)/bin/python bench/tasks_overhead.py
+	$(VENV)/bin/python bench/orm_sessions.py
 
 lint: install
 	$(VENV)/bin/ruff check src tests examples bench

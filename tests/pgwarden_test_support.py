@@ -74,3 +74,47 @@ def scalar(url: str, query: str, **params: Any) -> Any:
             return conn.execute(sa.text(query), params).scalar()
     finally:
         engine.dispose()
+
+
+def install_for(server: Any) -> Path | None:
+    """Return the installation of the server under test's major: None for the wheel's.
+
+    ``server`` is a :class:`pgwarden.testing.servers.TestServer`; a cluster the tests
+    make themselves (a PITR source, a primary and its standby) runs the same major.
+    """
+    with server.admin.connect() as conn:
+        major = int(conn.execute(sa.text("SHOW server_version_num")).scalar_one()) // 10000
+    if server.embedded is not None or major == 18:
+        return None
+    return Path(f"/usr/lib/postgresql/{major}")
+
+
+def autocommit_value(url: str, text: str) -> object:
+    """Run ``text`` in autocommit on ``url`` (psycopg 3) and return its first value, if any."""
+    engine = sa.create_engine(
+        sa.make_url(url).set(drivername="postgresql+psycopg"),
+        poolclass=sa.pool.NullPool,
+        isolation_level="AUTOCOMMIT",
+    )
+    try:
+        with engine.connect() as conn:
+            result = conn.execute(sa.text(text))
+            return result.scalar() if result.returns_rows else None
+    finally:
+        engine.dispose()
+
+
+def forbid_import(monkeypatch: Any, package: str, *importers: str) -> None:
+    """Make ``package`` impossible to import, as on an install without its extra.
+
+    ``importers`` are modules that imported it already: forgotten, so that importing
+    them again meets the missing package.
+    """
+    import sys
+
+    for name in list(sys.modules):
+        if name == package or name.startswith(f"{package}."):
+            monkeypatch.delitem(sys.modules, name)
+    monkeypatch.setitem(sys.modules, package, None)
+    for name in importers:
+        monkeypatch.delitem(sys.modules, name, raising=False)

@@ -111,6 +111,7 @@ EXAMPLES: dict[str, Run | Skip] = {
     "pgwarden queries --running --min-duration 30": OK,
     "pgwarden cancel 4321 --dry-run": OK,
     "pgwarden cancel 4321 --terminate": OK,
+    "pgwarden replicas --replica-url postgresql://app:...@db:5432/app --max-lag 5s": OK,
     "pgwarden advise indexes --alembic": STATEMENTS,
     "pgwarden --json advise indexes --queries slow.sql --method scratch": OK,
     "pgwarden vacuum --auto --analyze --dry-run": OK,
@@ -120,6 +121,11 @@ EXAMPLES: dict[str, Run | Skip] = {
     "pgwarden --json backup list": OK,
     "pgwarden backup list --json": OK,
     "pgwarden backup expire --dry-run": OK,
+    # docs/orm.md
+    "pgwarden replicas --max-lag 5s": Skip(
+        "needs DATABASE_REPLICA_URL naming a standby; tests/orm/test_replicas.py runs "
+        "it against one"
+    ),
     # docs/observe.md
     "pgwarden audit-orm myapp.models --path src --fail-on high --json": FINDINGS,
     # docs/transfer.md

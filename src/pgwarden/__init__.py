@@ -8,7 +8,8 @@ Every error pgwarden raises on purpose can be imported from here
   area (connections, settings, programs, the embedded server, encryption keys);
 - :mod:`pgwarden.backup.errors`, :mod:`pgwarden.observe.errors`,
   :mod:`pgwarden.insight.errors`, :mod:`pgwarden.advise.errors`,
-  :mod:`pgwarden.transfer.errors` and :mod:`pgwarden.tasks.errors`.
+  :mod:`pgwarden.transfer.errors`, :mod:`pgwarden.orm.errors` and
+  :mod:`pgwarden.tasks.errors`.
 
 An area's errors are imported when first asked for, so ``import pgwarden`` stays quick
 and loads no area it does not need.
@@ -68,7 +69,13 @@ if TYPE_CHECKING:
     from pgwarden.graphql.errors import LoadersMissing, UnsupportedRelationship
     from pgwarden.insight.errors import CheckSkipped
     from pgwarden.observe.errors import NPlusOneDetected
-    from pgwarden.orm.errors import InvalidCursor, UnpageableQuery
+    from pgwarden.orm.errors import (
+        InvalidCursor,
+        LockTimeout,
+        StatementTimeout,
+        TimeoutFired,
+        UnpageableQuery,
+    )
     from pgwarden.tasks.errors import TargetsInvalid, UnknownTarget
     from pgwarden.transfer.errors import BundleError, ImportFailed, RollbackRefused
 
@@ -113,7 +120,13 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
     "pgwarden.graphql.errors": ("LoadersMissing", "UnsupportedRelationship"),
     "pgwarden.insight.errors": ("CheckSkipped",),
     "pgwarden.observe.errors": ("NPlusOneDetected",),
-    "pgwarden.orm.errors": ("InvalidCursor", "UnpageableQuery"),
+    "pgwarden.orm.errors": (
+        "InvalidCursor",
+        "LockTimeout",
+        "StatementTimeout",
+        "TimeoutFired",
+        "UnpageableQuery",
+    ),
     "pgwarden.tasks.errors": ("TargetsInvalid", "UnknownTarget"),
     "pgwarden.transfer.errors": ("BundleError", "ImportFailed", "RollbackRefused"),
 }
@@ -149,6 +162,7 @@ __all__ = [
     "LoadersMissing",
     "LockHeld",
     "LockLost",
+    "LockTimeout",
     "ManifestInvalid",
     "NPlusOneDetected",
     "NotEnabled",
@@ -165,10 +179,12 @@ __all__ = [
     "ScopeMissing",
     "ServerError",
     "ServerUnusable",
+    "StatementTimeout",
     "StorageError",
     "StorageUnusable",
     "TargetNotEmpty",
     "TargetsInvalid",
+    "TimeoutFired",
     "TokenNotFound",
     "TokenRequired",
     "UnknownKey",

@@ -12,6 +12,7 @@ the field names below (``database_url``, ``db_pool_size``, ``log_format``, ...).
 from __future__ import annotations
 
 import os
+import re
 import tomllib
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -45,6 +46,7 @@ __all__ = [
 DEFAULT_CONFIG_FILE = Path("pgwarden.toml")
 # Tables of the config file that other parts read (the scheduled jobs: pgwarden.tasks).
 TABLES_ELSEWHERE = ("targets", "tasks", "alerts")
+_REPLICA_SPLIT = re.compile(r"\s*,\s*(?=postgres(?:ql)?(?:\+\w+)?://)|\s+")
 _config_values: ContextVar[dict[str, Any] | None] = ContextVar(
     "pgwarden_config_values", default=None
 )
@@ -75,7 +77,9 @@ class Settings(BaseSettings):
         default=None,
     )
     database_replica_url: str | None = _db(
-        "DATABASE_REPLICA_URL", "a PostgreSQL URL of a read replica", default=None
+        "DATABASE_REPLICA_URL",
+        "one or more PostgreSQL URLs of read replicas, separated by spaces or commas",
+        default=None,
     )
     db_pool_size: int = _db(
         "DB_POOL_SIZE", "a whole number of connections, 1 or more", default=20, ge=1
@@ -141,13 +145,24 @@ class Settings(BaseSettings):
     @field_validator("database_url", "database_replica_url")
     @classmethod
     def _postgresql_url(cls, value: str | None, info: Any) -> str | None:
-        if value is None or value == "":
+        if value is None or value.strip() == "":
             return None
         source = env_name(info.field_name)
+        # Several replicas: URLs apart by spaces, or by commas before a scheme (a comma
+        # inside one URL separates the hosts of a libpq multi-host URL).
+        parts = [value] if info.field_name == "database_url" else _REPLICA_SPLIT.split(value)
         try:
-            return parse_database_url(value, source=source).render_as_string(hide_password=False)
+            return " ".join(
+                parse_database_url(part, source=source).render_as_string(hide_password=False)
+                for part in parts
+                if part
+            )
         except ConfigError as exc:
             raise ValueError(exc.message) from None
+
+    def database_replica_urls(self) -> list[str]:
+        """Return each URL of ``DATABASE_REPLICA_URL``, in the order given."""
+        return (self.database_replica_url or "").split()
 
     @field_validator("statement_timeout_ms", mode="before")
     @classmethod

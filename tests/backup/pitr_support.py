@@ -20,16 +20,9 @@ from pgwarden.backup.storage import Storage
 from pgwarden.backup.wal import list_wal, prepare_spool, run_archiver
 from pgwarden.db._serviceuser import service_user
 from pgwarden.db.embedded import EmbeddedServer
-from pgwarden.testing.servers import TestServer, free_port
-
-
-def install_for(server: TestServer) -> Path | None:
-    """Return the installation of the server under test's major: None for the wheel's."""
-    with server.admin.connect() as conn:
-        major = int(conn.execute(sa.text("SHOW server_version_num")).scalar_one()) // 10000
-    if server.embedded is not None or major == 18:
-        return None
-    return Path(f"/usr/lib/postgresql/{major}")
+from pgwarden.testing.servers import free_port
+from pgwarden_test_support import autocommit_value
+from pgwarden_test_support import install_for as install_for  # its users import it here
 
 
 @dataclass
@@ -54,13 +47,7 @@ class Source:
         return sa.create_engine(url, poolclass=NullPool, isolation_level="AUTOCOMMIT")
 
     def sql(self, text: str) -> object:
-        engine = self.engine()
-        try:
-            with engine.connect() as conn:
-                result = conn.execute(sa.text(text))
-                return result.scalar() if result.returns_rows else None
-        finally:
-            engine.dispose()
+        return autocommit_value(self.url, text)
 
     def mark(self, number: int) -> None:
         """Commit marker row ``number``; record the server's time and LSN just after."""

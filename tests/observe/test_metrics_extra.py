@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import sys
 from collections.abc import Iterator
 
 import pytest
@@ -12,16 +11,13 @@ from sqlalchemy.engine import Engine
 from pgwarden.db.engines import create_engine
 from pgwarden.errors import NotEnabled
 from pgwarden.observe import instrument, uninstrument
+from pgwarden_test_support import forbid_import
 
 
 @pytest.fixture
 def without_prometheus(monkeypatch: pytest.MonkeyPatch) -> None:
     """Make prometheus_client impossible to import, as on an install without the extra."""
-    for name in list(sys.modules):
-        if name == "prometheus_client" or name.startswith("prometheus_client."):
-            monkeypatch.delitem(sys.modules, name)
-    monkeypatch.setitem(sys.modules, "prometheus_client", None)
-    monkeypatch.delitem(sys.modules, "pgwarden.observe.metrics", raising=False)
+    forbid_import(monkeypatch, "prometheus_client", "pgwarden.observe.metrics")
 
 
 @pytest.fixture

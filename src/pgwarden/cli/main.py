@@ -150,6 +150,7 @@ _COMMANDS = {
     "insight": "insight:insight",
     "queries": "ops:queries",
     "cancel": "ops:cancel",
+    "replicas": "replicas:replicas",
     "advise": "advise:advise",
     "vacuum": "maintain:vacuum",
     "analyze": "maintain:analyze",

@@ -9,6 +9,8 @@
 - :mod:`~pgwarden.orm.search`: full-text search on a generated tsvector;
 - :mod:`~pgwarden.orm.pagination`: keyset pages with signed cursors, offset pages with
   estimated totals (FastAPI dependencies in :mod:`~pgwarden.orm.pagination_fastapi`).
+- :mod:`~pgwarden.orm.replicas`: reads to streaming replicas, writes to the primary;
+- :mod:`~pgwarden.orm.timeouts`: statement and lock timeouts scoped to a transaction.
 
 Each pattern that needs DDL comes both as a ``*_sql`` function (for Alembic migrations)
 and as an ``install_*`` function (for ``metadata.create_all``). See docs/orm.md.
@@ -25,7 +27,13 @@ from pgwarden.orm.audit import (
 )
 from pgwarden.orm.encrypted_columns import EncryptedString, rotate, seal
 from pgwarden.orm.encryption import Keyring, keyring_from_settings
-from pgwarden.orm.errors import InvalidCursor, UnpageableQuery
+from pgwarden.orm.errors import (
+    InvalidCursor,
+    LockTimeout,
+    StatementTimeout,
+    TimeoutFired,
+    UnpageableQuery,
+)
 from pgwarden.orm.mixins import (
     UPDATED_AT_FUNCTION_SQL,
     IdPrimaryKey,
@@ -44,8 +52,30 @@ from pgwarden.orm.pagination import (
     offset_page,
     page_keys,
 )
+from pgwarden.orm.replica_sessions import (
+    RoutingSession,
+    async_routing_sessionmaker,
+    routing_sessionmaker,
+)
+from pgwarden.orm.replicas import (
+    ReplicaScopeMiddleware,
+    ReplicaSet,
+    ReplicaStatus,
+    RoutingStats,
+    WorkUnit,
+    routing_scope,
+    routing_scope_dependency,
+    use_primary,
+)
 from pgwarden.orm.rls import RLS_CASTS, install_rls, rls_policy_sql, set_tenant
 from pgwarden.orm.search import gin_index, search, tsvector_column
+from pgwarden.orm.timeouts import (
+    Timeouts,
+    enable_timeouts,
+    timeout_options,
+    timeouts,
+    timeouts_dependency,
+)
 
 __all__ = [
     "AUDIT_FUNCTION_SQL",
@@ -56,14 +86,26 @@ __all__ = [
     "InvalidCursor",
     "Keyring",
     "KeysetPage",
+    "LockTimeout",
     "OffsetPage",
     "PageKey",
+    "ReplicaScopeMiddleware",
+    "ReplicaSet",
+    "ReplicaStatus",
+    "RoutingSession",
+    "RoutingStats",
     "SoftDelete",
+    "StatementTimeout",
+    "TimeoutFired",
+    "Timeouts",
     "Timestamps",
     "UnpageableQuery",
+    "WorkUnit",
+    "async_routing_sessionmaker",
     "audit_log_table",
     "audit_trigger_sql",
     "enable_soft_delete_filter",
+    "enable_timeouts",
     "gin_index",
     "include_deleted",
     "install_audit",
@@ -75,10 +117,17 @@ __all__ = [
     "page_keys",
     "rls_policy_sql",
     "rotate",
+    "routing_scope",
+    "routing_scope_dependency",
+    "routing_sessionmaker",
     "seal",
     "search",
     "set_actor",
     "set_tenant",
+    "timeout_options",
+    "timeouts",
+    "timeouts_dependency",
     "tsvector_column",
     "updated_at_trigger_sql",
+    "use_primary",
 ]
