@@ -8,7 +8,8 @@ Every error pgwarden raises on purpose can be imported from here
   area (connections, settings, programs, the embedded server, encryption keys);
 - :mod:`pgwarden.backup.errors`, :mod:`pgwarden.observe.errors`,
   :mod:`pgwarden.insight.errors`, :mod:`pgwarden.advise.errors`,
-  :mod:`pgwarden.transfer.errors` and :mod:`pgwarden.tasks.errors`.
+  :mod:`pgwarden.transfer.errors`, :mod:`pgwarden.tasks.errors` and
+  :mod:`pgwarden.schema.errors`.
 
 An area's errors are imported when first asked for, so ``import pgwarden`` stays quick
 and loads no area it does not need.
@@ -67,6 +68,13 @@ if TYPE_CHECKING:
     )
     from pgwarden.insight.errors import CheckSkipped
     from pgwarden.observe.errors import NPlusOneDetected
+    from pgwarden.schema.errors import (
+        DowngradeRefused,
+        MigrationFailed,
+        MigrationLockTimeout,
+        MigrationsNotFound,
+        RevisionNotFound,
+    )
     from pgwarden.tasks.errors import TargetsInvalid, UnknownTarget
     from pgwarden.transfer.errors import BundleError, ImportFailed, RollbackRefused
 
@@ -96,10 +104,14 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
         "LockHeld",
         "LockLost",
         "ManifestInvalid",
+    "MigrationFailed",
+    "MigrationLockTimeout",
+    "MigrationsNotFound",
         "ObjectChanged",
         "ObjectExists",
         "ObjectNotFound",
         "RestoreFailed",
+    "RevisionNotFound",
         "RowCountMismatch",
         "StorageError",
         "StorageUnusable",
@@ -110,6 +122,13 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
     ),
     "pgwarden.insight.errors": ("CheckSkipped",),
     "pgwarden.observe.errors": ("NPlusOneDetected",),
+    "pgwarden.schema.errors": (
+        "DowngradeRefused",
+        "MigrationFailed",
+        "MigrationLockTimeout",
+        "MigrationsNotFound",
+        "RevisionNotFound",
+    ),
     "pgwarden.tasks.errors": ("TargetsInvalid", "UnknownTarget"),
     "pgwarden.transfer.errors": ("BundleError", "ImportFailed", "RollbackRefused"),
 }
@@ -135,6 +154,7 @@ __all__ = [
     "ConfigError",
     "ConnectionFailed",
     "DecryptionFailed",
+    "DowngradeRefused",
     "DumpFailed",
     "ImportFailed",
     "IndexCorrupt",
@@ -144,6 +164,9 @@ __all__ = [
     "LockHeld",
     "LockLost",
     "ManifestInvalid",
+    "MigrationFailed",
+    "MigrationLockTimeout",
+    "MigrationsNotFound",
     "NPlusOneDetected",
     "NotEnabled",
     "ObjectChanged",
@@ -154,6 +177,7 @@ __all__ = [
     "RateLimited",
     "RecoveryFailed",
     "RestoreFailed",
+    "RevisionNotFound",
     "RollbackRefused",
     "RowCountMismatch",
     "ScopeMissing",

@@ -19,7 +19,7 @@ from __future__ import annotations
 from pgwarden.schema.batches import BatchedUpdate, BatchProgress, batched_update
 from pgwarden.schema.check import CheckProblem, MigrationCheck, check, load_models
 from pgwarden.schema.drops import DataLoss
-from pgwarden.schema.environment import init_environment
+from pgwarden.schema.environment import InitializedEnvironment, init_environment
 from pgwarden.schema.errors import (
     DowngradeRefused,
     MigrationFailed,
@@ -47,6 +47,7 @@ __all__ = [
     "CheckProblem",
     "DataLoss",
     "DowngradeRefused",
+    "InitializedEnvironment",
     "MigrationCheck",
     "MigrationFailed",
     "MigrationLockTimeout",

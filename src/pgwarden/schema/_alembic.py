@@ -51,7 +51,9 @@ _LISTENING = threading.Lock()
 _listening = False
 
 
-def load_config(config: str | Path | Config | None = None, *, url: str | URL | None = None) -> Config:
+def load_config(
+    config: str | Path | Config | None = None, *, url: str | URL | None = None
+) -> Config:
     """Return the Alembic config at ``config`` (a path, a Config, or ./alembic.ini).
 
     ``url`` is handed to env.py as ``config.attributes["url"]`` and ``sqlalchemy.url``.
@@ -102,7 +104,7 @@ def resolve_revisions(config: Config, spec: str) -> tuple[Script, ...]:
             f"no revision {spec!r}: {exc}.",
             hint="See the revisions with `pgwarden migrations history`.",
         ) from None
-    return tuple(rev for rev in found if rev is not None)  # type: ignore[misc]
+    return tuple(rev for rev in found if rev is not None)
 
 
 def _on_connect(dbapi_connection: Any, record: Any) -> None:

@@ -136,9 +136,7 @@ def _batch_statement(
     cols = [quote_identifier(key) for key in keys]
     aliases = [f"pgw_k{i}" for i in range(len(keys))]
     picked = ", ".join(f"{col} AS {alias}" for col, alias in zip(cols, aliases, strict=True))
-    since = (
-        f"({', '.join(cols)}) > ({', '.join(':' + a for a in aliases)}) AND " if after else ""
-    )
+    since = f"({', '.join(cols)}) > ({', '.join(':' + a for a in aliases)}) AND " if after else ""
     order = ", ".join(cols)
     match = " AND ".join(f"pgw_t.{col} = pgw_b.{a}" for col, a in zip(cols, aliases, strict=True))
     return f"""

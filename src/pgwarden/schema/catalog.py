@@ -33,9 +33,14 @@ def schema_dump(url: str | URL, *, major: int) -> str:
     """Return the schema of the database at ``url`` as normalised ``pg_dump`` text."""
     binary = client_binary("pg_dump", min_major=major)
     args = clients.client_args(url, application_name="pgwarden-check")
-    done = subprocess.run(  # noqa: S603 - a pg_dump found by find_binary, no secret in args
-        [str(binary.path), "--schema-only", "--no-comments",
-         "--exclude-table=*.alembic_version", f"--dbname={args.dbname}"],
+    done = subprocess.run(
+        [
+            str(binary.path),
+            "--schema-only",
+            "--no-comments",
+            "--exclude-table=*.alembic_version",
+            f"--dbname={args.dbname}",
+        ],
         env=args.env,
         capture_output=True,
         check=False,

@@ -60,7 +60,9 @@ def load_models(spec: str | MetaData | Any) -> MetaData:
     if isinstance(spec, str):
         module_name, _, attr = spec.partition(":")
         if not module_name or not attr:
-            raise UserError(f"{spec!r} is not module:attribute.", hint="For example app.models:Base.")
+            raise UserError(
+                f"{spec!r} is not module:attribute.", hint="For example app.models:Base."
+            )
         try:
             found: Any = getattr(importlib.import_module(module_name), attr)
         except (ImportError, AttributeError) as exc:
@@ -96,7 +98,9 @@ def check(
     problems: list[CheckProblem] = []
     skipped: list[str] = []
     if len(heads) != 1:
-        problems.append(CheckProblem("heads", f"{len(heads)} heads: {', '.join(heads) or 'none'}; want one."))
+        problems.append(
+            CheckProblem("heads", f"{len(heads)} heads: {', '.join(heads) or 'none'}; want one.")
+        )
     problems += [
         CheckProblem("downgrade", f"revision {rev.revision} has no downgrade.", rev.revision)
         for rev in revisions
@@ -125,7 +129,9 @@ def check(
     return MigrationCheck(heads, len(revisions), tuple(problems), tuple(skipped))
 
 
-def _round_trip(config: Config, revision: str, down: str, url: Any, major: int) -> list[CheckProblem]:
+def _round_trip(
+    config: Config, revision: str, down: str, url: Any, major: int
+) -> list[CheckProblem]:
     before = schema_dump(url, major=major)
     run_command(config, "upgrade", revision)
     first = schema_dump(url, major=major)
@@ -147,7 +153,8 @@ def _round_trip(config: Config, revision: str, down: str, url: Any, major: int) 
         problems.append(
             CheckProblem(
                 "round_trip",
-                f"revision {revision} upgraded, downgraded and upgraded again gives another schema.",
+                f"revision {revision} upgraded, downgraded and upgraded again gives another "
+                "schema.",
                 revision,
                 _diff(first, second, "first upgrade", "second upgrade"),
             )
@@ -176,13 +183,12 @@ def _compare_models(url: Any, metadata: MetaData) -> list[CheckProblem]:
 
     from pgwarden.db.engines import connect, create_engine
 
-    engine = create_engine(make_url(url), poolclass=sa.pool.NullPool, application_name="pgwarden-check")
+    engine = create_engine(
+        make_url(url), poolclass=sa.pool.NullPool, application_name="pgwarden-check"
+    )
     try:
         with connect(engine) as conn:
-            partitions = {
-                (row.schema, row.name)
-                for row in conn.execute(sa.text(_PARTITIONS))
-            }
+            partitions = {(row.schema, row.name) for row in conn.execute(sa.text(_PARTITIONS))}
             default = conn.dialect.default_schema_name
 
             def include_name(name: str | None, type_: str, parents: Any) -> bool:

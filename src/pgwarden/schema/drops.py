@@ -18,7 +18,7 @@ from sqlalchemy.engine import Connection
 
 from pgwarden._sql import find_relation, qualified, quote_identifier
 
-__all__ = ["DataLoss", "dropped_objects", "data_losses"]
+__all__ = ["DataLoss", "data_losses", "dropped_objects"]
 
 # Counting stops here: enough to say "this holds data", bounded on a huge table.
 COUNT_CAP = 1_000_000
@@ -38,19 +38,21 @@ class DataLoss:
         return self.table if self.column is None else f"{self.table}.{self.column}"
 
 
-class _Drops(Visitor):  # type: ignore[misc]
+class _Drops(Visitor):
     def __init__(self) -> None:
         self.found: list[tuple[str, str | None]] = []
 
-    def visit_DropStmt(self, ancestors: object, node: ast.DropStmt) -> None:  # noqa: N802
+    def visit_DropStmt(self, ancestors: object, node: ast.DropStmt) -> None:
         if node.removeType == ObjectType.OBJECT_TABLE:
             for names in node.objects or ():
                 self.found.append((_name([n.sval for n in names]), None))
 
-    def visit_AlterTableStmt(self, ancestors: object, node: ast.AlterTableStmt) -> None:  # noqa: N802
+    def visit_AlterTableStmt(self, ancestors: object, node: ast.AlterTableStmt) -> None:
         if node.objtype != ObjectType.OBJECT_TABLE:
             return
         relation = node.relation
+        if relation is None:
+            return
         parts = [p for p in (relation.catalogname, relation.schemaname, relation.relname) if p]
         for cmd in node.cmds or ():
             if isinstance(cmd, ast.AlterTableCmd) and cmd.subtype == AlterTableType.AT_DropColumn:
@@ -112,4 +114,3 @@ def _has_column(conn: Connection, oid: int, column: str) -> bool:
             {"oid": oid, "name": column},
         ).scalar_one()
     )
-
