@@ -23,6 +23,7 @@ _INI = """\
 [alembic]
 script_location = %(here)s/{location}
 prepend_sys_path = .
+path_separator = os
 file_template = %%(year)d%%(month).2d%%(day).2d_%%(rev)s_%%(slug)s
 
 [loggers]

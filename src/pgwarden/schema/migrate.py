@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
+import sqlalchemy as sa
 from pglast.parser import ParseError
 from sqlalchemy.engine import Connection
 
@@ -259,12 +260,23 @@ def _single(current: tuple[str, ...], verb: str) -> str:
     return current[0]
 
 
+_USER_TABLES = """
+SELECT count(*)
+FROM pg_class AS c
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+WHERE c.relkind IN ('r', 'p')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema')
+  AND n.nspname NOT LIKE 'pg\\_%'
+"""
+
+
 def _backup(
     conn: Connection,
     storage: Storage | None,
     keyring: BackupKeyring | None,
     on_progress: Progress,
-) -> str:
+) -> str | None:
+    """Back the database up; None when it holds no table yet (a first upgrade)."""
     from pgwarden.backup.logical import create_backup
 
     if storage is None:
@@ -272,8 +284,12 @@ def _backup(
             "a migration backs the database up first, and no backup storage is given.",
             hint="Set PGWARDEN_BACKUP_STORAGE or pass --storage; or --no-backup to skip it.",
         )
+    tables = conn.execute(sa.text(_USER_TABLES)).scalar_one()
     if conn.in_transaction():
         conn.rollback()
+    if not tables:
+        on_progress(MigrationProgress("backup", message="no table yet: nothing to back up"))
+        return None
     on_progress(MigrationProgress("backup", message="backing up before migrating"))
     started = time.monotonic()
     result = create_backup(conn.engine.url, storage, keyring=keyring)
