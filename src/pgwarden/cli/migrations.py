@@ -162,7 +162,8 @@ def upgrade(state: Context, /, target: str, alembic_config: Path | None, **optio
     _migrate(state, migration_upgrade, alembic_config, target=target, **options)
 
 
-@migrations.command()
+# ignore_unknown_options: `-1` is a target, not an option.
+@migrations.command(context_settings={"ignore_unknown_options": True})
 @click.argument("target")
 @_alembic_config
 @click.option("--force", is_flag=True, help="Drop tables and columns even if they hold rows.")
@@ -190,8 +191,10 @@ def _migrate(
 ) -> None:
     from pgwarden.cli._backup_options import keyring, main_storage
 
-    needs_storage = options["backup"] and not options["dry_run"]
-    storage = main_storage(state, storage_url) if needs_storage else None
+    # No storage set is the library's to report, and only when a backup is due.
+    chosen = storage_url or state.settings.backup_storage
+    needs_storage = options["backup"] and not options["dry_run"] and chosen is not None
+    storage = main_storage(state, chosen) if needs_storage else None
     with state.connect() as conn:
         result = function(
             conn,

@@ -107,11 +107,13 @@ def batched_update(
     started = time.monotonic()
     rows = batches = 0
     with migration.autocommit_block() if migration is not None else nullcontext():
-        total = int(
-            conn.execute(sa.text(f"SELECT count(*) FROM {target} WHERE {condition}"), binds)
-            .scalar_one()
-        )  # fmt: skip
-        _commit(conn)
+        # In Alembic's autocommit block each statement commits itself, on a connection
+        # of the block's own; a Connection's transaction is committed here, batch by batch.
+        if migration is not None:
+            conn = op_or_conn.get_bind()
+        count = sa.text(f"SELECT count(*) FROM {target} WHERE {condition}")
+        total = int(conn.execute(count, binds).scalar_one())
+        _commit(conn, migration is None)
         last: tuple[Any, ...] | None = None
         while True:
             statement = _batch_statement(target, keys, assignments, condition, last is not None)
@@ -119,7 +121,7 @@ def batched_update(
             row = conn.execute(
                 sa.text(statement), {**binds, **key_binds, "pgw_batch": batch_size}
             ).first()
-            _commit(conn)
+            _commit(conn, migration is None)
             if row is None:
                 break
             last = tuple(row[: len(keys)])
@@ -161,6 +163,6 @@ LIMIT 1
 """
 
 
-def _commit(conn: Connection) -> None:
-    if conn.in_transaction():
+def _commit(conn: Connection, ours: bool) -> None:
+    if ours and conn.in_transaction():
         conn.commit()

@@ -7,7 +7,7 @@ from textwrap import dedent
 
 import sqlalchemy as sa
 
-ROOT = Path(__file__).parents[2]
+ROOT = Path(__file__).parents[1]
 LEARNHUB_INI = ROOT / "examples" / "learnhub" / "alembic.ini"
 
 # A sync env.py: the URL from pgwarden (config.attributes) on a plain engine.

@@ -1,0 +1,63 @@
+"""`init_environment`: an async Alembic environment on pgwarden's engines, never overwriting."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import sqlalchemy as sa
+from schema_support import execute
+
+from pgwarden.db.engines import create_engine
+from pgwarden.errors import UserError
+from pgwarden.schema import init_environment, status, upgrade
+
+REVISION = '''
+"""Add a table."""
+import sqlalchemy as sa
+from alembic import op
+
+revision = "a1"
+down_revision = None
+
+
+def upgrade():
+    op.create_table("notes", sa.Column("id", sa.BigInteger, primary_key=True))
+
+
+def downgrade():
+    op.drop_table("notes")
+'''
+
+
+def test_the_written_environment_migrates_asynchronously(tmp_path: Path, pg_url: str) -> None:
+    made = init_environment(tmp_path, models="learnhub.models:Base")
+    assert made.config == tmp_path / "alembic.ini"
+    env = (tmp_path / "migrations" / "env.py").read_text()
+    assert "create_async_engine" in env and "'learnhub.models:Base'" in env
+    compile(env, "env.py", "exec")
+    (tmp_path / "migrations" / "versions" / "a1_notes.py").write_text(REVISION)
+    engine = create_engine(pg_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            result = upgrade(conn, config=made.config, backup=False)
+            assert [r.revision for r in result.applied] == ["a1"]
+            assert status(conn, config=made.config).up_to_date
+    finally:
+        engine.dispose()
+    assert execute(pg_url, "SELECT to_regclass('notes') IS NOT NULL")[0][0] is True
+
+
+def test_init_refuses_to_overwrite_and_writes_nothing(tmp_path: Path) -> None:
+    (tmp_path / "migrations").mkdir()
+    (tmp_path / "migrations" / "env.py").write_text("# mine\n")
+    with pytest.raises(UserError, match="will not overwrite"):
+        init_environment(tmp_path)
+    assert (tmp_path / "migrations" / "env.py").read_text() == "# mine\n"
+    assert not (tmp_path / "alembic.ini").exists()
+
+
+def test_init_refuses_models_it_cannot_load(tmp_path: Path) -> None:
+    with pytest.raises(UserError, match="cannot load the models"):
+        init_environment(tmp_path, models="no_such_module:Base")
+    assert list(tmp_path.iterdir()) == []
