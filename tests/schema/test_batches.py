@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from schema_support import execute, sync_env
 
 from pgwarden.db.engines import create_engine
 from pgwarden.errors import UserError
 from pgwarden.schema import BatchProgress, batched_update, upgrade
+from schema_support import execute, sync_env
 
 TABLE = '"Mixed ""Case"""'
 NAME = 'Mixed "Case"'  # the same table as Alembic's op names it

@@ -6,11 +6,11 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from schema_support import execute
 
 from pgwarden.db.engines import create_engine
 from pgwarden.errors import UserError
 from pgwarden.schema import init_environment, status, upgrade
+from schema_support import execute
 
 REVISION = '''
 """Add a table."""

@@ -292,7 +292,7 @@ def check(
 
     \b
     Example:
-      pgwarden migrations check -c alembic.ini --models app.models:Base
+      pgwarden migrations check -c alembic.ini --models learnhub.models:Base
     """
     from pgwarden.schema import check as migration_check
 
@@ -336,7 +336,7 @@ def init(state: Context, directory: Path, location: str, models: str | None) -> 
 
     \b
     Example:
-      pgwarden migrations init .
+      pgwarden migrations init myapp
     """
     from pgwarden.schema import init_environment
 
