@@ -23,6 +23,11 @@ down_revision = None
 
 def upgrade():
     op.create_table("notes", sa.Column("id", sa.BigInteger, primary_key=True))
+    # The session settings pgwarden gives the async env's own connection.
+    timeouts = op.get_bind().execute(
+        sa.text("SELECT current_setting('lock_timeout'), current_setting('statement_timeout')")
+    ).one()
+    op.execute(f"COMMENT ON TABLE notes IS '{' '.join(timeouts)}'")
 
 
 def downgrade():
@@ -40,12 +45,15 @@ def test_the_written_environment_migrates_asynchronously(tmp_path: Path, pg_url:
     engine = create_engine(pg_url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn:
-            result = upgrade(conn, config=made.config, backup=False)
+            result = upgrade(
+                conn, config=made.config, backup=False, lock_timeout=1.5, statement_timeout=90
+            )
             assert [r.revision for r in result.applied] == ["a1"]
             assert status(conn, config=made.config).up_to_date
     finally:
         engine.dispose()
-    assert execute(pg_url, "SELECT to_regclass('notes') IS NOT NULL")[0][0] is True
+    comment = execute(pg_url, "SELECT obj_description('notes'::regclass, 'pg_class')")[0][0]
+    assert comment == "1500ms 90s"
 
 
 def test_init_refuses_to_overwrite_and_writes_nothing(tmp_path: Path) -> None:
