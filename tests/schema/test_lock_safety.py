@@ -15,14 +15,14 @@ from pathlib import Path
 
 import pytest
 import sqlalchemy as sa
-from schema_support import execute, sync_env
 
 from pgwarden.db.engines import create_engine
 from pgwarden.schema import MigrationLockTimeout, MigrationProgress, status, upgrade
+from schema_support import execute, sync_env
 
 LOCK_TIMEOUT = 0.5
-HELD = 5.0  # the lock is held this long: a reader stuck behind the ALTER would wait it out
-MARGIN = 2.0  # generous: a loaded machine stretches every wait
+HELD = 8.0  # the lock is held this long: a reader stuck behind the ALTER would wait it out
+MARGIN = 2.5  # generous: a loaded machine stretches every wait
 
 
 @pytest.fixture
@@ -66,15 +66,19 @@ class _Reader(threading.Thread):
         self.engine.dispose()
 
 
-def _hold_lock(url: str, seconds: float, holding: threading.Event) -> threading.Thread:
-    """Hold ACCESS SHARE on accounts (an open transaction that read it) for ``seconds``."""
+def _hold_lock(url: str, seconds: float, release: threading.Event) -> threading.Thread:
+    """Hold ACCESS SHARE on accounts (an open transaction that read it) for ``seconds``.
+
+    Returns once the lock is held; ``release`` ends the hold sooner.
+    """
+    holding = threading.Event()
 
     def hold() -> None:
         engine = create_engine(url, poolclass=sa.pool.NullPool)
         with engine.connect() as conn:
             conn.execute(sa.text("SELECT count(*) FROM accounts")).scalar_one()
             holding.set()
-            time.sleep(seconds)
+            release.wait(seconds)
             conn.rollback()
         engine.dispose()
 
@@ -130,7 +134,8 @@ def test_a_blocked_upgrade_retries_until_the_lock_is_free_and_readers_go_on(
 def test_an_upgrade_that_never_gets_its_lock_fails_cleanly_and_changes_nothing(
     env: Path, pg_url: str
 ) -> None:
-    holder = _hold_lock(pg_url, HELD, threading.Event())
+    release = threading.Event()
+    holder = _hold_lock(pg_url, HELD, release)
     engine = create_engine(pg_url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as conn, pytest.raises(MigrationLockTimeout) as caught:
@@ -139,6 +144,7 @@ def test_an_upgrade_that_never_gets_its_lock_fails_cleanly_and_changes_nothing(
         with engine.connect() as conn:
             assert status(conn, config=env).current == ()
     finally:
+        release.set()
         holder.join(30)
         engine.dispose()
     assert not _has_email(pg_url)

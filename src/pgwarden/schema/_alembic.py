@@ -12,7 +12,7 @@ from __future__ import annotations
 import io
 import threading
 from collections.abc import Iterator
-from contextlib import contextmanager, redirect_stdout
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -151,7 +151,7 @@ def run_command(
     buffer = io.StringIO()
     config.output_buffer = buffer
     try:
-        with session_settings(settings or {}), redirect_stdout(buffer):
+        with session_settings(settings or {}):
             getattr(command, name)(config, *args, **kwargs)
     except RevisionError as exc:
         raise RevisionNotFound(
