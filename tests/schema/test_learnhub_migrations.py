@@ -143,3 +143,10 @@ def test_bad_inputs_are_clear_errors(conn: sa.Connection, tmp_path: Path) -> Non
     with pytest.raises(RevisionNotFound):
         upgrade(conn, config=LEARNHUB_INI, target="0003", backup=False)
     assert status(conn, config=LEARNHUB_INI).current == ()
+    execute(
+        _url(conn),
+        "CREATE TABLE alembic_version (version_num varchar(32) PRIMARY KEY)",
+        "INSERT INTO alembic_version VALUES ('feedface')",
+    )
+    with pytest.raises(RevisionNotFound, match="feedface"):
+        upgrade(conn, config=LEARNHUB_INI, backup=False)

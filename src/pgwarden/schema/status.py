@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy.engine import Connection
 
 from pgwarden.schema._alembic import load_config, script_directory
+from pgwarden.schema.errors import RevisionNotFound
 
 if TYPE_CHECKING:
     from alembic.config import Config
@@ -88,10 +89,20 @@ def has_downgrade(script: Script) -> bool:
 
 
 def _applied_closure(config: Config, current: tuple[str, ...]) -> set[str]:
+    from alembic.script.revision import RevisionError
+    from alembic.util import CommandError
+
     script = script_directory(config)
     applied: set[str] = set()
     for rev in current:
-        applied.update(s.revision for s in script.iterate_revisions(rev, "base"))
+        try:
+            applied.update(s.revision for s in script.iterate_revisions(rev, "base"))
+        except (CommandError, RevisionError):
+            raise RevisionNotFound(
+                f"the database is at revision {rev}, which the migration scripts lack.",
+                hint="Check that -c names this application's migrations, and that the "
+                "code deployed is not older than the database.",
+            ) from None
     return applied
 
 
