@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import pytest
@@ -69,3 +70,15 @@ def test_init_refuses_models_it_cannot_load(tmp_path: Path) -> None:
     with pytest.raises(UserError, match="cannot load the models"):
         init_environment(tmp_path, models="no_such_module:Base")
     assert list(tmp_path.iterdir()) == []
+
+
+def test_without_alembic_the_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pgwarden.errors import NotEnabled
+    from pgwarden.schema import history
+    from schema_support import LEARNHUB_INI
+
+    monkeypatch.setitem(sys.modules, "alembic", None)  # as if not installed
+    monkeypatch.delitem(sys.modules, "alembic.config", raising=False)
+    with pytest.raises(NotEnabled, match="alembic") as caught:
+        history(config=LEARNHUB_INI)
+    assert "pgwarden[migrations]" in (caught.value.hint or "")
