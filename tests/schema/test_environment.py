@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import sys
 from pathlib import Path
 
@@ -82,3 +83,30 @@ def test_without_alembic_the_extra_is_named(monkeypatch: pytest.MonkeyPatch) -> 
     with pytest.raises(NotEnabled, match="alembic") as caught:
         history(config=LEARNHUB_INI)
     assert "pgwarden[migrations]" in (caught.value.hint or "")
+
+
+def test_an_env_that_configures_logging_leaves_the_callers_loggers_alone(
+    tmp_path: Path, pg_url: str
+) -> None:
+    from schema_support import SYNC_ENV, sync_env
+
+    ini = sync_env(tmp_path / "env", {"a1": (None, "op.execute('SELECT 1')", "pass")})
+    made = init_environment(tmp_path / "ini")  # an ini with logging sections
+    ini.write_text(made.config.read_text().replace("%(here)s/migrations", str(tmp_path / "env")))
+    env = tmp_path / "env" / "env.py"
+    env.write_text(
+        "from logging.config import fileConfig\n"
+        + SYNC_ENV.replace(
+            "config = context.config\n",
+            "config = context.config\nfileConfig(config.config_file_name)\n",
+        )
+    )
+    app = logging.getLogger("pgwarden.app_under_test")
+    handlers = list(logging.getLogger().handlers)
+    engine = create_engine(pg_url, poolclass=sa.pool.NullPool)
+    try:
+        with engine.connect() as conn:
+            upgrade(conn, config=ini, backup=False)
+    finally:
+        engine.dispose()
+    assert not app.disabled and logging.getLogger().handlers == handlers

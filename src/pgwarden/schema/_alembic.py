@@ -10,6 +10,7 @@ it for each new connection, so it works whatever env.py builds and whatever driv
 from __future__ import annotations
 
 import io
+import logging
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -136,6 +137,30 @@ def session_settings(settings: dict[str, str]) -> Iterator[None]:
         _SESSION.pop(ident, None)
 
 
+@contextmanager
+def _logging_kept() -> Iterator[None]:
+    """Undo what an env.py's ``fileConfig`` does to the loggers that existed before.
+
+    ``fileConfig`` disables every existing logger and replaces the root's handlers: in
+    a server process running a migration, that would silence the application's logs.
+    """
+    root = logging.getLogger()
+    kept_root = (list(root.handlers), root.level)
+    kept = {
+        name: (logger.disabled, logger.level, list(logger.handlers), logger.propagate)
+        for name, logger in logging.Logger.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger)
+    }
+    try:
+        yield
+    finally:
+        root.handlers[:], root.level = kept_root[0], kept_root[1]
+        for name, (disabled, level, handlers, propagate) in kept.items():
+            logger = logging.getLogger(name)
+            logger.disabled, logger.level, logger.propagate = disabled, level, propagate
+            logger.handlers[:] = handlers
+
+
 def run_command(
     config: Config, name: str, *args: Any, settings: dict[str, str] | None = None, **kwargs: Any
 ) -> str:
@@ -151,7 +176,7 @@ def run_command(
     buffer = io.StringIO()
     config.output_buffer = buffer
     try:
-        with session_settings(settings or {}):
+        with session_settings(settings or {}), _logging_kept():
             getattr(command, name)(config, *args, **kwargs)
     except RevisionError as exc:
         raise RevisionNotFound(
