@@ -80,6 +80,8 @@ _PITR = Skip(
 )
 _NO_S3 = Skip("needs an S3 bucket and its credentials; tests/backup covers S3 on loopback")
 
+_LEARNHUB_ALEMBIC = Run(before=lambda s: s.learnhub_alembic())
+
 # Every example, as written (prompt, `.venv/bin/` and trailing comment removed).
 EXAMPLES: dict[str, Run | Skip] = {
     # README.md
@@ -216,6 +218,14 @@ EXAMPLES: dict[str, Run | Skip] = {
     "pgwarden --config pgwarden.toml beat": Skip(
         "runs until stopped; tests/tasks runs beat as a process"
     ),
+    # docs/migrations.md, docs/cli.md, --help: learnhub's migrations, its database at head
+    "pgwarden migrations status -c alembic.ini": _LEARNHUB_ALEMBIC,
+    "pgwarden migrations history -c alembic.ini": _LEARNHUB_ALEMBIC,
+    "pgwarden migrations upgrade -c alembic.ini --dry-run": _LEARNHUB_ALEMBIC,
+    "pgwarden migrations upgrade -c alembic.ini --lock-timeout 2 --retries 5": _LEARNHUB_ALEMBIC,
+    "pgwarden migrations downgrade -1 -c alembic.ini --dry-run": _LEARNHUB_ALEMBIC,
+    "pgwarden migrations check -c alembic.ini --models learnhub.models:Base": _LEARNHUB_ALEMBIC,
+    "pgwarden migrations init myapp": Run(fresh=("myapp",)),
 }
 
 
@@ -263,6 +273,13 @@ class Scratch:
         """Write ./pgwarden.toml naming the scratch database as the one target."""
         Path("pgwarden.toml").write_text(
             f'[targets.app]\nurl_env = "DATABASE_URL"\nstorage = "{self.storage}"\n'
+        )
+
+    def learnhub_alembic(self) -> None:
+        """Write ./alembic.ini naming learnhub's migrations, for `pgwarden migrations`."""
+        location = ROOT / "examples" / "learnhub" / "learnhub" / "migrations"
+        (self.work / "alembic.ini").write_text(
+            f"[alembic]\nscript_location = {location}\npath_separator = os\n"
         )
 
     def empty_database(self) -> str:

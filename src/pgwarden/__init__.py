@@ -8,8 +8,8 @@ Every error pgwarden raises on purpose can be imported from here
   area (connections, settings, programs, the embedded server, encryption keys);
 - :mod:`pgwarden.backup.errors`, :mod:`pgwarden.observe.errors`,
   :mod:`pgwarden.insight.errors`, :mod:`pgwarden.advise.errors`,
-  :mod:`pgwarden.transfer.errors`, :mod:`pgwarden.orm.errors` and
-  :mod:`pgwarden.tasks.errors`.
+  :mod:`pgwarden.transfer.errors`, :mod:`pgwarden.orm.errors`,
+  :mod:`pgwarden.tasks.errors` and :mod:`pgwarden.schema.errors`.
 
 An area's errors are imported when first asked for, so ``import pgwarden`` stays quick
 and loads no area it does not need.
@@ -76,6 +76,13 @@ if TYPE_CHECKING:
         TimeoutFired,
         UnpageableQuery,
     )
+    from pgwarden.schema.errors import (
+        DowngradeRefused,
+        MigrationFailed,
+        MigrationLockTimeout,
+        MigrationsNotFound,
+        RevisionNotFound,
+    )
     from pgwarden.tasks.errors import TargetsInvalid, UnknownTarget
     from pgwarden.transfer.errors import BundleError, ImportFailed, RollbackRefused
 
@@ -105,10 +112,14 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
         "LockHeld",
         "LockLost",
         "ManifestInvalid",
+        "MigrationFailed",
+        "MigrationLockTimeout",
+        "MigrationsNotFound",
         "ObjectChanged",
         "ObjectExists",
         "ObjectNotFound",
         "RestoreFailed",
+        "RevisionNotFound",
         "RowCountMismatch",
         "StorageError",
         "StorageUnusable",
@@ -126,6 +137,13 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
         "StatementTimeout",
         "TimeoutFired",
         "UnpageableQuery",
+    ),
+    "pgwarden.schema.errors": (
+        "DowngradeRefused",
+        "MigrationFailed",
+        "MigrationLockTimeout",
+        "MigrationsNotFound",
+        "RevisionNotFound",
     ),
     "pgwarden.tasks.errors": ("TargetsInvalid", "UnknownTarget"),
     "pgwarden.transfer.errors": ("BundleError", "ImportFailed", "RollbackRefused"),
@@ -152,6 +170,7 @@ __all__ = [
     "ConfigError",
     "ConnectionFailed",
     "DecryptionFailed",
+    "DowngradeRefused",
     "DumpFailed",
     "ImportFailed",
     "IndexCorrupt",
@@ -164,6 +183,9 @@ __all__ = [
     "LockLost",
     "LockTimeout",
     "ManifestInvalid",
+    "MigrationFailed",
+    "MigrationLockTimeout",
+    "MigrationsNotFound",
     "NPlusOneDetected",
     "NotEnabled",
     "ObjectChanged",
@@ -174,6 +196,7 @@ __all__ = [
     "RateLimited",
     "RecoveryFailed",
     "RestoreFailed",
+    "RevisionNotFound",
     "RollbackRefused",
     "RowCountMismatch",
     "ScopeMissing",

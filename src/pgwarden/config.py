@@ -136,6 +136,13 @@ class Settings(BaseSettings):
         default=None, description="an S3-compatible endpoint such as http://127.0.0.1:9000"
     )
     s3_region: str | None = Field(default=None, description="an S3 region such as eu-west-1")
+    alembic_config: Path | None = Field(
+        default=None, description="the path of an Alembic config file (alembic.ini)"
+    )
+    migrations_models: str | None = Field(
+        default=None,
+        description="module:attribute of the models' MetaData or declarative base",
+    )
     encryption_keys: str | None = Field(
         default=None,
         repr=False,  # key material: never in repr(settings), hence never in a log

@@ -172,6 +172,7 @@ _COMMANDS = {
     "worker": "tasks:worker",
     "beat": "tasks:beat",
     "fleet": "tasks:fleet",
+    "migrations": "migrations:migrations",
 }
 
 

@@ -74,6 +74,7 @@ def upgrade() -> None:
         sa.Column("visibility", VISIBILITY, server_default="organization", nullable=False),
     )
     op.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}")
+    op.execute(f"REVOKE USAGE ON SCHEMA public FROM {role}")
     op.execute(f"REVOKE ALL ON ALL SEQUENCES IN SCHEMA public FROM {role}")
     op.execute(f"GRANT USAGE ON SCHEMA public TO {role}")
     op.execute(f"GRANT SELECT ON {', '.join(READ)} TO {role}")
@@ -103,5 +104,15 @@ def downgrade() -> None:
     op.execute("DROP TYPE IF EXISTS content_visibility")
     # 0001's grants. The role stays a login role: other databases may use it.
     op.execute(f"REVOKE ALL ON ALL TABLES IN SCHEMA public FROM {role}")
+    op.execute(f"REVOKE USAGE ON SCHEMA public FROM {role}")
     op.execute(f"GRANT SELECT, INSERT, UPDATE, DELETE ON ALL TABLES IN SCHEMA public TO {role}")
     op.execute(f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA public TO {role}")
+    # 0001 granted before it made page_views' partitions: they had none.
+    op.execute(
+        "DO $$ DECLARE part regclass; BEGIN"
+        " FOR part IN SELECT c.oid FROM pg_class AS c"
+        " JOIN pg_namespace AS n ON n.oid = c.relnamespace"
+        " WHERE n.nspname = 'public' AND c.relispartition AND c.relkind = 'r'"
+        " LOOP EXECUTE 'REVOKE ALL ON ' || part::text || ' FROM '"
+        f" || quote_ident('{role}'); END LOOP; END $$"
+    )
