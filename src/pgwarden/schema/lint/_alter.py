@@ -18,6 +18,7 @@ from pgwarden.schema.lint._checks import (
     _in_transaction,
     _name,
     _ref,
+    column_name,
     not_null_column,
     rewrite_of,
     volatile_call,
@@ -67,8 +68,8 @@ def alter_table(
                 "ban-drop-column",
                 statement,
                 table,
-                f"dropping {_name(table)}.{cmd.name} breaks every running instance of the "
-                "application that still selects or inserts it (SQLAlchemy names every "
+                f"dropping {column_name(table, str(cmd.name))} breaks every running instance "
+                "of the application that still selects or inserts it (SQLAlchemy names every "
                 "mapped column in its statements).",
                 lock=_EXCLUSIVE,
                 **_cleared_new(new, table),
@@ -91,7 +92,7 @@ def alter_table(
 def _add_column(
     statement: Statement, table: TableRef, column: ast.ColumnDef, new: bool, catalog: Catalog | None
 ) -> Iterator[Hit]:
-    where = f"{_name(table)}.{column.colname}"
+    where = column_name(table, str(column.colname))
     kinds = {c.contype: c for c in column.constraints or ()}
     type_names: Any = column.typeName.names if column.typeName else ()
     type_name = str(type_names[-1].sval).lower() if type_names else ""
@@ -230,7 +231,7 @@ def _set_not_null(
     state: _State,
     catalog: Catalog | None,
 ) -> Iterator[Hit]:
-    where = f"{_name(table)}.{column}"
+    where = column_name(table, column)
     if new:
         return
     proven = (table, column) in state.validated
@@ -274,7 +275,7 @@ def _alter_type(
     state: _State,
     catalog: Catalog | None,
 ) -> Iterator[Hit]:
-    where = f"{_name(table)}.{cmd.name}"
+    where = column_name(table, str(cmd.name))
     if new:
         return
     target = type_of(cmd.def_.typeName)

@@ -15,14 +15,21 @@ from typing import Any, Protocol
 
 from pglast import ast
 from pglast.enums import AlterTableType as At
-from pglast.enums import ConstrType, NullTestType, ObjectType, VariableSetKind
+from pglast.enums import (
+    ConstrType,
+    NullTestType,
+    ObjectType,
+    TransactionStmtKind,
+    VariableSetKind,
+)
 from pglast.visitors import Visitor
 
+from pgwarden._sql import quote_identifier
 from pgwarden.schema.lint._script import Script, Statement
 from pgwarden.schema.lint._types import ColumnType, rewrites, type_of
 from pgwarden.schema.lint.findings import Severity
 
-__all__ = ["Catalog", "Hit", "TableRef", "check_script"]
+__all__ = ["Catalog", "Hit", "TableRef", "check_script", "column_name"]
 
 TableRef = tuple[str | None, str]  # (schema or None, name) as written
 
@@ -42,6 +49,11 @@ _VOLATILE = {
     "txid_current",
     "pg_current_xact_id",
     "setval",
+}
+_ENDS = {
+    TransactionStmtKind.TRANS_STMT_COMMIT,
+    TransactionStmtKind.TRANS_STMT_ROLLBACK,
+    TransactionStmtKind.TRANS_STMT_PREPARE,
 }
 _SERIAL = {"serial", "serial4", "bigserial", "serial8", "smallserial", "serial2"}
 # ALTER TABLE subcommands that take a weaker lock than ACCESS EXCLUSIVE.
@@ -113,9 +125,16 @@ def _ref(range_var: Any) -> TableRef:
 
 
 def _name(table: TableRef | None) -> str:
+    """Return a table's name as SQL writes it, for messages."""
     if table is None:
         return "?"
-    return table[1] if table[0] is None else f"{table[0]}.{table[1]}"
+    name = quote_identifier(table[1], plain=True)
+    return name if table[0] is None else f"{quote_identifier(table[0], plain=True)}.{name}"
+
+
+def column_name(table: TableRef, column: str) -> str:
+    """Return ``table.column`` as SQL writes it, for messages."""
+    return f"{_name(table)}.{quote_identifier(column, plain=True)}"
 
 
 def check_script(
@@ -130,18 +149,20 @@ def check_script(
 
 
 def _walk(script: Script, state: _State, catalog: Catalog | None) -> Iterator[Hit]:
-    in_transaction = False
+    open_ = False  # a transaction is open before the next statement
     for statement in script.statements:
-        if statement.in_transaction and not in_transaction:
+        if statement.in_transaction and not open_:
             state.transaction += 1
             state.exclusive = {}
-        if not statement.in_transaction and in_transaction and state.lock_timeout_local:
-            state.lock_timeout = state.lock_timeout_local = False
-        in_transaction = statement.in_transaction
+        open_ = statement.in_transaction
         hits = list(_statement(statement, state, catalog))
         yield from hits
         _remember(statement.node, state)  # a table's own FK to itself locks nothing else
         yield from _locks(statement, state, hits)
+        if isinstance(statement.node, ast.TransactionStmt) and statement.node.kind in _ENDS:
+            open_ = False
+            if state.lock_timeout_local:
+                state.lock_timeout = state.lock_timeout_local = False
 
 
 def _locks(statement: Statement, state: _State, hits: list[Hit]) -> Iterator[Hit]:
@@ -232,7 +253,7 @@ def _mode(mode: str) -> str:
     return "".join(f" {c}" if c.isupper() else c for c in words).strip().upper()
 
 
-def _statement_kind(statement: Statement, words: int = 3) -> str:
+def _statement_kind(statement: Statement, words: int = 2) -> str:
     return " ".join(statement.text.split()[:words])
 
 
@@ -382,7 +403,8 @@ def _rename(statement: Statement, node: ast.RenameStmt, state: _State) -> Iterat
             "renaming-column",
             statement,
             table,
-            f"renaming {_name(table)}.{node.subname} to {node.newname} breaks running code "
+            f"renaming {column_name(table, str(node.subname))} to "
+            f"{quote_identifier(str(node.newname), plain=True)} breaks running code "
             "that still uses the old name, until every instance is redeployed.",
             lock="AccessExclusiveLock",
             **_cleared_new(new, table),
@@ -392,8 +414,9 @@ def _rename(statement: Statement, node: ast.RenameStmt, state: _State) -> Iterat
             "renaming-table",
             statement,
             table,
-            f"renaming {_name(table)} to {node.newname} breaks running code that still "
-            "uses the old name, until every instance is redeployed.",
+            f"renaming {_name(table)} to {quote_identifier(str(node.newname), plain=True)} "
+            "breaks running code that still uses the old name, until every instance is "
+            "redeployed.",
             lock="AccessExclusiveLock",
             **_cleared_new(new, table),
         )

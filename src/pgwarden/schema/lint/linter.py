@@ -8,7 +8,7 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
-from pgwarden.schema.lint._checks import Hit, TableRef, check_script
+from pgwarden.schema.lint._checks import Hit, TableRef, _name, check_script
 from pgwarden.schema.lint._script import IGNORE_ALL, Script, Statement, parse_script
 from pgwarden.schema.lint.config import LintConfig
 from pgwarden.schema.lint.findings import LintFinding, Severity
@@ -143,9 +143,7 @@ def _finding(
     sources: tuple[str, ...] = ("pgwarden",),
 ) -> LintFinding:
     text = statement.text if statement is not None else ""
-    subject = (
-        None if table is None else (table[1] if table[0] is None else f"{table[0]}.{table[1]}")
-    )
+    subject = None if table is None else _name(table)
     return LintFinding(
         rule=name,
         severity=severity or rule(name).severity,

@@ -139,11 +139,7 @@ _ALL = [
     Rule("ban-char-field", "a char(n) column", "low", "style", "Use text.", own=False),
     Rule("identifier-too-long", "an identifier PostgreSQL will truncate", "medium", "fails",
          "Keep names within 63 bytes.", own=False),
-    Rule("require-table-schema", "a table named without its schema", "low", "style",
-         "Name the schema.", own=False),
-    Rule("prefer-repack", "VACUUM FULL or CLUSTER in a migration", "high", "scan",
-         "Use pg_repack, which holds no long lock.", own=False),
-]  # fmt: skip
+        ]  # fmt: skip
 
 #: Every rule by name.
 RULES: dict[str, Rule] = {r.name: r for r in _ALL}
