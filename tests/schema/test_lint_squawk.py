@@ -26,7 +26,8 @@ UNSAFE = {
     ),
     "0002_constraints.sql": (
         "ALTER TABLE orders ADD CONSTRAINT positive CHECK (total > 0);\n"
-        "ALTER TABLE orders ADD CONSTRAINT fk_customer FOREIGN KEY (customer_id) REFERENCES customers (id);\n"
+        "ALTER TABLE orders ADD CONSTRAINT fk_customer FOREIGN KEY (customer_id) "
+        "REFERENCES customers (id);\n"
         "ALTER TABLE orders ADD CONSTRAINT uq_ref UNIQUE (ref);\n"
         "ALTER TABLE orders ADD PRIMARY KEY (id);\n"
     ),
@@ -58,7 +59,8 @@ UNSAFE = {
     ),
     "0007_hostile.sql": (
         'CREATE INDEX "ix ""é"" %s" ON "select"."Mixed ""Case"" %(x)s" (":x");\n'
-        'ALTER TABLE "select"."Mixed ""Case"" %(x)s" ADD COLUMN "$1" uuid DEFAULT gen_random_uuid();\n'
+        'ALTER TABLE "select"."Mixed ""Case"" %(x)s" ADD COLUMN "$1" uuid '
+        "DEFAULT gen_random_uuid();\n"
         'ALTER TABLE "select"."Mixed ""Case"" %(x)s" RENAME COLUMN ":x" TO "O\'Reilly";\n'
     ),
 }  # fmt: skip
@@ -106,9 +108,10 @@ def test_pgwarden_own_rules_alone_flag_what_squawk_flags(migrations: Path) -> No
     same = {"adding-foreign-key-constraint", "disallowed-unique-constraint",
             "adding-serial-primary-key-field", "constraint-missing-not-valid"}  # fmt: skip
     missing = {
-        (file, line, rule) for file, line, rule in expected - found
-        if not (rule == "constraint-missing-not-valid" and any((file, line, r) in found for r in same))
-    }  # fmt: skip
+        (file, line, rule)
+        for file, line, rule in expected - found
+        if not (rule == "constraint-missing-not-valid" and {(file, line, r) for r in same} & found)
+    }
     assert missing == set()
 
 

@@ -167,9 +167,11 @@ def _render(
     squawk: str | None,
     live: bool,
 ) -> None:
-    out = state.console
+    def print_(*parts: object) -> None:  # unwrapped: a place (file:line) stays whole
+        state.console.print(*parts, soft_wrap=True)
+
     for finding in shown:
-        out.print(
+        print_(
             Text.assemble(
                 (f"{finding.severity.upper():<6}", _COLOURS[finding.severity]),
                 " ",
@@ -177,15 +179,15 @@ def _render(
                 f"  {finding.where}",
             )
         )
-        out.print(Text(f"  {finding.message}"))
+        print_(Text(f"  {finding.message}"))
         if finding.statement:
-            out.print(Text(f"  statement: {finding.statement}", style="dim"))
+            print_(Text(f"  statement: {finding.statement}", style="dim"))
         for note in finding.notes:
-            out.print(Text(f"  note: {note}"))
-        out.print(Text(f"  fix: {finding.fix}", style="green"))
+            print_(Text(f"  note: {note}"))
+        print_(Text(f"  fix: {finding.fix}", style="green"))
     counts = [f"{sum(1 for f in findings if f.severity == s)} {s}" for s in reversed(_SEVERITIES)]
     hidden = len(findings) - len(shown)
-    out.print(
+    print_(
         f"{len(findings)} findings: {', '.join(counts)}"
         + (f" ({hidden} below --show not listed)" if hidden else "")
         + f"; squawk {squawk if squawk else 'not run'}"
