@@ -67,6 +67,7 @@ if TYPE_CHECKING:
     )
     from pgwarden.insight.errors import CheckSkipped
     from pgwarden.observe.errors import NPlusOneDetected
+    from pgwarden.schema.lint.errors import LintTargetInvalid, SquawkFailed
     from pgwarden.tasks.errors import TargetsInvalid, UnknownTarget
     from pgwarden.transfer.errors import BundleError, ImportFailed, RollbackRefused
 
@@ -110,6 +111,7 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
     ),
     "pgwarden.insight.errors": ("CheckSkipped",),
     "pgwarden.observe.errors": ("NPlusOneDetected",),
+    "pgwarden.schema.lint.errors": ("LintTargetInvalid", "SquawkFailed"),
     "pgwarden.tasks.errors": ("TargetsInvalid", "UnknownTarget"),
     "pgwarden.transfer.errors": ("BundleError", "ImportFailed", "RollbackRefused"),
 }
@@ -141,6 +143,7 @@ __all__ = [
     "IntegrityFailed",
     "InvalidKey",
     "JobNotFound",
+    "LintTargetInvalid",
     "LockHeld",
     "LockLost",
     "ManifestInvalid",
@@ -159,6 +162,7 @@ __all__ = [
     "ScopeMissing",
     "ServerError",
     "ServerUnusable",
+    "SquawkFailed",
     "StorageError",
     "StorageUnusable",
     "TargetNotEmpty",

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from pglast import ast
 from pglast.enums import AlterTableType as At
 from pglast.enums import ConstrType
 
-from pgwarden.schema.lint._checks import (
-    _SERIAL_TYPES,
+from pgwarden.schema.lint._model import (
+    SERIAL_TYPES,
     Catalog,
     Hit,
     TableRef,
@@ -18,6 +18,7 @@ from pgwarden.schema.lint._checks import (
     _in_transaction,
     _name,
     _ref,
+    _State,
     column_name,
     not_null_column,
     rewrite_of,
@@ -25,9 +26,6 @@ from pgwarden.schema.lint._checks import (
 )
 from pgwarden.schema.lint._script import Statement
 from pgwarden.schema.lint._types import type_of
-
-if TYPE_CHECKING:
-    from pgwarden.schema.lint._checks import _State
 
 __all__ = ["alter_table"]
 
@@ -98,12 +96,12 @@ def _add_column(
     type_name = str(type_names[-1].sval).lower() if type_names else ""
     if new:
         return
-    if type_name in _SERIAL_TYPES or ConstrType.CONSTR_IDENTITY in kinds:
+    if type_name in SERIAL_TYPES or ConstrType.CONSTR_IDENTITY in kinds:
         yield Hit(
             "adding-serial-or-identity",
             statement,
             table,
-            f"adding {where} as {type_name if type_name in _SERIAL_TYPES else 'an identity'} "
+            f"adding {where} as {type_name if type_name in SERIAL_TYPES else 'an identity'} "
             f"column rewrites {_name(table)} to number every row, under ACCESS EXCLUSIVE: "
             "no query on it runs until the rewrite ends.",
             lock=_EXCLUSIVE,
@@ -146,7 +144,7 @@ def _add_column(
         and default is None
         and generated is None
         and ConstrType.CONSTR_IDENTITY not in kinds
-        and type_name not in _SERIAL_TYPES
+        and type_name not in SERIAL_TYPES
     ):
         yield Hit(
             "adding-required-field",

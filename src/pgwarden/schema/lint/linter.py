@@ -8,7 +8,8 @@ from pathlib import Path
 
 from sqlalchemy.engine import Connection
 
-from pgwarden.schema.lint._checks import Hit, TableRef, _name, check_script
+from pgwarden.schema.lint._checks import check_script
+from pgwarden.schema.lint._model import Hit, TableRef, _name
 from pgwarden.schema.lint._script import IGNORE_ALL, Script, Statement, parse_script
 from pgwarden.schema.lint.config import LintConfig
 from pgwarden.schema.lint.findings import LintFinding, Severity

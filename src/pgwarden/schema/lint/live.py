@@ -21,7 +21,8 @@ from sqlalchemy.exc import DBAPIError
 
 from pgwarden._sql import quote_identifier
 from pgwarden._units import format_size
-from pgwarden.schema.lint._checks import TableRef
+from pgwarden.schema.lint._locks import CONFLICTS
+from pgwarden.schema.lint._model import TableRef
 from pgwarden.schema.lint._types import ColumnType, canonical
 from pgwarden.schema.lint.config import LintConfig
 from pgwarden.schema.lint.findings import Blocker, LintFinding, TableFigures
@@ -59,58 +60,6 @@ WHERE l.locktype = 'relation'
   AND l.pid <> pg_backend_pid()
 ORDER BY seconds DESC NULLS LAST, l.pid
 """
-# Which held modes each requested mode waits for (PostgreSQL's lock conflict table).
-_CONFLICTS = {
-    "AccessShareLock": {"AccessExclusiveLock"},
-    "RowShareLock": {"ExclusiveLock", "AccessExclusiveLock"},
-    "RowExclusiveLock": {
-        "ShareLock",
-        "ShareRowExclusiveLock",
-        "ExclusiveLock",
-        "AccessExclusiveLock",
-    },
-    "ShareUpdateExclusiveLock": {
-        "ShareUpdateExclusiveLock",
-        "ShareLock",
-        "ShareRowExclusiveLock",
-        "ExclusiveLock",
-        "AccessExclusiveLock",
-    },
-    "ShareLock": {
-        "RowExclusiveLock",
-        "ShareUpdateExclusiveLock",
-        "ShareRowExclusiveLock",
-        "ExclusiveLock",
-        "AccessExclusiveLock",
-    },
-    "ShareRowExclusiveLock": {
-        "RowExclusiveLock",
-        "ShareUpdateExclusiveLock",
-        "ShareLock",
-        "ShareRowExclusiveLock",
-        "ExclusiveLock",
-        "AccessExclusiveLock",
-    },
-    "ExclusiveLock": {
-        "RowShareLock",
-        "RowExclusiveLock",
-        "ShareUpdateExclusiveLock",
-        "ShareLock",
-        "ShareRowExclusiveLock",
-        "ExclusiveLock",
-        "AccessExclusiveLock",
-    },
-    "AccessExclusiveLock": {
-        "AccessShareLock",
-        "RowShareLock",
-        "RowExclusiveLock",
-        "ShareUpdateExclusiveLock",
-        "ShareLock",
-        "ShareRowExclusiveLock",
-        "ExclusiveLock",
-        "AccessExclusiveLock",
-    },
-}
 
 
 def _regclass_name(table: TableRef, *, plain: bool = True) -> str:
@@ -266,7 +215,7 @@ def _writes(conn: Connection, oid: int) -> tuple[int, float]:
 
 
 def _blockers(conn: Connection, oid: int, modes: set[str]) -> tuple[Blocker, ...]:
-    waits_for = set().union(*(_CONFLICTS.get(m, set()) for m in modes)) if modes else set()
+    waits_for = set().union(*(CONFLICTS.get(m, frozenset()) for m in modes)) if modes else set()
     return tuple(
         Blocker(
             int(pid),
