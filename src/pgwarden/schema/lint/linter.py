@@ -9,6 +9,7 @@ from pathlib import Path
 from sqlalchemy.engine import Connection
 
 from pgwarden.schema.lint._checks import check_script
+from pgwarden.schema.lint._fixes import concrete_fix
 from pgwarden.schema.lint._model import Hit, TableRef, _name
 from pgwarden.schema.lint._script import IGNORE_ALL, Script, Statement, parse_script
 from pgwarden.schema.lint.config import LintConfig
@@ -163,7 +164,7 @@ def _finding(
 
 def _from_hit(hit: Hit, origin: Origin, script: Script) -> LintFinding:
     line, column, _ = _place(origin, script, hit.statement.start)
-    return _finding(
+    found = _finding(
         hit.rule,
         hit.message,
         origin,
@@ -175,6 +176,8 @@ def _from_hit(hit: Hit, origin: Origin, script: Script) -> LintFinding:
         hit.severity,
         hit.notes,
     )
+    concrete = None if hit.cleared else concrete_fix(hit)
+    return found if concrete is None else replace(found, fix=concrete)
 
 
 # A squawk rule whose concern pgwarden reports under another name on the same statement.
