@@ -40,7 +40,7 @@ def test_findings_are_listed_with_their_fix_and_fail_the_run(migration: Path) ->
     assert result.exit_code == 1, result.output
     assert "require-concurrent-index-creation" in result.output
     assert f"{migration}:2:1" in result.output
-    assert "fix: CREATE INDEX CONCURRENTLY" in result.output
+    assert "CREATE INDEX CONCURRENTLY ix_orders_customer ON orders (customer_id);" in result.output
     assert "squawk 2." in result.output
 
 

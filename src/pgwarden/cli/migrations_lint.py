@@ -184,7 +184,10 @@ def _render(
             print_(Text(f"  statement: {finding.statement}", style="dim"))
         for note in finding.notes:
             print_(Text(f"  note: {note}"))
-        print_(Text(f"  fix: {finding.fix}", style="green"))
+        lines = finding.fix.splitlines()
+        print_(Text(f"  fix: {lines[0]}", style="green"))
+        for line in lines[1:]:
+            print_(Text(f"       {line}", style="green"))
     counts = [f"{sum(1 for f in findings if f.severity == s)} {s}" for s in reversed(_SEVERITIES)]
     hidden = len(findings) - len(shown)
     print_(
