@@ -79,6 +79,9 @@ _PITR = Skip(
     "tests/backup/test_pitr_*.py run these on scratch clusters"
 )
 _NO_S3 = Skip("needs an S3 bucket and its credentials; tests/backup covers S3 on loopback")
+# Pending: `migrations lint` runs under the `migrations` group, built on another branch;
+# tests/schema/test_lint_cli.py runs the command itself meanwhile.
+_LINT_PENDING = Skip("pending the `pgwarden migrations` group; tests/schema run the command")
 
 # Every example, as written (prompt, `.venv/bin/` and trailing comment removed).
 EXAMPLES: dict[str, Run | Skip] = {
@@ -122,6 +125,12 @@ EXAMPLES: dict[str, Run | Skip] = {
     "pgwarden backup expire --dry-run": OK,
     # docs/observe.md
     "pgwarden audit-orm myapp.models --path src --fail-on high --json": FINDINGS,
+    # docs/migrations-lint.md
+    "pgwarden migrations lint alembic.ini --fail-on high": _LINT_PENDING,
+    "pgwarden migrations lint migrations/0007_orders.sql --show info": _LINT_PENDING,
+    "pgwarden --json migrations lint alembic.ini --database-url postgresql://app@db.internal/app": (
+        _LINT_PENDING
+    ),
     # docs/transfer.md
     "pgwarden export out/ --table public.users --date-column created_at"
     " --since 2026-01-01 --until 2026-02-01 --children 2 --transforms anonymize.toml": Run(

@@ -94,7 +94,7 @@ def lint(
 
     \b
     Example:
-      pgwarden migrations lint examples/learnhub/alembic.ini --fail-on high
+      pgwarden migrations lint alembic.ini --fail-on high
     """
     from pgwarden.schema.lint import at_least, load_lint_config, squawk_version
 
