@@ -145,3 +145,28 @@ def test_a_squawk_config_lying_around_changes_nothing(
 def test_squawk_binary_is_the_one_installed_beside_python() -> None:
     binary = squawk_binary()
     assert binary is not None and Path(sys.executable).parent == binary.parent
+
+
+def test_a_squawk_that_does_not_answer_in_json_is_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pgwarden.schema.lint import SquawkFailed, squawk
+
+    broken = tmp_path / "squawk"
+    broken.write_text("#!/bin/sh\necho 'thread main panicked' >&2\nexit 101\n")
+    broken.chmod(0o755)
+    monkeypatch.setattr(squawk, "squawk_binary", lambda: broken)
+    with pytest.raises(SquawkFailed, match=r"exited 101.*panicked"):
+        lint_sql("SELECT 1;")
+
+
+def test_revisions_without_alembic_installed_name_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pgwarden.schema.lint import lint_revisions
+
+    monkeypatch.setitem(sys.modules, "alembic", None)
+    monkeypatch.setitem(sys.modules, "alembic.script", None)
+    with pytest.raises(NotEnabled) as caught:
+        lint_revisions(tmp_path)
+    assert "pgwarden[lint]" in (caught.value.hint or "")
