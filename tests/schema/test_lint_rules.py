@@ -137,7 +137,14 @@ def test_work_on_a_table_created_in_the_same_migration_costs_nothing() -> None:
         "ALTER TABLE events ADD CONSTRAINT c CHECK (id > 0);\n"
         "ALTER TABLE events ALTER COLUMN at SET NOT NULL;\n"
     )
-    assert lint_sql(sql, config=OWN) == []
+    findings = lint_sql(sql, config=OWN)
+    assert [f.rule for f in findings] == [
+        "require-concurrent-index-creation",
+        "constraint-missing-not-valid",
+        "adding-not-nullable-field",
+    ]
+    assert all(f.severity == "info" for f in findings)
+    assert all("created earlier in this migration" in f.message for f in findings)
 
 
 def test_validate_in_the_transaction_that_added_not_valid_is_flagged() -> None:

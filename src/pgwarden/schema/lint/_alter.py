@@ -30,6 +30,14 @@ from pgwarden.schema.lint._types import type_of
 __all__ = ["alter_table"]
 
 _EXCLUSIVE = "AccessExclusiveLock"
+# The rule that flags each kind of constraint added in one step to a table with rows.
+_CONSTRAINT_RULES = {
+    ConstrType.CONSTR_CHECK: "constraint-missing-not-valid",
+    ConstrType.CONSTR_FOREIGN: "adding-foreign-key-constraint",
+    ConstrType.CONSTR_UNIQUE: "disallowed-unique-constraint",
+    ConstrType.CONSTR_EXCLUSION: "disallowed-unique-constraint",
+    ConstrType.CONSTR_PRIMARY: "adding-serial-primary-key-field",
+}
 
 
 def alter_table(
@@ -170,6 +178,8 @@ def _add_constraint(
     kind = constraint.contype
     label = constraint.conname or (f"on {column}" if column else "")
     not_valid = bool(constraint.skip_validation)
+    if new and not not_valid and kind in _CONSTRAINT_RULES:
+        yield _new_table(_CONSTRAINT_RULES[kind], statement, table)
     if kind == ConstrType.CONSTR_CHECK:
         checked = not_null_column(constraint.raw_expr)
         if state is not None and constraint.conname:
@@ -221,6 +231,20 @@ def _add_constraint(
         )
 
 
+def _new_table(rule: str, statement: Statement, table: TableRef) -> Hit:
+    """Return the note that a statement on a table made by this migration costs nothing."""
+    return Hit(
+        rule,
+        statement,
+        table,
+        f"{_name(table)} is created earlier in this migration: it holds no rows and no "
+        "running code uses it, so this costs nothing.",
+        severity="info",
+        cleared=True,
+        notes=("downgraded: a table new in this migration.",),
+    )
+
+
 def _set_not_null(
     statement: Statement,
     table: TableRef,
@@ -231,6 +255,7 @@ def _set_not_null(
 ) -> Iterator[Hit]:
     where = column_name(table, column)
     if new:
+        yield _new_table("adding-not-nullable-field", statement, table)
         return
     proven = (table, column) in state.validated
     if not proven and catalog is not None and catalog.validated_not_null(table, column):
@@ -275,6 +300,7 @@ def _alter_type(
 ) -> Iterator[Hit]:
     where = column_name(table, str(cmd.name))
     if new:
+        yield _new_table("changing-column-type", statement, table)
         return
     target = type_of(cmd.def_.typeName)
     old = state.columns.get((table, cmd.name))

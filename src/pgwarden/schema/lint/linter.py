@@ -99,9 +99,7 @@ def lint_script(
     kept = [
         replace(d, finding=_configured(d.finding, config))
         for d in drafts.values()
-        # A statement pgwarden found safe is shown only to answer squawk's doubt about it.
         if not _ignored(d, script, origin, config)
-        and not (d.cleared and "squawk" not in d.finding.sources)
     ]
     findings = (
         _weighed(kept, conn, config, locks) if conn is not None else [d.finding for d in kept]
