@@ -57,7 +57,7 @@ UNSAFE = {
         "ALTER TABLE customers ADD COLUMN archived boolean;\n"
         "COMMIT;\n"
     ),
-    "0007_hostile.sql": (
+    "0007 hostile ünï %s :x.sql": (
         'CREATE INDEX "ix ""é"" %s" ON "select"."Mixed ""Case"" %(x)s" (":x");\n'
         'ALTER TABLE "select"."Mixed ""Case"" %(x)s" ADD COLUMN "$1" uuid '
         "DEFAULT gen_random_uuid();\n"
