@@ -204,3 +204,13 @@ def test_hostile_names_are_weighed_too(pg_engine: Engine) -> None:
     finding = only(lint(pg_engine, sql), "require-concurrent-index-creation")
     assert finding.table is not None and finding.table.rows == 20
     assert finding.subject == '"select"."Mixed ""Case"" %(x)s"'
+
+
+def test_a_blocker_query_holding_a_password_is_shown_without_it(orders: Engine) -> None:
+    with orders.connect() as conn:
+        conn.execute(sa.text("SELECT count(*) FROM orders WHERE note <> $$PASSWORD 'hunter2'$$"))
+        sql = "ALTER TABLE orders ADD COLUMN x text;"
+        finding = only(lint(orders, sql), "require-lock-timeout")
+        conn.rollback()
+    assert finding.table is not None and finding.table.blockers
+    assert "hunter2" not in repr(finding)

@@ -17,6 +17,7 @@ from pgwarden.schema.lint.findings import LintFinding, Severity
 from pgwarden.schema.lint.live import LiveCatalog, table_figures, weigh
 from pgwarden.schema.lint.rules import rule
 from pgwarden.schema.lint.squawk import SquawkViolation, run_squawk
+from pgwarden.urls import redact_text
 
 __all__ = ["Origin", "lint_script", "lint_sql"]
 
@@ -142,7 +143,7 @@ def _finding(
     notes: tuple[str, ...] = (),
     sources: tuple[str, ...] = ("pgwarden",),
 ) -> LintFinding:
-    text = statement.text if statement is not None else ""
+    text = redact_text(statement.text) if statement is not None else ""
     subject = None if table is None else _name(table)
     return LintFinding(
         rule=name,

@@ -27,6 +27,7 @@ from pgwarden.schema.lint._types import ColumnType, canonical
 from pgwarden.schema.lint.config import LintConfig
 from pgwarden.schema.lint.findings import Blocker, LintFinding, TableFigures
 from pgwarden.schema.lint.rules import rule
+from pgwarden.urls import redact_text
 
 __all__ = ["LiveCatalog", "table_figures", "weigh"]
 
@@ -225,7 +226,7 @@ def _blockers(conn: Connection, oid: int, modes: set[str]) -> tuple[Blocker, ...
             str(app),
             user,
             state,
-            str(query),
+            redact_text(str(query)),
         )
         for pid, mode, granted, app, user, state, query, seconds in _rows(conn, _BLOCKERS, oid=oid)
         if mode in waits_for
