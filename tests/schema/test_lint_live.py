@@ -214,3 +214,11 @@ def test_a_blocker_query_holding_a_password_is_shown_without_it(orders: Engine) 
         conn.rollback()
     assert finding.table is not None and finding.table.blockers
     assert "hunter2" not in repr(finding)
+
+
+def test_a_whole_table_backfill_is_weighed_by_its_rows(orders: Engine) -> None:
+    sql = "UPDATE orders SET note = 'n';"
+    config = LintConfig(squawk=False, sample_seconds=0, large_rows=1000)
+    assert only(lint(orders, sql, config), "unbatched-backfill").severity == "low"
+    fill(orders, 5000)
+    assert only(lint(orders, sql, config), "unbatched-backfill").severity == "high"

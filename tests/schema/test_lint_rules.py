@@ -54,6 +54,8 @@ OWN_EXAMPLES = [
      "ALTER TABLE t ADD CONSTRAINT t_pkey PRIMARY KEY USING INDEX t_pkey_idx;"),
     ("disallowed-unique-constraint", "ALTER TABLE t ADD CONSTRAINT u UNIQUE (a);",
      "ALTER TABLE t ADD CONSTRAINT u UNIQUE USING INDEX u_idx;"),
+    ("unbatched-backfill", "UPDATE orders SET region = 'eu';",
+     "UPDATE orders SET region = 'eu' WHERE id BETWEEN 1 AND 5000;"),
     ("syntax-error", "CREATE INDEX ON ;", "SELECT 1;"),
 ]  # fmt: skip
 # Rules squawk checks, reported through pgwarden under the same names.

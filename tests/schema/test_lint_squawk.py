@@ -56,6 +56,7 @@ UNSAFE = {
         "ALTER TABLE orders ADD COLUMN archived boolean;\n"
         "ALTER TABLE customers ADD COLUMN archived boolean;\n"
         "COMMIT;\n"
+        "UPDATE orders SET archived = false;\n"
     ),
     "0007 hostile ünï %s :x.sql": (
         'CREATE INDEX "ix ""é"" %s" ON "select"."Mixed ""Case"" %(x)s" (":x");\n'
@@ -118,7 +119,11 @@ def test_pgwarden_own_rules_alone_flag_what_squawk_flags(migrations: Path) -> No
 def test_pgwarden_finds_what_squawk_does_not(migrations: Path) -> None:
     squawk_rules = {rule for _, _, rule in squawk_itself(migrations)}
     own = {f.rule for f in lint_files([migrations], config=LintConfig(squawk=False))}
-    assert {"adding-serial-or-identity", "several-access-exclusive-locks"} <= own - squawk_rules
+    assert {
+        "adding-serial-or-identity",
+        "several-access-exclusive-locks",
+        "unbatched-backfill",
+    } <= own - squawk_rules
 
 
 def test_without_squawk_installed_linting_says_so(monkeypatch: pytest.MonkeyPatch) -> None:

@@ -81,6 +81,18 @@ def _statement(statement: Statement, state: _State, catalog: Catalog | None) -> 
         yield from _index(statement, node, state)
     elif isinstance(node, ast.DropStmt):
         yield from _drop(statement, node, state, catalog)
+    elif isinstance(node, ast.UpdateStmt | ast.DeleteStmt) and node.whereClause is None:
+        table = _ref(node.relation)
+        if not state.is_new(table):
+            verb = "UPDATE" if isinstance(node, ast.UpdateStmt) else "DELETE"
+            yield Hit(
+                "unbatched-backfill",
+                statement,
+                table,
+                f"{verb} of every row of {_name(table)} in one statement: each row stays "
+                "locked, and the migration's transaction stays open, until the last is done.",
+                lock="RowExclusiveLock",
+            )
     elif isinstance(node, ast.RenameStmt):
         yield from _rename(statement, node, state)
     elif isinstance(node, ast.ReindexStmt):

@@ -101,6 +101,10 @@ _ALL = [
     Rule("disallowed-unique-constraint", "a UNIQUE constraint added without USING INDEX",
          "high", "scan", "CREATE UNIQUE INDEX CONCURRENTLY t_c_key ON t (c); then ALTER TABLE t "
          "ADD CONSTRAINT t_c_key UNIQUE USING INDEX t_c_key."),
+    Rule("unbatched-backfill", "UPDATE or DELETE of a whole table in one statement",
+         "medium", "scan", "Backfill in batches of a few thousand rows (UPDATE ... WHERE id "
+         "BETWEEN :lo AND :hi), each in its own transaction, outside the migration that changes "
+         "the schema."),
     Rule("syntax-error", "SQL that does not parse", "high", "fails", "Fix the SQL."),
     # Rules squawk checks and pgwarden reports as squawk words them.
     Rule("require-statement-timeout", "no statement_timeout set", "low", "lock",
