@@ -117,3 +117,10 @@ def test_unknown_targets_are_refused(project: Path, tmp_path: Path) -> None:
     (tmp_path / "broken.ini").write_text("[alembic]\nscript_location = missing\n")
     with pytest.raises(LintTargetInvalid):
         lint_revisions(tmp_path / "broken.ini", config=OWN)
+
+
+def test_assume_in_transaction_leaves_a_revision_its_own_transaction(project: Path) -> None:
+    config = LintConfig(assume_in_transaction=True)
+    rules = {f.rule for f in lint_revisions(project, config=config, revisions=["a1"])}
+    assert "transaction-nesting" not in rules
+    assert "ban-concurrent-index-creation-in-transaction" in rules

@@ -17,6 +17,7 @@ import sys
 import tokenize
 from bisect import bisect_right
 from collections.abc import Iterable, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -77,7 +78,9 @@ def lint_revisions(
     cannot be rendered offline (it reads the database through ``op.get_bind()``) is a
     ``render-failed`` finding: its statements were not checked, and the report says so.
     """
-    config = config or LintConfig()
+    # A revision's SQL says BEGIN and COMMIT itself: assuming a transaction around it
+    # would make its BEGIN a nested one.
+    config = replace(config or LintConfig(), assume_in_transaction=False)
     with importing_extra(
         "lint", "linting Alembic revisions needs {package}", {"alembic": "alembic"}
     ):
