@@ -124,3 +124,16 @@ def test_assume_in_transaction_leaves_a_revision_its_own_transaction(project: Pa
     rules = {f.rule for f in lint_revisions(project, config=config, revisions=["a1"])}
     assert "transaction-nesting" not in rules
     assert "ban-concurrent-index-creation-in-transaction" in rules
+
+
+def test_sql_that_does_not_parse_is_placed_at_its_op_call(tmp_path: Path) -> None:
+    versions = tmp_path / "versions"
+    versions.mkdir()
+    (versions / "d4_typo.py").write_text(
+        'from alembic import op\n\nrevision = "d4"\ndown_revision = None\n\n\n'
+        "def upgrade():\n"
+        "    op.execute(\"SET LOCAL lock_timeout = '1s'\")\n"
+        '    op.execute("ALTER TABLE orders ADD COLUMN")\n'
+    )
+    (finding,) = [f for f in lint_revisions(tmp_path, config=OWN) if f.rule == "syntax-error"]
+    assert (Path(finding.file or "").name, finding.line) == ("d4_typo.py", 9)

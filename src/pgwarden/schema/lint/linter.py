@@ -76,6 +76,8 @@ def lint_script(
         )
     if script.error is not None:
         message, line, column = script.error
+        if origin.place is not None:  # a revision: the op call that wrote the bad SQL
+            line, column, _ = _place(origin, script, _offset(sql, line - 1, column - 1))
         found = _finding(
             "syntax-error",
             f"the SQL does not parse: {message}.",
