@@ -177,7 +177,9 @@ def _from_hit(hit: Hit, origin: Origin, script: Script) -> LintFinding:
         hit.severity,
         hit.notes,
     )
-    concrete = None if hit.cleared else concrete_fix(hit)
+    if hit.cleared:
+        return replace(found, fix="Nothing: it is safe as written.")
+    concrete = concrete_fix(hit)
     return found if concrete is None else replace(found, fix=concrete)
 
 

@@ -4,7 +4,7 @@ A rule whose cost grows with the table (a rewrite, an index build, a validating 
 costs nothing on an empty table and is dangerous on a large or busy one; any lock is
 dangerous when a session holds a conflicting one now, since the statement would queue
 behind it and every query on the table behind the statement. The figures come from
-``pg_class``, ``pg_stat_user_tables`` (two samples ``sample_seconds`` apart, and the
+``pg_class``, ``pg_stat_user_tables`` (two samples ``sample_seconds`` apart; with 0, the
 average since the statistics were reset) and ``pg_locks`` joined with
 ``pg_stat_activity``. Nothing is written; every read runs with a short lock_timeout.
 """
@@ -201,10 +201,12 @@ def table_figures(
     for table, (oid, key, estimate, size, _) in found.items():
         before, age = first[table]
         after, _ = _writes(conn, oid)
-        now = (after - before) / sample_seconds if sample_seconds > 0 else 0.0
+        # Counted now when sampling: an average since the statistics began makes a
+        # table loaded once in bulk look busy for ever.
         average = after / age if age > 0 else 0.0
+        now = (after - before) / sample_seconds if sample_seconds > 0 else average
         result[table] = TableFigures(
-            key, estimate, size, round(max(now, average), 1), _blockers(conn, oid, tables[table])
+            key, estimate, size, round(now, 1), _blockers(conn, oid, tables[table])
         )
     return result
 
