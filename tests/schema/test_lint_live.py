@@ -225,3 +225,18 @@ def test_a_whole_table_backfill_is_weighed_by_its_rows(orders: Engine) -> None:
     assert only(lint(orders, sql, config), "unbatched-backfill").severity == "low"
     fill(orders, 5000)
     assert only(lint(orders, sql, config), "unbatched-backfill").severity == "high"
+
+
+def test_linting_leaves_no_lock_behind(orders: Engine) -> None:
+    fill(orders, 10)
+    with orders.connect() as conn:
+        lint_sql(INDEX, conn=conn, config=QUIET)
+        assert not conn.in_transaction()
+        with orders.connect() as other:
+            held = other.execute(
+                sa.text(
+                    "SELECT count(*) FROM pg_locks "
+                    "WHERE relation = 'orders'::regclass AND pid <> pg_backend_pid()"
+                )
+            ).scalar_one()
+        assert held == 0

@@ -104,9 +104,16 @@ def lint_script(
         for d in drafts.values()
         if not _ignored(d, script, origin, config)
     ]
-    findings = (
-        _weighed(kept, conn, config, locks) if conn is not None else [d.finding for d in kept]
-    )
+    findings = [d.finding for d in kept]
+    if conn is not None:
+        # The reads take ACCESS SHARE locks: end the transaction they opened, if they did,
+        # so that no lock of the linter's is left for the migration to wait behind.
+        opened = not conn.in_transaction()
+        try:
+            findings = _weighed(kept, conn, config, locks)
+        finally:
+            if opened and conn.in_transaction():
+                conn.rollback()
     return sorted(findings, key=lambda f: (f.file or "", f.line, f.column, f.rule))
 
 
