@@ -79,7 +79,6 @@ _PITR = Skip(
     "tests/backup/test_pitr_*.py run these on scratch clusters"
 )
 _NO_S3 = Skip("needs an S3 bucket and its credentials; tests/backup covers S3 on loopback")
-
 _LEARNHUB_ALEMBIC = Run(before=lambda s: s.learnhub_alembic())
 
 # Every example, as written (prompt, `.venv/bin/` and trailing comment removed).
@@ -130,6 +129,15 @@ EXAMPLES: dict[str, Run | Skip] = {
     ),
     # docs/observe.md
     "pgwarden audit-orm myapp.models --path src --fail-on high --json": FINDINGS,
+    # docs/migrations-lint.md
+    "pgwarden migrations lint alembic.ini --fail-on high": _LEARNHUB_ALEMBIC,
+    # The file holds an unsafe index build: findings at medium, the default --fail-on.
+    "pgwarden migrations lint migrations/0007_orders.sql --show info": Run(
+        codes=frozenset({1}), before=lambda s: s.sql_migration()
+    ),
+    "pgwarden --json migrations lint alembic.ini --database-url postgresql://app@db.internal/app": (
+        _LEARNHUB_ALEMBIC
+    ),
     # docs/transfer.md
     "pgwarden export out/ --table public.users --date-column created_at"
     " --since 2026-01-01 --until 2026-02-01 --children 2 --transforms anonymize.toml": Run(
@@ -273,6 +281,16 @@ class Scratch:
         """Write ./pgwarden.toml naming the scratch database as the one target."""
         Path("pgwarden.toml").write_text(
             f'[targets.app]\nurl_env = "DATABASE_URL"\nstorage = "{self.storage}"\n'
+        )
+
+    def sql_migration(self) -> None:
+        """Write ./migrations/0007_orders.sql, a migration with an index built unsafely."""
+        (self.work / "migrations").mkdir(exist_ok=True)
+        (self.work / "migrations" / "0007_orders.sql").write_text(
+            "CREATE TABLE orders (id bigint PRIMARY KEY, placed_at timestamptz NOT NULL);\n"
+            "CREATE INDEX orders_placed_at ON orders (placed_at);\n"
+            "ALTER TABLE users ADD COLUMN nickname text;\n"
+            "CREATE INDEX users_nickname ON users (nickname);\n"
         )
 
     def learnhub_alembic(self) -> None:

@@ -83,6 +83,7 @@ if TYPE_CHECKING:
         MigrationsNotFound,
         RevisionNotFound,
     )
+    from pgwarden.schema.lint.errors import LintTargetInvalid, SquawkFailed
     from pgwarden.tasks.errors import TargetsInvalid, UnknownTarget
     from pgwarden.transfer.errors import BundleError, ImportFailed, RollbackRefused
 
@@ -145,6 +146,7 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
         "MigrationsNotFound",
         "RevisionNotFound",
     ),
+    "pgwarden.schema.lint.errors": ("LintTargetInvalid", "SquawkFailed"),
     "pgwarden.tasks.errors": ("TargetsInvalid", "UnknownTarget"),
     "pgwarden.transfer.errors": ("BundleError", "ImportFailed", "RollbackRefused"),
 }
@@ -178,6 +180,7 @@ __all__ = [
     "InvalidCursor",
     "InvalidKey",
     "JobNotFound",
+    "LintTargetInvalid",
     "LoadersMissing",
     "LockHeld",
     "LockLost",
@@ -202,6 +205,7 @@ __all__ = [
     "ScopeMissing",
     "ServerError",
     "ServerUnusable",
+    "SquawkFailed",
     "StatementTimeout",
     "StorageError",
     "StorageUnusable",

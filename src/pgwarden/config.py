@@ -44,8 +44,9 @@ __all__ = [
 ]
 
 DEFAULT_CONFIG_FILE = Path("pgwarden.toml")
-# Tables of the config file that other parts read (the scheduled jobs: pgwarden.tasks).
-TABLES_ELSEWHERE = ("targets", "tasks", "alerts")
+# Tables of the config file that other parts read (the scheduled jobs: pgwarden.tasks;
+# the migration linter: pgwarden.schema.lint).
+TABLES_ELSEWHERE = ("targets", "tasks", "alerts", "lint")
 _REPLICA_SPLIT = re.compile(r"\s*,\s*(?=postgres(?:ql)?(?:\+\w+)?://)|\s+")
 _config_values: ContextVar[dict[str, Any] | None] = ContextVar(
     "pgwarden_config_values", default=None

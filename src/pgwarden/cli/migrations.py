@@ -349,3 +349,6 @@ def init(state: Context, directory: Path, location: str, models: str | None) -> 
 
 
 # -- Commands of other modules join the group here (one line each). --
+from pgwarden.cli.migrations_lint import lint  # noqa: E402  (joins the group above)
+
+migrations.add_command(lint)
