@@ -8,7 +8,8 @@ Every error pgwarden raises on purpose can be imported from here
   area (connections, settings, programs, the embedded server, encryption keys);
 - :mod:`pgwarden.backup.errors`, :mod:`pgwarden.observe.errors`,
   :mod:`pgwarden.insight.errors`, :mod:`pgwarden.advise.errors`,
-  :mod:`pgwarden.transfer.errors` and :mod:`pgwarden.tasks.errors`.
+  :mod:`pgwarden.transfer.errors`, :mod:`pgwarden.tasks.errors` and
+  :mod:`pgwarden.cache.errors`.
 
 An area's errors are imported when first asked for, so ``import pgwarden`` stays quick
 and loads no area it does not need.
@@ -65,6 +66,7 @@ if TYPE_CHECKING:
         WalConflict,
         WalMissing,
     )
+    from pgwarden.cache.errors import CacheError, NotCacheable, UnserializableValue
     from pgwarden.insight.errors import CheckSkipped
     from pgwarden.observe.errors import NPlusOneDetected
     from pgwarden.tasks.errors import TargetsInvalid, UnknownTarget
@@ -108,6 +110,7 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
         "WalConflict",
         "WalMissing",
     ),
+    "pgwarden.cache.errors": ("CacheError", "NotCacheable", "UnserializableValue"),
     "pgwarden.insight.errors": ("CheckSkipped",),
     "pgwarden.observe.errors": ("NPlusOneDetected",),
     "pgwarden.tasks.errors": ("TargetsInvalid", "UnknownTarget"),
@@ -130,6 +133,7 @@ __all__ = [
     "BaseBackupFailed",
     "BinaryNotFound",
     "BundleError",
+    "CacheError",
     "CheckSkipped",
     "ChecksumMismatch",
     "ConfigError",
@@ -145,6 +149,7 @@ __all__ = [
     "LockLost",
     "ManifestInvalid",
     "NPlusOneDetected",
+    "NotCacheable",
     "NotEnabled",
     "ObjectChanged",
     "ObjectExists",
@@ -167,6 +172,7 @@ __all__ = [
     "TokenRequired",
     "UnknownKey",
     "UnknownTarget",
+    "UnserializableValue",
     "UnusableQuery",
     "UserError",
     "WalConflict",
