@@ -93,6 +93,7 @@ class Store:
         self._down_until = 0.0
         self._outage = False  # seen since the last successful recovery
         self._pending: set[str] = set()
+        self._retrier: threading.Thread | None = None
 
     # -- keys
     def gen_key(self, table: str) -> str:
@@ -132,6 +133,13 @@ class Store:
         if done is None:
             with self._lock:
                 self._pending.update(keys)
+                start = self._retrier is None or not self._retrier.is_alive()
+                if start:
+                    self._retrier = threading.Thread(
+                        target=self._retry, name="pgwarden-cache-retry", daemon=True
+                    )
+            if start and self._retrier is not None:
+                self._retrier.start()
             return False
         self.counters.add("invalidations", len(keys))
         return True
@@ -162,6 +170,17 @@ class Store:
         except (redis.RedisError, OSError) as exc:
             self._went_down(exc)
             return None
+
+    def _retry(self) -> None:
+        # Invalidations this process could not publish are published as soon as Redis
+        # answers again, without waiting for this process's next query.
+        while True:
+            time.sleep(self.retry_interval)
+            with self._lock:
+                if not self._outage:
+                    return
+            if self._call(lambda: self.client.ping()) is not None:
+                return
 
     def _recover(self) -> None:
         # Writes may have committed while Redis was away, and their invalidations never

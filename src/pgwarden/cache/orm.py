@@ -57,6 +57,8 @@ def _cached(cache: QueryCache, state: ORMExecuteState) -> Any:
         return None
     session = state.session
     conn = session.connection(bind_arguments=state.bind_arguments)
+    if not cache.serves(conn):
+        return None  # another cache's engine, or one whose writes nobody tracks
 
     def load() -> tuple[Any, dict[str, Any], frozenset[str]]:
         frozen = state.invoke_statement().freeze()

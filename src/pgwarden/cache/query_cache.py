@@ -108,6 +108,10 @@ class QueryCache:
         """Cache every ORM SELECT whose entities are all ``cls`` or other such classes."""
         self._classes[cls] = CachePolicy(ttl=ttl, tags=tuple(tags))
 
+    def serves(self, conn: Connection) -> bool:
+        """Say whether ``conn``'s engine is instrumented by this cache."""
+        return conn.engine in self._engines
+
     def stats(self) -> CacheStats:
         """Return the counters so far."""
         return self._counters.snapshot()
@@ -300,7 +304,8 @@ class QueryCache:
             )
         plan = self._plans.get(cache_key.key)
         if plan is None:
-            compiled = statement.compile(dialect=dialect)
+            # With its cache key, later calls' values line up with this one's by position.
+            compiled = statement.compile(dialect=dialect, cache_key=cache_key)
             sql = f"{self.version}\x00{compiled.string}"
             plan = _Plan(
                 sql_digest=hashlib.sha256(sql.encode()).hexdigest(),
@@ -317,7 +322,7 @@ class QueryCache:
         return plan, hashlib.sha256(f"{plan.sql_digest}\x00{encoded}".encode()).hexdigest()
 
     def _bypass(self, conn: Connection, tables: frozenset[str]) -> bool:
-        if conn.engine not in self._engines:
+        if not self.serves(conn):
             return True
         written = conn.info.get(WRITTEN)
         if written and (EVERYTHING in written or not written.isdisjoint(tables)):
