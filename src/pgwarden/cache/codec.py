@@ -20,6 +20,8 @@ from decimal import Decimal
 from typing import Any
 from zoneinfo import ZoneInfo
 
+from psycopg.types.multirange import Multirange as PgMultirange
+from psycopg.types.range import Range as PgRange
 from sqlalchemy.dialects.postgresql import Range
 from sqlalchemy.dialects.postgresql.ranges import MultiRange
 
@@ -133,6 +135,15 @@ def _encode(value: Any) -> Any:
         return {"t": "range", "v": _range(value)}
     if isinstance(value, MultiRange):
         return {"t": "mrange", "v": [_range(item) for item in value]}
+    if isinstance(value, PgRange):
+        return {
+            "t": "pgrange",
+            "v": [_encode(value.lower), _encode(value.upper), value.bounds]
+            if not value.isempty
+            else None,
+        }
+    if isinstance(value, PgMultirange):
+        return {"t": "pgmrange", "v": [_encode(item) for item in value]}
     if type(value) in _IP_TAGS:
         return {"t": _IP_TAGS[type(value)], "v": str(value)}
     raise UnserializableValue(
@@ -219,6 +230,10 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "memoryview": lambda p: memoryview(base64.b64decode(p)),
     "tuple": lambda p: tuple(_decode(item) for item in p),
     "range": _unrange,
+    "pgrange": lambda p: (
+        PgRange(empty=True) if p is None else PgRange(_decode(p[0]), _decode(p[1]), p[2])
+    ),
+    "pgmrange": lambda p: PgMultirange(_decode(item) for item in p),
     "mrange": lambda p: MultiRange(_unrange(item) for item in p),
     **_IP_TYPES,
 }
