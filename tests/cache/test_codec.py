@@ -105,7 +105,24 @@ def test_a_value_the_cache_cannot_keep_is_a_clear_error(cache: QueryCache, engin
 
 def test_a_tampered_entry_is_read_as_a_miss_never_run() -> None:
     assert decode(encode({"a": b"\x00"})) == {"a": b"\x00"}
+    looks_like_a_tag = {"\x00dec": "1", 1: (2, "x")}
+    assert decode(encode(looks_like_a_tag)) == looks_like_a_tag
     with pytest.raises(ValueError, match="unknown tag"):
-        decode('{"t": "pickle", "v": "gASV"}')
+        decode('{"\\u0000pickle": "gASV"}')
     with pytest.raises(ValueError, match="not known"):
-        decode('{"t": "enum", "v": ["os:system", "x"]}')
+        decode('{"\\u0000enum": ["os:system", "x"]}')
+
+
+def test_the_counters_are_published_to_prometheus(cache: QueryCache, engine: Engine) -> None:
+    from prometheus_client import CollectorRegistry, generate_latest
+
+    from pgwarden.cache.metrics import publish_metrics
+
+    registry = CollectorRegistry()
+    publish_metrics(cache, name="app", registry=registry)
+    with engine.connect() as conn:
+        for _ in range(2):
+            cache.execute(conn, sa.select(sa.literal(1)))
+    text = generate_latest(registry).decode()
+    assert 'pgwarden_cache_hits_total{cache="app"} 1.0' in text
+    assert 'pgwarden_cache_lookup_seconds_count{cache="app"} 2.0' in text

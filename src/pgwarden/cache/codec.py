@@ -3,8 +3,11 @@
 No pickle: an entry read from Redis is untrusted input, and decoding it builds only
 plain values (numbers, strings, dates, UUIDs, addresses, ranges) and members of enum
 classes the application has mapped. Values JSON already holds unambiguously (None,
-bool, int, float, str, list) stay as they are; everything else is an object
-``{"t": tag, "v": payload}``, dicts included, so a JSONB document never looks like a tag.
+bool, int, float, str, list, dicts with string keys) stay as they are; everything else
+is an object of one key, a NUL and the tag, holding the payload: ``{"\x00dec": "1.10"}``.
+A dict of the application's whose keys are not all strings, or with a key starting
+with NUL, is stored as a list of pairs under its own tag, so none passes for a tag.
+Decoding runs in the C JSON parser, the tags turned back by its object hook.
 """
 
 from __future__ import annotations
@@ -27,7 +30,7 @@ from sqlalchemy.dialects.postgresql.ranges import MultiRange
 
 from pgwarden.cache.errors import UnserializableValue
 
-__all__ = ["Ref", "decode", "decode_value", "encode", "encode_value", "register_enum"]
+__all__ = ["Ref", "decode", "encode", "encode_value", "register_enum"]
 
 
 class Ref(int):
@@ -59,7 +62,7 @@ def encode(value: Any) -> str:
 
 def decode(text: str | bytes) -> Any:
     """Return the value that :func:`encode` turned into ``text``."""
-    return _decode(json.loads(text))
+    return json.loads(text, object_hook=_untag)
 
 
 def encode_value(value: Any) -> Any:
@@ -67,9 +70,23 @@ def encode_value(value: Any) -> Any:
     return _encode(value)
 
 
-def decode_value(value: Any) -> Any:
-    """Return the value :func:`encode_value` turned into ``value``."""
-    return _decode(value)
+_NUL = "\x00"
+
+
+def _tag(name: str, payload: Any) -> dict[str, Any]:
+    return {_NUL + name: payload}
+
+
+def _untag(obj: dict[str, Any]) -> Any:
+    if len(obj) != 1:
+        return obj
+    ((key, payload),) = obj.items()
+    if key[:1] != _NUL:
+        return obj
+    decoder = _DECODERS.get(key[1:])
+    if decoder is None:
+        raise ValueError(f"unknown tag {key[1:]!r} in a cached value")
+    return decoder(payload)
 
 
 def _qualified(cls: type) -> str:
@@ -106,46 +123,47 @@ def _encode(value: Any) -> Any:
     if value is None or type(value) in _PLAIN:
         return value
     if type(value) is Ref:
-        return {"t": "ref", "v": int(value)}
+        return _tag("ref", int(value))
     if isinstance(value, list) and not isinstance(value, MultiRange):
         return [_encode(item) for item in value]
+    if type(value) is dict and all(type(k) is str and k[:1] != _NUL for k in value):
+        return {k: _encode(v) for k, v in value.items()}
     if isinstance(value, dict):
-        return {"t": "map", "v": [[_encode(k), _encode(v)] for k, v in value.items()]}
+        return _tag("map", [[_encode(k), _encode(v)] for k, v in value.items()])
     if isinstance(value, enum.Enum):
         register_enum(type(value))
-        return {"t": "enum", "v": [_qualified(type(value)), value.name]}
+        return _tag("enum", [_qualified(type(value)), value.name])
     if isinstance(value, Decimal):
-        return {"t": "dec", "v": str(value)}
+        return _tag("dec", str(value))
     if isinstance(value, dt.datetime):
-        return {"t": "ts", "v": [_naive(value), _tz(value.tzinfo), value.fold]}
+        return _tag("ts", [_naive(value), _tz(value.tzinfo), value.fold])
     if isinstance(value, dt.date):
-        return {"t": "date", "v": value.isoformat()}
+        return _tag("date", value.isoformat())
     if isinstance(value, dt.time):
-        return {"t": "time", "v": [_naive(value), _tz(value.tzinfo), value.fold]}
+        return _tag("time", [_naive(value), _tz(value.tzinfo), value.fold])
     if isinstance(value, dt.timedelta):
-        return {"t": "iv", "v": [value.days, value.seconds, value.microseconds]}
+        return _tag("iv", [value.days, value.seconds, value.microseconds])
     if isinstance(value, uuid.UUID):
-        return {"t": "uuid", "v": value.hex}
+        return _tag("uuid", value.hex)
     if isinstance(value, bytes | bytearray | memoryview):
         tag = "bytes" if isinstance(value, bytes) else type(value).__name__
-        return {"t": tag, "v": base64.b64encode(bytes(value)).decode("ascii")}
+        return _tag(tag, base64.b64encode(bytes(value)).decode("ascii"))
     if isinstance(value, tuple):
-        return {"t": "tuple", "v": [_encode(item) for item in value]}
+        return _tag("tuple", [_encode(item) for item in value])
     if isinstance(value, Range):
-        return {"t": "range", "v": _range(value)}
+        return _tag("range", _range(value))
     if isinstance(value, MultiRange):
-        return {"t": "mrange", "v": [_range(item) for item in value]}
+        return _tag("mrange", [_range(item) for item in value])
     if isinstance(value, PgRange):
         return {
-            "t": "pgrange",
-            "v": [_encode(value.lower), _encode(value.upper), value.bounds]
+            _NUL + "pgrange": [_encode(value.lower), _encode(value.upper), value.bounds]
             if not value.isempty
             else None,
         }
     if isinstance(value, PgMultirange):
-        return {"t": "pgmrange", "v": [_encode(item) for item in value]}
+        return _tag("pgmrange", [_encode(item) for item in value])
     if type(value) in _IP_TAGS:
-        return {"t": _IP_TAGS[type(value)], "v": str(value)}
+        return _tag(_IP_TAGS[type(value)], str(value))
     raise UnserializableValue(
         f"the cache cannot store a value of type {type(value).__module__}."
         f"{type(value).__qualname__}",
@@ -160,19 +178,7 @@ def _range(value: Range[Any]) -> list[Any]:
 
 def _unrange(payload: Sequence[Any]) -> Range[Any]:
     lower, upper, bounds, empty = payload
-    return Range(_decode(lower), _decode(upper), bounds=bounds, empty=empty)
-
-
-def _decode(value: Any) -> Any:
-    if isinstance(value, list):
-        return [_decode(item) for item in value]
-    if not isinstance(value, dict):
-        return value
-    tag, payload = value["t"], value["v"]
-    decoder = _DECODERS.get(tag)
-    if decoder is None:
-        raise ValueError(f"unknown tag {tag!r} in a cached value")
-    return decoder(payload)
+    return Range(lower, upper, bounds=bounds, empty=empty)
 
 
 def _enum(payload: Sequence[str]) -> enum.Enum:
@@ -208,7 +214,7 @@ def _time(payload: Sequence[Any]) -> dt.time:
 
 
 def _pairs(payload: Iterable[Sequence[Any]]) -> dict[Any, Any]:
-    return {_hashable(_decode(k)): _decode(v) for k, v in payload}
+    return {_hashable(k): v for k, v in payload}
 
 
 def _hashable(key: Any) -> Any:
@@ -228,12 +234,10 @@ _DECODERS: dict[str, Callable[[Any], Any]] = {
     "bytes": base64.b64decode,
     "bytearray": lambda p: bytearray(base64.b64decode(p)),
     "memoryview": lambda p: memoryview(base64.b64decode(p)),
-    "tuple": lambda p: tuple(_decode(item) for item in p),
+    "tuple": tuple,
     "range": _unrange,
-    "pgrange": lambda p: (
-        PgRange(empty=True) if p is None else PgRange(_decode(p[0]), _decode(p[1]), p[2])
-    ),
-    "pgmrange": lambda p: PgMultirange(_decode(item) for item in p),
+    "pgrange": lambda p: PgRange(empty=True) if p is None else PgRange(p[0], p[1], p[2]),
+    "pgmrange": PgMultirange,
     "mrange": lambda p: MultiRange(_unrange(item) for item in p),
     **_IP_TYPES,
 }

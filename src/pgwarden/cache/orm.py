@@ -133,24 +133,28 @@ def _class_name(mapper: Mapper[Any]) -> str:
     return f"{mapper.class_.__module__}:{mapper.class_.__qualname__}"
 
 
-def _mappers() -> dict[str, Mapper[Any]]:
-    return {
-        _class_name(mapper): mapper
-        for registry in list(mapperlib._mapper_registries)
-        for mapper in registry.mappers
-    }
+_MAPPERS: dict[str, Mapper[Any]] = {}
+
+
+def _mappers(name: str) -> Mapper[Any] | None:
+    if name not in _MAPPERS:  # a class mapped since the last look
+        _MAPPERS.update(
+            (_class_name(mapper), mapper)
+            for registry in list(mapperlib._mapper_registries)
+            for mapper in registry.mappers
+        )
+    return _MAPPERS.get(name)
 
 
 def _rebuild(entries: list[list[Any]]) -> list[Any]:
-    mappers = _mappers()
     objects = []
     for class_name, columns, _ in entries:
-        mapper = mappers.get(class_name)
+        mapper = _mappers(class_name)
         if mapper is None:
             raise LookupError(f"no mapped class {class_name}")
         obj = mapper.class_manager.new_instance()
-        for key, value in columns.items():
-            orm_attributes.set_committed_value(obj, key, value)
+        # Column values straight into the instance's dict: loaded, with no history.
+        instance_state(obj).dict.update(columns)
         make_transient_to_detached(obj)
         objects.append(obj)
     for obj, (_, _, relations) in zip(objects, entries, strict=True):

@@ -24,11 +24,14 @@ class CachePolicy:
     ``stale_ttl`` more seconds, one caller recomputes it while the others are served
     the aged entry. Writes to the tables read invalidate an entry at once, whatever
     its TTL; the TTL bounds what the cache cannot see (writes by other applications).
+    ``vary`` is added to the key: whatever else the result depends on that is not in
+    the statement, such as the tenant row-level security filters on.
     """
 
     ttl: float | None = None
     stale_ttl: float | None = None
     tags: tuple[str, ...] = ()
+    vary: tuple[str, ...] = ()
 
     def __post_init__(self) -> None:
         for name in ("ttl", "stale_ttl"):
@@ -55,8 +58,12 @@ class cached(UserDefinedOption):
         ttl: float | None = None,
         stale_ttl: float | None = None,
         tags: Iterable[str] = (),
+        vary: Iterable[object] = (),
     ) -> None:
-        super().__init__(CachePolicy(ttl=ttl, stale_ttl=stale_ttl, tags=tuple(tags)))
+        policy = CachePolicy(
+            ttl=ttl, stale_ttl=stale_ttl, tags=tuple(tags), vary=tuple(map(str, vary))
+        )
+        super().__init__(policy)
 
 
 def policy_of(statement: Any, execution_options: Any = None) -> CachePolicy | None:

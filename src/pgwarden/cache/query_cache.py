@@ -11,7 +11,6 @@ stale fill still in flight) can never be found again.
 from __future__ import annotations
 
 import hashlib
-import json
 import logging
 import time
 from collections.abc import Callable, Iterable, Mapping
@@ -214,7 +213,7 @@ class QueryCache:
         refresh: bool = False,
     ) -> Any:
         """Answer from Redis when a fresh entry exists, else from ``load()``, storing it."""
-        plan, base = self._plan(statement, conn.dialect, params)
+        plan, base = self._plan(statement, conn.dialect, params, policy.vary)
         tables = plan.tables | plan.learned
         if self._bypass(conn, tables):
             self._counters.add("bypasses")
@@ -264,7 +263,7 @@ class QueryCache:
         ttl = policy.ttl or self.defaults.ttl or 300.0
         stale = policy.stale_ttl or self.defaults.stale_ttl or 0.0
         payload["x"] = time.time() + ttl
-        raw = json.dumps(codec.encode_value(payload), separators=(",", ":")).encode()
+        raw = codec.encode(payload).encode()
         if self.store.put(entry_key, raw, ttl=ttl + stale):
             self._counters.add("fills")
             self._counters.add("bytes_written", len(raw))
@@ -287,14 +286,18 @@ class QueryCache:
 
     def _decode(self, raw: bytes) -> dict[str, Any] | None:
         try:
-            payload: dict[str, Any] = codec.decode_value(json.loads(raw))
+            payload: dict[str, Any] = codec.decode(raw)
         except (ValueError, KeyError, TypeError, LookupError) as exc:
             log.debug("a cache entry could not be decoded (%s); read as a miss", exc)
             return None
         return payload
 
     def _plan(
-        self, statement: Any, dialect: sa.Dialect, params: Mapping[str, Any] | None
+        self,
+        statement: Any,
+        dialect: sa.Dialect,
+        params: Mapping[str, Any] | None,
+        vary: tuple[str, ...],
     ) -> tuple[_Plan, str]:
         cache_key = statement._generate_cache_key()
         if cache_key is None:
@@ -318,7 +321,7 @@ class QueryCache:
         values = plan.compiled.construct_params(
             dict(params or {}), extracted_parameters=cache_key.bindparams, _check=False
         )
-        encoded = codec.encode(sorted(values.items()))
+        encoded = codec.encode([sorted(values.items()), vary])
         return plan, hashlib.sha256(f"{plan.sql_digest}\x00{encoded}".encode()).hexdigest()
 
     def _bypass(self, conn: Connection, tables: frozenset[str]) -> bool:
