@@ -60,7 +60,7 @@ def test_redis_killed_mid_run_changes_no_answer(
         set_title(engine, "v1")  # its invalidation cannot be published now
         assert [title(cache, engine) for _ in range(3)] == ["v1"] * 3
         redis.start()
-        eventually(lambda: cache.store.lookup([], "probe") is not None)
+        eventually(lambda: cache.store.lookup([], "probe", lock_ttl=1) is not None)
         assert [title(cache, engine) for _ in range(2)] == ["v1", "v1"]
     stats = cache.stats()
     assert stats.errors >= 1 and stats.bypasses >= 4 and stats.hits == 2

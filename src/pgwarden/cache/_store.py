@@ -15,6 +15,7 @@ import secrets
 import threading
 import time
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from typing import TypeVar
 
 from pgwarden._extras import importing_extra
@@ -26,7 +27,7 @@ with importing_extra("cache", "The query cache needs {package}", {"redis": "redi
     from redis.backoff import NoBackoff
     from redis.retry import Retry
 
-__all__ = ["Store"]
+__all__ = ["Lookup", "Store"]
 
 log = logging.getLogger("pgwarden.cache")
 T = TypeVar("T")
@@ -44,8 +45,18 @@ for i, k in ipairs(KEYS) do
   end
   stamp[i] = v
 end
-local key = ARGV[1] .. redis.sha1hex(ARGV[2] .. '|' .. table.concat(stamp, ','))
-return {key, redis.call('GET', key)}
+local sha = redis.sha1hex(ARGV[2] .. '|' .. table.concat(stamp, ','))
+local key, lock = ARGV[1] .. 'e:' .. sha, ARGV[1] .. 'l:' .. sha
+local value = redis.call('GET', key)
+local locked = 0
+if not value and redis.call('SET', lock, ARGV[3], 'NX', 'PX', ARGV[4]) then locked = 1 end
+return {key, lock, value, locked}
+"""
+# Store an entry and release the lock its filler held, in one round trip.
+_FILL = """
+redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2])
+if ARGV[3] ~= '' and redis.call('GET', KEYS[2]) == ARGV[3] then redis.call('DEL', KEYS[2]) end
+return 1
 """
 # A missing generation needs no bump: nothing can be filed under it until a reader
 # creates it, and a reader creates it newer than anything before.
@@ -60,6 +71,20 @@ _RELEASE = """
 if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
 return 0
 """
+
+
+@dataclass(frozen=True)
+class Lookup:
+    """Where an entry lives under the current generations, and what was found there."""
+
+    key: str
+    lock: str
+    value: bytes | None
+    token: str | None  # the lock's token when this lookup took it (there was no entry)
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
 
 
 class Store:
@@ -88,6 +113,7 @@ class Store:
         self.retry_interval = retry_interval
         self._lookup = client.register_script(_LOOKUP)
         self._bump = client.register_script(_BUMP)
+        self._fill = client.register_script(_FILL)
         self._release = client.register_script(_RELEASE)
         self._lock = threading.Lock()
         self._down_until = 0.0
@@ -105,24 +131,29 @@ class Store:
         return f"{self.prefix}t:{tag}"
 
     # -- operations; each returns None when Redis could not be reached
-    def lookup(self, keys: Sequence[str], base: str) -> tuple[str, bytes | None] | None:
-        """Return the entry key for ``base`` under the current generations, and its value."""
-        answer = self._call(
-            lambda: self._lookup(keys=[self.epoch_key, *keys], args=[f"{self.prefix}e:", base])
-        )
+    def lookup(self, keys: Sequence[str], base: str, *, lock_ttl: float) -> Lookup | None:
+        """Read the entry for ``base`` under the current generations of ``keys``.
+
+        When there is none, take its lock in the same call (``token`` says whether).
+        """
+        token = secrets.token_hex(8)
+        args: list[str | int | bytes] = [self.prefix, base, token, max(1, int(lock_ttl * 1000))]
+        answer = self._call(lambda: self._lookup(keys=[self.epoch_key, *keys], args=args))
         if answer is None:
             return None
-        key, value = answer
-        return key.decode() if isinstance(key, bytes) else key, value
+        key, lock, value, locked = answer
+        return Lookup(_text(key), _text(lock), value, token if locked else None)
+
+    def fill(self, lookup: Lookup, value: bytes, *, ttl: float, token: str | None) -> bool:
+        """Store ``value`` as the entry of ``lookup`` and release ``token``'s lock."""
+        keys = [lookup.key, lookup.lock]
+        args: list[str | int | bytes] = [value, max(1, int(ttl * 1000)), token or ""]
+        return self._call(lambda: self._fill(keys=keys, args=args)) is not None
 
     def get(self, key: str) -> bytes | None:
         """Return the value at ``key`` (None when absent or Redis is away)."""
         value = self._call(lambda: self.client.get(key))
         return value if isinstance(value, bytes) else None
-
-    def put(self, key: str, value: bytes, *, ttl: float) -> bool:
-        """Store ``value`` at ``key`` for ``ttl`` seconds; say whether it was stored."""
-        return bool(self._call(lambda: self.client.set(key, value, px=max(1, int(ttl * 1000)))))
 
     def bump(self, keys: Iterable[str]) -> bool:
         """Bump the generations at ``keys``; keep them for later when Redis is away."""

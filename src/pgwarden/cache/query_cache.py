@@ -221,53 +221,60 @@ class QueryCache:
         keys = [self.store.gen_key(t) for t in sorted(tables)]
         keys += [self.store.tag_key(t) for t in sorted(policy.tags)]
         started = time.perf_counter()
-        found = self.store.lookup(keys, base)
+        found = self.store.lookup(keys, base, lock_ttl=self.lock_timeout)
         self._counters.observe(time.perf_counter() - started)
         if found is None:
             self._counters.add("bypasses")
             return load()[0]
-        entry_key, raw = found
-        lock_key = entry_key.replace(":e:", ":l:", 1)
+        raw = found.value
         payload = None if raw is None or refresh else self._decode(raw)
+        token = found.token
         if payload is not None:
             self._counters.add("bytes_read", len(raw or b""))
             if payload["x"] > time.time():
                 self._counters.add("hits")
                 return rebuild(payload)
-            token = self.store.acquire(lock_key, ttl=self.lock_timeout)
+            token = self.store.acquire(found.lock, ttl=self.lock_timeout)
             if token is None:
                 self._counters.add("stale_hits")
                 return rebuild(payload)
         else:
             self._counters.add("misses")
-            token = self.store.acquire(lock_key, ttl=self.lock_timeout)
-            if token is None and not refresh and self.store.available:
-                waited = self._wait(entry_key)
+            if token is None and not refresh:
+                waited = self._wait(found.key)
                 if waited is not None:
                     return rebuild(waited)
                 return load()[0]
         try:
-            return self._fill(plan, entry_key, policy, load)
-        finally:
+            result, raw_entry = self._fill(plan, policy, load)
+        except BaseException:
             if token is not None:
-                self.store.release(lock_key, token)
+                self.store.release(found.lock, token)
+            raise
+        if raw_entry is None:
+            if token is not None:
+                self.store.release(found.lock, token)
+        elif self.store.fill(found, raw_entry, ttl=self._ttls(policy), token=token):
+            self._counters.add("fills")
+            self._counters.add("bytes_written", len(raw_entry))
+        return result
 
-    def _fill(self, plan: _Plan, entry_key: str, policy: CachePolicy, load: Load) -> Any:
+    def _ttls(self, policy: CachePolicy) -> float:
+        return self._ttl(policy) + (policy.stale_ttl or self.defaults.stale_ttl or 0.0)
+
+    def _ttl(self, policy: CachePolicy) -> float:
+        return policy.ttl or self.defaults.ttl or 300.0
+
+    def _fill(self, plan: _Plan, policy: CachePolicy, load: Load) -> tuple[Any, bytes | None]:
         result, payload, seen = load()
         missing = seen - plan.tables - plan.learned
         if missing:
             # The result reached tables the statement does not name (a selectin load):
             # not stored now; from the next call on its key depends on them too.
             plan.learned.update(missing)
-            return result
-        ttl = policy.ttl or self.defaults.ttl or 300.0
-        stale = policy.stale_ttl or self.defaults.stale_ttl or 0.0
-        payload["x"] = time.time() + ttl
-        raw = codec.encode(payload).encode()
-        if self.store.put(entry_key, raw, ttl=ttl + stale):
-            self._counters.add("fills")
-            self._counters.add("bytes_written", len(raw))
-        return result
+            return result, None
+        payload["x"] = time.time() + self._ttl(policy)
+        return result, codec.encode(payload).encode()
 
     def _wait(self, entry_key: str) -> dict[str, Any] | None:
         self._counters.add("lock_waits")
