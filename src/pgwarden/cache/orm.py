@@ -42,7 +42,11 @@ def attach(cache: QueryCache, sessions: Any) -> None:
     if isinstance(sessions, AsyncSession):
         sessions = sessions.sync_session
     elif isinstance(sessions, async_sessionmaker):
-        sessions = sessions.kw.get("sync_session_class", Session)
+        # A sync session class of this factory's own, so the listener stays with it.
+        base = sessions.kw.get("sync_session_class", Session)
+        own = type(base.__name__, (base,), {})
+        sessions.kw["sync_session_class"] = own
+        sessions = own
 
     @event.listens_for(sessions, "do_orm_execute")
     def _execute(state: ORMExecuteState) -> Any:
