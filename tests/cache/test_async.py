@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import pytest
 import sqlalchemy as sa
+from cache_support import Counter
 from sqlalchemy.engine import Engine
 from sqlalchemy.ext.asyncio import async_sessionmaker, create_async_engine
 
-from cache_support import Counter
 from pgwarden.cache import QueryCache, cached
 
 
