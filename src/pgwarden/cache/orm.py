@@ -68,7 +68,7 @@ def _cached(cache: QueryCache, state: ORMExecuteState) -> Any:
         frozen = state.invoke_statement().freeze()
         graph = _Graph()
         rows = [graph.row(row, frozen._source_supports_scalars) for row in frozen.data]
-        payload = {"k": list(frozen.metadata.keys), "r": rows, "o": graph.objects}
+        payload = {"k": [str(k) for k in frozen.metadata.keys], "r": rows, "o": graph.objects}
         return frozen(), payload, frozenset(graph.tables)
 
     def rebuild(payload: dict[str, Any]) -> Any:

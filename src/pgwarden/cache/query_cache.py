@@ -135,7 +135,7 @@ class QueryCache:
 
         def load() -> tuple[Any, dict[str, Any], frozenset[str]]:
             result = conn.execute(statement, dict(params or {}))
-            keys = list(result.keys())
+            keys = [str(key) for key in result.keys()]
             rows = [tuple(row) for row in result]
             return _rows_result(keys, rows), {"k": keys, "r": rows}, frozenset()
 
@@ -328,7 +328,8 @@ class QueryCache:
         values = plan.compiled.construct_params(
             dict(params or {}), extracted_parameters=cache_key.bindparams, _check=False
         )
-        encoded = codec.encode([sorted(values.items()), vary])
+        # Bind names may be SQLAlchemy's quoted_name, a str of its own: plain str here.
+        encoded = codec.encode([sorted((str(k), v) for k, v in values.items()), vary])
         return plan, hashlib.sha256(f"{plan.sql_digest}\x00{encoded}".encode()).hexdigest()
 
     def _bypass(self, conn: Connection, tables: frozenset[str]) -> bool:
