@@ -135,7 +135,7 @@ class QueryCache:
 
         def load() -> tuple[Any, dict[str, Any], frozenset[str]]:
             result = conn.execute(statement, dict(params or {}))
-            keys = [str(key) for key in result.keys()]
+            keys = list(map(str, result.keys()))
             rows = [tuple(row) for row in result]
             return _rows_result(keys, rows), {"k": keys, "r": rows}, frozenset()
 
