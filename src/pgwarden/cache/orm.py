@@ -29,6 +29,7 @@ from sqlalchemy.orm import attributes as orm_attributes
 from sqlalchemy.orm.base import instance_state
 
 from pgwarden.cache.codec import Ref
+from pgwarden.cache.errors import UnserializableValue
 from pgwarden.cache.tables import table_name
 
 if TYPE_CHECKING:
@@ -121,6 +122,13 @@ class _Graph:
             if secondary is not None:
                 self.tables.add(table_name(secondary.schema, secondary.name))
             target = loaded[rel.key]
+            if rel.uselist and not isinstance(target, list | set):
+                raise UnserializableValue(
+                    f"the cache cannot store the {type(target).__name__} collection "
+                    f"{state.mapper.class_.__name__}.{rel.key}",
+                    hint="Cache statements whose loaded collections are lists or sets, "
+                    "or leave this relationship unloaded (lazy) in the cached query.",
+                )
             if rel.uselist:
                 kind = "set" if isinstance(target, set) else "list"
                 entry[2][rel.key] = [kind, [self.value(v) for v in target]]
