@@ -9,7 +9,8 @@ Every error pgwarden raises on purpose can be imported from here
 - :mod:`pgwarden.backup.errors`, :mod:`pgwarden.observe.errors`,
   :mod:`pgwarden.insight.errors`, :mod:`pgwarden.advise.errors`,
   :mod:`pgwarden.transfer.errors`, :mod:`pgwarden.orm.errors`,
-  :mod:`pgwarden.tasks.errors` and :mod:`pgwarden.schema.errors`.
+  :mod:`pgwarden.tasks.errors`, :mod:`pgwarden.schema.errors` and
+  :mod:`pgwarden.cache.errors`.
 
 An area's errors are imported when first asked for, so ``import pgwarden`` stays quick
 and loads no area it does not need.
@@ -66,6 +67,7 @@ if TYPE_CHECKING:
         WalConflict,
         WalMissing,
     )
+    from pgwarden.cache.errors import CacheError, NotCacheable, UnserializableValue
     from pgwarden.graphql.errors import LoadersMissing, UnsupportedRelationship
     from pgwarden.insight.errors import CheckSkipped
     from pgwarden.observe.errors import NPlusOneDetected
@@ -130,6 +132,7 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
         "WalMissing",
     ),
     "pgwarden.graphql.errors": ("LoadersMissing", "UnsupportedRelationship"),
+    "pgwarden.cache.errors": ("CacheError", "NotCacheable", "UnserializableValue"),
     "pgwarden.insight.errors": ("CheckSkipped",),
     "pgwarden.observe.errors": ("NPlusOneDetected",),
     "pgwarden.orm.errors": (
@@ -167,6 +170,7 @@ __all__ = [
     "BaseBackupFailed",
     "BinaryNotFound",
     "BundleError",
+    "CacheError",
     "CheckSkipped",
     "ChecksumMismatch",
     "ConfigError",
@@ -190,6 +194,7 @@ __all__ = [
     "MigrationLockTimeout",
     "MigrationsNotFound",
     "NPlusOneDetected",
+    "NotCacheable",
     "NotEnabled",
     "ObjectChanged",
     "ObjectExists",
@@ -217,6 +222,7 @@ __all__ = [
     "UnknownKey",
     "UnknownTarget",
     "UnpageableQuery",
+    "UnserializableValue",
     "UnsupportedRelationship",
     "UnusableQuery",
     "UserError",
