@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -10,17 +12,31 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from pgwarden.backup.crypto import BackupKeyring
+from pgwarden.backup.pitr import RestoredCluster, restore_pitr, stop_restored
+from pgwarden.backup.pitr_plan import RecoveryTarget
 from pgwarden.backup.pitr_setup import archiving_plan
 from pgwarden.backup.storage import Storage
 from pgwarden.backup.wal import list_wal, prepare_spool, run_archiver
 from pgwarden.db._serviceuser import service_user
 from pgwarden.db.embedded import EmbeddedServer
 from pgwarden.testing.servers import TestServer, free_port
+
+
+@contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """Yield a directory outside pytest's own (kept 0700), which the server's user may enter."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 def install_for(server: TestServer) -> Path | None:
@@ -128,6 +144,21 @@ def archiving_cluster(
         server.destroy()  # first: its shutdown archives the last segment through the archiver
         source.stop.set()
         archiver.join(timeout=30)
+
+
+def restore_marks(
+    source: Source, target: RecoveryTarget, where: Path, **options: Any
+) -> tuple[list[int], RestoredCluster]:
+    """Restore ``source``'s archive into ``where``; return the marks there and the restore."""
+    restored = restore_pitr(source.storage, where, target, port=free_port(), timeout=300, **options)
+    try:
+        engine = source.engine(port=restored.port)
+        with engine.connect() as conn:
+            ids = [row[0] for row in conn.execute(sa.text("SELECT id FROM marks ORDER BY id"))]
+        engine.dispose()
+    finally:
+        stop_restored(restored, remove=True)
+    return ids, restored
 
 
 def fake_segment(
