@@ -18,11 +18,14 @@ import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from pgwarden.backup.crypto import BackupKeyring
+from pgwarden.backup.manifest import MANIFEST
+from pgwarden.backup.physical import BaseBackup
 from pgwarden.backup.pitr import RestoredCluster, restore_pitr, stop_restored
 from pgwarden.backup.pitr_plan import RecoveryTarget
 from pgwarden.backup.pitr_setup import archiving_plan
 from pgwarden.backup.storage import Storage
-from pgwarden.backup.wal import list_wal, prepare_spool, run_archiver
+from pgwarden.backup.wal import list_wal, prepare_spool, push_wal, run_archiver
+from pgwarden.backup.wal.names import segment_name
 from pgwarden.db._serviceuser import service_user
 from pgwarden.db.embedded import EmbeddedServer
 from pgwarden.testing.servers import TestServer, free_port
@@ -175,3 +178,31 @@ def fake_segment(
     )
     path.write_bytes(header + fill * (1024 * 1024) + os.urandom(64))
     return path
+
+
+def fake_base_backup(
+    storage: Storage,
+    backup_id: str,
+    start: int,
+    stop: int,
+    ended: datetime,
+    *,
+    incremental_from: str | None = None,
+) -> BaseBackup:
+    """Record a complete base backup of segments ``start`` to ``stop`` (a manifest only)."""
+    backup = BaseBackup(
+        id=backup_id, cluster="main", system_identifier="7000000000000000001",
+        server_version="18.1", major=18, timeline=1, start_lsn=f"0/{start:X}000028",
+        stop_lsn=f"0/{stop:X}000100", segment_size=16 * 1024 * 1024, started_at=ended,
+        ended_at=ended, size=1, sha256="0" * 64, plain_size=1, key_id=None,
+        incremental_from=incremental_from,
+    )  # fmt: skip
+    storage.write_bytes(backup.prefix + MANIFEST, backup.to_json())
+    return backup
+
+
+def archive_fakes(storage: Storage, directory: Path, numbers: range) -> None:
+    """Archive fake segments ``numbers`` of timeline 1."""
+    for number in numbers:
+        name = segment_name(1, number)
+        push_wal(storage, fake_segment(directory / name, fill=bytes([number])))

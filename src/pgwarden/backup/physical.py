@@ -351,6 +351,7 @@ def physical_entries(storage: Storage, *, cluster: str | None = None) -> list[Ba
                 pinned=PINNED in names,
                 kind=PHYSICAL,
                 problem=problem,
+                base_backup=backup,
             )
         )
     entries.sort(key=lambda e: (e.started_at, e.id), reverse=True)
