@@ -12,7 +12,8 @@ from pgwarden.backup.catalog import list_backups
 from pgwarden.backup.errors import ChecksumMismatch, TargetNotEmpty, WalMissing
 from pgwarden.backup.physical import create_base_backup
 from pgwarden.backup.pitr import restore_pitr
-from pgwarden.backup.pitr_plan import RecoveryTarget
+from pgwarden.backup.pitr_plan import RecoveryTarget, plan_restore
+from pgwarden.backup.restore_points import create_restore_point, restore_points
 from pgwarden.backup.storage import LocalStorage
 from pgwarden.backup.wal import list_wal
 from pgwarden.testing.servers import TestServer, free_port
@@ -112,3 +113,22 @@ def test_a_damaged_segment_is_caught_by_its_checksum_not_replayed(
             restore_pitr(source.storage, module_dir / "damaged", RecoveryTarget(), port=free_port())
     finally:
         source.storage.write_bytes(victim.key, kept)
+
+
+def test_a_recorded_restore_point_starts_from_the_base_backup_before_it(
+    source: Source, module_dir: Path
+) -> None:
+    # Last in this module: it adds a marker and base backups to the shared cluster.
+    middle = create_base_backup(source.url, source.storage)
+    engine = source.engine()
+    with engine.connect() as conn:
+        point = create_restore_point(conn, source.storage, "mid-point")
+    engine.dispose()
+    source.mark(5)
+    newest = create_base_backup(source.url, source.storage)
+    source.wait_archived()
+    assert [p.lsn for p in restore_points(source.storage, name="mid-point")] == [point.lsn]
+    target = RecoveryTarget(name="mid-point")
+    assert plan_restore(source.storage, target).backup.id == middle.id != newest.id
+    ids, restored = restore_marks(source, target, module_dir / "by-recorded-name")
+    assert restored.backup_id == middle.id and ids == [0, 1, 2, 3, 4]

@@ -95,11 +95,10 @@ spool=$(dirname "$0")
 grep -qxF "$1" "$spool/plan" || exit 1
 rm -f "$spool/taken/$1"
 : > "$spool/wanted/$1"
-while [ ! -f "$spool/ready/$1" ]; do
+until [ -f "$spool/ready/$1" ] && cp "$spool/ready/$1" "$2" 2>/dev/null; do
     [ -f "$spool/failed" ] && exit 1
     sleep 0.02
 done
-cp "$spool/ready/$1" "$2" || exit 1
 : > "$spool/taken/$1"
 case "$1" in *.history) ;; *) rm -f "$spool/ready/$1" ;; esac
 rm -f "$spool/wanted/$1"
@@ -293,7 +292,8 @@ class WalPrefetch:
     Start it before the server: the restore script hands PostgreSQL each file as soon as
     it is fetched and checked, and removes it then. At most ``ahead`` segments wait in
     the spool (``ahead`` times the segment size on disk), counted from the newest one
-    PostgreSQL has asked for; a file asked for again is fetched again.
+    PostgreSQL has asked for, besides the one being handed over; a file asked for again
+    is fetched again.
     """
 
     def __init__(
@@ -361,6 +361,12 @@ class WalPrefetch:
                 for i in [*again, *window]:
                     if i not in running:
                         running[i] = pool.submit(self._fetch, self.items[i], self._served[i])
+                # Behind recovery and not asked for (the old timeline's copy of the segment
+                # where a new one forks): removed; asked for later, it is fetched again.
+                for name in self.staged():
+                    i = index.get(name, -1)
+                    if 0 <= i < position and i not in wanted and i not in running:
+                        (self.spool / "ready" / name).unlink(missing_ok=True)
                 self._stop.wait(0.02)
 
     def _fetch(self, item: ArchivedWal, served: str) -> None:
