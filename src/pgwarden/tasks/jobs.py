@@ -33,6 +33,7 @@ from sqlalchemy.exc import DBAPIError
 
 from pgwarden.backup import (
     BackupKeyring,
+    IntegrityFailed,
     LockHeld,
     create_backup,
     expire_backups,
@@ -54,7 +55,7 @@ from pgwarden.tasks.config import FleetConfig, PitrSettings, Target
 from pgwarden.tasks.kinds import job_kind
 from pgwarden.urls import redact_text
 
-__all__ = ["DrillFailed", "JobOutcome", "run_job", "target_storage"]
+__all__ = ["JobOutcome", "run_job", "target_storage"]
 
 log = logging.getLogger("pgwarden.tasks")
 
@@ -219,12 +220,6 @@ def _pitr_check(
     return {"segment": result.segment, "seconds": result.seconds}
 
 
-class DrillFailed(PgwardenError):
-    """A restore drill ran and its proof failed: the archive did not restore as it must."""
-
-    exit_code = 3
-
-
 def _pitr_drill(
     target: Target, settings: Settings, conn: Connection, now: dt.datetime
 ) -> dict[str, Any]:
@@ -241,7 +236,7 @@ def _pitr_drill(
         keyring=_keyring(settings),
     )
     if not record.ok:
-        raise DrillFailed(
+        raise IntegrityFailed(
             f"the restore drill {record.id} of {target.name} failed: {record.detail}",
             hint="Run `pgwarden pitr status` and `pgwarden pitr drill` by hand to see why.",
         )
