@@ -16,6 +16,7 @@ from pitr_support import Source, install_for, restore_marks, scratch_dir
 from pgwarden.backup.errors import WalConflict
 from pgwarden.backup.physical import create_base_backup
 from pgwarden.backup.pitr_plan import RecoveryTarget
+from pgwarden.backup.pitr_setup import check_archiving
 from pgwarden.backup.storage import LocalStorage
 from pgwarden.backup.wal import list_wal, push_wal
 from pgwarden.backup.wal.stream import StreamStats, ensure_slot, stream_wal
@@ -123,6 +124,11 @@ def test_streamed_wal_alone_restores_to_the_latest_moment(source: Source, base: 
     source.sql("SELECT pg_switch_wal()")
     receiver.send_signal(signal.SIGKILL)  # a pg_receivewal that dies is started again
     streamer.receiver()
+    engine = source.engine()
+    with engine.connect() as conn:  # the archiving check sees the stream archive a segment
+        checked = check_archiving(conn, source.storage, timeout=60)
+    engine.dispose()
+    assert checked.segment in {item.name for item in list_wal(source.storage)}
     source.sql("INSERT INTO marks VALUES (2)")  # stays in the segment being received
     streamer.caught_up()
     stats = streamer.finish()
