@@ -164,6 +164,10 @@ EXAMPLES: dict[str, Run | Skip] = {
     "pgwarden wal archive --spool /var/lib/pgwarden/spool --once --storage /var/backups/pg": _PITR,
     "pgwarden pitr setup --spool /var/lib/pgwarden/spool --apply": _PITR,
     "pgwarden pitr check --storage /var/backups/pg": _PITR,
+    "pgwarden wal stream --directory /var/lib/pgwarden/stream --storage /var/backups/pg": Skip(
+        "runs until stopped; tests/backup/test_pitr_stream.py streams from a scratch cluster"
+    ),
+    "pgwarden pitr restore-point before-migration --storage /var/backups/pg": OK,
     "pgwarden pitr expire-wal --window 7d --dry-run --storage /var/backups/pg": OK,
     "pgwarden pitr status --storage /var/backups/pg": Run(codes=frozenset({1})),
     "pgwarden pitr drill --scratch /srv/scratch --port 5498 --storage /var/backups/pg": _PITR,

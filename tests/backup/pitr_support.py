@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import os
+import shutil
+import tempfile
 import threading
 import time
 from collections.abc import Iterator
@@ -10,19 +12,36 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.pool import NullPool
 
 from pgwarden.backup.crypto import BackupKeyring
+from pgwarden.backup.manifest import MANIFEST
+from pgwarden.backup.physical import BaseBackup
+from pgwarden.backup.pitr import RestoredCluster, restore_pitr, stop_restored
+from pgwarden.backup.pitr_plan import RecoveryTarget
 from pgwarden.backup.pitr_setup import archiving_plan
 from pgwarden.backup.storage import Storage
-from pgwarden.backup.wal import list_wal, prepare_spool, run_archiver
+from pgwarden.backup.wal import list_wal, prepare_spool, push_wal, run_archiver
+from pgwarden.backup.wal.names import segment_name
 from pgwarden.db._serviceuser import service_user
 from pgwarden.db.embedded import EmbeddedServer
 from pgwarden.testing.servers import free_port
 from pgwarden_test_support import autocommit_value
 from pgwarden_test_support import install_for as install_for  # its users import it here
+
+
+@contextmanager
+def scratch_dir(prefix: str) -> Iterator[Path]:
+    """Yield a directory outside pytest's own (kept 0700), which the server's user may enter."""
+    path = Path(tempfile.mkdtemp(prefix=prefix))
+    path.chmod(0o711)
+    try:
+        yield path
+    finally:
+        shutil.rmtree(path, ignore_errors=True)
 
 
 @dataclass
@@ -117,6 +136,21 @@ def archiving_cluster(
         archiver.join(timeout=30)
 
 
+def restore_marks(
+    source: Source, target: RecoveryTarget, where: Path, **options: Any
+) -> tuple[list[int], RestoredCluster]:
+    """Restore ``source``'s archive into ``where``; return the marks there and the restore."""
+    restored = restore_pitr(source.storage, where, target, port=free_port(), timeout=300, **options)
+    try:
+        engine = source.engine(port=restored.port)
+        with engine.connect() as conn:
+            ids = [row[0] for row in conn.execute(sa.text("SELECT id FROM marks ORDER BY id"))]
+        engine.dispose()
+    finally:
+        stop_restored(restored, remove=True)
+    return ids, restored
+
+
 def fake_segment(
     path: Path, *, system_id: int = 7_000_000_000_000_000_001, fill: bytes = b"x"
 ) -> Path:
@@ -131,3 +165,31 @@ def fake_segment(
     )
     path.write_bytes(header + fill * (1024 * 1024) + os.urandom(64))
     return path
+
+
+def fake_base_backup(
+    storage: Storage,
+    backup_id: str,
+    start: int,
+    stop: int,
+    ended: datetime,
+    *,
+    incremental_from: str | None = None,
+) -> BaseBackup:
+    """Record a complete base backup of segments ``start`` to ``stop`` (a manifest only)."""
+    backup = BaseBackup(
+        id=backup_id, cluster="main", system_identifier="7000000000000000001",
+        server_version="18.1", major=18, timeline=1, start_lsn=f"0/{start:X}000028",
+        stop_lsn=f"0/{stop:X}000100", segment_size=16 * 1024 * 1024, started_at=ended,
+        ended_at=ended, size=1, sha256="0" * 64, plain_size=1, key_id=None,
+        incremental_from=incremental_from,
+    )  # fmt: skip
+    storage.write_bytes(backup.prefix + MANIFEST, backup.to_json())
+    return backup
+
+
+def archive_fakes(storage: Storage, directory: Path, numbers: range) -> None:
+    """Archive fake segments ``numbers`` of timeline 1."""
+    for number in numbers:
+        name = segment_name(1, number)
+        push_wal(storage, fake_segment(directory / name, fill=bytes([number])))

@@ -2,20 +2,18 @@
 
 from __future__ import annotations
 
-import shutil
-import tempfile
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-import sqlalchemy as sa
-from pitr_support import Source, archiving_cluster, install_for
+from pitr_support import Source, archiving_cluster, install_for, restore_marks, scratch_dir
 
 from pgwarden.backup.catalog import list_backups
 from pgwarden.backup.errors import ChecksumMismatch, TargetNotEmpty, WalMissing
 from pgwarden.backup.physical import create_base_backup
-from pgwarden.backup.pitr import restore_pitr, stop_restored
-from pgwarden.backup.pitr_plan import RecoveryTarget
+from pgwarden.backup.pitr import restore_pitr
+from pgwarden.backup.pitr_plan import RecoveryTarget, plan_restore
+from pgwarden.backup.restore_points import create_restore_point, restore_points
 from pgwarden.backup.storage import LocalStorage
 from pgwarden.backup.wal import list_wal
 from pgwarden.testing.servers import TestServer, free_port
@@ -23,13 +21,9 @@ from pgwarden.testing.servers import TestServer, free_port
 
 @pytest.fixture(scope="module")
 def module_dir() -> Iterator[Path]:
-    """Yield a directory outside pytest's own (kept 0700), which the server's user may enter."""
-    path = Path(tempfile.mkdtemp(prefix="pgwarden-pitr-"))
-    path.chmod(0o711)
-    try:
+    """Yield a directory the server's user may enter."""
+    with scratch_dir("pgwarden-pitr-") as path:
         yield path
-    finally:
-        shutil.rmtree(path, ignore_errors=True)
 
 
 @pytest.fixture(scope="module")
@@ -49,14 +43,7 @@ def source(pg_server: TestServer, module_dir: Path) -> Iterator[Source]:
 
 
 def restored_ids(source: Source, target: RecoveryTarget, where: Path) -> list[int]:
-    restored = restore_pitr(source.storage, where, target, port=free_port(), timeout=300)
-    try:
-        engine = source.engine(port=restored.port)
-        with engine.connect() as conn:
-            ids = [row[0] for row in conn.execute(sa.text("SELECT id FROM marks ORDER BY id"))]
-        engine.dispose()
-    finally:
-        stop_restored(restored, remove=True)
+    ids, restored = restore_marks(source, target, where)
     assert restored.backup_id
     return ids
 
@@ -126,3 +113,22 @@ def test_a_damaged_segment_is_caught_by_its_checksum_not_replayed(
             restore_pitr(source.storage, module_dir / "damaged", RecoveryTarget(), port=free_port())
     finally:
         source.storage.write_bytes(victim.key, kept)
+
+
+def test_a_recorded_restore_point_starts_from_the_base_backup_before_it(
+    source: Source, module_dir: Path
+) -> None:
+    # Last in this module: it adds a marker and base backups to the shared cluster.
+    middle = create_base_backup(source.url, source.storage)
+    engine = source.engine()
+    with engine.connect() as conn:
+        point = create_restore_point(conn, source.storage, "mid-point")
+    engine.dispose()
+    source.mark(5)
+    newest = create_base_backup(source.url, source.storage)
+    source.wait_archived()
+    assert [p.lsn for p in restore_points(source.storage, name="mid-point")] == [point.lsn]
+    target = RecoveryTarget(name="mid-point")
+    assert plan_restore(source.storage, target).backup.id == middle.id != newest.id
+    ids, restored = restore_marks(source, target, module_dir / "by-recorded-name")
+    assert restored.backup_id == middle.id and ids == [0, 1, 2, 3, 4]

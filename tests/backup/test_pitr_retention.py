@@ -5,32 +5,14 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-from pitr_support import fake_segment
+from pitr_support import archive_fakes as archive
+from pitr_support import fake_base_backup as base_backup
 
-from pgwarden.backup.manifest import MANIFEST
-from pgwarden.backup.physical import BaseBackup
 from pgwarden.backup.pitr_retention import expire_wal
 from pgwarden.backup.storage import LocalStorage, Storage
-from pgwarden.backup.wal import list_wal, push_wal
-from pgwarden.backup.wal.names import segment_name
+from pgwarden.backup.wal import list_wal
 
 NOW = datetime(2026, 12, 7, 12, tzinfo=UTC)
-
-
-def base_backup(storage: Storage, backup_id: str, start: int, stop: int, ended: datetime) -> None:
-    backup = BaseBackup(
-        id=backup_id, cluster="main", system_identifier="7000000000000000001",
-        server_version="18.1", major=18, timeline=1, start_lsn=f"0/{start:X}000028",
-        stop_lsn=f"0/{stop:X}000100", segment_size=16 * 1024 * 1024, started_at=ended,
-        ended_at=ended, size=1, sha256="0" * 64, plain_size=1, key_id=None,
-    )  # fmt: skip
-    storage.write_bytes(backup.prefix + MANIFEST, backup.to_json())
-
-
-def archive(storage: Storage, tmp_path: Path, numbers: range) -> None:
-    for number in numbers:
-        name = segment_name(1, number)
-        push_wal(storage, fake_segment(tmp_path / name, fill=bytes([number])))
 
 
 def names(storage: Storage) -> list[int]:

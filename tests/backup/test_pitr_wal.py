@@ -23,6 +23,7 @@ from pgwarden.backup.wal import (
     push_wal,
     run_archiver,
 )
+from pgwarden.backup.wal.archive import push_partial
 from pgwarden.backup.wal.names import format_lsn, segment_name
 from pgwarden.errors import UserError
 
@@ -49,6 +50,28 @@ def test_push_then_fetch_gives_the_same_bytes(
     assert (tmp_path / "back").read_bytes() == source.read_bytes()
     [item] = list_wal(storage)
     assert item.name == SEGMENT and item.encrypted is encrypted
+
+
+def test_a_partial_segment_is_replaced_as_it_grows_and_served_only_when_asked(
+    storage: Storage, tmp_path: Path, keyring: BackupKeyring
+) -> None:
+    early = fake_segment(tmp_path / f"{SEGMENT}.partial", fill=b"a")
+    first = push_partial(storage, early, keyring=keyring)
+    assert push_partial(storage, early, keyring=keyring).already_archived
+    grown = fake_segment(tmp_path / f"{SEGMENT}.partial", fill=b"b")
+    second = push_partial(storage, grown, keyring=keyring)
+    assert second.key != first.key
+    assert [item.key for item in list_wal(storage)] == [second.key]  # the older one went
+    with pytest.raises(WalMissing, match=SEGMENT):
+        fetch_wal(storage, SEGMENT, tmp_path / "back", keyring=keyring)
+    fetch_wal(storage, SEGMENT, tmp_path / "back", keyring=keyring, partial=True)
+    assert (tmp_path / "back").read_bytes() == grown.read_bytes()
+    # Once the whole segment is archived, it is what a fetch gives.
+    whole = push_wal(storage, fake_segment(tmp_path / SEGMENT, fill=b"c"), keyring=keyring)
+    fetched = fetch_wal(storage, SEGMENT, tmp_path / "back", keyring=keyring, partial=True)
+    assert fetched.key == whole.key
+    with pytest.raises(UserError, match="not a partial segment"):
+        push_partial(storage, tmp_path / SEGMENT, keyring=keyring)
 
 
 def test_a_different_file_under_an_archived_name_is_refused(

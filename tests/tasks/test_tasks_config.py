@@ -66,6 +66,8 @@ def test_targets_and_their_defaults() -> None:
         "snapshot": "0 * * * *",
         "doctor": "*/15 * * * *",
         "vacuum": "0 * * * *",
+        "pitr_check": "off",  # no [targets.app.pitr] table
+        "pitr_drill": "off",
     }
     assert ops.schedule["vacuum"] == "off" and ops.schedule["backup"] == "0 1 * * *"
     assert (app.retention.daily, app.retention.weekly, app.retention.monthly) == (3, 2, 12)
@@ -182,3 +184,40 @@ def test_schedule_command_refuses_a_bad_config(monkeypatch: pytest.MonkeyPatch) 
     _write(CONFIG)
     result = CliRunner().invoke(cli, ["schedule", "--target", "nope"])
     assert result.exit_code == 2 and "no target named 'nope'" in result.output
+
+
+def test_pitr_jobs_run_by_default_only_where_pitr_is_set_up() -> None:
+    fleet = parse_fleet(
+        {
+            "tasks": {"heartbeat": "2s", "lost_after": "1min"},
+            "targets": {
+                "app": {"url_env": "APP_URL", "pitr": {"scratch": "/srv/drill", "port": 5498}},
+                "ops": {"url_env": "APP_URL"},
+            },
+        },
+        environ=ENV,
+    )
+    app, ops = fleet.target("app"), fleet.target("ops")
+    assert app.schedule["pitr_drill"] == "0 5 * * 6" and app.schedule["pitr_check"] == "20 * * * *"
+    assert ops.schedule["pitr_drill"] == "off" and ops.schedule["pitr_check"] == "off"
+    assert app.pitr is not None and app.pitr.scratch == Path("/srv/drill") and app.pitr.port == 5498
+    assert app.pitr.cluster == "main" and ops.pitr is None
+    assert (fleet.tasks.heartbeat, fleet.tasks.lost_after) == (2.0, 60.0)
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        (
+            {"schedule": {"pitr_drill": "0 5 * * 6"}},
+            "schedules pitr_drill but has no point-in-time",
+        ),
+        ({"pitr": {"scratch": "relative/dir"}}, "pitr.scratch must be an absolute"),
+        ({"pitr": {"port": 70000}}, "pitr.port must be"),
+        ({"pitr": {"cluster": "a/b"}}, "pitr.cluster must be"),
+        ({"pitr": {"spool": "/x"}}, "spool"),
+    ],
+)
+def test_a_bad_pitr_table_is_a_clear_error(table: dict[str, object], message: str) -> None:
+    with pytest.raises(TargetsInvalid, match=message):
+        parse_fleet({"targets": {"app": {"url_env": "APP_URL", **table}}}, environ=ENV)

@@ -21,6 +21,7 @@ from contextlib import suppress
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from pgwarden.backup.errors import BackupNotFound, ManifestInvalid, StorageError
 from pgwarden.backup.lock import Lock
@@ -40,6 +41,9 @@ from pgwarden.backup.manifest import (
 from pgwarden.backup.retention import BackupRecord, RetentionPolicy, plan_retention
 from pgwarden.backup.storage import LocalStorage, ObjectInfo, Storage
 from pgwarden.errors import UserError
+
+if TYPE_CHECKING:
+    from pgwarden.backup.physical import BaseBackup
 
 __all__ = [
     "BackupEntry",
@@ -77,6 +81,7 @@ class BackupEntry:
     manifest: Manifest | None = field(default=None, repr=False)
     kind: str = KIND
     problem: ManifestInvalid | None = field(default=None, repr=False)
+    base_backup: BaseBackup | None = field(default=None, repr=False)  # a physical one's
 
     @property
     def status(self) -> str:
@@ -173,22 +178,26 @@ def list_backups(storage: Storage, *, database: str | None = None) -> list[Backu
 def find_backup(storage: Storage, backup_id: str, *, database: str | None = None) -> BackupEntry:
     """Return the backup ``backup_id``; raise :class:`BackupNotFound` if there is none."""
     check_backup_id(backup_id)
+    from pgwarden.backup.physical import physical_entries  # it builds on this module
+
     prefix = f"{storage_name(database)}/{KIND}/" if database else ""
-    groups = {
-        key: objs for key, objs in _group(storage.list(prefix)).items() if key[1] == backup_id
-    }
-    if not groups:
+    found = [
+        _entry(storage, segment, key_id, objects)
+        for (segment, key_id), objects in _group(storage.list(prefix)).items()
+        if key_id == backup_id
+    ]
+    found += [e for e in physical_entries(storage, cluster=database) if e.id == backup_id]
+    if not found:
         raise BackupNotFound(
             f"there is no backup {backup_id} in {storage.url}.",
             hint="List the backups with `pgwarden backup list`; check --storage.",
         )
-    if len(groups) > 1:
+    if len(found) > 1:
         raise UserError(
             f"backup id {backup_id} is in several databases' backups in {storage.url}.",
             hint="Name the database with --database.",
         )
-    (segment, _), objects = next(iter(groups.items()))
-    return _entry(storage, segment, backup_id, objects)
+    return found[0]
 
 
 def backup_info(storage: Storage, backup_id: str, *, database: str | None = None) -> BackupEntry:
@@ -219,7 +228,8 @@ def complete_manifest(entry: BackupEntry) -> Manifest:
 def pin_backup(storage: Storage, backup_id: str, *, reason: str | None = None) -> BackupEntry:
     """Pin a complete backup so that expire keeps it; return it."""
     entry = find_backup(storage, backup_id)
-    complete_manifest(entry)
+    if entry.base_backup is None:
+        complete_manifest(entry)
     marker = {"pinned_at": datetime.now(UTC).isoformat(), "reason": reason}
     storage.write_bytes(entry.prefix + PINNED, json.dumps(marker, indent=2).encode())
     return find_backup(storage, backup_id)
@@ -270,8 +280,13 @@ def _prune(root: Path, directory: Path) -> None:
 def delete_backup(
     storage: Storage, backup_id: str, *, force: bool = False, dry_run: bool = False
 ) -> DeleteReport:
-    """Delete one backup. The newest complete one, or a pinned one, needs ``force``."""
+    """Delete one backup. The newest complete one, a pinned one, or a base backup that a
+    later incremental one builds on, needs ``force`` (the incremental one is then
+    unusable).
+    """
     entry = find_backup(storage, backup_id)
+    if not force and entry.kind != KIND:
+        _refuse_with_dependents(storage, entry)
     if not force:
         newest = next(
             (e for e in list_backups(storage, database=entry.database) if e.complete), None
@@ -290,6 +305,41 @@ def delete_backup(
         return DeleteReport(entry, tuple(i.key for i in storage.list(entry.prefix)), True)
     with Lock(storage, storage_name(entry.database), purpose="delete"):
         return DeleteReport(entry, _remove(storage, entry), False)
+
+
+def _refuse_with_dependents(storage: Storage, entry: BackupEntry) -> None:
+    from pgwarden.backup.physical import list_base_backups
+
+    later = [
+        b.id
+        for b in list_base_backups(storage, cluster=entry.database)
+        if b.incremental_from == entry.id
+    ]
+    if later:
+        raise UserError(
+            f"base backup {entry.id} is the base of the incremental backup "
+            f"{', '.join(later)}, which cannot be restored without it.",
+            hint="Delete the incremental backups first, or add --force to make them unusable.",
+        )
+
+
+def _keep_bases(decisions: list[ExpireDecision]) -> list[ExpireDecision]:
+    """Keep every base backup that a kept incremental base backup builds on."""
+    by_id = {d.backup.id: d for d in decisions}
+    for decision in list(by_id.values()):
+        if not decision.keep:
+            continue
+        base = decision.backup.base_backup
+        seen = set()
+        while base is not None and base.incremental_from in by_id and base.id not in seen:
+            seen.add(base.id)
+            parent = by_id[base.incremental_from]
+            if not parent.keep:
+                reason = f"the incremental base backup {base.id} builds on it"
+                parent = ExpireDecision(parent.backup, True, (*parent.reasons, reason))
+                by_id[parent.backup.id] = parent
+            base = parent.backup.base_backup
+    return list(by_id.values())
 
 
 @dataclass(frozen=True, slots=True)
@@ -345,6 +395,7 @@ def expire_backups(
         decisions += [
             ExpireDecision(e, True, (_UNREADABLE,)) for e in entries.values() if e.problem
         ]
+        decisions = _keep_bases(decisions)
         decisions.sort(key=lambda d: (d.backup.started_at, d.backup.id), reverse=True)
         return tuple(decisions)
 

@@ -61,6 +61,7 @@ __all__ = [
     "list_base_backups",
     "physical_entries",
     "read_base_backup",
+    "server_facts",
 ]
 
 log = logging.getLogger("pgwarden.backup")
@@ -145,7 +146,8 @@ class BaseBackup:
         return backup
 
 
-def _server_facts(url: str) -> dict[str, Any]:
+def server_facts(url: str) -> dict[str, Any]:
+    """Return the server's major and version, system identifier and WAL segment size."""
     engine = engine_for(url, application_name="pgwarden base backup")
     try:
         with connect(engine) as conn:
@@ -182,7 +184,7 @@ def create_base_backup(
     names an earlier base backup to take an incremental one against (PostgreSQL 17+,
     ``summarize_wal = on``).
     """
-    facts = _server_facts(url)
+    facts = server_facts(url)
     started_at = datetime.now(UTC)
     backup_id = new_backup_id(started_at)
     prefix = f"{storage_name(cluster)}/{PHYSICAL}/{backup_id}/"
@@ -349,6 +351,7 @@ def physical_entries(storage: Storage, *, cluster: str | None = None) -> list[Ba
                 pinned=PINNED in names,
                 kind=PHYSICAL,
                 problem=problem,
+                base_backup=backup,
             )
         )
     entries.sort(key=lambda e: (e.started_at, e.id), reverse=True)

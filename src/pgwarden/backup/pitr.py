@@ -236,23 +236,34 @@ def restore_pitr(
     keyring: BackupKeyring | None = None,
     overwrite: bool = False,
     workers: int = 4,
+    ahead: int = 16,
+    use_partial: bool = False,
     timeout: float = 3600,
 ) -> RestoredCluster:
     """Restore ``cluster`` into the new data directory ``data_dir``, to ``target``.
 
     The server is left running on ``port`` (127.0.0.1), promoted or paused as
-    ``target.action`` says; :func:`stop_restored` stops it.
+    ``target.action`` says; :func:`stop_restored` stops it. At most ``ahead`` WAL
+    segments are fetched ahead of recovery; ``use_partial`` replays the partial segment
+    `pgwarden wal stream` archived, at the end of the newest timeline.
     """
     begun = time.monotonic()
     data_dir = data_dir.absolute()
     _check_target_dir(data_dir, overwrite=overwrite)
-    plan = plan_restore(storage, target, cluster=cluster, backup_id=backup_id, keyring=keyring)
+    plan = plan_restore(
+        storage,
+        target,
+        cluster=cluster,
+        backup_id=backup_id,
+        keyring=keyring,
+        use_partial=use_partial,
+    )
     bin_dir = server_bin_dir(plan.backup.major)
     spool = data_dir.with_name(data_dir.name + ".wal-spool")
     log_file = data_dir.with_name(data_dir.name + ".log")
     shutil.rmtree(spool, ignore_errors=True)
     log_file.unlink(missing_ok=True)
-    prefetch = WalPrefetch(storage, plan.wal, spool, keyring=keyring, workers=workers)
+    prefetch = WalPrefetch(storage, plan.wal, spool, keyring=keyring, workers=workers, ahead=ahead)
     try:
         prefetch.start()
         _lay_out(storage, plan.backup, data_dir, keyring)

@@ -13,6 +13,7 @@ from datetime import UTC, datetime
 from pgwarden.backup.crypto import BackupKeyring
 from pgwarden.backup.errors import BackupNotFound, WalMissing
 from pgwarden.backup.physical import BaseBackup, list_base_backups
+from pgwarden.backup.restore_points import RestorePoint, restore_points
 from pgwarden.backup.storage import Storage
 from pgwarden.backup.wal.archive import DEFAULT_CLUSTER, ArchivedWal, list_wal, read_wal
 from pgwarden.backup.wal.names import parse_lsn, segment_name, segment_of
@@ -111,7 +112,10 @@ def _timelines(
 
 
 def _choose_backup(
-    backups: list[BaseBackup], target: RecoveryTarget, backup_id: str | None
+    backups: list[BaseBackup],
+    target: RecoveryTarget,
+    backup_id: str | None,
+    points: list[RestorePoint] | None = None,
 ) -> BaseBackup:
     if backup_id is not None:
         chosen = [b for b in backups if b.id == backup_id]
@@ -123,6 +127,13 @@ def _choose_backup(
         usable = [b for b in usable if b.ended_at < target.time]
     if target.lsn is not None:
         usable = [b for b in usable if parse_lsn(b.stop_lsn) <= parse_lsn(target.lsn)]
+    if target.name is not None and points:
+        newest = max(parse_lsn(point.lsn) for point in points)
+        usable = [b for b in usable if parse_lsn(b.stop_lsn) <= newest]
+    elif target.name is not None:
+        # Not recorded by pgwarden: where the name lies is unknown, so start from the
+        # oldest base backup, which precedes any restore point a restore can reach.
+        usable = usable[:1]
     if not usable:
         raise BackupNotFound(
             "no base backup ends before the recovery target.",
@@ -139,16 +150,28 @@ def plan_restore(
     cluster: str = DEFAULT_CLUSTER,
     backup_id: str | None = None,
     keyring: BackupKeyring | None = None,
+    use_partial: bool = False,
 ) -> RestorePlan:
-    """Choose the base backup and the WAL files; raise :class:`WalMissing` at a gap."""
-    backup = _choose_backup(list_base_backups(storage, cluster=cluster), target, backup_id)
+    """Choose the base backup and the WAL files; raise :class:`WalMissing` at a gap.
+
+    With ``target.name``, the base backup is the newest that ends before the newest
+    restore point of that name recorded by :func:`create_restore_point`; a name pgwarden
+    did not record starts from the oldest base backup. With ``use_partial``, the
+    archived partial segment (`pgwarden wal stream`) at the open end of the newest
+    timeline is replayed too.
+    """
+    points = restore_points(storage, cluster=cluster, name=target.name) if target.name else None
+    backup = _choose_backup(list_base_backups(storage, cluster=cluster), target, backup_id, points)
     archived = list_wal(storage, cluster=cluster)
     path = _timelines(storage, archived, backup.timeline, keyring)
     size = backup.segment_size
     by_tli: dict[int, dict[int, ArchivedWal]] = {}
+    partials: dict[tuple[int, int], ArchivedWal] = {}
     for item in archived:
         if item.wal.kind == "segment":
             by_tli.setdefault(item.wal.timeline, {})[item.wal.number(size)] = item
+        elif item.wal.kind == "partial" and use_partial:
+            partials[(item.wal.timeline, item.wal.number(size))] = item
     first = segment_of(parse_lsn(backup.start_lsn), size)
     needed_to = segment_of(parse_lsn(backup.stop_lsn), size)
     if target.lsn is not None:
@@ -165,8 +188,12 @@ def plan_restore(
         else:
             end = max([n for n in have if n >= start], default=start - 1)
             end = max(end, needed_to)
+            if (tli, end + 1) in partials:
+                end += 1
         for number in range(start, end + 1):
             found = have.get(number) or (later.get(number) if number == end else None)
+            if found is None and switch is None and number == end:
+                found = partials.get((tli, number))
             if found is None:
                 raise WalMissing(
                     f"WAL segment {segment_name(tli, number, size)} is not in the archive "

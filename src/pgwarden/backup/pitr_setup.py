@@ -115,6 +115,11 @@ def archiving_plan(
     )
 
 
+_STREAMS = sa.text(
+    "SELECT count(*) FROM pg_stat_replication WHERE application_name = 'pgwarden wal stream'"
+)
+
+
 @dataclass(frozen=True, slots=True)
 class ArchiveCheck:
     """The segment switched to storage, and how long it took to arrive."""
@@ -130,13 +135,20 @@ def check_archiving(
     cluster: str = DEFAULT_CLUSTER,
     timeout: float = 60,
 ) -> ArchiveCheck:
-    """Switch to a new WAL segment and wait until the one finished is in ``storage``."""
+    """Switch to a new WAL segment and wait until the one finished is in ``storage``.
+
+    The segment may come through archive_command or through `pgwarden wal stream`; with
+    archive_mode off, a stream must be connected.
+    """
     begun = time.monotonic()
     mode = conn.execute(sa.text("SHOW archive_mode")).scalar_one()
-    if mode == "off":
+    streams = conn.execute(_STREAMS).scalar_one()
+    if mode == "off" and not streams:
         raise UserError(
-            "the server does not archive WAL (archive_mode is off).",
-            hint="Run `pgwarden pitr setup --apply`, then restart the server.",
+            "the server does not archive WAL (archive_mode is off) and no "
+            "`pgwarden wal stream` is connected.",
+            hint="Run `pgwarden pitr setup --apply`, then restart the server; or run "
+            "`pgwarden wal stream`.",
         )
     # A switch at the very start of a segment does nothing and names the empty segment:
     # a record first (as pgBackRest's check does) makes sure there is one to finish.

@@ -19,7 +19,6 @@ from __future__ import annotations
 import os
 import secrets
 import shutil
-import socket
 import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -130,20 +129,15 @@ def _scratch_database(url: str | URL, backup_id: str) -> Iterator[str]:
         admin.dispose()
 
 
-def _free_port() -> int:
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return int(probe.getsockname()[1])
-
-
 @contextmanager
 def _scratch_cluster(backup_id: str) -> Iterator[str]:
     """Start an embedded PostgreSQL in a temporary directory; stop and remove it after."""
+    from pgwarden.db._ports import free_port
     from pgwarden.db.embedded import EmbeddedServer
 
     workdir = Path(tempfile.mkdtemp(prefix="pgwarden-verify-"))
     os.chmod(workdir, 0o711)  # noqa: S103 - the server may run as another user: let it in
-    server = EmbeddedServer(workdir / "data", port=_free_port())
+    server = EmbeddedServer(workdir / "data", port=free_port())
     try:
         server.start()
         with _scratch_database(server.url(), backup_id) as url:

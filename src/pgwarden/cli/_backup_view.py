@@ -155,6 +155,16 @@ def print_info(console: Console, entry: BackupEntry) -> None:
     ]
     if manifest is not None:
         rows += _manifest_rows(manifest)
+    base = entry.base_backup
+    if base is not None:
+        rows += [
+            ("took", f"{(base.ended_at - base.started_at).total_seconds():.1f} s"),
+            ("server", base.server_version),
+            ("timeline", base.timeline),
+            ("WAL", f"{base.start_lsn} to {base.stop_lsn}"),
+            ("incremental from", base.incremental_from or "- (a full backup)"),
+            ("encryption", f"key {base.key_id}" if base.key_id else "none"),
+        ]
     record = entry.verification
     if record is not None:
         outcome = "ok" if record.ok else f"FAILED: {record.error}"

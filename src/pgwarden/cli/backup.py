@@ -148,7 +148,7 @@ def list_command(state: Context, storage_url: str | None, database: str | None) 
 @storage_option
 @pass_context
 def info(state: Context, backup_id: str, storage_url: str | None) -> None:
-    """Show a backup's manifest and its last verification.
+    """Show a backup's manifest (a logical backup's or a base backup's), its verification.
 
     \b
     Example:
@@ -161,6 +161,7 @@ def info(state: Context, backup_id: str, storage_url: str | None) -> None:
             {
                 **entry_summary(entry),
                 "manifest": entry.manifest.to_dict() if entry.manifest else None,
+                "base_backup": jsonable(entry.base_backup) if entry.base_backup else None,
                 "verification": entry.verification,
             },
         )

@@ -20,6 +20,7 @@ from pgwarden.backup.pitr_plan import ACTIONS, RecoveryTarget
 from pgwarden.backup.pitr_retention import expire_wal
 from pgwarden.backup.pitr_setup import archiving_plan, check_archiving
 from pgwarden.backup.pitr_status import pitr_status
+from pgwarden.backup.restore_points import create_restore_point
 from pgwarden.backup.wal import DEFAULT_CLUSTER
 from pgwarden.backup.wal.spool import prepare_spool
 from pgwarden.cli._backup_options import Duration, keyring, main_storage, storage_option
@@ -146,6 +147,7 @@ _PITR_DEFAULTS: dict[str, Any] = {
     "port": None,
     "cluster": DEFAULT_CLUSTER,
     "overwrite": False,
+    "use_partial": False,
     "timeout": 3600.0,
 }
 
@@ -171,6 +173,8 @@ def pitr_restore_options(func: F) -> F:
                      help="The port the restored server listens on, on 127.0.0.1."),
         cluster_option,
         click.option("--overwrite", is_flag=True, help="Empty a non-empty --data-dir first."),
+        click.option("--use-partial", is_flag=True,
+                     help="Replay the partial segment `wal stream` archived last, too."),
         click.option("--timeout", type=float, default=3600.0, show_default=True,
                      help="Seconds to wait for the target."),
     ]  # fmt: skip
@@ -212,6 +216,7 @@ def run_pitr_restore(state: Context, storage_url: str | None, options: dict[str,
         backup_id=values["base_backup"],
         keyring=keyring(state),
         overwrite=values["overwrite"],
+        use_partial=values["use_partial"],
         timeout=values["timeout"],
     )
     if state.json:
@@ -241,6 +246,27 @@ def restore(state: Context, /, storage_url: str | None, **options: Any) -> None:
       pgwarden pitr restore --data-dir /srv/pg2 --port 5499 --target-name before-migration
     """
     run_pitr_restore(state, storage_url, options)
+
+
+@pitr.command("restore-point")
+@click.argument("name")
+@storage_option
+@cluster_option
+@pass_context
+def restore_point(state: Context, name: str, storage_url: str | None, cluster: str) -> None:
+    """Create a named restore point and record it, for `restore --target-name NAME`.
+
+    \b
+    Example:
+      pgwarden pitr restore-point before-migration --storage /var/backups/pg
+    """
+    storage = main_storage(state, storage_url)
+    with state.connect() as conn:
+        point = create_restore_point(conn, storage, name, cluster=cluster)
+    if state.json:
+        dump_json(state.console, jsonable(point))
+    else:
+        click.echo(f"restore point {point.name!r} at {point.lsn} on timeline {point.timeline}")
 
 
 @pitr.command()

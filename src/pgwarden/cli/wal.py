@@ -15,6 +15,7 @@ import click
 
 from pgwarden._units import format_size
 from pgwarden.backup.wal import DEFAULT_CLUSTER, fetch_wal, list_wal, push_wal, run_archiver
+from pgwarden.backup.wal.stream import DEFAULT_SLOT, stream_wal
 from pgwarden.cli._backup_options import keyring, main_storage, storage_option
 from pgwarden.cli.context import Context, pass_context
 from pgwarden.cli.render import dump_json, jsonable
@@ -32,12 +33,20 @@ cluster_option = click.option(
 
 @click.group()
 def wal() -> None:
-    """WAL archiving for point-in-time recovery: push, fetch, archive, list.
+    """WAL archiving for point-in-time recovery: push, fetch, archive, stream, list.
 
     \b
     Example:
       pgwarden wal list --storage /var/backups/pg
     """
+
+
+def _stop_on_signals() -> threading.Event:
+    """Return an event that SIGTERM and SIGINT set: a long-running command ends cleanly."""
+    stop = threading.Event()
+    for signum in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(signum, lambda *_: stop.set())
+    return stop
 
 
 @wal.command("push")
@@ -78,13 +87,25 @@ def push(
 @click.argument("destination", type=click.Path(dir_okay=False, path_type=Path))
 @storage_option
 @cluster_option
+@click.option(
+    "--partial",
+    is_flag=True,
+    help="Serve a segment the archive lacks from its archived partial copy (wal stream).",
+)
 @pass_context
 def fetch(
-    state: Context, name: str, destination: Path, storage_url: str | None, cluster: str
+    state: Context,
+    name: str,
+    destination: Path,
+    storage_url: str | None,
+    cluster: str,
+    partial: bool,
 ) -> None:
     """Fetch one archived WAL file, checked (restore_command = 'pgwarden wal fetch %f %p').
 
     Exits 2 when the archive lacks it, 3 when it is damaged: PostgreSQL replays neither.
+    With --partial, recovery to the latest moment replays the partial segment that
+    `pgwarden wal stream` archived last.
 
     \b
     Example:
@@ -96,7 +117,72 @@ def fetch(
         destination,
         cluster=cluster,
         keyring=keyring(state),
+        partial=partial,
     )
+
+
+@wal.command("stream")
+@click.option(
+    "--directory",
+    type=click.Path(file_okay=False, path_type=Path),
+    required=True,
+    help="pg_receivewal's directory: the segment being received, kept between runs.",
+)
+@click.option("--slot", default=DEFAULT_SLOT, show_default=True, help="The replication slot.")
+@click.option(
+    "--create-slot/--no-create-slot",
+    default=True,
+    show_default=True,
+    help="Create the physical slot if it is absent.",
+)
+@click.option(
+    "--partial-every",
+    type=click.FloatRange(0),
+    default=30.0,
+    show_default=True,
+    help="Seconds between copies of the partial segment into storage (0: only at stop).",
+)
+@storage_option
+@cluster_option
+@pass_context
+def stream(
+    state: Context,
+    directory: Path,
+    slot: str,
+    create_slot: bool,
+    partial_every: float,
+    storage_url: str | None,
+    cluster: str,
+) -> None:
+    """Stream WAL with pg_receivewal on a replication slot into storage, until stopped.
+
+    Each completed segment is archived as `wal push` archives it; pg_receivewal is
+    restarted with backoff when it dies; SIGTERM stops it cleanly.
+
+    \b
+    Example:
+      pgwarden wal stream --directory /var/lib/pgwarden/stream --storage /var/backups/pg
+    """
+    stop = _stop_on_signals()
+    stats = stream_wal(
+        state.resolve_url(),
+        main_storage(state, storage_url),
+        directory,
+        slot=slot,
+        create_slot=create_slot,
+        cluster=cluster,
+        keyring=keyring(state),
+        stop=stop,
+        partial_every=partial_every,
+    )
+    if state.json:
+        dump_json(state.console, jsonable(stats))
+    else:
+        state.console.print(
+            f"streamed {stats.pushed} WAL files ({format_size(stats.bytes)}), "
+            f"{stats.already} archived already, {stats.partials} partial copies, "
+            f"{stats.restarts} restarts"
+        )
 
 
 @wal.command("archive")
@@ -132,9 +218,7 @@ def archive(
     Example:
       pgwarden wal archive --spool /var/lib/pgwarden/spool --once --storage /var/backups/pg
     """
-    stop = threading.Event()
-    for signum in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(signum, lambda *_: stop.set())
+    stop = _stop_on_signals()
     stats = run_archiver(
         main_storage(state, storage_url),
         spool,

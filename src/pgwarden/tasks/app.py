@@ -9,9 +9,12 @@
 
 Tasks: ``backup.create``, ``backup.verify``, ``backup.expire``, ``insight.snapshot``,
 ``doctor.run``, ``maintain.vacuum`` (each takes the target's name) and
-``alerts.overdue`` (the dead man's switch). Every task is acknowledged late and
-rejected back to the queue if its worker dies (``acks_late``,
-``reject_on_worker_lost``), so a job whose worker was killed runs again on another; a
+``alerts.overdue`` (the dead man's switch), and ``pitr.check``, ``pitr.drill`` on the
+targets with point-in-time recovery. Every task is acknowledged late and rejected back
+to the queue if its worker dies (``acks_late``, ``reject_on_worker_lost``), so a job
+whose worker was killed runs again on another; with a PostgreSQL broker, which loses
+the message of a worker that dies whole, the surviving workers send such a job again
+once its heartbeat stops (:mod:`pgwarden.tasks.recovery`); a
 failure that may pass (a target that cannot be reached, a failed dump) is retried with
 exponential backoff and full jitter; each kind has a time limit (``[tasks.time_limits]``).
 Outcomes go to pgwarden's catalogue; Celery's result backend is not used.
@@ -32,6 +35,7 @@ from pgwarden.tasks.config import TASKS_PACKAGES, FleetConfig, load_fleet
 from pgwarden.tasks.incidents import check_overdue
 from pgwarden.tasks.jobs import JobOutcome, run_job
 from pgwarden.tasks.kinds import JOBS
+from pgwarden.tasks.recovery import start_recovery
 
 __all__ = ["OVERDUE_TASK", "FleetSource", "create_app"]
 
@@ -95,7 +99,7 @@ def create_app(
     fleet is still reread when the file changes, if there is one).
     """
     celery = _celery()
-    from celery.signals import worker_process_init
+    from celery.signals import worker_process_init, worker_ready, worker_shutdown
     from celery.utils.time import get_exponential_backoff_interval
 
     path = config_file_path(config_file)
@@ -134,6 +138,17 @@ def create_app(
         from pgwarden.tasks.catalogue import dispose_engines
 
         dispose_engines()  # a forked child must not share its parent's connections
+
+    recovery_stop = threading.Event()
+
+    @worker_ready.connect(weak=False)  # type: ignore[untyped-decorator]
+    def _watch_lost_jobs(sender: Any = None, **_: Any) -> None:
+        if getattr(sender, "app", None) is app:  # this app's worker, in its main process
+            start_recovery(source.get, app, recovery_stop)
+
+    @worker_shutdown.connect(weak=False)  # type: ignore[untyped-decorator]
+    def _stop_watching(**_: Any) -> None:
+        recovery_stop.set()
 
     def make_task(job: str) -> Any:
         limit = tasks.time_limit(job)

@@ -31,10 +31,12 @@ from pgwarden.db.engines import connect, create_engine
 __all__ = [
     "Incident",
     "JobRun",
+    "claim_lost_runs",
     "close_incident",
     "close_incidents",
     "engine_for",
     "finish_run",
+    "heartbeat",
     "last_runs",
     "open_incident",
     "open_incidents",
@@ -65,6 +67,7 @@ CREATE TABLE IF NOT EXISTS pgwarden.task_run (
 CREATE INDEX IF NOT EXISTS task_run_target_job
 ON pgwarden.task_run (target, job, started_at DESC)
 """,
+    "ALTER TABLE pgwarden.task_run ADD COLUMN IF NOT EXISTS heartbeat_at timestamptz",
     """
 CREATE TABLE IF NOT EXISTS pgwarden.task_incident (
   id bigint GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
@@ -98,6 +101,27 @@ SET status = 'lost',
     error = 'the worker running it died'
 WHERE task_id = :task_id
   AND status = 'running'
+"""
+)
+_HEARTBEAT = text(
+    """
+UPDATE pgwarden.task_run
+SET heartbeat_at = clock_timestamp()
+WHERE id = :id
+  AND status = 'running'
+"""
+)
+_CLAIM_LOST = text(
+    """
+UPDATE pgwarden.task_run
+SET status = 'lost',
+    ended_at = clock_timestamp(),
+    error = 'its worker stopped sending heartbeats; the job was sent again'
+WHERE status = 'running'
+  AND task_id IS NOT NULL
+  AND COALESCE(heartbeat_at, started_at) < clock_timestamp() - make_interval(secs => :silent)
+RETURNING id, target, job, task_id, worker, attempt, scheduled_for, started_at, ended_at,
+          duration_s, status, detail, error
 """
 )
 _FINISH = text(
@@ -270,6 +294,22 @@ def start_run(
             },
         ).scalar_one()
     return run_id
+
+
+def heartbeat(conn: Connection, run_id: int) -> None:
+    """Record that the run ``run_id`` is still alive (its worker beats while it runs)."""
+    with conn.begin():
+        conn.execute(_HEARTBEAT, {"id": run_id})
+
+
+def claim_lost_runs(conn: Connection, *, silent_for: float) -> list[JobRun]:
+    """Mark ``lost`` the running runs with no heartbeat for ``silent_for`` seconds; return them.
+
+    One statement, so of several workers looking at once, each lost run goes to one.
+    """
+    with conn.begin():
+        rows = conn.execute(_CLAIM_LOST, {"silent": silent_for}).all()
+    return [JobRun(**row._mapping) for row in rows]
 
 
 def finish_run(

@@ -53,6 +53,7 @@ TASKS_PACKAGES = {"celery": "celery", "kombu": "celery", "croniter": "croniter"}
 __all__ = [
     "AlertsConfig",
     "FleetConfig",
+    "PitrSettings",
     "Target",
     "TasksConfig",
     "Window",
@@ -136,6 +137,19 @@ class Window:
 
 
 @dataclass(frozen=True)
+class PitrSettings:
+    """A target's point-in-time recovery: its WAL archive's name, the drill's scratch place.
+
+    ``port`` 0 lets the drill take a free port on 127.0.0.1.
+    """
+
+    cluster: str = "main"
+    scratch: Path = Path("/var/lib/pgwarden/drill")
+    port: int = 0
+    check_timeout: float = 60.0
+
+
+@dataclass(frozen=True)
 class Target:
     """One database the jobs run on, as the config gives it (its URL's secret resolved).
 
@@ -154,6 +168,7 @@ class Target:
     verify_scratch: str = "database"
     vacuum_min_dead_pct: float = 10.0
     snapshot_keep_days: int | None = 90
+    pitr: PitrSettings | None = None
 
     @property
     def display_url(self) -> str:
@@ -188,6 +203,8 @@ class TasksConfig:
     deadman: str = "*/5 * * * *"
     time_limits: dict[str, float] = field(default_factory=dict)
     reload_every: float = 10.0
+    heartbeat: float = 10.0
+    lost_after: float = 60.0
 
     def time_limit(self, job: str) -> float:
         """Return the hard time limit of one run of ``job``, in seconds."""
@@ -346,7 +363,7 @@ class _Reader:
             {
                 "url", "url_env", "password_env", "storage", "schedule", "retention",
                 "windows", "timezone", "thresholds", "verify_scratch",
-                "vacuum_min_dead_pct", "snapshot_keep_days",
+                "vacuum_min_dead_pct", "snapshot_keep_days", "pitr",
             },
             where,
         )  # fmt: skip
@@ -364,10 +381,17 @@ class _Reader:
             raise TargetsInvalid(exc.message, hint=exc.hint) from None
         schedule_table = _table(table, "schedule", where=f"{where}.schedule")
         _unknown(schedule_table, set(JOBS), f"{where}.schedule")
+        pitr = _pitr(table, where)
         schedule = {}
         for job, kind in JOBS.items():
-            given = schedule_table.get(job, kind.default_cron or OFF)
+            default = kind.default_cron if pitr is not None or not kind.pitr else None
+            given = schedule_table.get(job, default or OFF)
             schedule[job] = check_cron(str(given), where=f"{where}.schedule.{job}")
+            if kind.pitr and pitr is None and schedule[job] != OFF:
+                raise TargetsInvalid(
+                    f"[{where}] schedules {job} but has no point-in-time recovery set up.",
+                    hint=f"Add a [{where}.pitr] table (cluster, scratch, port), or drop {job}.",
+                )
         windows = tuple(
             Window.parse(text, where=f"{where}.windows") for text in _list(table, "windows", where)
         )
@@ -394,6 +418,7 @@ class _Reader:
             verify_scratch=scratch,
             vacuum_min_dead_pct=_number(table, "vacuum_min_dead_pct", 10.0, where),
             snapshot_keep_days=int(_number(table, "snapshot_keep_days", 90, where)) or None,
+            pitr=pitr,
         )
 
     def tasks(self, table: dict[str, Any]) -> TasksConfig:
@@ -405,6 +430,7 @@ class _Reader:
                 "catalogue_env", "catalogue_password_env", "clock_speed", "retries",
                 "retry_backoff", "retry_backoff_max", "visibility_timeout", "polling_interval",
                 "deadman", "time_limits", "reload_every", "keep_connections",
+                "heartbeat", "lost_after",
             },
             where,
         )  # fmt: skip
@@ -446,6 +472,8 @@ class _Reader:
                 job: _seconds(limits_table, job, 0.0, "tasks.time_limits") for job in limits_table
             },
             reload_every=_seconds(table, "reload_every", 10.0, where),
+            heartbeat=_seconds(table, "heartbeat", 10.0, where),
+            lost_after=_seconds(table, "lost_after", 60.0, where),
         )
 
     def alerts(self, table: dict[str, Any]) -> AlertsConfig:
@@ -479,6 +507,29 @@ class _Reader:
             smtp_starttls=bool(table.get("smtp_starttls", False)),
             overdue_factor=_number(table, "overdue_factor", 2.0, where),
         )
+
+
+def _pitr(table: Mapping[str, Any], where: str) -> PitrSettings | None:
+    """Return the target's ``pitr`` table read, or None if it has none."""
+    if "pitr" not in table:
+        return None
+    where = f"{where}.pitr"
+    pitr = _table(table, "pitr", where=where)
+    _unknown(pitr, {"cluster", "scratch", "port", "check_timeout"}, where)
+    cluster, scratch = pitr.get("cluster", "main"), pitr.get("scratch", str(PitrSettings.scratch))
+    if not isinstance(cluster, str) or not _NAME.match(cluster):
+        raise TargetsInvalid(f"{where}.cluster must be 1-100 letters, digits, '_', '.' or '-'.")
+    if not isinstance(scratch, str) or not scratch.startswith("/"):
+        raise TargetsInvalid(f"{where}.scratch must be an absolute directory path.")
+    port = int(_number(pitr, "port", 0, where))
+    if not 0 <= port <= 65535:
+        raise TargetsInvalid(f"{where}.port must be 0 (any free port) to 65535.")
+    return PitrSettings(
+        cluster=cluster,
+        scratch=Path(scratch),
+        port=port,
+        check_timeout=_seconds(pitr, "check_timeout", 60.0, where),
+    )
 
 
 def _list(table: Mapping[str, Any], key: str, where: str) -> list[Any]:

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import datetime as dt
 import logging
+import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
@@ -32,6 +33,7 @@ from sqlalchemy.exc import DBAPIError
 
 from pgwarden.backup import (
     BackupKeyring,
+    IntegrityFailed,
     LockHeld,
     create_backup,
     expire_backups,
@@ -41,6 +43,7 @@ from pgwarden.backup import (
 )
 from pgwarden.backup.storage import Storage
 from pgwarden.config import Settings
+from pgwarden.db._ports import free_port
 from pgwarden.db.engines import connect
 from pgwarden.errors import ConnectionFailed, PgwardenError, UserError
 from pgwarden.insight.doctor import doctor
@@ -48,7 +51,7 @@ from pgwarden.insight.history import snapshot
 from pgwarden.maintain import vacuum
 from pgwarden.tasks import catalogue, incidents
 from pgwarden.tasks.alerts import Notifier
-from pgwarden.tasks.config import FleetConfig, Target
+from pgwarden.tasks.config import FleetConfig, PitrSettings, Target
 from pgwarden.tasks.kinds import job_kind
 from pgwarden.urls import redact_text
 
@@ -196,6 +199,50 @@ def _vacuum(
     }
 
 
+def _pitr_settings(target: Target) -> PitrSettings:
+    if target.pitr is None:
+        raise UserError(
+            f"target {target.name!r} has no point-in-time recovery set up.",
+            hint=f"Add a [targets.{target.name}.pitr] table to the config.",
+        )
+    return target.pitr
+
+
+def _pitr_check(
+    target: Target, settings: Settings, conn: Connection, now: dt.datetime
+) -> dict[str, Any]:
+    from pgwarden.backup.pitr_setup import check_archiving
+
+    pitr = _pitr_settings(target)
+    result = check_archiving(
+        conn, target_storage(target, settings), cluster=pitr.cluster, timeout=pitr.check_timeout
+    )
+    return {"segment": result.segment, "seconds": result.seconds}
+
+
+def _pitr_drill(
+    target: Target, settings: Settings, conn: Connection, now: dt.datetime
+) -> dict[str, Any]:
+    from pgwarden.backup.pitr_drill import run_drill
+
+    pitr = _pitr_settings(target)
+    pitr.scratch.mkdir(parents=True, exist_ok=True)
+    record = run_drill(
+        target.url,
+        target_storage(target, settings),
+        scratch=pitr.scratch,
+        port=pitr.port or free_port(),
+        cluster=pitr.cluster,
+        keyring=_keyring(settings),
+    )
+    if not record.ok:
+        raise IntegrityFailed(
+            f"the restore drill {record.id} of {target.name} failed: {record.detail}",
+            hint="Run `pgwarden pitr status` and `pgwarden pitr drill` by hand to see why.",
+        )
+    return {"drill_id": record.id, "seconds": record.seconds, "backup_id": record.backup_id}
+
+
 _JOBS: dict[str, Callable[[Target, Settings, Connection, dt.datetime], dict[str, Any]]] = {
     "backup": _backup,
     "verify": _verify,
@@ -203,6 +250,8 @@ _JOBS: dict[str, Callable[[Target, Settings, Connection, dt.datetime], dict[str,
     "snapshot": _snapshot,
     "doctor": _doctor,
     "vacuum": _vacuum,
+    "pitr_check": _pitr_check,
+    "pitr_drill": _pitr_drill,
 }
 
 
@@ -234,7 +283,10 @@ def run_job(
     started = time.perf_counter()
     status, detail, error, error_type, retry = "ok", {}, None, None, False
     try:
-        with _target_lock(target, job, pooled=fleet.tasks.keep_connections) as conn:
+        with (
+            records.beating(run_id, fleet.tasks.heartbeat),
+            _target_lock(target, job, pooled=fleet.tasks.keep_connections) as conn,
+        ):
             detail = _JOBS[job](target, settings, conn, now)
     except _Skip as reason:
         status, error = "skipped", str(reason)
@@ -312,6 +364,30 @@ class _Records:
             log.warning("cannot record %s on %s in the catalogue: %s", job, target, exc)
             self.close()
             return None
+
+    @contextmanager
+    def beating(self, run_id: int | None, every: float) -> Iterator[None]:
+        """Beat the run's heartbeat every ``every`` seconds on a thread, while inside."""
+        if run_id is None or every <= 0:
+            yield
+            return
+        stop = threading.Event()
+
+        def beat() -> None:
+            while not stop.wait(every):
+                try:
+                    with connect(catalogue.engine_for(self.url)) as conn:
+                        catalogue.heartbeat(conn, run_id)
+                except (PgwardenError, DBAPIError) as exc:  # the next beat may get through
+                    log.warning("cannot record the heartbeat of run %s: %s", run_id, exc)
+
+        thread = threading.Thread(target=beat, name=f"pgwarden-heartbeat-{run_id}", daemon=True)
+        thread.start()
+        try:
+            yield
+        finally:
+            stop.set()
+            thread.join()
 
     def finish(self, run_id: int | None, outcome: JobOutcome) -> None:
         if run_id is None or self.connection is None:

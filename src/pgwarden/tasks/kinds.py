@@ -13,7 +13,9 @@ class JobKind:
     """One kind of job run on a target: its Celery task, default schedule and time limit.
 
     ``default_cron`` is a cron expression, or ``None`` for a job that is off unless a
-    target's config schedules it. ``time_limit`` is the default hard limit of one run.
+    target's config schedules it; a ``pitr`` job runs by default only on the targets with
+    point-in-time recovery set up (a ``[targets.NAME.pitr]`` table). ``time_limit`` is
+    the default hard limit of one run.
     """
 
     name: str
@@ -21,6 +23,7 @@ class JobKind:
     default_cron: str | None
     time_limit: timedelta
     summary: str
+    pitr: bool = False
 
 
 JOBS: dict[str, JobKind] = {
@@ -51,6 +54,22 @@ JOBS: dict[str, JobKind] = {
             None,
             timedelta(hours=4),
             "vacuum tables with many dead tuples, inside a maintenance window",
+        ),
+        JobKind(
+            "pitr_check",
+            "pitr.check",
+            "20 * * * *",
+            timedelta(minutes=5),
+            "switch a WAL segment and wait until it is archived",
+            pitr=True,
+        ),
+        JobKind(
+            "pitr_drill",
+            "pitr.drill",
+            "0 5 * * 6",
+            timedelta(hours=6),
+            "restore to a random recent moment in a scratch directory and prove it",
+            pitr=True,
         ),
     )
 }

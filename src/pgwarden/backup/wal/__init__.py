@@ -4,7 +4,9 @@
 - :mod:`pgwarden.backup.wal.archive`: :func:`push_wal`, :func:`fetch_wal`,
   :func:`list_wal`: one file at a time, compressed, checksummed, encrypted;
 - :mod:`pgwarden.backup.wal.spool`: the long-lived archiver and the restore prefetch
-  behind archive_command and restore_command scripts.
+  behind archive_command and restore_command scripts;
+- :mod:`pgwarden.backup.wal.stream`: ``pg_receivewal`` on a replication slot, supervised,
+  for a near-zero RPO (`pgwarden wal stream`).
 
 See ``docs/pitr.md``.
 """
@@ -18,6 +20,7 @@ from pgwarden.backup.wal.archive import (
     fetch_wal,
     find_wal,
     list_wal,
+    push_partial,
     push_wal,
     wal_prefix,
 )
@@ -45,6 +48,7 @@ __all__ = [
     "parse_lsn",
     "parse_wal_name",
     "prepare_spool",
+    "push_partial",
     "push_wal",
     "run_archiver",
     "wal_prefix",

@@ -45,6 +45,7 @@ __all__ = [
     "fetch_wal",
     "find_wal",
     "list_wal",
+    "push_partial",
     "push_wal",
     "read_wal",
     "wal_prefix",
@@ -206,15 +207,7 @@ def push_wal(
     Succeeds without writing if the same file is archived already; raises
     :class:`WalConflict` if a different one is, leaving it untouched.
     """
-    wal = parse_wal_name(name or Path(path).name)
-    try:
-        data = Path(path).read_bytes()
-    except OSError as exc:
-        raise UserError(
-            f"cannot read the WAL file {os.fspath(path)}: {exc.strerror}.",
-            hint="archive_command passes %p, the path relative to the data directory.",
-        ) from None
-    sha = hashlib.sha256(data).hexdigest()
+    wal, data, sha = _read_local(path, name)
     _check_cluster(storage, cluster, _system_identifier(data, wal), wal)
     existing = _archived(storage, cluster, wal)
     for item in existing:
@@ -229,6 +222,59 @@ def push_wal(
     if existing:
         item = existing[0]
         return PushResult(wal.name, item.key, True, len(data), item.size)
+    return _store(storage, cluster, wal, data, sha, keyring, level)
+
+
+def _read_local(path: str | os.PathLike[str], name: str | None) -> tuple[WalName, bytes, str]:
+    wal = parse_wal_name(name or Path(path).name)
+    try:
+        data = Path(path).read_bytes()
+    except OSError as exc:
+        raise UserError(
+            f"cannot read the WAL file {os.fspath(path)}: {exc.strerror}.",
+            hint="archive_command passes %p, the path relative to the data directory.",
+        ) from None
+    return wal, data, hashlib.sha256(data).hexdigest()
+
+
+def push_partial(
+    storage: Storage,
+    path: str | os.PathLike[str],
+    *,
+    cluster: str = DEFAULT_CLUSTER,
+    keyring: BackupKeyring | None = None,
+    level: int = 1,
+) -> PushResult:
+    """Archive the partial segment at ``path`` (``<segment>.partial``), replacing older copies.
+
+    A partial segment grows while ``pg_receivewal`` streams into it, so unlike a
+    segment it is replaced: the new copy is written first, then the older ones of the
+    same name go. Whatever it holds is checked again by PostgreSQL's record checksums
+    when it is replayed (`pgwarden wal fetch --partial`, ``restore --use-partial``).
+    """
+    wal, data, sha = _read_local(path, None)
+    if wal.kind != "partial":
+        raise UserError(f"{wal.name} is not a partial segment (<segment>.partial).")
+    _check_cluster(storage, cluster, _system_identifier(data, wal), wal)
+    existing = _archived(storage, cluster, wal)
+    same = [item for item in existing if item.sha256 == sha]
+    if same:
+        return PushResult(wal.name, same[0].key, True, len(data), same[0].size)
+    result = _store(storage, cluster, wal, data, sha, keyring, level)
+    for item in existing:
+        storage.delete(item.key)
+    return result
+
+
+def _store(
+    storage: Storage,
+    cluster: str,
+    wal: WalName,
+    data: bytes,
+    sha: str,
+    keyring: BackupKeyring | None,
+    level: int,
+) -> PushResult:
     compressed = _zstd().ZstdCompressor(level=level).compress(data)
     chunks: Iterator[bytes] = iter([compressed])
     suffix = ".zst"
@@ -313,13 +359,23 @@ def fetch_wal(
     *,
     cluster: str = DEFAULT_CLUSTER,
     keyring: BackupKeyring | None = None,
+    partial: bool = False,
 ) -> ArchivedWal:
     """Fetch WAL file ``name`` into ``destination``, checked before it appears there.
+
+    With ``partial``, a segment the archive lacks is served from its archived partial
+    segment (``<name>.partial``, what `pgwarden wal stream` had received when it
+    stopped), if there is one: recovery replays it to its last whole record.
 
     Raise :class:`WalMissing` if the archive lacks it (restore_command's "no such file")
     and :class:`ChecksumMismatch` if it is damaged.
     """
-    item = find_wal(storage, name, cluster=cluster)
+    try:
+        item = find_wal(storage, name, cluster=cluster)
+    except WalMissing:
+        if not partial or parse_wal_name(name).kind != "segment":
+            raise
+        item = find_wal(storage, name + ".partial", cluster=cluster)
     data = read_wal(storage, item, keyring=keyring)
     write_atomically(Path(destination), data)
     return item

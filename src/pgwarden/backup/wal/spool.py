@@ -18,6 +18,7 @@ Everything the server writes into the spool is checked like any untrusted name.
 
 from __future__ import annotations
 
+import bisect
 import logging
 import os
 import threading
@@ -48,6 +49,7 @@ __all__ = [
     "check_spool_path",
     "prepare_spool",
     "run_archiver",
+    "served_name",
     "spool_lag",
 ]
 
@@ -88,13 +90,19 @@ exit 0
 _RESTORE_BODY = """#!/bin/sh
 # Written by pgwarden: restore_command = '<this file> %f %p'.
 # Gives PostgreSQL the WAL files pgwarden fetches and checks; others are not archived.
+# A segment is removed once handed over, so the spool holds only the few fetched ahead.
 spool=$(dirname "$0")
 grep -qxF "$1" "$spool/plan" || exit 1
-while [ ! -f "$spool/ready/$1" ]; do
+rm -f "$spool/taken/$1"
+: > "$spool/wanted/$1"
+until [ -f "$spool/ready/$1" ] && cp "$spool/ready/$1" "$2" 2>/dev/null; do
     [ -f "$spool/failed" ] && exit 1
     sleep 0.02
 done
-exec cp "$spool/ready/$1" "$2"
+: > "$spool/taken/$1"
+case "$1" in *.history) ;; *) rm -f "$spool/ready/$1" ;; esac
+rm -f "$spool/wanted/$1"
+exit 0
 """
 
 
@@ -123,13 +131,13 @@ def prepare_spool(spool: Path, *, restore: bool = False, owner: str | None = Non
     spool = check_spool_path(spool)
     spool.mkdir(parents=True, exist_ok=True, mode=0o755)
     os.chmod(spool, 0o755)  # noqa: S103 - the server's user runs the script in it
-    folders = ["ready"] if restore else ["ready", "done", "failed", "working"]
+    folders = ["ready", "wanted", "taken"] if restore else ["ready", "done", "failed", "working"]
     for folder in folders:
         (spool / folder).mkdir(exist_ok=True, mode=0o755)
     script = spool / (RESTORE_SCRIPT if restore else ARCHIVE_SCRIPT)
     script.write_text(_RESTORE_BODY if restore else _ARCHIVE_BODY)
     script.chmod(0o755)
-    if owner is not None and not restore:
+    if owner is not None:
         from pgwarden.db._serviceuser import hand_over
 
         hand_over([spool / folder for folder in folders], owner)
@@ -279,10 +287,13 @@ def spool_lag(spool: Path) -> float:
 
 
 class WalPrefetch:
-    """Fetch the WAL files of a restore into a spool, in order, several at a time.
+    """Fetch the WAL files of a restore into a spool, in order, a bounded number ahead.
 
     Start it before the server: the restore script hands PostgreSQL each file as soon as
-    it is fetched and checked, while later ones are still coming.
+    it is fetched and checked, and removes it then. At most ``ahead`` segments wait in
+    the spool (``ahead`` times the segment size on disk), counted from the newest one
+    PostgreSQL has asked for, besides the one being handed over; a file asked for again
+    is fetched again.
     """
 
     def __init__(
@@ -293,29 +304,77 @@ class WalPrefetch:
         *,
         keyring: BackupKeyring | None = None,
         workers: int = 4,
+        ahead: int = 16,
         on_fetched: Callable[[ArchivedWal], None] | None = None,
     ) -> None:
         self.storage = storage
         self.items = list(items)
         self.spool = spool
         self.keyring = keyring
+        self.ahead = max(1, ahead)
         self.error: PgwardenError | None = None
         self._on_fetched = on_fetched
-        self._pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="pgwarden-fetch")
-        self._futures: list[Future[None]] = []
-        self.script = prepare_spool(spool, restore=True)
-        (spool / "plan").write_text("".join(f"{item.name}\n" for item in self.items))
+        self._workers = workers
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        from pgwarden.db._serviceuser import service_user
+
+        # The server's user marks what it asks for and removes what it took.
+        self.script = prepare_spool(spool, restore=True, owner=service_user())
+        # PostgreSQL asks for a segment by its own name: a partial one is served as it.
+        self._served = [served_name(item) for item in self.items]
+        (spool / "plan").write_text("".join(f"{name}\n" for name in self._served))
 
     def start(self) -> None:
-        """Start fetching, oldest first."""
-        self._futures = [self._pool.submit(self._fetch, item) for item in self.items]
+        """Start fetching, oldest first, in a thread of its own."""
+        self._thread = threading.Thread(target=self._run, name="pgwarden-prefetch", daemon=True)
+        self._thread.start()
 
-    def _fetch(self, item: ArchivedWal) -> None:
+    def _run(self) -> None:
+        index = {name: i for i, name in enumerate(self._served)}
+        segments = [i for i, item in enumerate(self.items) if item.wal.kind != "history"]
+        history = [i for i, item in enumerate(self.items) if item.wal.kind == "history"]
+        running: dict[int, Future[None]] = {}
+        fetched: set[int] = set()
+        position = -1  # the newest segment PostgreSQL has asked for, by its place in order
+        with ThreadPoolExecutor(self._workers, thread_name_prefix="pgwarden-fetch") as pool:
+            for i in history:  # small, asked for first and again
+                running[i] = pool.submit(self._fetch, self.items[i], self._served[i])
+            while not self._stop.is_set() and self.error is None:
+                for i in [i for i, future in running.items() if future.done()]:
+                    running.pop(i)
+                    fetched.add(i)
+                wanted = [index[n] for n in _names(self.spool / "wanted") if n in index]
+                missing = [
+                    i for i in wanted
+                    if not (self.spool / "ready" / self._served[i]).exists()
+                ]  # fmt: skip
+                # Read after the check above: the script marks a file taken before removing it.
+                taken = {index[n] for n in _names(self.spool / "taken") if n in index}
+                position = max([position, *wanted, *taken])
+                again = [i for i in missing if i not in taken and i not in running]
+                first = bisect.bisect_right(segments, position)
+                window = [
+                    i for i in segments[first : first + self.ahead]
+                    if i not in fetched and i not in running
+                ]  # fmt: skip
+                for i in [*again, *window]:
+                    if i not in running:
+                        running[i] = pool.submit(self._fetch, self.items[i], self._served[i])
+                # Behind recovery and not asked for (the old timeline's copy of the segment
+                # where a new one forks): removed; asked for later, it is fetched again.
+                for name in self.staged():
+                    i = index.get(name, -1)
+                    if 0 <= i < position and i not in wanted and i not in running:
+                        (self.spool / "ready" / name).unlink(missing_ok=True)
+                self._stop.wait(0.02)
+
+    def _fetch(self, item: ArchivedWal, served: str) -> None:
         if self.error is not None:
             return
         try:
             data = read_wal(self.storage, item, keyring=self.keyring)
-            write_atomically(self.spool / "ready" / item.name, data)
+            write_atomically(self.spool / "ready" / served, data)
         except PgwardenError as exc:
             self.error = exc
             (self.spool / "failed").write_text(exc.message + "\n")
@@ -324,8 +383,17 @@ class WalPrefetch:
         if self._on_fetched is not None:
             self._on_fetched(item)
 
+    def staged(self) -> list[str]:
+        """Return the segments fetched and waiting in the spool (history files aside)."""
+        return [n for n in _names(self.spool / "ready") if not n.endswith(".history")]
+
     def close(self) -> None:
         """Stop fetching (what is running finishes)."""
-        for future in self._futures:
-            future.cancel()
-        self._pool.shutdown(wait=True)
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join()
+
+
+def served_name(item: ArchivedWal) -> str:
+    """Return the name PostgreSQL asks for ``item`` by: a partial segment's own name."""
+    return item.name.removesuffix(".partial") if item.wal.kind == "partial" else item.name

@@ -14,8 +14,8 @@ from pgwarden.schema.lint.config import LintConfig, load_lint_config
 from pgwarden.schema.lint.errors import LintTargetInvalid, SquawkFailed
 from pgwarden.schema.lint.findings import (
     SEVERITIES,
+    ConflictingSession,
     LintFinding,
-    LockHolder,
     Severity,
     TableFigures,
     at_least,
@@ -28,10 +28,10 @@ from pgwarden.schema.lint.squawk import squawk_binary, squawk_version
 __all__ = [
     "RULES",
     "SEVERITIES",
+    "ConflictingSession",
     "LintConfig",
     "LintFinding",
     "LintTargetInvalid",
-    "LockHolder",
     "Rule",
     "Severity",
     "SquawkFailed",

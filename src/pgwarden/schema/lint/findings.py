@@ -5,7 +5,14 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Literal
 
-__all__ = ["SEVERITIES", "LintFinding", "LockHolder", "Severity", "TableFigures", "at_least"]
+__all__ = [
+    "SEVERITIES",
+    "ConflictingSession",
+    "LintFinding",
+    "Severity",
+    "TableFigures",
+    "at_least",
+]
 
 Severity = Literal["info", "low", "medium", "high"]
 #: Severities from the mildest: ``info`` costs nothing, ``high`` blocks or breaks production.
@@ -18,7 +25,7 @@ def at_least(severity: Severity, floor: Severity) -> bool:
 
 
 @dataclass(frozen=True)
-class LockHolder:
+class ConflictingSession:
     """A session holding (or queued for) a lock the statement would wait behind now."""
 
     pid: int
@@ -39,7 +46,7 @@ class TableFigures:
     rows: int  # estimated from the statistics; 0 only when the table holds no row
     size_bytes: int  # with its indexes and TOAST
     writes_per_second: float  # rows inserted, updated and deleted, now or on average
-    blockers: tuple[LockHolder, ...] = ()
+    blockers: tuple[ConflictingSession, ...] = ()
 
 
 @dataclass(frozen=True)

@@ -25,7 +25,7 @@ from pgwarden.schema.lint._locks import CONFLICTS
 from pgwarden.schema.lint._model import TableRef
 from pgwarden.schema.lint._types import ColumnType, canonical
 from pgwarden.schema.lint.config import LintConfig
-from pgwarden.schema.lint.findings import LintFinding, LockHolder, TableFigures
+from pgwarden.schema.lint.findings import ConflictingSession, LintFinding, TableFigures
 from pgwarden.schema.lint.rules import rule
 from pgwarden.urls import redact_text
 
@@ -217,10 +217,10 @@ def _writes(conn: Connection, oid: int) -> tuple[int, float]:
     return (int(rows[0][0]), float(rows[0][1] or 0)) if rows else (0, 0.0)
 
 
-def _blockers(conn: Connection, oid: int, modes: set[str]) -> tuple[LockHolder, ...]:
+def _blockers(conn: Connection, oid: int, modes: set[str]) -> tuple[ConflictingSession, ...]:
     waits_for = set().union(*(CONFLICTS.get(m, frozenset()) for m in modes)) if modes else set()
     return tuple(
-        LockHolder(
+        ConflictingSession(
             int(pid),
             str(mode),
             bool(granted),
