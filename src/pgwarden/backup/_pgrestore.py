@@ -31,8 +31,6 @@ commits.
 from __future__ import annotations
 
 import re
-import secrets
-import signal
 import subprocess
 import threading
 from collections.abc import Iterable
@@ -44,7 +42,6 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 
 from pgwarden.backup import _pgtools
-from pgwarden.backup._fanout import Splitter
 from pgwarden.backup.errors import RestoreFailed
 from pgwarden.db import clients
 from pgwarden.db.binaries import Binary
@@ -213,83 +210,13 @@ class RestoreCommand:
             raise _failed("psql", psql.returncode, psql_errors.text())
         self.copied = tags.counts()
 
-    def run_fanned(
-        self,
-        sessions: int,
-        tables: list[str],
-        *,
-        source: Path | None = None,
-        feed: Iterable[bytes] | None = None,
-    ) -> dict[str, int] | None:
-        """Load the archive's data through ``sessions`` psqls at once; return rows by table.
-
-        For a data section only (see :mod:`~pgwarden.backup._fanout`): ``tables`` names
-        each ``COPY`` in pg_restore's order. ``None`` when the tags cannot be matched.
-        """
-        if not self.through_psql or self.drop_header or self.clean:
-            raise RestoreFailed("a fanned-out load needs psql, a 17+ server and no --clean.")
-        inputs = [str(source)] if source is not None else []
-        stdin = subprocess.PIPE if feed is not None else None
-        args = [str(self.binary.path), *self.options, "--file=-", *inputs]
-        proc = clients.spawn(args, self.env, stdin=stdin, stdout=subprocess.PIPE)
-        errors = clients.StderrTail(proc.stderr)
-        psql_args = [str(self.psql), "-X", "-v", "ON_ERROR_STOP=1",
-                     f"--dbname={self.client.dbname}"]  # fmt: skip
-        psqls: list[subprocess.Popen[bytes]] = []
-        try:
-            for _ in range(max(1, sessions)):
-                pipes = {"stdin": subprocess.PIPE, "stdout": subprocess.PIPE}
-                psqls.append(clients.spawn(psql_args, self.env, **pipes))
-        except BaseException:
-            _kill(*psqls, proc)
-            raise
-        self._running = [proc, *psqls]
-        said = [clients.StderrTail(psql.stderr) for psql in psqls]
-        marker = f"pgwarden-loaded-{secrets.token_hex(8)}".encode()
-        tags = [_CopyTags(psql.stdout, marker=marker) for psql in psqls]
-        assert proc.stdout is not None
-        splitter = Splitter(proc.stdout, [psql.stdin for psql in psqls if psql.stdin], tables)
-        try:
-            if feed is not None:
-                _feed(proc, feed)
-            code = proc.wait()
-            splitter.wait()
-            if code == 0 and splitter.error is None:
-                # Each session answers only once every statement before ran without error.
-                splitter.send(b"SELECT '" + marker + b"';\n")
-                loaded = all(tag.wait_marker(psql) for tag, psql in zip(tags, psqls, strict=True))
-            else:
-                loaded = False
-        except BaseException:
-            _kill(*psqls, proc)  # no psql has had its COMMIT: the server rolls back
-            raise
-        if not loaded:
-            _kill(*psqls)
-            splitter.abandon()
-            for psql, text in zip(psqls, said, strict=True):
-                if psql.returncode not in (0, -signal.SIGKILL):
-                    raise _failed("psql", psql.returncode, text.text())
-            if code != 0:
-                raise _failed("pg_restore", code, errors.text())
-            raise RestoreFailed(
-                f"pg_restore's output could not be shared among psqls: {splitter.error}",
-                hint="Nothing was committed. Rerun with -v, or restore with --jobs 1.",
-            )
-        splitter.finish()
-        for psql, text in zip(psqls, said, strict=True):
-            if psql.wait() != 0:
-                raise _failed("psql", psql.returncode, text.text())
-        return splitter.counts(lambda number: tags[number].counts())
-
 
 class _CopyTags:
     """Read psql's output on a thread, keeping the row count of every ``COPY n`` tag."""
 
-    def __init__(self, stream: IO[bytes] | None, *, marker: bytes | None = None) -> None:
+    def __init__(self, stream: IO[bytes] | None) -> None:
         assert stream is not None, "psql's stdout is piped"
         self._counts: list[int] = []
-        self._marker = marker
-        self._marked = threading.Event()
         self._thread = threading.Thread(target=self._read, args=(stream,), daemon=True)
         self._thread.start()
 
@@ -299,16 +226,6 @@ class _CopyTags:
                 match = _COPY_TAG.match(line.rstrip(b"\r\n"))
                 if match:
                     self._counts.append(int(match[1]))
-                elif self._marker is not None and line.strip() == self._marker:
-                    self._marked.set()
-
-    def wait_marker(self, psql: subprocess.Popen[bytes]) -> bool:
-        """Wait until psql prints the marker (True) or exits without it (False)."""
-        while not self._marked.wait(0.05):
-            if psql.poll() is not None:
-                self._thread.join(1)
-                return self._marked.is_set()
-        return True
 
     def counts(self) -> list[int]:
         """Return the counts in the order psql printed them (after psql exited)."""
