@@ -135,3 +135,30 @@ def test_the_command_takes_keep_and_clear(url: str) -> None:
     failed = runner.invoke(cli, [*args[:-1], "2", "--anonymize"])
     assert failed.exit_code == 2 and "postcode_check" in failed.output
     assert row(url, 2)[4] == "54321"
+
+
+def test_a_check_naming_another_column_does_not_keep_this_one(url: str) -> None:
+    # The CHECK lists kind's values but also names display, free text: neither column is
+    # kept as a label, the fakes break the CHECK, and the erase says so; the caller then
+    # chooses.
+    run(
+        url,
+        "ALTER TABLE notes ADD COLUMN kind text NOT NULL DEFAULT 'guest',"
+        " ADD COLUMN display text,"
+        " ADD CONSTRAINT guest CHECK (kind = 'guest' OR display = 'Guest')",
+        "UPDATE notes SET display = 'Guest'",
+    )
+    before = checksums(url)
+    with pytest.raises(UserError, match="'guest'"):
+        erase(url, clear=[f"{TABLE}.zip"])
+    assert checksums(url) == before
+    erase(url, clear=[f"{TABLE}.zip", "notes.display"], keep=["notes.kind"])
+    assert scalar(url, "SELECT kind FROM notes WHERE id = 10") == "guest"
+    assert scalar(url, "SELECT display FROM notes WHERE id = 10") is None
+
+
+def test_keep_or_clear_on_a_key_is_a_user_error(url: str) -> None:
+    before = checksums(url)
+    with pytest.raises(UserError, match="is a key"):
+        erase(url, keep=["notes.owner"], clear=[f"{TABLE}.zip"])
+    assert checksums(url) == before

@@ -55,13 +55,17 @@ WITH RECURSIVE typed AS (
   JOIN pg_type AS t ON t.oid = typed.typid
   WHERE t.typtype = 'd'
 )
-SELECT a.attname AS column_name, c.conname AS name, pg_get_constraintdef(c.oid) AS definition
+SELECT
+  a.attname AS column_name,
+  c.conname AS name,
+  pg_get_constraintdef(c.oid) AS definition,
+  false AS domain
 FROM pg_constraint AS c
 JOIN pg_attribute AS a ON a.attrelid = c.conrelid AND a.attnum = ANY (c.conkey)
 WHERE c.conrelid = CAST(:rel AS regclass)
   AND c.contype = 'c'
 UNION ALL
-SELECT typed.attname, c.conname, pg_get_constraintdef(c.oid)
+SELECT typed.attname, c.conname, pg_get_constraintdef(c.oid), true
 FROM typed
 JOIN pg_constraint AS c ON c.contypid = typed.typid AND c.contype = 'c'
 """
@@ -74,11 +78,12 @@ class CheckConstraint:
     column: str
     name: str
     definition: str
+    domain: bool = False
 
     @property
     def fixed_list(self) -> bool:
-        """Say whether the constraint only allows values from a list of constants."""
-        return _is_fixed_list(self.definition)
+        """Say whether the constraint limits this column to a list of constants."""
+        return _is_fixed_list(self.definition, "value" if self.domain else self.column)
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,7 +98,7 @@ class KeptColumn:
 def check_constraints(conn: Connection, target: CatalogTable) -> list[CheckConstraint]:
     """Return the CHECK constraints on the columns of ``target``."""
     rows = conn.execute(text(_CHECKS), {"rel": target.sql}).all()
-    return [CheckConstraint(r.column_name, r.name, r.definition) for r in rows]
+    return [CheckConstraint(r.column_name, r.name, r.definition, r.domain) for r in rows]
 
 
 def anonymized_values(
@@ -115,6 +120,11 @@ def anonymized_values(
         by_column.setdefault(check.column, []).append(check)
     sets: list[str] = []
     kept: list[KeptColumn] = []
+    for name in sorted((set(keep) | set(clear)) & keys):
+        raise UserError(
+            f"{target.qualified}.{name} is a key: an anonymizing erase never changes keys,"
+            " so --keep and --clear do not apply to it; nothing was changed."
+        )
     for i, column in enumerate(target.by_name.values()):
         if column.name in keys or column.generated or column.identity:
             continue
@@ -177,11 +187,12 @@ def refused(
     )
 
 
-# A fixed-list check compares the column (or a domain's VALUE) with constants only:
-# col IN (...), col = ANY (ARRAY[...]), col = 'x', and ORs of those.
+# A fixed-list check compares the column itself (or a domain's VALUE) with constants
+# only: col IN (...), col = ANY (ARRAY[...]), col = 'x', and ORs of those. A check that
+# names another column (kind = 'guest' OR name = 'Guest') says nothing of this one's.
 
 
-def _is_fixed_list(definition: str) -> bool:
+def _is_fixed_list(definition: str, column: str) -> bool:
     body = definition.strip()
     if not body.upper().startswith("CHECK"):
         return False
@@ -194,12 +205,14 @@ def _is_fixed_list(definition: str) -> bool:
         return False
     if not isinstance(statement, ast.SelectStmt) or not statement.targetList:
         return False
-    return _fixed(statement.targetList[0].val)
+    return _fixed(statement.targetList[0].val, column)
 
 
-def _fixed(node: Any) -> bool:
+def _fixed(node: Any, column: str) -> bool:
     if isinstance(node, ast.BoolExpr):
-        return node.boolop == BoolExprType.OR_EXPR and all(_fixed(arg) for arg in node.args or ())
+        return node.boolop == BoolExprType.OR_EXPR and all(
+            _fixed(arg, column) for arg in node.args or ()
+        )
     if not isinstance(node, ast.A_Expr):
         return False
     operator = [getattr(part, "sval", None) for part in node.name or ()]
@@ -209,13 +222,16 @@ def _fixed(node: Any) -> bool:
         A_Expr_Kind.AEXPR_IN,
     ):
         return False
-    return _column(node.lexpr) and _constant(node.rexpr)
+    return _names(node.lexpr, column) and _constant(node.rexpr)
 
 
-def _column(node: Any) -> bool:
+def _names(node: Any, column: str) -> bool:
     while isinstance(node, ast.TypeCast):
         node = node.arg
-    return isinstance(node, ast.ColumnRef)
+    if not isinstance(node, ast.ColumnRef) or not node.fields:
+        return False
+    last = node.fields[-1]
+    return isinstance(last, ast.String) and last.sval == column
 
 
 def _constant(node: Any) -> bool:
