@@ -173,7 +173,10 @@ def _from_identity_map(
         column.compare(key) for column, key in zip(plan.key_columns, primary, strict=True)
     ):
         return None
-    return session.identity_map.get(target.identity_key_from_primary_key(tuple(key)))
+    found = session.identity_map.get(target.identity_key_from_primary_key(tuple(key)))
+    if found is None or inspect(found).expired_attributes:
+        return None  # an expired object would refresh itself: one query each, not one in all
+    return found
 
 
 def load_related(

@@ -38,10 +38,11 @@ from sqlalchemy.dialects import postgresql
 from sqlalchemy.engine import Connection
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.orm import Session
-from sqlalchemy.sql import operators
+from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.compiler import SQLCompiler
 from sqlalchemy.sql.elements import ClauseElement, Label, UnaryExpression
 from sqlalchemy.sql.expression import Executable
+from sqlalchemy.sql.selectable import Join
 from sqlalchemy.types import Enum as EnumType
 
 from pgwarden.orm._cursors import Cursor, check_secret, decode_cursor, encode_cursor
@@ -197,11 +198,24 @@ def _enum_class(key: PageKey) -> type[enum.Enum] | None:
     return kind.enum_class if isinstance(kind, EnumType) else None
 
 
-def _seek(keys: Sequence[PageKey], values: Sequence[Any]) -> ColumnElement[bool]:
-    """Return the condition of rows sorted strictly after ``values`` under ``keys``."""
+def _outer_joined(statement: Select[Any]) -> bool:
+    """Say whether ``statement`` reads any table through an outer join."""
+    for source in statement.get_final_froms():
+        for node in visitors.iterate(source):
+            if isinstance(node, Join) and (node.isouter or node.full):
+                return True
+    return False
+
+
+def _seek(keys: Sequence[PageKey], values: Sequence[Any], *, outer: bool) -> ColumnElement[bool]:
+    """Return the condition of rows sorted strictly after ``values`` under ``keys``.
+
+    ``outer`` says the statement has outer joins, where a NOT NULL column can be NULL.
+    """
     directions = {key.descending for key in keys}
     if (
         len(directions) == 1
+        and not outer
         and None not in values
         and all(getattr(k.expression, "nullable", True) is False for k in keys)
     ):  # one row comparison, which a multicolumn index answers directly
@@ -274,7 +288,7 @@ def keyset_page(
         *(k.expression.label(f"{_KEY_LABEL}{i}") for i, k in enumerate(keys))
     )
     if cursor is not None:
-        query = query.where(_seek(walk, cursor.values))
+        query = query.where(_seek(walk, cursor.values, outer=_outer_joined(statement)))
     query = query.order_by(*(k.clause() for k in walk)).limit(per_page + 1)
     rows = _rows(executor, query, 0)
     more = len(rows) > per_page
