@@ -173,7 +173,9 @@ def _from_identity_map(
         column.compare(key) for column, key in zip(plan.key_columns, primary, strict=True)
     ):
         return None
-    found = session.identity_map.get(target.identity_key_from_primary_key(tuple(key)))
+    found: object | None = session.identity_map.get(
+        target.identity_key_from_primary_key(tuple(key))
+    )
     if found is None or inspect(found).expired_attributes:
         return None  # an expired object would refresh itself: one query each, not one in all
     return found
