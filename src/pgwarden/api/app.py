@@ -24,6 +24,7 @@ from pgwarden.api._edge import PgwardenRoute, authorize
 from pgwarden.api._runtime import Runtime
 from pgwarden.api.backups import add_backup_routes
 from pgwarden.api.monitoring import add_monitoring_routes
+from pgwarden.api.observations import add_observation_routes
 from pgwarden.api.operations import add_operation_routes
 from pgwarden.api.options import ApiOptions
 from pgwarden.config import Settings, load_settings
@@ -58,6 +59,7 @@ def router(
     add_monitoring_routes(result, runtime, read)
     add_operation_routes(result, runtime, read, operate, admin)
     add_backup_routes(result, runtime, read, admin)
+    add_observation_routes(result, runtime, read)
     if chosen.dashboard:
         from pgwarden.api.dashboard import add_dashboard_routes
 

@@ -25,6 +25,8 @@ class ApiOptions:
     ``dashboard`` False leaves the HTML pages out. ``observe`` instruments the API's own
     engine (:func:`pgwarden.observe.instrument`), so ``/metrics`` has its statements and
     pool; ``pgwarden serve`` turns it on, a host application decides for itself.
+    ``fleet_config`` is the config file whose ``[targets.NAME]`` the fleet routes show
+    (default: ``PGWARDEN_CONFIG``, else ``./pgwarden.toml``).
     """
 
     prefix: str = "/v1/database"
@@ -40,3 +42,4 @@ class ApiOptions:
     dashboard: bool = True
     cookie_name: str = "pgwarden_session"
     observe: bool = False
+    fleet_config: str | None = None

@@ -323,6 +323,7 @@ def instrument(
     registry: Any = None,
     leak_seconds: float | None = 30.0,
     sentry: bool = True,
+    store_reports: bool = False,
 ) -> Instrumentation:
     """Observe ``engine``: log its statements, warn on slow ones, feed metrics, watch the pool.
 
@@ -336,7 +337,11 @@ def instrument(
       with :class:`~pgwarden.errors.NotEnabled` if it is not, ``metrics=False`` never;
     - a connection held ``leak_seconds`` or more is logged with the stack that took it;
     - with ``sentry`` and sentry-sdk installed, slow queries and N+1s become Sentry
-      breadcrumbs and spans.
+      breadcrumbs and spans;
+    - N+1s and slow statements are folded into reports, one per pattern, that the admin
+      API serves (:mod:`pgwarden.observe.reports`); with ``store_reports`` a background
+      thread also stores them in the engine's database every few seconds, for a
+      ``pgwarden serve`` running apart from the application to read.
 
     Calling it again on the same engine returns the existing instrumentation unchanged;
     :func:`uninstrument` first to change its options.
@@ -346,6 +351,13 @@ def instrument(
     if existing is not None:
         return existing
     install_orm_listeners()
+    from pgwarden.observe.reports import collect_reports
+
+    collect_reports()
+    if store_reports:
+        from pgwarden.observe.report_store import store_reports as start_store
+
+        start_store(target)
     if sentry:
         from pgwarden.observe.sentry import install_sentry
 
