@@ -24,7 +24,7 @@ from sqlalchemy.orm import DeclarativeBase, Mapped, Session, mapped_column, rela
 from pgwarden.api import create_app, router
 from pgwarden.config import Settings
 from pgwarden.observe import ObserveMiddleware, instrument, uninstrument
-from pgwarden.observe.reports import _pending
+from pgwarden.observe.reports import forget_reports
 
 fastapi = pytest.importorskip("fastapi")
 testclient = pytest.importorskip("fastapi.testclient")
@@ -55,9 +55,9 @@ def _line_of(marker: str, source: str) -> int:
 
 @pytest.fixture(autouse=True)
 def nothing_pending() -> Iterator[None]:
-    _pending.drain()  # what earlier tests of this process saw is not this test's
+    forget_reports()  # what earlier tests of this process saw is not this test's
     yield
-    _pending.drain()
+    forget_reports()
 
 
 @pytest.fixture

@@ -37,6 +37,7 @@ __all__ = [
     "NPlusOneReport",
     "SlowStatementReport",
     "collect_reports",
+    "forget_reports",
     "nplusone_reports",
     "pending_reports",
     "slow_statement_reports",
@@ -260,6 +261,11 @@ def pending_reports() -> tuple[list[NPlusOneReport], list[SlowStatementReport]]:
     """Return the records this process holds and has not stored, without taking them."""
     with _pending.lock:
         return list(_pending.nplusone.values()), list(_pending.slow.values())
+
+
+def forget_reports() -> None:
+    """Drop the records this process holds and has not stored (between tests, say)."""
+    _pending.drain()
 
 
 def nplusone_reports(conn: Connection | None = None, *, limit: int = 100) -> list[NPlusOneReport]:
