@@ -63,9 +63,20 @@ def test_the_fleet_route_and_page_show_each_target(
     with testclient.TestClient(app, base_url="https://testserver") as client:
         assert client.get(f"{PREFIX}/fleet").status_code == 401
         answer = client.get(f"{PREFIX}/fleet", headers=auth(tokens["read"]))
+        one = client.get(f"{PREFIX}/fleet/app", headers=auth(tokens["read"]))
+        unknown = client.get(f"{PREFIX}/fleet/nope", headers=auth(tokens["read"]))
         _sign_in(client, tokens["read"])
         page = client.get(f"{DASH}/fleet")
+        target_page = client.get(f"{DASH}/fleet/app")
+        unknown_page = client.get(f"{DASH}/fleet/%3Cb%3Enope")
     assert answer.status_code == 200, answer.text
+    assert one.status_code == 200 and one.json() == answer.json()[0]
+    assert unknown.status_code == 404 and unknown.json()["error"]["type"] == "UnknownTarget"
+    assert "orders" not in unknown.text and "app" in unknown.json()["error"]["hint"]
+    assert target_page.status_code == 200 and f'href="{DASH}/fleet/app"' in page.text
+    assert "0 3 * * *" in target_page.text and "disk full" in target_page.text
+    assert password not in target_page.text
+    assert "no target named" in unknown_page.text and "<b>nope" not in unknown_page.text
     [target] = answer.json()
     assert target["target"] == "app" and not target["healthy"]
     jobs = {job["job"]: job for job in target["jobs"]}

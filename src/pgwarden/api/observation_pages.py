@@ -54,3 +54,9 @@ def add_observation_pages(
     @page("/fleet", "fleet")
     async def fleet(request: Request, caller: Caller) -> dict[str, Any]:
         return {"targets": await unless_failing(runtime.in_thread(fleet_targets, runtime))}
+
+    @page("/fleet/{target}", "fleet_target")
+    async def fleet_target(request: Request, caller: Caller) -> dict[str, Any]:
+        name = str(request.path_params["target"])[:200]
+        found = await unless_failing(runtime.in_thread(fleet_targets, runtime, target=name))
+        return {"target": name, "found": found if isinstance(found, str) else found[0]}

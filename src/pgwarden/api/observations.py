@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Path, Query
 
 from pgwarden.api._runtime import Runtime
 from pgwarden.api._schemas import list_of, model_of, respond
@@ -30,11 +30,15 @@ from pgwarden.tasks.fleet import TargetStatus
 
 __all__ = ["add_observation_routes", "fleet_targets", "pitr_window"]
 
+_TARGET = Path(min_length=1, max_length=200, description="A [targets.NAME] of the config.")
 
-def fleet_targets(runtime: Runtime) -> list[TargetStatus]:
+
+def fleet_targets(runtime: Runtime, *, target: str | None = None) -> list[TargetStatus]:
     """Return ``fleet_status`` of the fleet configured for the API (blocking: a thread's work).
 
-    :class:`~pgwarden.errors.NotEnabled` when no config file names targets.
+    Of every target, or of ``target`` alone (:class:`~pgwarden.tasks.UnknownTarget` if
+    the config names none so); :class:`~pgwarden.errors.NotEnabled` when no config file
+    names targets.
     """
     from pgwarden.config import config_file_path
     from pgwarden.tasks.config import load_fleet
@@ -47,7 +51,8 @@ def fleet_targets(runtime: Runtime) -> list[TargetStatus]:
             hint="Name the config file with [targets.NAME] tables: PGWARDEN_CONFIG, "
             "./pgwarden.toml, or ApiOptions(fleet_config=...).",
         )
-    return fleet_status(load_fleet(path), runtime.settings)
+    chosen = None if target is None else [target]
+    return fleet_status(load_fleet(path), runtime.settings, targets=chosen)
 
 
 def pitr_window(runtime: Runtime) -> PitrStatus:
@@ -97,6 +102,13 @@ def add_observation_routes(router: APIRouter, runtime: Runtime, read: Any) -> No
             return respond(TargetStatus, await runtime.in_thread(fleet_targets, runtime), many=True)
 
         return await runtime.cached("fleet", 2.0, compute)
+
+    @router.get("/fleet/{target}", response_model=model_of(TargetStatus), tags=["fleet"],
+                dependencies=reader, responses=ERRORS)  # fmt: skip
+    async def fleet_target(target: str = _TARGET) -> Any:
+        """Return one target of the scheduled jobs: its jobs' last and next runs, incidents."""
+        [found] = await runtime.in_thread(fleet_targets, runtime, target=target)
+        return respond(TargetStatus, found)
 
     @router.get("/pitr", response_model=model_of(PitrStatus), tags=["backups"],
                 dependencies=reader, responses=ERRORS)  # fmt: skip
