@@ -75,7 +75,11 @@ class Runtime:
                     from pgwarden.observe import instrument
 
                     # Jobs hold a connection for as long as a backup takes: not a leak.
-                    instrument(self._engine, name="pgwarden-api", leak_seconds=None, sentry=False)
+                    # Its statements are pgwarden's own, not the application's to report.
+                    instrument(
+                        self._engine, name="pgwarden-api", leak_seconds=None, sentry=False,
+                        reports=False,
+                    )  # fmt: skip
             return self._engine
 
     def dispose(self) -> None:

@@ -47,6 +47,7 @@ class Instrumentation:
     explain_slow: bool = False
     log_parameters: bool = False
     metrics: Any = None  # pgwarden.observe.metrics.EngineMetrics, when enabled
+    reports: bool = True  # slow statements go to pgwarden.observe.reports
     pool: Any = None  # pgwarden.observe.pool.PoolMonitor
     _originals: dict[str, Any] = field(default_factory=dict)
     _statements: dict[str, tuple[str, bool]] = field(default_factory=dict)
@@ -323,6 +324,7 @@ def instrument(
     registry: Any = None,
     leak_seconds: float | None = 30.0,
     sentry: bool = True,
+    reports: bool = True,
     store_reports: bool = False,
 ) -> Instrumentation:
     """Observe ``engine``: log its statements, warn on slow ones, feed metrics, watch the pool.
@@ -339,9 +341,10 @@ def instrument(
     - with ``sentry`` and sentry-sdk installed, slow queries and N+1s become Sentry
       breadcrumbs and spans;
     - N+1s and slow statements are folded into reports, one per pattern, that the admin
-      API serves (:mod:`pgwarden.observe.reports`); with ``store_reports`` a background
-      thread also stores them in the engine's database every few seconds, for a
-      ``pgwarden serve`` running apart from the application to read.
+      API serves (:mod:`pgwarden.observe.reports`), unless ``reports`` is False (the
+      API's own engine: its slow statements are not the application's); with
+      ``store_reports`` a background thread also stores them in the engine's database
+      every few seconds, for a ``pgwarden serve`` running apart from the application.
 
     Calling it again on the same engine returns the existing instrumentation unchanged;
     :func:`uninstrument` first to change its options.
@@ -369,6 +372,7 @@ def instrument(
         slow_ms=slow_ms,
         explain_slow=explain_slow,
         log_parameters=log_parameters,
+        reports=reports,
     )
     if metrics is None:
         metrics = importlib.util.find_spec("prometheus_client") is not None

@@ -238,7 +238,8 @@ _collect_lock = threading.Lock()
 
 
 def _on_slow(instrumentation: Any, statement: str, seconds: float, site: CallSite | None) -> None:
-    _pending.add_slow(statement, seconds, site)
+    if getattr(instrumentation, "reports", True):
+        _pending.add_slow(statement, seconds, site)
 
 
 def collect_reports() -> None:
