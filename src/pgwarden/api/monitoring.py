@@ -113,12 +113,17 @@ class History(BaseModel):
 
 
 async def doctor_report(runtime: Runtime) -> DoctorReport:
-    """Return the doctor's report, run at most once per ``summary_ttl_s``."""
+    """Return the doctor's report, run at most once per ``summary_ttl_s``.
+
+    A report expired less than ``summary_stale_s`` ago is served while a run refreshes it.
+    """
 
     async def compute() -> DoctorReport:
         return await runtime.call(doctor)
 
-    return await runtime.cached("doctor", runtime.options.summary_ttl_s, compute)
+    ttl = runtime.options.summary_ttl_s
+    # Served stale while one run refreshes it: no request waits for the doctor once warm.
+    return await runtime.cached("doctor", ttl, compute, stale_s=runtime.options.summary_stale_s)
 
 
 def summary_of(report: DoctorReport) -> Summary:
