@@ -17,6 +17,7 @@ from sqlalchemy import create_engine, text
 from sqlalchemy.engine import make_url
 
 from pgwarden.insight import history
+from pgwarden.observe.reports import forget_reports
 
 CHROMIUM = os.environ.get("PGWARDEN_CHROMIUM", "/usr/bin/chromium")
 DASH = "/v1/database/dashboard"
@@ -29,6 +30,8 @@ PAGES = {
     "/connections": 1,
     "/maintenance": 1,
     "/backups": 0,  # until a backup exists
+    "/application": 0,  # until an instrumented application saw a slow statement
+    "/fleet": 0,
 }
 
 sync_api = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed")
@@ -45,6 +48,7 @@ pytestmark = pytest.mark.slow
 @pytest.fixture
 def prepared(pg_url: str) -> dict[str, bool]:
     """Give every page something to draw: tables, queries, dead rows, two snapshots."""
+    forget_reports()  # no slow statement that earlier tests of this process saw
     engine = create_engine(make_url(pg_url).set(drivername="postgresql+psycopg"))
     with engine.begin() as conn:
         conn.execute(text('CREATE TABLE "select" (id int PRIMARY KEY, note text)'))

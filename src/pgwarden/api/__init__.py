@@ -31,7 +31,7 @@ with importing_extra(
     import fastapi  # noqa: F401
     import jinja2  # noqa: F401
 
-from pgwarden.api.app import create_app, router
+from pgwarden.api.app import create_app, router, with_examples
 from pgwarden.api.audit import AuditEntry, audit_entries, record_call
 from pgwarden.api.jobs import Job, JobProgress, Jobs
 from pgwarden.api.options import ApiOptions
@@ -67,4 +67,5 @@ __all__ = [
     "record_call",
     "revoke_token",
     "router",
+    "with_examples",
 ]

@@ -18,10 +18,11 @@ from fastapi import Depends, Request, Response
 from fastapi.responses import JSONResponse
 from fastapi.routing import APIRoute
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
-from pydantic import BaseModel
+from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException
 
+from pgwarden.api._examples import EXAMPLES
 from pgwarden.api._runtime import Runtime
 from pgwarden.api.audit import record_call
 from pgwarden.api.errors import RateLimited, ScopeMissing, TokenRequired
@@ -56,6 +57,8 @@ class ErrorDetail(BaseModel):
 
 class ErrorBody(BaseModel):
     """The one shape of every error the API answers with."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLES["ErrorBody"]]})
 
     error: ErrorDetail
 

@@ -54,6 +54,7 @@ class Runtime:
         self._engine_lock = threading.Lock()
         self._cache: dict[str, tuple[float, Any]] = {}
         self._flights: dict[str, asyncio.Future[Any]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
         self._derived: dict[str, tuple[object, Any]] = {}
         self._tokens: collections.OrderedDict[str, tuple[float, ApiToken | None]] = (
             collections.OrderedDict()
@@ -75,7 +76,11 @@ class Runtime:
                     from pgwarden.observe import instrument
 
                     # Jobs hold a connection for as long as a backup takes: not a leak.
-                    instrument(self._engine, name="pgwarden-api", leak_seconds=None, sentry=False)
+                    # Its statements are pgwarden's own, not the application's to report.
+                    instrument(
+                        self._engine, name="pgwarden-api", leak_seconds=None, sentry=False,
+                        reports=False,
+                    )  # fmt: skip
             return self._engine
 
     def dispose(self) -> None:
@@ -117,30 +122,57 @@ class Runtime:
         """Run ``work(*args, **kwargs)`` (storage, not the database) in a worker thread."""
         return await run_in_threadpool(work, *args, **kwargs)
 
-    async def cached(self, key: str, ttl_s: float, compute: Callable[[], Awaitable[T]]) -> T:
-        """Return ``compute()``'s result for ``key``, computed at most once per ``ttl_s``."""
+    async def cached(
+        self,
+        key: str,
+        ttl_s: float,
+        compute: Callable[[], Awaitable[T]],
+        *,
+        stale_s: float = 0.0,
+    ) -> T:
+        """Return ``compute()``'s result for ``key``, computed at most once per ``ttl_s``.
+
+        One computation runs at a time per key; callers arriving meanwhile share it. With
+        ``stale_s``, a result expired less than ``stale_s`` ago is returned at once while
+        one computation refreshes it in the background: no caller waits for a refresh.
+        """
         now = time.monotonic()
         hit = self._cache.get(key)
         if hit is not None and hit[0] > now:
             return hit[1]  # type: ignore[no-any-return]
         flight = self._flights.get(key)
-        if flight is not None:
-            shared: T = await asyncio.shield(flight)
-            return shared
+        if hit is not None and hit[0] + stale_s > now:
+            if flight is None:
+                self._launch(key, ttl_s, compute)
+            return hit[1]  # type: ignore[no-any-return]
+        if flight is None:
+            flight = self._launch(key, ttl_s, compute)
+        shared: T = await asyncio.shield(flight)
+        return shared
+
+    def _launch(
+        self, key: str, ttl_s: float, compute: Callable[[], Awaitable[Any]]
+    ) -> asyncio.Future[Any]:
+        """Start computing ``key`` in a task of its own; return the future of its result."""
         future: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
         self._flights[key] = future
-        try:
-            value = await compute()
-        except BaseException as error:
-            future.set_exception(error)
-            future.exception()  # retrieved: no "never retrieved" warning when none waits
-            raise
-        else:
-            self._cache[key] = (time.monotonic() + ttl_s, value)
-            future.set_result(value)
-            return value
-        finally:
-            del self._flights[key]
+
+        async def run() -> None:
+            try:
+                value = await compute()
+            except BaseException as error:
+                future.set_exception(error)
+                future.exception()  # retrieved: no "never retrieved" warning when none waits
+            else:
+                self._cache[key] = (time.monotonic() + ttl_s, value)
+                future.set_result(value)
+            finally:
+                del self._flights[key]
+                self._tasks.discard(task)
+
+        task = asyncio.get_running_loop().create_task(run())
+        self._tasks.add(task)  # held: a task only weakly referenced may be collected
+        return future
 
     def derived(self, key: str, source: object, make: Callable[[], T]) -> T:
         """Return ``make()``, made once for each ``source`` object (a cached result)."""

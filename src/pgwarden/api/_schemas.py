@@ -3,7 +3,8 @@
 The API answers with what the library returns. A dataclass's computed properties
 (``create_sql``, ``hit_ratio``) are part of what a user reads, so each dataclass gets a
 pydantic model with its fields and its public properties, and nested dataclasses get
-theirs: the OpenAPI document then describes every key a response holds.
+theirs: the OpenAPI document then describes every key a response holds, with an
+example (:mod:`pgwarden.api._examples`).
 """
 
 from __future__ import annotations
@@ -16,6 +17,8 @@ import warnings
 from typing import Any, TypeVar, Union
 
 from pydantic import BaseModel, ConfigDict, TypeAdapter, create_model
+
+from pgwarden.api._examples import EXAMPLES
 
 __all__ = ["list_of", "model_of", "respond"]
 
@@ -58,9 +61,13 @@ def model_of(cls: type) -> type[BaseModel]:
     with warnings.catch_warnings():
         # A field named like a BaseModel attribute (``schema``) is what the data calls it.
         warnings.filterwarnings("ignore", message="Field name .* shadows", category=UserWarning)
+        example = EXAMPLES.get(cls.__name__)
         model = create_model(
             cls.__name__,
-            __config__=ConfigDict(from_attributes=True),
+            __config__=ConfigDict(
+                from_attributes=True,
+                json_schema_extra=None if example is None else {"examples": [example]},
+            ),
             __doc__=inspect.getdoc(cls),
             **fields,
         )

@@ -21,15 +21,33 @@ from typing import Any
 from fastapi import APIRouter, FastAPI
 
 from pgwarden.api._edge import PgwardenRoute, authorize
+from pgwarden.api._examples import EXAMPLES
 from pgwarden.api._runtime import Runtime
 from pgwarden.api.backups import add_backup_routes
 from pgwarden.api.monitoring import add_monitoring_routes
+from pgwarden.api.observations import add_observation_routes
 from pgwarden.api.operations import add_operation_routes
 from pgwarden.api.options import ApiOptions
 from pgwarden.config import Settings, load_settings
 from pgwarden.errors import ConfigError
 
-__all__ = ["create_app", "router"]
+__all__ = ["create_app", "router", "with_examples"]
+
+
+def with_examples(app: FastAPI) -> dict[str, Any]:
+    """Return ``app``'s OpenAPI document with each response model's example whole.
+
+    FastAPI drops every null from the document, the nulls of examples too, which leaves
+    an example without keys its schema requires; the examples are put back as written.
+    A host application can serve its document so: ``app.openapi = lambda: with_examples(app)``.
+    """
+    if app.openapi_schema is None:
+        document = FastAPI.openapi(app)
+        for name, schema in document.get("components", {}).get("schemas", {}).items():
+            if name in EXAMPLES and "examples" in schema:
+                schema["examples"] = [EXAMPLES[name]]
+        app.openapi_schema = document
+    return app.openapi_schema
 
 
 def router(
@@ -58,6 +76,7 @@ def router(
     add_monitoring_routes(result, runtime, read)
     add_operation_routes(result, runtime, read, operate, admin)
     add_backup_routes(result, runtime, read, admin)
+    add_observation_routes(result, runtime, read)
     if chosen.dashboard:
         from pgwarden.api.dashboard import add_dashboard_routes
 
@@ -89,6 +108,7 @@ def create_app(
         lifespan=lifespan,
     )
     app.include_router(api)
+    app.openapi = lambda: with_examples(app)  # type: ignore[method-assign]
     if runtime.options.cors_origins:
         from fastapi.middleware.cors import CORSMiddleware
 

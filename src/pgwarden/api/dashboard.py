@@ -28,6 +28,8 @@ from pgwarden.api.backups import RestoreRequest, start_backup, start_restore, st
 from pgwarden.api.errors import TokenRequired
 from pgwarden.api.forms import backup_id_of, read_form, validated
 from pgwarden.api.monitoring import doctor_report, summary_of
+from pgwarden.api.observation_pages import add_observation_pages, unless_failing
+from pgwarden.api.observations import pitr_window
 from pgwarden.api.operations import (
     MaintenanceRequest,
     SignalRequest,
@@ -57,6 +59,8 @@ PAGES = (
     ("connections", "Connections", "/connections"),
     ("maintenance", "Maintenance", "/maintenance/tables"),
     ("backups", "Backups", "/backups"),
+    ("application", "Application", "/observe/nplusone"),
+    ("fleet", "Fleet", "/fleet"),
 )
 _STATIC = {
     "chart.umd.min.js": "text/javascript",
@@ -168,14 +172,13 @@ def add_dashboard_routes(router: APIRouter, runtime: Runtime) -> None:
 
     async def attempt(work: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
         """Return what the library call returns, or why it cannot run here (a string)."""
-        try:
-            return await runtime.call(work, *args, **kwargs)
-        except (PgwardenError, CheckSkipped) as error:
-            return error_message(error)
+        return await unless_failing(runtime.call(work, *args, **kwargs))
 
     async def snapshots() -> Any:
         found = await attempt(history.snapshots, limit=200)
         return list(reversed(found)) if isinstance(found, list) else found
+
+    add_observation_pages(page, runtime)
 
     # -- sign-in -------------------------------------------------------------------
 
@@ -330,6 +333,7 @@ def add_dashboard_routes(router: APIRouter, runtime: Runtime) -> None:
             )  # fmt: skip
         jobs = [job for job in runtime.jobs.list() if job.kind in ("backup", "verify", "restore")]
         return {
+            "pitr": await unless_failing(runtime.in_thread(pitr_window, runtime)),
             "backups": found,
             "chart": chart,
             "jobs": jobs,

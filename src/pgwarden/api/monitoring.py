@@ -12,9 +12,10 @@ from typing import Any, Literal
 
 from fastapi import APIRouter, Depends, Query, Response
 from fastapi.responses import JSONResponse
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 from pgwarden.api._edge import ErrorBody, error_message
+from pgwarden.api._examples import EXAMPLES
 from pgwarden.api._runtime import Runtime
 from pgwarden.api._schemas import list_of, model_of, respond
 from pgwarden.db.ping import PingResult, ping
@@ -56,11 +57,15 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 class Liveness(BaseModel):
     """The process answers."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLES["Liveness"]]})
+
     status: Literal["ok"] = Field(examples=["ok"])
 
 
 class Readiness(BaseModel):
     """The database answers, and how fast."""
+
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLES["Readiness"]]})
 
     status: Literal["ready", "unavailable"] = Field(examples=["ready"])
     database: str | None = Field(default=None, examples=["app"])
@@ -86,6 +91,8 @@ class FailedCheck(BaseModel):
 class Summary(BaseModel):
     """The doctor's last run over the database, counted by severity and by check."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLES["Summary"]]})
+
     database: str = Field(examples=["app"])
     server_version: str = Field(examples=["17.2"])
     checked_at: dt.datetime
@@ -100,16 +107,23 @@ class Summary(BaseModel):
 class History(BaseModel):
     """The stored snapshots, oldest first: the series the growth charts draw."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [EXAMPLES["History"]]})
+
     snapshots: list[model_of(history.Snapshot)]  # type: ignore[valid-type]
 
 
 async def doctor_report(runtime: Runtime) -> DoctorReport:
-    """Return the doctor's report, run at most once per ``summary_ttl_s``."""
+    """Return the doctor's report, run at most once per ``summary_ttl_s``.
+
+    A report expired less than ``summary_stale_s`` ago is served while a run refreshes it.
+    """
 
     async def compute() -> DoctorReport:
         return await runtime.call(doctor)
 
-    return await runtime.cached("doctor", runtime.options.summary_ttl_s, compute)
+    ttl = runtime.options.summary_ttl_s
+    # Served stale while one run refreshes it: no request waits for the doctor once warm.
+    return await runtime.cached("doctor", ttl, compute, stale_s=runtime.options.summary_stale_s)
 
 
 def summary_of(report: DoctorReport) -> Summary:

@@ -14,8 +14,10 @@ class ApiOptions:
     ``prefix`` is where the routes live. ``anonymous_read`` lets a request with no token
     call the read routes (a token presented must still be valid); it never opens a
     changing route. ``summary_ttl_s`` is how long the doctor's summary is served from
-    memory, ``advice_ttl_s`` the index advice's, ``readiness_ttl_s`` the readiness ping's:
-    however many requests come, the database sees one run per period.
+    memory; for ``summary_stale_s`` more it is still served while one run refreshes it
+    (no request waits for the doctor once it ran). ``advice_ttl_s`` is the index
+    advice's, ``readiness_ttl_s`` the readiness ping's: however many requests come, the
+    database sees one run per period.
     ``token_cache_s`` is how long a checked token is remembered, so a revocation made by
     another process takes effect within that time (at once in this one).
     ``rate_limit`` changing calls per token are allowed in any ``rate_window_s`` seconds.
@@ -25,11 +27,14 @@ class ApiOptions:
     ``dashboard`` False leaves the HTML pages out. ``observe`` instruments the API's own
     engine (:func:`pgwarden.observe.instrument`), so ``/metrics`` has its statements and
     pool; ``pgwarden serve`` turns it on, a host application decides for itself.
+    ``fleet_config`` is the config file whose ``[targets.NAME]`` the fleet routes show
+    (default: ``PGWARDEN_CONFIG``, else ``./pgwarden.toml``).
     """
 
     prefix: str = "/v1/database"
     anonymous_read: bool = False
     summary_ttl_s: float = 10.0
+    summary_stale_s: float = 60.0
     advice_ttl_s: float = 300.0
     readiness_ttl_s: float = 1.0
     token_cache_s: float = 10.0
@@ -40,3 +45,4 @@ class ApiOptions:
     dashboard: bool = True
     cookie_name: str = "pgwarden_session"
     observe: bool = False
+    fleet_config: str | None = None

@@ -40,6 +40,13 @@ from pgwarden.observe.nplusone import (
     watch,
 )
 from pgwarden.observe.pool import HeldConnection, PoolMonitor, PoolStatus, pool_status
+from pgwarden.observe.reports import (
+    NPlusOneReport,
+    SlowStatementReport,
+    collect_reports,
+    nplusone_reports,
+    slow_statement_reports,
+)
 from pgwarden.observe.sentry import install_sentry
 
 if TYPE_CHECKING:
@@ -60,12 +67,15 @@ __all__ = [
     "Instrumentation",
     "NPlusOneDetected",
     "NPlusOneFinding",
+    "NPlusOneReport",
     "NPlusOneWarning",
     "ObserveMiddleware",
     "PoolMonitor",
     "PoolStatus",
+    "SlowStatementReport",
     "Watch",
     "add_library_paths",
+    "collect_reports",
     "current_watch",
     "find_call_site",
     "fingerprint",
@@ -74,11 +84,13 @@ __all__ = [
     "instrumentation",
     "metrics_text",
     "normalize",
+    "nplusone_reports",
     "on_findings",
     "on_slow_query",
     "pool_status",
     "remove_findings_hook",
     "remove_slow_query_hook",
+    "slow_statement_reports",
     "suggested_fix",
     "uninstrument",
     "watch",

@@ -47,6 +47,7 @@ class Instrumentation:
     explain_slow: bool = False
     log_parameters: bool = False
     metrics: Any = None  # pgwarden.observe.metrics.EngineMetrics, when enabled
+    reports: bool = True  # slow statements go to pgwarden.observe.reports
     pool: Any = None  # pgwarden.observe.pool.PoolMonitor
     _originals: dict[str, Any] = field(default_factory=dict)
     _statements: dict[str, tuple[str, bool]] = field(default_factory=dict)
@@ -323,6 +324,8 @@ def instrument(
     registry: Any = None,
     leak_seconds: float | None = 30.0,
     sentry: bool = True,
+    reports: bool = True,
+    store_reports: bool = False,
 ) -> Instrumentation:
     """Observe ``engine``: log its statements, warn on slow ones, feed metrics, watch the pool.
 
@@ -336,7 +339,12 @@ def instrument(
       with :class:`~pgwarden.errors.NotEnabled` if it is not, ``metrics=False`` never;
     - a connection held ``leak_seconds`` or more is logged with the stack that took it;
     - with ``sentry`` and sentry-sdk installed, slow queries and N+1s become Sentry
-      breadcrumbs and spans.
+      breadcrumbs and spans;
+    - N+1s and slow statements are folded into reports, one per pattern, that the admin
+      API serves (:mod:`pgwarden.observe.reports`), unless ``reports`` is False (the
+      API's own engine: its slow statements are not the application's); with
+      ``store_reports`` a background thread also stores them in the engine's database
+      every few seconds, for a ``pgwarden serve`` running apart from the application.
 
     Calling it again on the same engine returns the existing instrumentation unchanged;
     :func:`uninstrument` first to change its options.
@@ -346,6 +354,13 @@ def instrument(
     if existing is not None:
         return existing
     install_orm_listeners()
+    from pgwarden.observe.reports import collect_reports
+
+    collect_reports()
+    if store_reports:
+        from pgwarden.observe.report_store import store_reports as start_store
+
+        start_store(target)
     if sentry:
         from pgwarden.observe.sentry import install_sentry
 
@@ -357,6 +372,7 @@ def instrument(
         slow_ms=slow_ms,
         explain_slow=explain_slow,
         log_parameters=log_parameters,
+        reports=reports,
     )
     if metrics is None:
         metrics = importlib.util.find_spec("prometheus_client") is not None

@@ -16,3 +16,5 @@ class TargetsInvalid(ConfigError):
 
 class UnknownTarget(ConfigError):
     """Raise when a target is asked for by a name the config does not define."""
+
+    status_code = 404  # the admin API's answer: no such target

@@ -1,15 +1,16 @@
 """The state of a fleet at a glance: per target, how its jobs went and what can be restored.
 
 :func:`fleet_status` reads the catalogue (the last success and the last failure of each
-job, the open incidents) and each target's backup storage (the newest backup, the newest
-verified one, the window of time the complete backups cover). A catalogue or a storage
-that cannot be read is reported in the target's ``problems``, never raised: the view of
-a fleet must show the broken parts too.
+job, the open incidents), the schedule (each job's next run) and each target's backup
+storage (the newest backup, the newest verified one, the window of time the complete
+backups cover). A catalogue or a storage that cannot be read is reported in the
+target's ``problems``, never raised: the view of a fleet must show the broken parts too.
 """
 
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 from collections.abc import Iterable
 from dataclasses import dataclass, field
 
@@ -17,9 +18,10 @@ from pgwarden.backup import list_backups
 from pgwarden.config import Settings
 from pgwarden.errors import PgwardenError
 from pgwarden.tasks import catalogue
-from pgwarden.tasks.config import FleetConfig, Target
+from pgwarden.tasks.config import OFF, FleetConfig, Target
 from pgwarden.tasks.jobs import target_storage
 from pgwarden.tasks.kinds import JOBS
+from pgwarden.tasks.schedule import next_runs
 
 __all__ = ["JobStatus", "TargetStatus", "fleet_status"]
 
@@ -34,6 +36,16 @@ class JobStatus:
     last_success_s: float | None = None
     last_failure: dt.datetime | None = None
     last_error: str | None = None
+    next_run: dt.datetime | None = None  # None when the job is off
+
+    @property
+    def state(self) -> str:
+        """Return ``failing``, ``ok``, ``never run`` or ``off`` (off and never run)."""
+        if self.failing:
+            return "failing"
+        if self.last_success is not None:
+            return "ok"
+        return "off" if self.cron == OFF else "never run"
 
     @property
     def failing(self) -> bool:
@@ -71,7 +83,13 @@ class TargetStatus:
         return not (self.incidents or self.problems or any(j.failing for j in self.jobs))
 
 
-def _jobs(target: Target, runs: Iterable[catalogue.JobRun]) -> list[JobStatus]:
+def _next_run(cron: str, now: dt.datetime) -> dt.datetime | None:
+    if importlib.util.find_spec("croniter") is None:  # the tasks extra: not there to read
+        return None
+    return next(iter(next_runs(cron, now)), None)
+
+
+def _jobs(target: Target, runs: Iterable[catalogue.JobRun], now: dt.datetime) -> list[JobStatus]:
     last: dict[tuple[str, str], catalogue.JobRun] = {(r.job, r.status): r for r in runs}
     jobs = []
     for job in JOBS:
@@ -84,6 +102,7 @@ def _jobs(target: Target, runs: Iterable[catalogue.JobRun]) -> list[JobStatus]:
                 last_success_s=ok.duration_s if ok else None,
                 last_failure=failed.ended_at if failed else None,
                 last_error=failed.error if failed else None,
+                next_run=_next_run(target.schedule[job], now),
             )
         )
     return jobs
@@ -120,7 +139,7 @@ def _status(fleet: FleetConfig, settings: Settings, target: Target) -> TargetSta
     return TargetStatus(
         target=target.name,
         url=target.display_url,
-        jobs=_jobs(target, runs),
+        jobs=_jobs(target, runs, dt.datetime.now(dt.UTC)),
         incidents=incidents,
         problems=problems,
         **backups,  # type: ignore[arg-type]
