@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import dataclasses
 import inspect
+import sys
 import types
 import typing
 import warnings
@@ -43,16 +44,30 @@ def _mapped(hint: Any) -> Any:
     return origin[args] if len(args) > 1 else origin[args[0]]
 
 
+def _hint(cls: type, item: dataclasses.Field[Any]) -> Any:
+    """Return the type of field ``item`` of ``cls``, resolved in its module.
+
+    Field by field: a field kept out of the model may name a type its module imports
+    only for type checking (to avoid an import cycle), which would fail the whole class.
+    """
+    if not isinstance(item.type, str):
+        return item.type
+    namespace = vars(sys.modules[cls.__module__])
+    return typing.get_type_hints(
+        type("_Field", (), {"__annotations__": {item.name: item.type}}),
+        globalns=namespace,
+    )[item.name]
+
+
 def model_of(cls: type) -> type[BaseModel]:
     """Return the response model of the dataclass ``cls``: its fields and properties."""
     if cls in _models:
         return _models[cls]
-    hints = typing.get_type_hints(cls)
     fields: dict[str, Any] = {}
     for item in dataclasses.fields(cls):
         if not item.repr:
             continue  # kept out of repr: internal (a whole manifest, a token's owner)
-        fields[item.name] = (_mapped(hints[item.name]), ...)
+        fields[item.name] = (_mapped(_hint(cls, item)), ...)
     for name, member in inspect.getmembers(cls, lambda m: isinstance(m, property)):
         if name.startswith("_") or member.fget is None:
             continue
