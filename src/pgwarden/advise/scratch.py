@@ -115,6 +115,23 @@ ORDER BY n.nspname, c.relname
 """
 )
 
+# A candidate just built, and on a partitioned table the partitions' indexes under it.
+_BUILT = """
+WITH RECURSIVE tree(oid) AS (
+  SELECT to_regclass(%s)::oid
+  UNION ALL
+  SELECT i.inhrelid
+  FROM tree AS t
+  JOIN pg_inherits AS i ON i.inhparent = t.oid
+)
+SELECT x.relname, n.nspname, c.relname, pg_relation_size(x.oid)::bigint
+FROM tree AS t
+JOIN pg_class AS x ON x.oid = t.oid
+JOIN pg_index AS ix ON ix.indexrelid = x.oid
+JOIN pg_class AS c ON c.oid = ix.indrelid
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+"""
+
 _DATABASE = text(
     """
 SELECT pg_encoding_to_char(d.encoding) AS encoding,
@@ -165,9 +182,16 @@ class ScratchCopy:
             try:
                 with self.conn.transaction():
                     self.conn.execute(candidate.definition(_CANDIDATE))
+                    built = self.conn.execute(
+                        _BUILT, [qualified(candidate.schema, _CANDIDATE, plain=True)]
+                    ).fetchall()
             except psycopg.Error as error:
                 raise PlanFailed(str(error).strip().splitlines()[0]) from error
-            yield Probe(_CANDIDATE, None)
+            sampled = {(t.schema, t.table) for t in self.tables if t.sampled}
+            whole = not any((schema, table) in sampled for _, schema, table, _ in built)
+            names = {index: table for index, _, table, _ in built}
+            # a sample's index is smaller than the real one: then the caller estimates
+            yield Probe(names, sum(size for *_, size in built) if whole else None)
 
 
 @contextmanager
