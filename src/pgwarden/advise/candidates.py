@@ -12,8 +12,9 @@ first and one range column last:
 - a join column followed by the table's equality columns (for a nested loop);
 - the ``ORDER BY`` columns, after the equality columns, when they all belong to the
   table (so an index scan returns rows in order and a ``LIMIT`` stops early);
-- when a column is compared with a literal (``status = 'active'``), the same index on
-  the other columns with that comparison as its predicate: a partial index;
+- when a column of few values (``PARTIAL_MAX_DISTINCT``) is compared with a literal
+  (``status = 'active'``), the same index on the other columns with that comparison
+  as its predicate: a partial index;
 - the range column before the equality columns as well, so the planner says which
   order wins rather than a rule of thumb;
 - a key may be an expression over one column (``lower(email)``,
@@ -91,6 +92,8 @@ class Candidate:
     unordered: int = field(default=0, compare=False)
     predicate_columns: tuple[str, ...] = field(default=(), compare=False)
     using: str = "btree"
+    pages_per_range: int | None = None  # BRIN's block range, for a table of few ranges
+    include: tuple[str, ...] = ()  # non-key columns, for an index-only scan
 
     @property
     def columns(self) -> list[str]:
@@ -103,7 +106,13 @@ class Candidate:
         using = "" if self.using == "btree" else f"{self.using} "
         keys = ", ".join(key.sql for key in self.keys)
         where = f" WHERE {self.predicate}" if self.predicate else ""
-        return f"{using}({keys}){where}"
+        return f"{using}({keys}){self._include}{where}"
+
+    @property
+    def _include(self) -> str:
+        if not self.include:
+            return ""
+        return " INCLUDE (" + ", ".join(quote_identifier(c, plain=True) for c in self.include) + ")"
 
     def definition(
         self,
@@ -124,8 +133,14 @@ class Candidate:
         target = table or qualified(self.schema, self.table, plain=True)
         keys = ", ".join(key.sql for key in self.keys)
         using = "" if self.using == "btree" else f" USING {self.using}"
+        storage = (
+            f" WITH (pages_per_range = {self.pages_per_range})" if self.pages_per_range else ""
+        )
         where = f" WHERE {self.predicate}" if self.predicate else ""
-        return f"{head}{named} ON {'ONLY ' if only else ''}{target}{using} ({keys}){where}"
+        return (
+            f"{head}{named} ON {'ONLY ' if only else ''}{target}{using} ({keys})"
+            f"{self._include}{storage}{where}"
+        )
 
 
 @dataclass
@@ -139,6 +154,7 @@ class TableUse:
     constants: dict[str, str] = field(default_factory=dict)
     sort: list[IndexKey] = field(default_factory=list)
     searches: list[tuple[IndexKey, str]] = field(default_factory=list)
+    reads: set[str] | None = field(default_factory=set)  # every column read; None: ``*``
 
 
 @dataclass(frozen=True)
@@ -170,7 +186,8 @@ def resolve(parsed: ParsedQuery, catalog: QueryCatalog) -> list[TableUse]:
             elif condition.other is None or (other is not None and other.scope != index):
                 # a value, or a column of an enclosing level: fixed for this level's scan
                 _add(use.equality if condition.kind == "eq" else use.ranges, key)
-                if condition.constant is not None:
+                few = use.table.distinct.get(found.column, 0.0) <= PARTIAL_MAX_DISTINCT
+                if condition.constant is not None and condition.expression is None and few:
                     use.constants.setdefault(found.column, condition.constant)
             elif (
                 condition.kind == "eq"
@@ -179,6 +196,7 @@ def resolve(parsed: ParsedQuery, catalog: QueryCatalog) -> list[TableUse]:
             ):
                 use.joins.append(found.column)
         _sort(parsed.scopes, index, catalog, level)
+        _reads(parsed.scopes, index, catalog, level)
         uses.extend(level.uses.values())
     return uses
 
@@ -211,6 +229,25 @@ def _sort(scopes: list[Scope], index: int, catalog: QueryCatalog, level: _Level)
     if keys[0].descending:  # an index is read backwards as easily: lead with ascending
         keys = [k.flipped() for k in keys]
     use.sort = keys
+
+
+def _reads(scopes: list[Scope], index: int, catalog: QueryCatalog, level: _Level) -> None:
+    """Note the columns the level reads of each table, for INCLUDE candidates."""
+    reads = scopes[index].reads
+    for use in level.uses.values():
+        if reads is None:
+            use.reads = None
+    if reads is None:
+        return
+    for path in reads:
+        found = _lookup(scopes, index, path, catalog)
+        if found is not None and found.scope == index:
+            reader = level.uses.get(found.ref.key)
+            if reader is not None and reader.reads is not None:
+                reader.reads.add(found.column)
+    for ref_key, use in level.uses.items():
+        if any(r.key == ref_key and r.virtual for r in scopes[index].tables):
+            use.reads = None
 
 
 def _key(column: str, expression: Expression | None) -> IndexKey:
@@ -258,6 +295,10 @@ def _add(keys: list[IndexKey], key: IndexKey) -> None:
         keys.append(key)
 
 
+# A literal makes a partial index only on a column of this few values (a state, a
+# kind): a predicate on an id would make an index per id.
+PARTIAL_MAX_DISTINCT = 100
+
 # Column types whose comparisons a GIN index serves, and those GiST serves (ranges).
 _GIN_TYPES = ("jsonb", "tsvector")
 _GIST_SUFFIXES = ("range", "multirange")
@@ -288,9 +329,40 @@ def candidates_for(
                     tuple(sorted(use.constants)) if predicate else (),
                 )
                 found.setdefault(candidate)
+                rest = _covering(use, candidate)
+                if rest:
+                    found.setdefault(replace(candidate, include=rest))
         for key, using in _other_methods(use, brin_min_rows):
-            found.setdefault(Candidate(table.oid, table.schema, table.name, (key,), using=using))
+            pages = _pages_per_range(table) if using == "brin" else None
+            found.setdefault(
+                Candidate(
+                    table.oid, table.schema, table.name, (key,), using=using, pages_per_range=pages
+                )
+            )
     return list(found)
+
+
+# INCLUDE at most this many columns: wider, the index nears a copy of the table.
+_MAX_INCLUDE = 2
+
+
+def _covering(use: TableUse, candidate: Candidate) -> tuple[str, ...]:
+    """Return the columns the query reads that the candidate's keys lack, when few."""
+    if use.reads is None:
+        return ()
+    keys = {key.column for key in candidate.keys if key.expression is None}
+    if any(key.expression for key in candidate.keys):
+        return ()
+    rest = tuple(sorted(use.reads - keys))
+    return rest if 0 < len(rest) <= _MAX_INCLUDE else ()
+
+
+def _pages_per_range(table: QueriedTable) -> int | None:
+    """Return a BRIN block range that cuts the table into some 256 ranges, if the default
+    (128 pages) makes fewer: a range scan then reads a small part of the table."""
+    if table.relpages >= 128 * 256:
+        return None
+    return max(2, table.relpages // 256)
 
 
 def _other_methods(use: TableUse, brin_min_rows: int) -> Iterable[tuple[IndexKey, str]]:

@@ -37,7 +37,15 @@ from pgwarden.advise.catalog import QueriedTable, QueryCatalog, immutable, load_
 from pgwarden.advise.evaluate import Method, PlanFailed, Planner, open_planner
 from pgwarden.advise.parsing import ParsedQuery, UnusableQuery, parse_query
 from pgwarden.advise.queries import Query, SkippedQuery, top_queries
-from pgwarden.advise.recommend import Names, Trials, choose, recommend, saving, unserved
+from pgwarden.advise.recommend import (
+    Names,
+    Trials,
+    choose,
+    recommend,
+    saving,
+    unserved,
+    within_budget,
+)
 from pgwarden.advise.report import IndexAdvice
 from pgwarden.errors import PgwardenError
 from pgwarden.urls import redact_text
@@ -53,6 +61,7 @@ class _Work:
 
     parsed: ParsedQuery
     tables: set[int]
+    origins: set[Candidate]
 
 
 def advise_indexes(
@@ -67,6 +76,7 @@ def advise_indexes(
     sample_rows: int = 100_000,
     max_columns: int = 3,
     brin_min_rows: int = 100_000,
+    max_size_bytes: int | None = None,
     progress: Progress | None = None,
 ) -> IndexAdvice:
     """Return the indexes worth creating for ``queries`` (default: ``pg_stat_statements``).
@@ -77,7 +87,9 @@ def advise_indexes(
     if higher, on a table written more than read). ``method`` is ``"auto"`` (hypopg if it can be
     used, else a scratch copy), ``"hypopg"`` or ``"scratch"``; ``sample_rows`` caps the
     rows copied per table into a scratch copy. BRIN is tried on tables of at least
-    ``brin_min_rows`` rows. ``progress(phase, done, total)`` is
+    ``brin_min_rows`` rows. With ``max_size_bytes``, the indexes kept are those that
+    save the most planner cost (cost x calls) per byte, within that total size.
+    ``progress(phase, done, total)`` is
     called as work advances. Nothing is changed in the database: hypothetical indexes
     and an extension created for the run are rolled back, a scratch database dropped.
     """
@@ -131,7 +143,7 @@ def advise_indexes(
         ) as opened:
             planner = opened.planner
             targets = {c.table_oid for c in candidates}
-            trials = Trials([item.parsed.query for item in work])
+            trials = Trials([item.parsed.query for item in work], [item.origins for item in work])
             trials.before = _plan_all(planner, work, targets, skipped, progress)
             notes = _try_all(planner, work, candidates, trials, progress)
             names = Names(conn)
@@ -147,6 +159,7 @@ def advise_indexes(
             hint="Run it again; if it persists, try the other --method.",
         ) from error
     sampled = [table for table in opened.tables if table.sampled]
+    left_out = within_budget(recommendations, max_size_bytes)
     recommendations.sort(key=lambda r: -sum(saving(q) for q in r.queries))
     return IndexAdvice(
         method=opened.method,
@@ -158,7 +171,10 @@ def advise_indexes(
         sampled_tables=sampled,
         notes=[*opened.notes, *notes],
         alembic_revision=head,
-        unserved=unserved(trials, {i for _, served in chosen for i in served}, threshold),
+        unserved=[
+            *unserved(trials, {i for _, served in chosen for i in served}, threshold),
+            *left_out,
+        ],
     )
 
 
@@ -213,7 +229,7 @@ def _candidates(
                 )
             )
             continue
-        work.append(_Work(query, {use.table.oid for use in uses}))
+        work.append(_Work(query, {use.table.oid for use in uses}, set(kept)))
         for candidate in kept:
             if covering_index(candidate, catalog.tables[candidate.table_oid]) is None:
                 found.setdefault(candidate)
@@ -289,6 +305,7 @@ def _try_all(
                 trials.sizes[candidate] = probe.size_bytes
         except PlanFailed as error:
             failed.setdefault(str(error), []).append(f"{candidate.shape} on {candidate.table}")
+            trials.failed[candidate] = str(error)
     if progress is not None:
         progress("trying candidates", len(candidates), len(candidates))
     notes = []

@@ -110,6 +110,8 @@ class Scope:
     sort: list[SortKey] = field(default_factory=list)
     limited: bool = False
     parent: int | None = None
+    # every column the level reads (for an index-only scan), None when it reads ``*``
+    reads: list[ColumnPath] | None = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -189,6 +191,10 @@ class _Parser:
                 scope.sort.clear()
                 break
         scope.limited = node.limitCount is not None
+        scope.reads = _reads(
+            [node.targetList, node.whereClause, node.sortClause, node.groupClause,
+             node.havingClause, node.fromClause]
+        )  # fmt: skip
 
     def modify(self, node: ast.UpdateStmt | ast.DeleteStmt) -> None:
         ctes = self._with(node.withClause, None, frozenset())
@@ -347,6 +353,29 @@ def _expression(node: Any) -> tuple[ColumnPath, Expression] | None:
         if isinstance(part, ast.ColumnRef):
             part.fields = (part.fields or ())[-1:]
     return column, Expression(str(RawStream()(bare)), tuple(calls))
+
+
+def _reads(nodes: list[Any]) -> list[ColumnPath] | None:
+    """Return the columns ``nodes`` read at this level (not in subqueries); None for ``*``."""
+    found: dict[ColumnPath, None] = {}
+    stack = list(nodes)
+    while stack:
+        current = stack.pop()
+        if isinstance(current, tuple | list):
+            stack.extend(current)
+        elif isinstance(current, ast.SubLink | ast.RangeSubselect):
+            continue
+        elif isinstance(current, ast.ColumnRef):
+            if any(isinstance(f, ast.A_Star) for f in current.fields or ()):
+                return None
+            if path := _path(current):
+                found.setdefault(path)
+        elif isinstance(current, ast.Node):
+            for name in getattr(type(current), "__slots__", ()):
+                value = getattr(current, name, None)
+                if isinstance(value, ast.Node | tuple | list):
+                    stack.append(value)
+    return list(found)
 
 
 def _is_value(node: Any) -> bool:

@@ -31,11 +31,21 @@ from pgwarden.advise.report import (
     truncated_name,
 )
 
-__all__ = ["TOLERANCE", "Trials", "choose", "recommend", "saving", "unserved"]
+__all__ = [
+    "TOLERANCE",
+    "Trials",
+    "choose",
+    "recommend",
+    "saving",
+    "unserved",
+    "within_budget",
+]
 
 # Plans within this fraction of the cheapest are "as good": the planner's costs are
 # estimates, and a shorter or smaller index is worth a few percent.
 TOLERANCE = 0.10
+# A B-tree this many times the size of a BRIN index on the same column yields to it.
+BRIN_SIZE_RATIO = 20
 
 
 @dataclass
@@ -47,10 +57,12 @@ class Trials:
     """
 
     queries: list[Query]
+    origins: list[set[Candidate]]  # the candidates each query gave
     before: dict[int, float] = field(default_factory=dict)
     after: dict[Candidate, dict[int, float]] = field(default_factory=dict)
     used: dict[Candidate, dict[int, set[str]]] = field(default_factory=dict)
     sizes: dict[Candidate, int | None] = field(default_factory=dict)
+    failed: dict[Candidate, str] = field(default_factory=dict)  # could not be tried: why
 
     def calls(self, i: int) -> int:
         """Return how often query ``i`` ran (1 when unknown)."""
@@ -81,6 +93,7 @@ def choose(trials: Trials, threshold: Threshold) -> list[tuple[Candidate, list[i
     then the bigger saving.
     """
     good = _good(trials, threshold)
+    _prefer_brin(trials, good)
     best: dict[int, float] = {}
     for costs in good.values():
         for i, cost in costs.items():
@@ -109,6 +122,26 @@ def choose(trials: Trials, threshold: Threshold) -> list[tuple[Candidate, list[i
     return chosen
 
 
+def _prefer_brin(trials: Trials, good: dict[Candidate, dict[int, float]]) -> None:
+    """Let a BRIN index take the queries of a far larger B-tree on the same column.
+
+    On a large table in the column's order (the only place BRIN is tried), a B-tree
+    plans range scans cheaper still, but at :data:`BRIN_SIZE_RATIO` times the size and
+    write work; a BRIN index that already makes the query ``min_factor`` times cheaper
+    is the better trade.
+    """
+    for brin, gained in good.items():
+        brin_size = trials.sizes.get(brin)
+        if brin.using != "brin" or not gained or not brin_size:
+            continue
+        for btree, costs in good.items():
+            size = trials.sizes.get(btree)
+            same = btree.using == "btree" and btree.keys == brin.keys and btree.predicate is None
+            if same and size is not None and size > BRIN_SIZE_RATIO * brin_size:
+                for i in gained:
+                    costs.pop(i, None)
+
+
 def unserved(trials: Trials, served: set[int], threshold: Threshold) -> list[SkippedQuery]:
     """Return why each planned query that no recommendation serves got none."""
     found = []
@@ -116,7 +149,10 @@ def unserved(trials: Trials, served: set[int], threshold: Threshold) -> list[Ski
         if i in served:
             continue
         options = [(c, costs[i]) for c, costs in trials.after.items() if i in costs]
-        if not options:
+        untried = [c for c in trials.failed if c in trials.origins[i]]
+        if not options and untried:
+            reason = f"its candidates could not be tried: {trials.failed[untried[0]]}"
+        elif not options:
             reason = "no candidate index was read by its plan: it is as cheap as it gets"
         else:
             pick, best = min(options, key=lambda o: o[1])
@@ -131,6 +167,36 @@ def unserved(trials: Trials, served: set[int], threshold: Threshold) -> list[Ski
 def saving(query: ServedQuery) -> float:
     """Return the planner cost a served query saves over all its calls."""
     return (query.cost_before - query.cost_after) * (query.calls or 1)
+
+
+def within_budget(
+    recommendations: list[IndexRecommendation], max_size_bytes: int | None
+) -> list[SkippedQuery]:
+    """Keep the recommendations that save the most cost per byte within ``max_size_bytes``.
+
+    The rest are removed from ``recommendations``; their queries are returned, with why.
+    """
+    if max_size_bytes is None:
+        return []
+    ranked = sorted(
+        recommendations,
+        key=lambda r: -sum(saving(q) for q in r.queries) / max(r.size_bytes, 1),
+    )
+    kept: list[IndexRecommendation] = []
+    total = 0
+    left: list[SkippedQuery] = []
+    for index in ranked:
+        if total + index.size_bytes <= max_size_bytes:
+            kept.append(index)
+            total += index.size_bytes
+            continue
+        reason = (
+            f"{index.name} ({format_size(index.size_bytes)}) would serve it, but it saves less "
+            f"per byte than the indexes kept within max_size_bytes ({format_size(max_size_bytes)})"
+        )
+        left.extend(SkippedQuery(q.sql, reason) for q in index.queries)
+    recommendations[:] = kept
+    return left
 
 
 _TAKEN = text("SELECT to_regclass(:name) IS NOT NULL")
@@ -228,6 +294,8 @@ def recommend(
         write_heavy=heavy,
         notes=notes,
         using=candidate.using,
+        pages_per_range=candidate.pages_per_range,
+        include=list(candidate.include),
         partitions=partitions,
         on_parent=on_parent,
         replaces=[index.name for index in replaces],
@@ -255,7 +323,9 @@ def _why(trials: Trials, candidate: Candidate, served: list[int]) -> str:
     said = []
     for rival in sorted(rivals, key=total)[:2]:
         theirs = total(rival)
-        if theirs > mine * (1 + TOLERANCE):
+        if candidate.using == "brin" and rival.using == "btree" and rival.keys == candidate.keys:
+            reason = f"a B-tree over {BRIN_SIZE_RATIO}x the size of this BRIN index"
+        elif theirs > mine * (1 + TOLERANCE):
             reason = "this one plans cheaper"
         elif not set(served) <= set(trials.after[rival]):
             reason = "it serves fewer of these queries"

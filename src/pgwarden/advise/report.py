@@ -90,6 +90,8 @@ class IndexRecommendation:
     write_heavy: bool
     notes: list[str] = field(default_factory=list)
     using: str = "btree"
+    pages_per_range: int | None = None  # a BRIN index's block range, when not the default
+    include: list[str] = field(default_factory=list)  # INCLUDE columns
     partitions: list[PartitionIndex] = field(default_factory=list)
     on_parent: bool = True
     replaces: list[str] = field(default_factory=list)
@@ -104,7 +106,14 @@ class IndexRecommendation:
     def candidate(self) -> Candidate:
         """Return the index as a :class:`Candidate`, which writes its definition."""
         return Candidate(
-            0, self.schema, self.table, tuple(self.keys), self.predicate, using=self.using
+            0,
+            self.schema,
+            self.table,
+            tuple(self.keys),
+            self.predicate,
+            using=self.using,
+            pages_per_range=self.pages_per_range,
+            include=tuple(self.include),
         )
 
     @property
@@ -209,6 +218,13 @@ def alembic_migration(
         using = (
             f"\n            postgresql_using={_py(index.using)}," if index.using != "btree" else ""
         )
+        if index.include:
+            included = ", ".join(_py(column) for column in index.include)
+            using += f"\n            postgresql_include=[{included}],"
+        if index.pages_per_range:
+            using += (
+                f'\n            postgresql_with={{"pages_per_range": {index.pages_per_range}}},'
+            )
         schema = f"\n            schema={_py(index.schema)}," if index.schema != "public" else ""
         where = (
             f"\n            postgresql_where=sa.text({_py(index.predicate)}),"
