@@ -41,12 +41,12 @@ from pgwarden.advise.recommend import (
     Names,
     Trials,
     choose,
+    choose_within,
     recommend,
     saving,
     unserved,
-    within_budget,
 )
-from pgwarden.advise.report import IndexAdvice
+from pgwarden.advise.report import IndexAdvice, estimate_size
 from pgwarden.errors import PgwardenError
 from pgwarden.urls import redact_text
 
@@ -87,8 +87,8 @@ def advise_indexes(
     if higher, on a table written more than read). ``method`` is ``"auto"`` (hypopg if it can be
     used, else a scratch copy), ``"hypopg"`` or ``"scratch"``; ``sample_rows`` caps the
     rows copied per table into a scratch copy. BRIN is tried on tables of at least
-    ``brin_min_rows`` rows. With ``max_size_bytes``, the indexes kept are those that
-    save the most planner cost (cost x calls) per byte, within that total size.
+    ``brin_min_rows`` rows. With ``max_size_bytes``, indexes are picked one at a time
+    by the planner cost (cost x calls) they save per byte, within that total size.
     ``progress(phase, done, total)`` is
     called as work advances. Nothing is changed in the database: hypothetical indexes
     and an extension created for the run are rolled back, a scratch database dropped.
@@ -147,7 +147,16 @@ def advise_indexes(
             trials.before = _plan_all(planner, work, targets, skipped, progress)
             notes = _try_all(planner, work, candidates, trials, progress)
             names = Names(conn)
-            chosen = choose(trials, threshold)
+            if max_size_bytes is None:
+                chosen = choose(trials, threshold)
+            else:
+
+                def size(candidate: Candidate) -> int:
+                    known = trials.sizes.get(candidate)
+                    table = catalog.tables[candidate.table_oid]
+                    return known if known is not None else estimate_size(table, candidate.keys)
+
+                chosen = choose_within(trials, threshold, max_size_bytes, size)
             recommendations = [
                 recommend(planner, catalog, trials, pick, served, threshold, names)
                 for pick, served in chosen
@@ -159,7 +168,6 @@ def advise_indexes(
             hint="Run it again; if it persists, try the other --method.",
         ) from error
     sampled = [table for table in opened.tables if table.sampled]
-    left_out = within_budget(recommendations, max_size_bytes)
     recommendations.sort(key=lambda r: -sum(saving(q) for q in r.queries))
     return IndexAdvice(
         method=opened.method,
@@ -171,10 +179,9 @@ def advise_indexes(
         sampled_tables=sampled,
         notes=[*opened.notes, *notes],
         alembic_revision=head,
-        unserved=[
-            *unserved(trials, {i for _, served in chosen for i in served}, threshold),
-            *left_out,
-        ],
+        unserved=unserved(
+            trials, {i for _, served in chosen for i in served}, threshold, max_size_bytes
+        ),
     )
 
 

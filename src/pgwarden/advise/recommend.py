@@ -35,10 +35,10 @@ __all__ = [
     "TOLERANCE",
     "Trials",
     "choose",
+    "choose_within",
     "recommend",
     "saving",
     "unserved",
-    "within_budget",
 ]
 
 # Plans within this fraction of the cheapest are "as good": the planner's costs are
@@ -142,11 +142,21 @@ def _prefer_brin(trials: Trials, good: dict[Candidate, dict[int, float]]) -> Non
                     costs.pop(i, None)
 
 
-def unserved(trials: Trials, served: set[int], threshold: Threshold) -> list[SkippedQuery]:
+def unserved(
+    trials: Trials, served: set[int], threshold: Threshold, max_size_bytes: int | None = None
+) -> list[SkippedQuery]:
     """Return why each planned query that no recommendation serves got none."""
     found = []
+    good = _good(trials, threshold)
     for i, cost in sorted(trials.before.items()):
         if i in served:
+            continue
+        if max_size_bytes is not None and any(i in costs for costs in good.values()):
+            reason = (
+                "an index would serve it, but the ones kept within max_size_bytes "
+                f"({format_size(max_size_bytes)}) save more per byte"
+            )
+            found.append(SkippedQuery(trials.queries[i].sql, reason))
             continue
         options = [(c, costs[i]) for c, costs in trials.after.items() if i in costs]
         untried = [c for c in trials.failed if c in trials.origins[i]]
@@ -169,34 +179,61 @@ def saving(query: ServedQuery) -> float:
     return (query.cost_before - query.cost_after) * (query.calls or 1)
 
 
-def within_budget(
-    recommendations: list[IndexRecommendation], max_size_bytes: int | None
-) -> list[SkippedQuery]:
-    """Keep the recommendations that save the most cost per byte within ``max_size_bytes``.
+def choose_within(
+    trials: Trials, threshold: Threshold, max_size_bytes: int, size: Callable[[Candidate], int]
+) -> list[tuple[Candidate, list[int]]]:
+    """Pick indexes within ``max_size_bytes``: each time, the one whose further saving
+    (cost x calls, over the plans it improves) per byte is the highest and still fits.
 
-    The rest are removed from ``recommendations``; their queries are returned, with why.
+    ``size`` gives a candidate's size. Each query goes to the picked index that plans
+    it cheapest.
     """
-    if max_size_bytes is None:
-        return []
-    ranked = sorted(
-        recommendations,
-        key=lambda r: -sum(saving(q) for q in r.queries) / max(r.size_bytes, 1),
-    )
-    kept: list[IndexRecommendation] = []
-    total = 0
-    left: list[SkippedQuery] = []
-    for index in ranked:
-        if total + index.size_bytes <= max_size_bytes:
-            kept.append(index)
-            total += index.size_bytes
-            continue
-        reason = (
-            f"{index.name} ({format_size(index.size_bytes)}) would serve it, but it saves less "
-            f"per byte than the indexes kept within max_size_bytes ({format_size(max_size_bytes)})"
-        )
-        left.extend(SkippedQuery(q.sql, reason) for q in index.queries)
-    recommendations[:] = kept
-    return left
+    good = _good(trials, threshold)
+    _prefer_brin(trials, good)
+
+    def greedy(seed: Candidate | None) -> tuple[float, list[Candidate], dict[int, float]]:
+        current = dict(trials.before)
+        picked: list[Candidate] = []
+        room = max_size_bytes
+
+        def further(c: Candidate) -> float:
+            return sum(
+                (current[i] - cost) * trials.calls(i)
+                for i, cost in good[c].items()
+                if cost < current[i]
+            )
+
+        while True:
+            if seed is not None and not picked:
+                options = [(1.0, seed)] if size(seed) <= room else []
+            else:
+                options = [(further(c) / max(size(c), 1), c) for c in good if c not in picked]
+                options = [(value, c) for value, c in options if value > 0 and size(c) <= room]
+            if not options:
+                break
+            _, pick = max(options, key=lambda o: (o[0], o[1].shape))
+            picked.append(pick)
+            room -= size(pick)
+            for i, cost in good[pick].items():
+                current[i] = min(current[i], cost)
+        saved = sum((trials.before[i] - current[i]) * trials.calls(i) for i in current)
+        return saved, picked, current
+
+    # Saving per byte alone can fill the budget with small wins and leave no room for
+    # a big one: so each candidate is also tried as the first pick, and the best
+    # total saving wins (the usual repair of the greedy knapsack).
+    seeds: list[Candidate | None] = [None, *[c for c in good if good[c]]]
+    _, picked, current = max((greedy(seed) for seed in seeds), key=lambda r: r[0])
+    chosen = []
+    for candidate in picked:
+        served = [
+            i for i, cost in sorted(good[candidate].items())
+            if cost == current[i]
+            and all(good[c].get(i) != cost for c in picked[: picked.index(candidate)])
+        ]  # fmt: skip
+        if served:
+            chosen.append((candidate, served))
+    return chosen
 
 
 _TAKEN = text("SELECT to_regclass(:name) IS NOT NULL")
