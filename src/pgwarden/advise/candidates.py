@@ -35,6 +35,7 @@ from dataclasses import dataclass, field, replace
 
 from pgwarden._sql import qualified, quote_identifier
 from pgwarden.advise.catalog import ExistingIndex, QueriedTable, QueryCatalog
+from pgwarden.advise.methods import covering_columns, other_methods, pages_per_range
 from pgwarden.advise.parsing import ColumnPath, Expression, ParsedQuery, Scope, TableRef
 
 __all__ = ["Candidate", "IndexKey", "TableUse", "candidates_for", "covering_index", "resolve"]
@@ -299,15 +300,6 @@ def _add(keys: list[IndexKey], key: IndexKey) -> None:
 # kind): a predicate on an id would make an index per id.
 PARTIAL_MAX_DISTINCT = 100
 
-# Column types whose comparisons a GIN index serves, and those GiST serves (ranges).
-_GIN_TYPES = ("jsonb", "tsvector")
-_GIST_SUFFIXES = ("range", "multirange")
-_BRIN_TYPES = frozenset(
-    {"timestamp without time zone", "timestamp with time zone", "date", "bigint", "integer"}
-)
-# How closely rows must follow a column's order on disk for BRIN to pay.
-_BRIN_CORRELATION = 0.95
-
 
 def candidates_for(
     uses: Iterable[TableUse], *, max_columns: int = 3, brin_min_rows: int = 100_000
@@ -329,59 +321,17 @@ def candidates_for(
                     tuple(sorted(use.constants)) if predicate else (),
                 )
                 found.setdefault(candidate)
-                rest = _covering(use, candidate)
+                rest = covering_columns(use, candidate)
                 if rest:
                     found.setdefault(replace(candidate, include=rest))
-        for key, using in _other_methods(use, brin_min_rows):
-            pages = _pages_per_range(table) if using == "brin" else None
+        for key, using in other_methods(use, brin_min_rows):
+            pages = pages_per_range(table) if using == "brin" else None
             found.setdefault(
                 Candidate(
                     table.oid, table.schema, table.name, (key,), using=using, pages_per_range=pages
                 )
             )
     return list(found)
-
-
-# INCLUDE at most this many columns: wider, the index nears a copy of the table.
-_MAX_INCLUDE = 2
-
-
-def _covering(use: TableUse, candidate: Candidate) -> tuple[str, ...]:
-    """Return the columns the query reads that the candidate's keys lack, when few."""
-    if use.reads is None:
-        return ()
-    keys = {key.column for key in candidate.keys if key.expression is None}
-    if any(key.expression for key in candidate.keys):
-        return ()
-    rest = tuple(sorted(use.reads - keys))
-    return rest if 0 < len(rest) <= _MAX_INCLUDE else ()
-
-
-def _pages_per_range(table: QueriedTable) -> int | None:
-    """Return a BRIN block range that cuts the table into some 256 ranges, if the default
-    (128 pages) makes fewer: a range scan then reads a small part of the table."""
-    if table.relpages >= 128 * 256:
-        return None
-    return max(2, table.relpages // 256)
-
-
-def _other_methods(use: TableUse, brin_min_rows: int) -> Iterable[tuple[IndexKey, str]]:
-    """Yield the GIN, GiST and BRIN candidates' key and method."""
-    for key, _operator in use.searches:
-        kind = "tsvector" if key.expression else use.table.types.get(key.column, "")
-        if kind in _GIN_TYPES or kind.endswith("[]"):
-            yield key, "gin"
-        elif kind.endswith(_GIST_SUFFIXES):
-            yield key, "gist"
-    if use.table.reltuples >= brin_min_rows:
-        for key in use.ranges:
-            correlated = abs(use.table.correlation.get(key.column, 0.0)) >= _BRIN_CORRELATION
-            if (
-                key.expression is None
-                and correlated
-                and use.table.types.get(key.column) in _BRIN_TYPES
-            ):
-                yield key, "brin"
 
 
 def _shapes(use: TableUse) -> Iterable[tuple[list[IndexKey], int, str | None]]:
