@@ -37,7 +37,8 @@ def covering_columns(use: TableUse, candidate: Candidate) -> tuple[str, ...]:
     keys = {key.column for key in candidate.keys if key.expression is None}
     if any(key.expression for key in candidate.keys):
         return ()
-    rest = tuple(sorted(use.reads - keys))
+    # a partial index answers its predicate columns without holding them
+    rest = tuple(sorted(use.reads - keys - set(candidate.predicate_columns)))
     return rest if 0 < len(rest) <= _MAX_INCLUDE else ()
 
 

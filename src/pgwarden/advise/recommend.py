@@ -44,6 +44,8 @@ __all__ = [
 # Plans within this fraction of the cheapest are "as good": the planner's costs are
 # estimates, and a shorter or smaller index is worth a few percent.
 TOLERANCE = 0.10
+# The least planner cost an index must save a query (about two random page reads).
+MIN_SAVING = 8.0
 # A B-tree this many times the size of a BRIN index on the same column yields to it.
 BRIN_SIZE_RATIO = 20
 
@@ -73,22 +75,31 @@ Threshold = Callable[[Candidate], float]
 
 
 def _good(trials: Trials, threshold: Threshold) -> dict[Candidate, dict[int, float]]:
-    """Return each candidate's costs for the queries it makes ``threshold`` times cheaper."""
+    """Return each candidate's costs for the queries it makes ``threshold`` times cheaper
+    and at least :data:`MIN_SAVING` cheaper (a query that costs a page read or two is
+    not worth an index, whatever the ratio)."""
     return {
         candidate: {
             i: cost
             for i, cost in costs.items()
             if trials.before[i] / max(cost, 0.01) >= threshold(candidate)
+            and trials.before[i] - cost >= MIN_SAVING
         }
         for candidate, costs in trials.after.items()
     }
 
 
+def _as_good(cost: float, best: float) -> bool:
+    """Return whether ``cost`` is as good as ``best``: within :data:`TOLERANCE`, or less
+    than :data:`MIN_SAVING` above it (no difference worth another index)."""
+    return cost <= best * (1 + TOLERANCE) or cost - best < MIN_SAVING
+
+
 def choose(trials: Trials, threshold: Threshold) -> list[tuple[Candidate, list[int]]]:
     """Pick the fewest, smallest indexes that give each query (nearly) its best plan.
 
-    A query's best candidates are those within :data:`TOLERANCE` of the cheapest plan
-    any candidate gives it; then, greedily, the candidate among the best for the most
+    A query's best candidates are those within :data:`TOLERANCE` (or
+    :data:`MIN_SAVING`) of the cheapest plan any candidate gives it; then, greedily, the candidate among the best for the most
     queries not yet served wins, ties going to fewer columns, then the smaller index,
     then the bigger saving.
     """
@@ -99,7 +110,7 @@ def choose(trials: Trials, threshold: Threshold) -> list[tuple[Candidate, list[i
         for i, cost in costs.items():
             best[i] = min(best.get(i, math.inf), cost)
     serves = {
-        candidate: {i for i, cost in costs.items() if cost <= best[i] * (1 + TOLERANCE)}
+        candidate: {i for i, cost in costs.items() if _as_good(cost, best[i])}
         for candidate, costs in good.items()
     }
     uncovered = set(best)
