@@ -295,10 +295,21 @@ def main() -> None:
         with psycopg.connect(url, autocommit=True) as conn:
             baseline, _, base_costs = measure(conn, [])
             figures = {name: measure(conn, run["indexes"]) for name, run in runs.items()}
-            # pgwarden again, held to the size of postgres-mcp's indexes
-            budget = figures["postgres-mcp DTA"][1]
-            runs[BUDGETED] = run_pgwarden(sa_url, "hypopg", max_size_bytes=budget)
-            figures[BUDGETED] = measure(conn, runs[BUDGETED]["indexes"])
+            # pgwarden again, held to the size of postgres-mcp's indexes as built: its
+            # budget counts hypopg's size estimates, so it is raised by how far the
+            # built size falls short, while the built indexes still fit
+            limit = figures["postgres-mcp DTA"][1]
+            budget = limit
+            for _ in range(4):
+                run = run_pgwarden(sa_url, "hypopg", max_size_bytes=budget)
+                built = measure(conn, run["indexes"])
+                run["budget"] = budget
+                if built[1] > limit and BUDGETED in runs:
+                    break  # the previous, smaller budget fits: keep it
+                runs[BUDGETED], figures[BUDGETED] = run, built
+                if built[1] == 0 or built[1] > 0.95 * limit:  # full (or over: said below)
+                    break
+                budget = int(budget * limit / built[1])
         report(baseline, base_costs, runs, figures)
     finally:
         with psycopg.connect(base, autocommit=True) as admin:
@@ -321,6 +332,7 @@ def report(
             f"{size / 1024:>10,.0f}kB{run['seconds']:>9.1f}"
         )
     theirs = figures["postgres-mcp DTA"]
+    print(f"\n{BUDGETED}: max_size_bytes={runs[BUDGETED]['budget']:,} (of estimated sizes)")
     for name in ("pgwarden (hypopg)", BUDGETED):
         ours = figures[name]
         print(
