@@ -12,7 +12,7 @@ keeps the few indexes that cut some query's cost by at least ``min_factor``::
             for query in index.queries:
                 print(f"  {query.cost_before:.0f} -> {query.cost_after:.0f}", query.sql)
 
-Choosing among candidates (:mod:`pgwarden.advise.recommend`): a query's best
+Choosing among candidates (:mod:`pgwarden.advise.choosing`): a query's best
 candidates are those within 10% of the cheapest plan any candidate gives it; then,
 greedily, the candidate that is among the best for the most queries not yet served
 wins, ties going to fewer columns, then the smaller index, then the bigger saving. So
@@ -34,18 +34,11 @@ from sqlalchemy.engine import Connection
 
 from pgwarden.advise.candidates import Candidate, candidates_for, covering_index, resolve
 from pgwarden.advise.catalog import QueriedTable, QueryCatalog, immutable, load_catalog
+from pgwarden.advise.choosing import Trials, choose, choose_within, saving, unserved
 from pgwarden.advise.evaluate import Method, PlanFailed, Planner, open_planner
 from pgwarden.advise.parsing import ParsedQuery, UnusableQuery, parse_query
 from pgwarden.advise.queries import Query, SkippedQuery, top_queries
-from pgwarden.advise.recommend import (
-    Names,
-    Trials,
-    choose,
-    choose_within,
-    recommend,
-    saving,
-    unserved,
-)
+from pgwarden.advise.recommend import Names, recommend
 from pgwarden.advise.report import IndexAdvice, estimate_size
 from pgwarden.errors import PgwardenError
 from pgwarden.urls import redact_text
