@@ -8,9 +8,9 @@ from pathlib import Path
 import pytest
 from sqlalchemy.engine import Engine
 
-from pgwarden.advise.candidates import candidates_for, covering_index, resolve
+from pgwarden.advise.candidates import IndexKey, candidates_for, covering_index, resolve
 from pgwarden.advise.catalog import load_catalog
-from pgwarden.advise.parsing import Condition, SortKey, UnusableQuery, parse_query
+from pgwarden.advise.parsing import Condition, Expression, SortKey, UnusableQuery, parse_query
 from pgwarden.advise.queries import Query, read_queries, split_queries
 from pgwarden.errors import UserError
 
@@ -57,7 +57,10 @@ def test_parse_finds_comparisons_joins_constants_and_order() -> None:
         Condition(("c", "k"), "eq"),
         Condition(("c", "tags"), "eq"),
         Condition(("c", "d"), "range"),
-    ]  # the OR and the expression are not for a plain B-tree
+        Condition(
+            ("c", "email"), "eq", expression=Expression("lower(email)", (("f", "lower", 1, 0),))
+        ),
+    ]  # the OR is for no single index; the expression is for an expression index
     assert scope.sort == [SortKey(("c", "published_at"), True), SortKey(("c", "id"))]
 
 
@@ -103,11 +106,12 @@ def test_candidates_resolve_aliases_and_unqualified_columns(shop: Engine) -> Non
     with shop.connect() as conn:
         catalog = load_catalog(conn, [(None, "orders"), (None, "customers")])
     uses = {use.table.name: use for use in resolve(parsed, catalog)}
-    assert uses["customers"].equality == ["region"] and uses["customers"].joins == ["id"]
+    assert uses["customers"].equality == [IndexKey("region")]
+    assert uses["customers"].joins == ["id"]
     orders = uses["orders"]
     assert (orders.equality, orders.ranges, orders.joins) == (
-        ["status"],
-        ["created_at"],
+        [IndexKey("status")],
+        [IndexKey("created_at")],
         ["customer_id"],
     )
     assert orders.constants == {"status": "'pending'"}
@@ -130,4 +134,33 @@ def test_ambiguous_and_unknown_columns_make_no_candidate(shop: Engine) -> None:
     with shop.connect() as conn:
         catalog = load_catalog(conn, [(None, "orders"), (None, "customers")])
     uses = resolve(parsed, catalog)
-    assert [(u.table.name, u.equality) for u in uses] == [("customers", ["region"])]
+    assert [(u.table.name, u.equality) for u in uses] == [("customers", [IndexKey("region")])]
+
+
+def test_parse_finds_expressions_and_search_operators() -> None:
+    parsed = parse_query(
+        Query(
+            "SELECT * FROM t AS s WHERE date_trunc('day', s.at) >= $1 AND (s.body ->> 'k') = 'x'"
+            " AND s.tags && $2 AND to_tsvector('english', s.note) @@ to_tsquery($3)"
+            " AND s.during @> now() AND random() > 0.5 AND lower(s.a) = lower(s.b)"
+            " ORDER BY lower(s.email) DESC LIMIT 3"
+        )
+    )
+    (scope,) = parsed.scopes
+    found = [
+        (c.column, c.kind, c.expression.sql if c.expression else None, c.operator)
+        for c in scope.conditions
+    ]
+    assert found == [
+        (("s", "at"), "range", "date_trunc('day', at)", None),
+        (("s", "body"), "eq", "body ->> 'k'", None),
+        (("s", "tags"), "search", None, "&&"),
+        (("s", "note"), "search", "to_tsvector('english', note)", "@@"),
+        (("s", "during"), "search", None, "@>"),
+    ]  # random() reads no column; lower(a) = lower(b) compares two columns
+    (sort,) = scope.sort
+    assert (sort.column, sort.descending, sort.expression and sort.expression.sql) == (
+        ("s", "email"),
+        True,
+        "lower(email)",
+    )

@@ -1,7 +1,8 @@
 """Recommend indexes for a workload: ``advise_indexes(conn)``.
 
 The queries come from ``pg_stat_statements`` or are given; pglast parses them into the
-columns they compare, join and sort on; candidate B-tree indexes are tried on the
+columns and expressions they compare, join and sort on; candidate indexes (B-tree,
+partial, expression, GIN, GiST, BRIN; on partitioned tables too) are tried on the
 planner, with hypopg's hypothetical indexes when the server has it, otherwise on a
 scratch copy of the tables; the indexes that make some query several times cheaper are
 recommended, with ``CREATE INDEX CONCURRENTLY`` and an Alembic migration::
@@ -25,6 +26,7 @@ from pgwarden.advise.queries import Query, SkippedQuery, read_queries, split_que
 from pgwarden.advise.report import (
     IndexAdvice,
     IndexRecommendation,
+    PartitionIndex,
     ServedQuery,
     alembic_migration,
 )
@@ -35,6 +37,7 @@ __all__ = [
     "IndexAdvice",
     "IndexKey",
     "IndexRecommendation",
+    "PartitionIndex",
     "PlanFailed",
     "Query",
     "SampledTable",

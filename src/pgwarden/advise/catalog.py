@@ -17,7 +17,14 @@ from sqlalchemy.engine import Connection
 
 from pgwarden._sql import qualified, quote_identifier
 
-__all__ = ["ExistingIndex", "QueriedTable", "QueryCatalog", "load_catalog"]
+__all__ = [
+    "ExistingIndex",
+    "Partition",
+    "QueriedTable",
+    "QueryCatalog",
+    "immutable",
+    "load_catalog",
+]
 
 # Schemas whose tables are the server's, not the application's.
 SYSTEM_SCHEMAS = frozenset({"pg_catalog", "information_schema"})
@@ -56,6 +63,8 @@ _COLUMNS = text(
     """
 SELECT a.attrelid AS oid,
        a.attname AS name,
+       format_type(a.atttypid, NULL) AS type,
+       coalesce(st.correlation, 0)::float8 AS correlation,
        coalesce(st.avg_width, CASE WHEN a.attlen > 0 THEN a.attlen ELSE 32 END) AS width,
        CASE
          WHEN st.n_distinct >= 0 THEN st.n_distinct
@@ -66,7 +75,7 @@ JOIN pg_class AS c ON c.oid = a.attrelid
 JOIN pg_namespace AS n ON n.oid = c.relnamespace
 LEFT JOIN pg_stats AS st
   ON st.schemaname = n.nspname AND st.tablename = c.relname AND st.attname = a.attname
- AND NOT st.inherited
+ AND st.inherited = (c.relkind = 'p')
 WHERE a.attrelid = ANY(CAST(:oids AS oid[]))
   AND a.attnum > 0
   AND NOT a.attisdropped
@@ -88,7 +97,10 @@ SELECT i.indrelid AS oid,
          ORDER BY k.ord
        ) AS columns,
        i.indpred IS NOT NULL AS partial,
-       pg_get_indexdef(i.indexrelid) AS definition
+       i.indisunique OR i.indisprimary OR i.indisexclusion
+         OR EXISTS (SELECT 1 FROM pg_constraint AS k WHERE k.conindid = i.indexrelid) AS enforces,
+       pg_get_indexdef(i.indexrelid) AS definition,
+       pg_relation_size(i.indexrelid)::bigint AS size_bytes
 FROM pg_index AS i
 JOIN pg_class AS c ON c.oid = i.indexrelid
 JOIN pg_am AS am ON am.oid = c.relam
@@ -100,14 +112,89 @@ ORDER BY i.indrelid, c.relname
 )
 
 
+# The partitions under each partitioned table, every level, with the parent each hangs on.
+_PARTITIONS = text(
+    """
+WITH RECURSIVE tree(root, oid, parent, depth) AS (
+  SELECT c.oid, c.oid, NULL::oid, 0
+  FROM pg_class AS c
+  WHERE c.oid = ANY(CAST(:oids AS oid[]))
+    AND c.relkind = 'p'
+  UNION ALL
+  SELECT t.root, i.inhrelid, i.inhparent, t.depth + 1
+  FROM tree AS t
+  JOIN pg_inherits AS i ON i.inhparent = t.oid
+)
+SELECT t.root,
+       n.nspname AS schema,
+       c.relname AS name,
+       p.relname AS parent,
+       c.relkind = 'p' AS partitioned
+FROM tree AS t
+JOIN pg_class AS c ON c.oid = t.oid
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+JOIN pg_class AS p ON p.oid = t.parent
+ORDER BY t.root, t.depth, n.nspname, c.relname
+"""
+)
+
+# Whether each function or operator an expression applies is IMMUTABLE, as an index
+# needs: the overload taking the column's type, else every overload of that name.
+_VOLATILITY = text(
+    """
+WITH candidates AS (
+  SELECT p.provolatile,
+         format_type(p.proargtypes[:position], NULL) = :type AS exact
+  FROM pg_proc AS p
+  WHERE :kind = 'f'
+    AND p.proname = :name
+    AND p.pronargs = :nargs
+  UNION ALL
+  SELECT f.provolatile,
+         format_type(o.oprleft, NULL) = :type
+  FROM pg_operator AS o
+  JOIN pg_proc AS f ON f.oid = o.oprcode
+  WHERE :kind = 'o'
+    AND o.oprname = :name
+)
+SELECT coalesce(
+         bool_and(provolatile = 'i') FILTER (WHERE exact),
+         bool_and(provolatile = 'i')
+       ) AS immutable
+FROM candidates
+"""
+)
+
+
 @dataclass(frozen=True)
 class ExistingIndex:
-    """A valid B-tree index already on a table; ``None`` stands for an expression key."""
+    """A valid B-tree index already on a table; ``None`` stands for an expression key.
+
+    ``enforces`` is true for an index behind a constraint (unique, primary key,
+    exclusion), which cannot be dropped for a wider one.
+    """
 
     name: str
     columns: tuple[str | None, ...]
     partial: bool
     definition: str
+    enforces: bool = False
+    size_bytes: int = 0
+
+
+@dataclass(frozen=True)
+class Partition:
+    """A partition under a partitioned table, and the table it is a partition of."""
+
+    schema: str
+    name: str
+    parent: str
+    partitioned: bool
+
+    @property
+    def qualified(self) -> str:
+        """Return the partition's name, schema-qualified and quoted for SQL."""
+        return qualified(self.schema, self.name, plain=True)
 
 
 @dataclass
@@ -124,7 +211,15 @@ class QueriedTable:
     reads: int
     columns: dict[str, int] = field(default_factory=dict)  # name -> average width
     distinct: dict[str, float] = field(default_factory=dict)  # name -> distinct values
+    types: dict[str, str] = field(default_factory=dict)  # name -> type, as format_type
+    correlation: dict[str, float] = field(default_factory=dict)  # physical order, -1..1
     indexes: list[ExistingIndex] = field(default_factory=list)
+    partitions: list[Partition] = field(default_factory=list)  # of a partitioned table
+
+    @property
+    def partitioned(self) -> bool:
+        """Return whether this is a partitioned table (its rows live in partitions)."""
+        return self.kind == "p"
 
     @property
     def qualified(self) -> str:
@@ -134,7 +229,7 @@ class QueriedTable:
     @property
     def user_table(self) -> bool:
         """Return whether an index can be advised here: a plain table of the application."""
-        return self.kind == "r" and self.application
+        return self.kind in ("r", "p") and self.application
 
     @property
     def application(self) -> bool:
@@ -178,12 +273,50 @@ def load_catalog(conn: Connection, names: Iterable[tuple[str | None, str]]) -> Q
         for found in conn.execute(_TABLES, {"oids": oids}).mappings():
             tables[int(found["oid"])] = QueriedTable(**found)
         for row in conn.execute(_COLUMNS, {"oids": oids}):
-            tables[int(row.oid)].columns[row.name] = int(row.width)
-            tables[int(row.oid)].distinct[row.name] = float(row.distinct_values or 0)
+            table = tables[int(row.oid)]
+            table.columns[row.name] = int(row.width)
+            table.distinct[row.name] = float(row.distinct_values or 0)
+            table.types[row.name] = str(row.type)
+            table.correlation[row.name] = float(row.correlation)
         for row in conn.execute(_INDEXES, {"oids": oids}):
             tables[int(row.oid)].indexes.append(
-                ExistingIndex(row.name, tuple(row.columns), bool(row.partial), row.definition)
+                ExistingIndex(
+                    row.name,
+                    tuple(row.columns),
+                    bool(row.partial),
+                    row.definition,
+                    bool(row.enforces),
+                    int(row.size_bytes),
+                )
+            )
+        for row in conn.execute(_PARTITIONS, {"oids": oids}):
+            tables[int(row.root)].partitions.append(
+                Partition(row.schema, row.name, row.parent, bool(row.partitioned))
             )
     for position, oid in resolved.items():
         by_name[wanted[position]] = tables.get(oid)
     return QueryCatalog(by_name=by_name, tables=tables)
+
+
+def immutable(
+    conn: Connection, calls: Iterable[tuple[str, str, int, int]], column_type: str
+) -> bool:
+    """Return whether every function and operator in ``calls`` is IMMUTABLE (``provolatile``).
+
+    An index can hold only an immutable expression: ``date_trunc('day', ts)`` is one on
+    ``timestamp`` and is not on ``timestamptz`` (it depends on the time zone setting).
+    """
+    for kind, name, nargs, position in calls:
+        found = conn.execute(
+            _VOLATILITY,
+            {
+                "kind": kind,
+                "name": name,
+                "nargs": nargs,
+                "position": position,
+                "type": column_type,
+            },
+        ).scalar()
+        if not found:
+            return False
+    return True

@@ -28,7 +28,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol
 import psycopg
 from sqlalchemy.engine import Connection
 
-from pgwarden._sql import quote_identifier
+from pgwarden._sql import qualified, quote_identifier
 from pgwarden.advise.candidates import Candidate
 from pgwarden.advise.catalog import QueriedTable
 from pgwarden.advise.errors import PlanFailed
@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from pgwarden.advise.scratch import SampledTable
 
 __all__ = [
+    "HYPOPG_METHODS",
     "Method",
     "Plan",
     "PlanFailed",
@@ -70,10 +71,18 @@ class Plan:
 
 @dataclass(frozen=True)
 class Probe:
-    """A candidate index the planner can see: its name in plans, and size if known."""
+    """A candidate index the planner can see: its names in plans, and size if known.
 
-    name: str
+    ``names`` maps each name a plan may show to the table it indexes: one for a
+    plain table, one per partition for a partitioned one.
+    """
+
+    names: dict[str, str]
     size_bytes: int | None
+
+    def used(self, plan: Plan) -> set[str]:
+        """Return the tables (partitions) on which ``plan`` reads this index."""
+        return {table for name, table in self.names.items() if name in plan.indexes}
 
 
 class Planner(Protocol):
@@ -145,15 +154,27 @@ def _first_line(error: BaseException) -> str:
     return lines[0] if lines else type(error).__name__
 
 
+# Access methods hypopg can make hypothetical indexes of (1.3: no GIN, no GiST).
+HYPOPG_METHODS = frozenset({"btree", "brin", "hash"})
+
+
 class HypoPG:
-    """Plan on the database itself, with hypothetical indexes from the hypopg extension."""
+    """Plan on the database itself, with hypothetical indexes from the hypopg extension.
+
+    A candidate on a partitioned table becomes one hypothetical index per partition
+    (hypopg releases differ in what they do with one on the parent), so plans show
+    which partitions use it.
+    """
 
     method = "hypopg"
 
-    def __init__(self, conn: psycopg.Connection[Any], schema: str) -> None:
+    def __init__(
+        self, conn: psycopg.Connection[Any], schema: str, leaves: dict[int, list[str]]
+    ) -> None:
         self.conn = conn
         # Every call passes parameters: quote_identifier writes a "%" so psycopg leaves it.
         self.schema = quote_identifier(schema)
+        self.leaves = leaves
 
     def plan(self, query: ParsedQuery) -> Plan:
         return explain(self.conn, query.query.sql, params=query.params)
@@ -163,26 +184,38 @@ class HypoPG:
 
     @contextmanager
     def hypothetical(self, candidate: Candidate) -> Iterator[Probe]:
+        if candidate.using not in HYPOPG_METHODS:
+            raise PlanFailed(f"hypopg cannot make {candidate.using} indexes")
+        leaves = self.leaves.get(candidate.table_oid)
+        targets = leaves if leaves is not None else [None]
+        made: list[int] = []
+        names: dict[str, str] = {}
+        size = 0
         try:
-            with self.conn.transaction():
-                row = self.conn.execute(
-                    f"SELECT indexrelid, indexname FROM {self.schema}.hypopg_create_index(%s)",
-                    [candidate.definition()],
-                ).fetchone()
-                assert row is not None
-                oid, name = row
-                size = self.conn.execute(
-                    f"SELECT {self.schema}.hypopg_relation_size(%s)", [oid]
-                ).fetchone()
-        except psycopg.Error as error:
-            raise PlanFailed(_first_line(error)) from error
-        try:
-            yield Probe(name, int(size[0]) if size else None)
-        finally:
             try:
-                self.conn.execute(f"SELECT {self.schema}.hypopg_drop_index(%s)", [oid])
-            except psycopg.Error:  # interrupted mid-statement: reset() tries again
-                log.debug("could not drop hypothetical index %s", name, exc_info=True)
+                with self.conn.transaction():
+                    for target in targets:
+                        row = self.conn.execute(
+                            f"SELECT indexrelid, indexname "
+                            f"FROM {self.schema}.hypopg_create_index(%s)",
+                            [candidate.definition(table=target)],
+                        ).fetchone()
+                        assert row is not None
+                        made.append(row[0])
+                        names[row[1]] = target or candidate.table
+                        found = self.conn.execute(
+                            f"SELECT {self.schema}.hypopg_relation_size(%s)", [row[0]]
+                        ).fetchone()
+                        size += int(found[0]) if found else 0
+            except psycopg.Error as error:
+                raise PlanFailed(_first_line(error)) from error
+            yield Probe(names, size)
+        finally:
+            for oid in made:
+                try:
+                    self.conn.execute(f"SELECT {self.schema}.hypopg_drop_index(%s)", [oid])
+                except psycopg.Error:  # interrupted mid-statement: reset() tries again
+                    log.debug("could not drop hypothetical index %s", oid, exc_info=True)
 
     def reset(self) -> bool:
         """Drop every hypothetical index of this session; return whether that worked."""
@@ -263,7 +296,16 @@ def open_planner(
                 raw.execute(f"SET LOCAL lock_timeout = '{_LOCK_TIMEOUT}'")
                 schema, reason = _enable_hypopg(raw)
                 if schema is not None:
-                    planner = HypoPG(raw, schema)
+                    leaves = {
+                        t.oid: [
+                            qualified(p.schema, p.name, plain=True)
+                            for p in t.partitions
+                            if not p.partitioned
+                        ]
+                        for t in tables
+                        if t.partitioned
+                    }
+                    planner = HypoPG(raw, schema, leaves)
                     try:
                         yield Opened(planner, "hypopg", f"hypopg {reason}")
                     finally:

@@ -12,50 +12,40 @@ keeps the few indexes that cut some query's cost by at least ``min_factor``::
             for query in index.queries:
                 print(f"  {query.cost_before:.0f} -> {query.cost_after:.0f}", query.sql)
 
-Choosing among candidates: a query's best candidates are those within 10% of the
-cheapest plan any candidate gives it; then, greedily, the candidate that is among the
-best for the most queries not yet served wins, ties going to fewer columns, then the
-smaller index, then the bigger saving. So one two-column index that serves three
-queries beats three single-column ones, and a one-column index beats a two-column
-one that is no better. A table that is written more than read (inserted, updated
-and deleted rows against scans, in ``pg_stat_user_tables``) must gain
-``write_heavy_factor`` instead, since every write also maintains the index.
+Choosing among candidates (:mod:`pgwarden.advise.choosing`): a query's best
+candidates are those within 10% of the cheapest plan any candidate gives it; then,
+greedily, the candidate that is among the best for the most queries not yet served
+wins, ties going to fewer columns, then the smaller index, then the bigger saving. So
+one two-column index that serves three queries beats three single-column ones, and a
+one-column index beats a two-column one that is no better. A table that is written
+more than read (inserted, updated and deleted rows against scans, in
+``pg_stat_user_tables``) must gain ``write_heavy_factor`` instead, since every write
+also maintains the index.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 import psycopg
 from sqlalchemy import text
 from sqlalchemy.engine import Connection
 
-from pgwarden._sql import qualified
 from pgwarden.advise.candidates import Candidate, candidates_for, covering_index, resolve
-from pgwarden.advise.catalog import QueriedTable, QueryCatalog, load_catalog
+from pgwarden.advise.catalog import QueriedTable, QueryCatalog, immutable, load_catalog
+from pgwarden.advise.choosing import Trials, choose, choose_within, saving, unserved
 from pgwarden.advise.evaluate import Method, PlanFailed, Planner, open_planner
 from pgwarden.advise.parsing import ParsedQuery, UnusableQuery, parse_query
 from pgwarden.advise.queries import Query, SkippedQuery, top_queries
-from pgwarden.advise.report import (
-    IndexAdvice,
-    IndexRecommendation,
-    ServedQuery,
-    estimate_size,
-    index_name,
-    truncated_name,
-)
+from pgwarden.advise.recommend import Names, recommend
+from pgwarden.advise.report import IndexAdvice, estimate_size
 from pgwarden.errors import PgwardenError
 from pgwarden.urls import redact_text
 
 __all__ = ["advise_indexes"]
 
 Progress = Callable[[str, int, int], None]
-
-# Plans within this fraction of the cheapest are "as good": the planner's costs are
-# estimates, and a shorter or shared index is worth a few percent.
-_TOLERANCE = 0.10
 
 
 @dataclass
@@ -64,6 +54,7 @@ class _Work:
 
     parsed: ParsedQuery
     tables: set[int]
+    origins: set[Candidate]
 
 
 def advise_indexes(
@@ -77,6 +68,8 @@ def advise_indexes(
     method: Method = "auto",
     sample_rows: int = 100_000,
     max_columns: int = 3,
+    brin_min_rows: int = 100_000,
+    max_size_bytes: int | None = None,
     progress: Progress | None = None,
 ) -> IndexAdvice:
     """Return the indexes worth creating for ``queries`` (default: ``pg_stat_statements``).
@@ -86,7 +79,10 @@ def advise_indexes(
     planner cost falls at least ``min_factor`` times with it (``write_heavy_factor``,
     if higher, on a table written more than read). ``method`` is ``"auto"`` (hypopg if it can be
     used, else a scratch copy), ``"hypopg"`` or ``"scratch"``; ``sample_rows`` caps the
-    rows copied per table into a scratch copy. ``progress(phase, done, total)`` is
+    rows copied per table into a scratch copy. BRIN is tried on tables of at least
+    ``brin_min_rows`` rows. With ``max_size_bytes``, indexes are picked one at a time
+    by the planner cost (cost x calls) they save per byte, within that total size.
+    ``progress(phase, done, total)`` is
     called as work advances. Nothing is changed in the database: hypothetical indexes
     and an extension created for the run are rolled back, a scratch database dropped.
     """
@@ -112,7 +108,7 @@ def advise_indexes(
             if not ref.virtual
         ),
     )
-    work, candidates = _candidates(parsed, catalog, skipped, max_columns)
+    work, candidates = _candidates(conn, parsed, catalog, skipped, max_columns, brin_min_rows)
     head = _alembic_head(conn)
     if not candidates:
         return IndexAdvice(
@@ -130,7 +126,8 @@ def advise_indexes(
     tables = _tables_read(work, catalog)
 
     def threshold(candidate: Candidate) -> float:
-        heavy = _write_heavy(catalog.tables[candidate.table_oid])
+        table = catalog.tables[candidate.table_oid]
+        heavy = table.writes > table.reads
         return max(min_factor, write_heavy_factor) if heavy else min_factor
 
     try:
@@ -139,11 +136,23 @@ def advise_indexes(
         ) as opened:
             planner = opened.planner
             targets = {c.table_oid for c in candidates}
-            before = _plan_all(planner, work, targets, skipped, progress)
-            after, sizes = _try_all(planner, work, candidates, before, progress)
+            trials = Trials([item.parsed.query for item in work], [item.origins for item in work])
+            trials.before = _plan_all(planner, work, targets, skipped, progress)
+            notes = _try_all(planner, work, candidates, trials, progress)
+            names = Names(conn)
+            if max_size_bytes is None:
+                chosen = choose(trials, threshold)
+            else:
+
+                def size(candidate: Candidate) -> int:
+                    known = trials.sizes.get(candidate)
+                    table = catalog.tables[candidate.table_oid]
+                    return known if known is not None else estimate_size(table, candidate.keys)
+
+                chosen = choose_within(trials, threshold, max_size_bytes, size)
             recommendations = [
-                _recommend(planner, catalog, work, before, after, sizes, pick, served, threshold)
-                for pick, served in _choose(work, before, after, threshold)
+                recommend(planner, catalog, trials, pick, served, threshold, names)
+                for pick, served in chosen
             ]
     except psycopg.Error as error:  # not a statement that failed to plan: the session did
         detail = redact_text(str(error)).strip().splitlines()
@@ -152,26 +161,49 @@ def advise_indexes(
             hint="Run it again; if it persists, try the other --method.",
         ) from error
     sampled = [table for table in opened.tables if table.sampled]
-    _unique_names(conn, recommendations)
-    recommendations.sort(key=lambda r: -sum(_saving(q) for q in r.queries))
+    recommendations.sort(key=lambda r: -sum(saving(q) for q in r.queries))
     return IndexAdvice(
         method=opened.method,
         method_reason=opened.reason,
         recommendations=recommendations,
         queries_analyzed=len(work),
-        candidates_tried=len(after),
+        candidates_tried=len(trials.after),
         skipped=skipped,
         sampled_tables=sampled,
-        notes=list(opened.notes),
+        notes=[*opened.notes, *notes],
         alembic_revision=head,
+        unserved=unserved(
+            trials, {i for _, served in chosen for i in served}, threshold, max_size_bytes
+        ),
     )
 
 
 def _candidates(
-    parsed: list[ParsedQuery], catalog: QueryCatalog, skipped: list[SkippedQuery], max_columns: int
+    conn: Connection,
+    parsed: list[ParsedQuery],
+    catalog: QueryCatalog,
+    skipped: list[SkippedQuery],
+    max_columns: int,
+    brin_min_rows: int,
 ) -> tuple[list[_Work], list[Candidate]]:
     work: list[_Work] = []
     found: dict[Candidate, None] = {}
+    verdicts: dict[tuple[object, ...], bool] = {}
+
+    def indexable(candidate: Candidate) -> bool:
+        """Return whether every expression key is immutable, as an index needs."""
+        table = catalog.tables[candidate.table_oid]
+        for key in candidate.keys:
+            if key.expression is None:
+                continue
+            column_type = table.types.get(key.column, "")
+            cache = (key.calls, column_type)
+            if cache not in verdicts:
+                verdicts[cache] = immutable(conn, key.calls, column_type)
+            if not verdicts[cache]:
+                return False
+        return True
+
     for query in parsed:
         uses = resolve(query, catalog)
         if not uses:
@@ -179,8 +211,26 @@ def _candidates(
                 SkippedQuery(query.query.sql, "compares or sorts on no column of a table")
             )
             continue
-        work.append(_Work(query, {use.table.oid for use in uses}))
-        for candidate in candidates_for(uses, max_columns=max_columns):
+        kept = [
+            candidate
+            for candidate in candidates_for(
+                uses, max_columns=max_columns, brin_min_rows=brin_min_rows
+            )
+            if indexable(candidate)
+        ]
+        if not kept and any(
+            key.expression for use in uses for key in (*use.equality, *use.ranges, *use.sort)
+        ):
+            skipped.append(
+                SkippedQuery(
+                    query.query.sql,
+                    "its expression is not IMMUTABLE (it depends on a setting such as the "
+                    "time zone), so no index can hold it",
+                )
+            )
+            continue
+        work.append(_Work(query, {use.table.oid for use in uses}, set(kept)))
+        for candidate in kept:
             if covering_index(candidate, catalog.tables[candidate.table_oid]) is None:
                 found.setdefault(candidate)
     return work, list(found)
@@ -222,164 +272,53 @@ def _try_all(
     planner: Planner,
     work: list[_Work],
     candidates: list[Candidate],
-    before: dict[int, float],
+    trials: Trials,
     progress: Progress | None,
-) -> tuple[dict[Candidate, dict[int, float]], dict[Candidate, int | None]]:
-    """Return, per candidate, the cost of each query whose plan uses it, and its size."""
-    after: dict[Candidate, dict[int, float]] = {}
-    sizes: dict[Candidate, int | None] = {}
+) -> list[str]:
+    """Fill ``trials`` with each candidate's cost for the queries whose plans read it.
+
+    Return notes on the candidates that could not be tried (a method hypopg cannot
+    make, a column type the method cannot index).
+    """
+    failed: dict[str, list[str]] = {}
     for done, candidate in enumerate(candidates):
         if progress is not None:
             progress("trying candidates", done, len(candidates))
-        users = [i for i in before if candidate.table_oid in work[i].tables]
+        users = [i for i in trials.before if candidate.table_oid in work[i].tables]
         if not users:
             continue
         try:
             with planner.hypothetical(candidate) as probe:
                 costs: dict[int, float] = {}
+                used: dict[int, set[str]] = {}
                 for i in users:
                     try:
                         plan = planner.plan(work[i].parsed)
                     except PlanFailed:
                         continue
-                    if probe.name in plan.indexes and plan.cost < before[i]:
+                    read = probe.used(plan)
+                    if read and plan.cost < trials.before[i]:
                         costs[i] = plan.cost
-                after[candidate] = costs
-                sizes[candidate] = probe.size_bytes
-        except PlanFailed:
-            continue  # a column type B-tree cannot index, say
+                        used[i] = read
+                trials.after[candidate] = costs
+                trials.used[candidate] = used
+                trials.sizes[candidate] = probe.size_bytes
+        except PlanFailed as error:
+            failed.setdefault(str(error), []).append(f"{candidate.shape} on {candidate.table}")
+            trials.failed[candidate] = str(error)
     if progress is not None:
         progress("trying candidates", len(candidates), len(candidates))
-    return after, sizes
-
-
-def _choose(
-    work: list[_Work],
-    before: dict[int, float],
-    after: dict[Candidate, dict[int, float]],
-    threshold: Callable[[Candidate], float],
-) -> list[tuple[Candidate, list[int]]]:
-    """Pick the fewest, shortest indexes that give each query (nearly) its best plan."""
-    good: dict[Candidate, dict[int, float]] = {
-        candidate: {
-            i: cost
-            for i, cost in costs.items()
-            if before[i] / max(cost, 0.01) >= threshold(candidate)
-        }
-        for candidate, costs in after.items()
-    }
-    best: dict[int, float] = {}
-    for costs in good.values():
-        for i, cost in costs.items():
-            best[i] = min(best.get(i, math.inf), cost)
-    serves = {
-        candidate: {i for i, cost in costs.items() if cost <= best[i] * (1 + _TOLERANCE)}
-        for candidate, costs in good.items()
-    }
-    uncovered = set(best)
-    chosen: list[tuple[Candidate, list[int]]] = []
-
-    def rank(c: Candidate, open_: set[int]) -> tuple[int, int, bool, float, str]:
-        gained = serves[c] & open_
-        saving = sum((before[i] - good[c][i]) * (work[i].parsed.query.calls or 1) for i in gained)
-        # more queries served, fewer columns, partial (smaller) first, bigger saving
-        return (-len(gained), len(c.keys), c.predicate is None, -saving, c.definition())
-
-    while uncovered:
-        options = [c for c in serves if serves[c] & uncovered]
-        if not options:
-            break
-        pick = min(options, key=lambda c: rank(c, uncovered))
-        served = sorted(serves[pick] & uncovered)
-        chosen.append((pick, served))
-        uncovered -= set(served)
-    return chosen
-
-
-def _recommend(
-    planner: Planner,
-    catalog: QueryCatalog,
-    work: list[_Work],
-    before: dict[int, float],
-    after: dict[Candidate, dict[int, float]],
-    sizes: dict[Candidate, int | None],
-    candidate: Candidate,
-    served: list[int],
-    threshold: Callable[[Candidate], float],
-) -> IndexRecommendation:
-    table = catalog.tables[candidate.table_oid]
-    size = sizes.get(candidate)
-    source = "hypopg"
-    if size is None:
-        source = "statistics"
-        size = estimate_size(table, candidate.keys, _fraction(planner, table, candidate))
-    heavy = _write_heavy(table)
     notes = []
-    if heavy:
-        notes.append(
-            f"{table.qualified} is written more than read ({table.writes:,} rows inserted, "
-            f"updated or deleted against {table.reads:,} scans): every insert, and every "
-            "update of an indexed column, also updates this index, so it had to cut a "
-            f"query's cost at least {threshold(candidate):g}x."
+    for reason, shapes in failed.items():
+        hint = (
+            " (the scratch-copy method builds them: --method scratch)" if "hypopg" in reason else ""
         )
-    return IndexRecommendation(
-        schema=table.schema,
-        table=table.name,
-        name=index_name(candidate),
-        keys=list(candidate.keys),
-        predicate=candidate.predicate,
-        queries=[
-            ServedQuery(
-                sql=work[i].parsed.query.sql,
-                calls=work[i].parsed.query.calls,
-                cost_before=before[i],
-                cost_after=after[candidate][i],
-            )
-            for i in served
-        ],
-        size_bytes=size,
-        size_source=source,
-        write_heavy=heavy,
-        notes=notes,
-    )
-
-
-def _write_heavy(table: QueriedTable) -> bool:
-    return table.writes > table.reads
-
-
-def _fraction(planner: Planner, table: QueriedTable, candidate: Candidate) -> float:
-    """Return the share of the table's rows a partial index holds, as the planner sees it."""
-    if candidate.predicate is None:
-        return 1.0
-    try:
-        part = planner.plan_sql(f"SELECT 1 FROM {table.qualified} WHERE {candidate.predicate}")
-        whole = planner.plan_sql(f"SELECT 1 FROM {table.qualified}")
-    except PlanFailed:
-        return 1.0
-    return min(1.0, part.rows / whole.rows) if whole.rows > 0 else 1.0
-
-
-_TAKEN = text("SELECT to_regclass(:name) IS NOT NULL")
-
-
-def _unique_names(conn: Connection, recommendations: list[IndexRecommendation]) -> None:
-    """Rename recommendations whose name a relation (or another recommendation) has."""
-    used: set[tuple[str, str]] = set()
-    for position, index in enumerate(recommendations):
-        name, suffix = index.name, 1
-        while (index.schema, name) in used or conn.execute(
-            _TAKEN, {"name": qualified(index.schema, name, plain=True)}
-        ).scalar():
-            name = truncated_name(index.name, suffix=f"_{suffix}")
-            suffix += 1
-        used.add((index.schema, name))
-        if name != index.name:
-            recommendations[position] = replace(index, name=name)
-
-
-def _saving(query: ServedQuery) -> float:
-    return (query.cost_before - query.cost_after) * (query.calls or 1)
+        notes.append(
+            f"not tried, {reason}{hint}: "
+            + ", ".join(shapes[:5])
+            + (" ..." if len(shapes) > 5 else "")
+        )
+    return notes
 
 
 _ALEMBIC_HEAD = text(

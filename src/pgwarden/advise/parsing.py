@@ -9,6 +9,7 @@ against the catalog.
 
 from __future__ import annotations
 
+import copy
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from typing import Any, Literal
@@ -24,6 +25,7 @@ from pgwarden.advise.queries import Query
 __all__ = [
     "ColumnPath",
     "Condition",
+    "Expression",
     "ParsedQuery",
     "Scope",
     "SortKey",
@@ -36,6 +38,10 @@ ColumnPath = tuple[str, ...]
 
 _EQUALITY = "="
 _RANGE = frozenset({"<", ">", "<=", ">="})
+# Operators a GIN or GiST index serves: containment, overlap, full-text match, key exists.
+_SEARCH = frozenset({"@>", "<@", "&&", "@@", "?", "?|", "?&"})
+# Operators that may stand in an index expression over a column (jsonb and hstore fields).
+_FIELD_OPERATORS = frozenset({"->>", "->", "#>>", "#>"})
 
 
 @dataclass(frozen=True)
@@ -54,27 +60,45 @@ class TableRef:
 
 
 @dataclass(frozen=True)
-class Condition:
-    """A comparison of ``column`` an index could serve.
+class Expression:
+    """An expression over one column that an expression index could hold.
 
-    ``kind`` is ``eq`` (``=``, ``IN``, ``= ANY``) or ``range`` (``<``, ``>``,
-    ``BETWEEN``). ``other`` is the column on the other side when it is a plain column (a
+    ``sql`` is the expression as it reads in ``CREATE INDEX``, the column unqualified;
+    ``calls`` are the functions (``("f", name, arguments, column position)``) and
+    operators (``("o", name, 2, column position)``) it applies, whose volatility decides
+    whether an index may hold it.
+    """
+
+    sql: str
+    calls: tuple[tuple[str, str, int, int], ...]
+
+
+@dataclass(frozen=True)
+class Condition:
+    """A comparison of ``column`` (or of an ``expression`` over it) an index could serve.
+
+    ``kind`` is ``eq`` (``=``, ``IN``, ``= ANY``), ``range`` (``<``, ``>``,
+    ``BETWEEN``) or ``search`` (``@>``, ``&&``, ``@@``: for GIN or GiST, ``operator``
+    says which). ``other`` is the column on the other side when it is a plain column (a
     join, or a correlated reference); ``constant`` is the literal on the other side, as
     SQL, when it is one (``'active'``), which makes a partial-index predicate.
     """
 
     column: ColumnPath
-    kind: Literal["eq", "range"]
+    kind: Literal["eq", "range", "search"]
     other: ColumnPath | None = None
     constant: str | None = None
+    expression: Expression | None = None
+    operator: str | None = None
 
 
 @dataclass(frozen=True)
 class SortKey:
-    """One ``ORDER BY`` column."""
+    """One ``ORDER BY`` column, or expression over one column."""
 
     column: ColumnPath
     descending: bool = False
+    expression: Expression | None = None
 
 
 @dataclass
@@ -86,6 +110,8 @@ class Scope:
     sort: list[SortKey] = field(default_factory=list)
     limited: bool = False
     parent: int | None = None
+    # every column the level reads (for an index-only scan), None when it reads ``*``
+    reads: list[ColumnPath] | None = field(default_factory=list)
 
 
 @dataclass(frozen=True)
@@ -156,13 +182,19 @@ class _Parser:
         for target in node.targetList or ():
             self._sublinks(target, index, ctes)
         for sort in node.sortClause or ():
+            descending = sort.sortby_dir == enums.SortByDir.SORTBY_DESC
             if isinstance(sort.node, ast.ColumnRef) and _path(sort.node):
-                descending = sort.sortby_dir == enums.SortByDir.SORTBY_DESC
                 scope.sort.append(SortKey(_path(sort.node), descending))
-            else:  # an expression or output position: no plain index gives that order
+            elif (found := _expression(sort.node)) is not None:
+                scope.sort.append(SortKey(found[0], descending, found[1]))
+            else:  # an output position, or over several columns: no index gives that order
                 scope.sort.clear()
                 break
         scope.limited = node.limitCount is not None
+        scope.reads = _reads(
+            [node.targetList, node.whereClause, node.sortClause, node.groupClause,
+             node.havingClause, node.fromClause]
+        )  # fmt: skip
 
     def modify(self, node: ast.UpdateStmt | ast.DeleteStmt) -> None:
         ctes = self._with(node.withClause, None, frozenset())
@@ -243,6 +275,19 @@ def _comparison(node: ast.A_Expr) -> list[Condition]:
             return [Condition(left, cmp, constant=_constant(node.rexpr, cmp))]
         if right and _is_value(node.lexpr):
             return [Condition(right, cmp, constant=_constant(node.lexpr, cmp))]
+        for side, value in ((node.lexpr, node.rexpr), (node.rexpr, node.lexpr)):
+            found = _expression(side)
+            if found is not None and _is_value(value):
+                return [Condition(found[0], cmp, expression=found[1])]
+        return []
+    if kind == enums.A_Expr_Kind.AEXPR_OP and operator in _SEARCH:
+        # the indexed side is the left one: a column, or an expression such as to_tsvector
+        column = _path(node.lexpr)
+        if column and _is_value(node.rexpr):
+            return [Condition(column, "search", operator=operator)]
+        found = _expression(node.lexpr)
+        if found is not None and _is_value(node.rexpr):
+            return [Condition(found[0], "search", expression=found[1], operator=operator)]
         return []
     column = _path(node.lexpr)
     if not column:
@@ -268,6 +313,69 @@ def _path(node: Any) -> ColumnPath:
     fields = node.fields or ()
     names = tuple(f.sval for f in fields if isinstance(f, ast.String) and f.sval)
     return names if names and len(names) == len(fields) else ()
+
+
+def _expression(node: Any) -> tuple[ColumnPath, Expression] | None:
+    """Return the one column an expression reads and the expression, or None.
+
+    Only function calls, field operators (``->>``), casts and constants over exactly one
+    column count: anything else (a subquery, two columns, an aggregate) no index holds.
+    """
+    if not isinstance(node, ast.FuncCall | ast.A_Expr | ast.TypeCast):
+        return None
+    columns: set[ColumnPath] = set()
+    calls: list[tuple[str, str, int, int]] = []
+    for part in _walk(node):
+        if isinstance(part, ast.ColumnRef):
+            path = _path(part)
+            if not path:
+                return None
+            columns.add(path)
+        elif isinstance(part, ast.FuncCall):
+            if part.agg_star or part.agg_distinct or part.over is not None:
+                return None
+            args = list(part.args or ())
+            position = next((i for i, a in enumerate(args) if isinstance(a, ast.ColumnRef)), -1)
+            name = part.funcname[-1].sval if part.funcname else ""
+            calls.append(("f", name or "", len(args), position))
+        elif isinstance(part, ast.A_Expr):
+            operator = part.name[-1].sval if part.name else ""
+            if part.kind != enums.A_Expr_Kind.AEXPR_OP or operator not in _FIELD_OPERATORS:
+                return None
+            calls.append(("o", operator, 2, 0))
+        elif isinstance(part, ast.SubLink):
+            return None
+    if len(columns) != 1:
+        return None
+    (column,) = columns
+    bare = copy.deepcopy(node)
+    for part in _walk(bare):
+        if isinstance(part, ast.ColumnRef):
+            part.fields = (part.fields or ())[-1:]
+    return column, Expression(str(RawStream()(bare)), tuple(calls))
+
+
+def _reads(nodes: list[Any]) -> list[ColumnPath] | None:
+    """Return the columns ``nodes`` read at this level (not in subqueries); None for ``*``."""
+    found: dict[ColumnPath, None] = {}
+    stack = list(nodes)
+    while stack:
+        current = stack.pop()
+        if isinstance(current, tuple | list):
+            stack.extend(current)
+        elif isinstance(current, ast.SubLink | ast.RangeSubselect):
+            continue
+        elif isinstance(current, ast.ColumnRef):
+            if any(isinstance(f, ast.A_Star) for f in current.fields or ()):
+                return None
+            if path := _path(current):
+                found.setdefault(path)
+        elif isinstance(current, ast.Node):
+            for name in getattr(type(current), "__slots__", ()):
+                value = getattr(current, name, None)
+                if isinstance(value, ast.Node | tuple | list):
+                    stack.append(value)
+    return list(found)
 
 
 def _is_value(node: Any) -> bool:

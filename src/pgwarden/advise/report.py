@@ -14,7 +14,7 @@ import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
-from pgwarden._sql import qualified, quote_identifier
+from pgwarden._sql import qualified
 from pgwarden.advise.candidates import Candidate, IndexKey
 from pgwarden.advise.catalog import QueriedTable
 from pgwarden.advise.queries import SkippedQuery
@@ -23,6 +23,7 @@ from pgwarden.advise.scratch import SampledTable
 __all__ = [
     "IndexAdvice",
     "IndexRecommendation",
+    "PartitionIndex",
     "SampledTable",
     "ServedQuery",
     "alembic_migration",
@@ -51,8 +52,32 @@ class ServedQuery:
 
 
 @dataclass(frozen=True)
+class PartitionIndex:
+    """The index a recommendation puts on one partition of a partitioned table.
+
+    ``parent`` is the index it is attached to, schema-qualified and quoted (None when
+    the partition alone gets one); ``partitioned`` partitions (a level of
+    sub-partitions) get ``ON ONLY`` too.
+    """
+
+    schema: str
+    table: str
+    name: str
+    parent: str | None
+    partitioned: bool = False
+
+
+@dataclass(frozen=True)
 class IndexRecommendation:
-    """One index to create, what it serves and what it costs."""
+    """One index to create, what it serves and what it costs.
+
+    On a partitioned table, ``partitions`` lists the index of each partition: built
+    ``CONCURRENTLY`` one by one and attached to the parent's index, created ``ON
+    ONLY`` the parent first (``CONCURRENTLY`` is not allowed on a partitioned table).
+    ``on_parent`` is false when only some partitions need it: then each of those gets
+    its own index and the parent none. ``replaces`` names existing indexes the new one
+    makes redundant (a prefix of its keys), which could be dropped after it is built.
+    """
 
     schema: str
     table: str
@@ -61,9 +86,16 @@ class IndexRecommendation:
     predicate: str | None
     queries: list[ServedQuery]
     size_bytes: int
-    size_source: str  # "hypopg", or "statistics" (table rows times key widths)
+    size_source: str  # "hypopg", "built" (on the scratch copy), or "statistics"
     write_heavy: bool
     notes: list[str] = field(default_factory=list)
+    using: str = "btree"
+    pages_per_range: int | None = None  # a BRIN index's block range, when not the default
+    include: list[str] = field(default_factory=list)  # INCLUDE columns
+    partitions: list[PartitionIndex] = field(default_factory=list)
+    on_parent: bool = True
+    replaces: list[str] = field(default_factory=list)
+    writes: int = 0  # rows inserted, updated or deleted in the table, from its statistics
 
     @property
     def columns(self) -> list[str]:
@@ -71,19 +103,73 @@ class IndexRecommendation:
         return [key.column for key in self.keys]
 
     @property
-    def create_sql(self) -> str:
-        """Return the statement that builds the index without blocking writes."""
-        keys = ", ".join(key.sql for key in self.keys)
-        where = f" WHERE {self.predicate}" if self.predicate else ""
-        return (
-            f"CREATE INDEX CONCURRENTLY {quote_identifier(self.name, plain=True)} ON "
-            f"{qualified(self.schema, self.table, plain=True)} ({keys}){where};"
+    def candidate(self) -> Candidate:
+        """Return the index as a :class:`Candidate`, which writes its definition."""
+        return Candidate(
+            0,
+            self.schema,
+            self.table,
+            tuple(self.keys),
+            self.predicate,
+            using=self.using,
+            pages_per_range=self.pages_per_range,
+            include=tuple(self.include),
         )
 
     @property
+    def statements(self) -> list[str]:
+        """Return the statements that build the index without blocking writes, in order.
+
+        One ``CREATE INDEX CONCURRENTLY`` for a plain table. For a partitioned one:
+        ``CREATE INDEX ... ON ONLY`` the parent (and each sub-partitioned partition),
+        then each partition's index ``CONCURRENTLY``, then ``ALTER INDEX ... ATTACH
+        PARTITION``, deepest first, which makes the parent's index valid.
+        """
+        index = self.candidate
+        if not self.partitions:
+            return [index.definition(self.name, concurrently=True)]
+        made = []
+        if self.on_parent:
+            made.append(index.definition(self.name, only=True))
+        for part in self.partitions:
+            target = qualified(part.schema, part.table, plain=True)
+            if part.partitioned:
+                made.append(index.definition(part.name, only=True, table=target))
+        for part in self.partitions:
+            target = qualified(part.schema, part.table, plain=True)
+            if not part.partitioned:
+                made.append(index.definition(part.name, concurrently=True, table=target))
+        for part in reversed(self.partitions):
+            if part.parent is not None:
+                made.append(
+                    f"ALTER INDEX {part.parent}"
+                    f" ATTACH PARTITION {qualified(part.schema, part.name, plain=True)}"
+                )
+        return made
+
+    @property
+    def create_sql(self) -> str:
+        """Return the SQL that builds the index without blocking writes, one statement a line."""
+        return "\n".join(f"{statement};" for statement in self.statements)
+
+    @property
+    def drop_statements(self) -> list[str]:
+        """Return the statements that drop the index again."""
+        if self.partitions and self.on_parent:
+            # a partitioned index cannot be dropped concurrently; its partitions' go with it
+            return [f"DROP INDEX {qualified(self.schema, self.name, plain=True)}"]
+        if self.partitions:
+            return [
+                f"DROP INDEX CONCURRENTLY {qualified(p.schema, p.name, plain=True)}"
+                for p in self.partitions
+                if not p.partitioned
+            ]
+        return [f"DROP INDEX CONCURRENTLY {qualified(self.schema, self.name, plain=True)}"]
+
+    @property
     def drop_sql(self) -> str:
-        """Return the statement that drops the index again."""
-        return f"DROP INDEX CONCURRENTLY {qualified(self.schema, self.name, plain=True)};"
+        """Return the SQL that drops the index again."""
+        return "\n".join(f"{statement};" for statement in self.drop_statements)
 
 
 @dataclass(frozen=True)
@@ -104,6 +190,7 @@ class IndexAdvice:
     sampled_tables: list[SampledTable]
     notes: list[str]
     alembic_revision: str | None = None  # the database's current Alembic head, if any
+    unserved: list[SkippedQuery] = field(default_factory=list)  # analysed, no index won
 
 
 def alembic_migration(
@@ -119,8 +206,25 @@ def alembic_migration(
     drops them the same way.
     """
     revision = revision or secrets.token_hex(6)
-    upgrade, downgrade = [], []
+    upgrade: list[str] = []
+    downgrade: list[str] = []
     for index in recommendations:
+        if index.partitions:
+            # the ON ONLY / CONCURRENTLY / ATTACH sequence has no op.create_index form;
+            # the driver runs each statement as written (no bind parameters in it)
+            upgrade.extend(_raw(statement) for statement in index.statements)
+            downgrade.extend(_raw(statement) for statement in index.drop_statements)
+            continue
+        using = (
+            f"\n            postgresql_using={_py(index.using)}," if index.using != "btree" else ""
+        )
+        if index.include:
+            included = ", ".join(_py(column) for column in index.include)
+            using += f"\n            postgresql_include=[{included}],"
+        if index.pages_per_range:
+            using += (
+                f'\n            postgresql_with={{"pages_per_range": {index.pages_per_range}}},'
+            )
         schema = f"\n            schema={_py(index.schema)}," if index.schema != "public" else ""
         where = (
             f"\n            postgresql_where=sa.text({_py(index.predicate)}),"
@@ -128,13 +232,14 @@ def alembic_migration(
             else ""
         )
         columns = ", ".join(
-            f"sa.text({_py(key.sql)})" if key.descending else _py(key.column) for key in index.keys
+            f"sa.text({_py(key.sql)})" if key.descending or key.expression else _py(key.column)
+            for key in index.keys
         )
         upgrade.append(
             f"        op.create_index(\n"
             f"            {_py(index.name)},\n"
             f"            {_py(index.table)},\n"
-            f"            [{columns}],{schema}{where}\n"
+            f"            [{columns}],{schema}{where}{using}\n"
             f"            postgresql_concurrently=True,\n"
             f"        )"
         )
@@ -169,6 +274,10 @@ def alembic_migration(
     )
 
 
+def _raw(statement: str) -> str:
+    return f"        op.get_bind().exec_driver_sql({_py(statement)})"
+
+
 def _body(statements: list[str]) -> str:
     return "\n".join(statements) if statements else "        pass"
 
@@ -195,9 +304,13 @@ def estimate_size(table: QueriedTable, keys: Sequence[IndexKey], fraction: float
     return (1 + max(1, leaves + inner)) * _PAGE
 
 
-def index_name(candidate: Candidate) -> str:
-    """Return ``ix_<table>_<columns>`` (``_where_<columns>`` for a partial index)."""
-    parts = ["ix", candidate.table, *candidate.columns]
+def index_name(candidate: Candidate, table: str | None = None) -> str:
+    """Return ``ix_<table>_<keys>`` (``_where_<columns>`` for a partial index).
+
+    ``table`` names it for another table with the same columns: a partition.
+    """
+    method = [] if candidate.using == "btree" else [candidate.using]
+    parts = ["ix", table or candidate.table, *[key.label for key in candidate.keys], *method]
     if candidate.predicate_columns:
         parts += ["where", *candidate.predicate_columns]
     return truncated_name("_".join(parts))

@@ -12,7 +12,7 @@ into it. So the copy holds rows:
    policies (foreign keys are left out: a sample of each table would not satisfy them);
 3. each table the queries read (with its partitions, and the tables under a view) gets
    its rows, or a block sample of ``sample_rows`` of them (``TABLESAMPLE SYSTEM``), and
-   is analysed;
+   is vacuumed and analysed;
 4. on PostgreSQL 18 and later, the original's statistics are restored over the
    sample's (``pg_dump --statistics-only``): column distributions come from the whole
    table, and the planner scales its row estimates to the rows the copy holds;
@@ -115,6 +115,23 @@ ORDER BY n.nspname, c.relname
 """
 )
 
+# A candidate just built, and on a partitioned table the partitions' indexes under it.
+_BUILT = """
+WITH RECURSIVE tree(oid) AS (
+  SELECT to_regclass(%s)::oid
+  UNION ALL
+  SELECT i.inhrelid
+  FROM tree AS t
+  JOIN pg_inherits AS i ON i.inhparent = t.oid
+)
+SELECT x.relname, n.nspname, c.relname, pg_relation_size(x.oid)::bigint
+FROM tree AS t
+JOIN pg_class AS x ON x.oid = t.oid
+JOIN pg_index AS ix ON ix.indexrelid = x.oid
+JOIN pg_class AS c ON c.oid = ix.indrelid
+JOIN pg_namespace AS n ON n.oid = c.relnamespace
+"""
+
 _DATABASE = text(
     """
 SELECT pg_encoding_to_char(d.encoding) AS encoding,
@@ -165,9 +182,16 @@ class ScratchCopy:
             try:
                 with self.conn.transaction():
                     self.conn.execute(candidate.definition(_CANDIDATE))
+                    built = self.conn.execute(
+                        _BUILT, [qualified(candidate.schema, _CANDIDATE, plain=True)]
+                    ).fetchall()
             except psycopg.Error as error:
                 raise PlanFailed(str(error).strip().splitlines()[0]) from error
-            yield Probe(_CANDIDATE, None)
+            sampled = {(t.schema, t.table) for t in self.tables if t.sampled}
+            whole = not any((schema, table) in sampled for _, schema, table, _ in built)
+            names = {index: table for index, _, table, _ in built}
+            # a sample's index is smaller than the real one: then the caller estimates
+            yield Probe(names, sum(size for *_, size in built) if whole else None)
 
 
 @contextmanager
@@ -380,4 +404,6 @@ def _analyze(url: URL, scratch: str, tables: list[SampledTable]) -> None:
         return
     names = ", ".join(qualified(t.schema, t.table, plain=True) for t in tables)
     with psycopg.connect(_conninfo(url, scratch), autocommit=True) as target:
-        target.execute(f"ANALYZE {names}")
+        # VACUUM too: the visibility map lets the planner cost index-only scans as on a
+        # table autovacuum keeps (on PostgreSQL 18 the original's relallvisible follows)
+        target.execute(f"VACUUM (ANALYZE) {names}")

@@ -174,12 +174,10 @@ def _render(state: Context, advice: IndexAdvice, migration: str | None) -> None:
         out.print(_note(note))
     for index in advice.recommendations:
         out.print()
-        where = f" WHERE {index.predicate}" if index.predicate else ""
         out.print(
             Text.assemble(
                 (index.name, "bold green"),
-                f" on {index.schema}.{index.table} "
-                f"({', '.join(key.sql for key in index.keys)}){where}, "
+                f" on {index.schema}.{index.table} {index.candidate.shape}, "
                 f"about {format_size(index.size_bytes)} ({index.size_source})",
             )
         )
@@ -204,6 +202,8 @@ def _render(state: Context, advice: IndexAdvice, migration: str | None) -> None:
         summary = "; ".join(f"{count} {reason}" for reason, count in reasons.most_common())
         skipped = f"{len(advice.skipped)} queries skipped ({summary}); --json lists them."
         out.print(Text(skipped, style="dim"))
+    for unserved in advice.unserved:
+        out.print(Text(f"not served: {_short(unserved.sql)}: {unserved.reason}", style="dim"))
     if migration is not None:
         out.print()
         out.print(migration, soft_wrap=True)
