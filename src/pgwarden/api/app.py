@@ -23,6 +23,7 @@ from fastapi import APIRouter, FastAPI
 from pgwarden.api._edge import PgwardenRoute, authorize
 from pgwarden.api._runtime import Runtime
 from pgwarden.api.backups import add_backup_routes
+from pgwarden.api.migrations import add_migration_routes
 from pgwarden.api.monitoring import add_monitoring_routes
 from pgwarden.api.operations import add_operation_routes
 from pgwarden.api.options import ApiOptions
@@ -58,6 +59,7 @@ def router(
     add_monitoring_routes(result, runtime, read)
     add_operation_routes(result, runtime, read, operate, admin)
     add_backup_routes(result, runtime, read, admin)
+    add_migration_routes(result, runtime, read, admin)
     if chosen.dashboard:
         from pgwarden.api.dashboard import add_dashboard_routes
 
