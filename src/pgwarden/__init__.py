@@ -38,6 +38,7 @@ if TYPE_CHECKING:
     from pgwarden.advise.errors import PlanFailed, UnusableQuery
     from pgwarden.api.errors import (
         JobNotFound,
+        MigrationRunning,
         RateLimited,
         ScopeMissing,
         TokenNotFound,
@@ -97,6 +98,7 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
     "pgwarden.advise.errors": ("PlanFailed", "UnusableQuery"),
     "pgwarden.api.errors": (
         "JobNotFound",
+        "MigrationRunning",
         "RateLimited",
         "ScopeMissing",
         "TokenNotFound",
@@ -188,6 +190,7 @@ __all__ = [
     "ManifestInvalid",
     "MigrationFailed",
     "MigrationLockTimeout",
+    "MigrationRunning",
     "MigrationsNotFound",
     "NPlusOneDetected",
     "NotEnabled",

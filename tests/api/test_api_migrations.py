@@ -4,6 +4,7 @@ history, the upgrade's SQL, an upgrade job after a backup, scopes, and no config
 from __future__ import annotations
 
 import os
+import time
 from pathlib import Path
 from typing import Any
 
@@ -186,3 +187,54 @@ def test_an_upgrade_without_a_backup_storage_is_refused(
         assert "PGWARDEN_BACKUP_STORAGE" in answer.json()["error"]["hint"]
         assert client.app.state.runtime.jobs.list() == []
     assert _execute(pg_url, "SELECT to_regclass('alembic_version')") == [(None,)]
+
+
+def _wait_for(condition: Any, timeout_s: float = 120.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting"
+        time.sleep(0.05)
+
+
+def test_an_upgrade_waiting_for_a_lock_retries_and_a_second_one_is_refused(
+    client: Any, tokens: dict[str, str], pg_url: str
+) -> None:
+    admin = auth(tokens["admin"])
+    first = client.post(f"{PREFIX}/migrations/upgrade", headers=admin, json={"target": "0001"})
+    client.app.state.runtime.jobs.wait(300)
+    assert client.get(f"{PREFIX}/jobs/{first.json()['id']}", headers=admin).json()["status"] == (
+        "succeeded"
+    )
+    engine = create_engine(make_url(pg_url).set(drivername="postgresql+psycopg"))
+    holder = engine.connect()
+    try:
+        # Reads and writes of the application go on; 0002's ALTER on content must wait.
+        holder.execute(text("LOCK TABLE content IN ROW EXCLUSIVE MODE"))
+        started = client.post(
+            f"{PREFIX}/migrations/upgrade",
+            headers=admin,
+            json={"lock_timeout_s": 0.2, "retries": 10},
+        )
+        assert started.status_code == 202, started.text
+        job_url = f"{PREFIX}/jobs/{started.json()['id']}"
+
+        def phase() -> str:
+            progress = client.get(job_url, headers=admin).json()["progress"] or {}
+            return str(progress.get("phase", ""))
+
+        _wait_for(lambda: "timed out on a lock" in phase())
+        again = client.post(f"{PREFIX}/migrations/upgrade", headers=admin)
+        assert again.status_code == 409, again.text
+        assert again.json()["error"]["type"] == "MigrationRunning"
+    finally:
+        holder.rollback()
+        holder.close()
+        engine.dispose()
+    client.app.state.runtime.jobs.wait(300)
+    job = client.get(job_url, headers=admin).json()
+    assert job["status"] == "succeeded", job
+    ((applied),) = job["result"]["applied"]
+    assert applied["revision"] == "0002" and applied["attempts"] >= 2
+    assert job["result"]["backup_id"] is not None
+    state = client.get(f"{PREFIX}/migrations", headers=admin).json()
+    assert state["current"] == ["0002"]

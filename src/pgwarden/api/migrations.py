@@ -21,6 +21,7 @@ from pgwarden.api._edge import Caller, audited
 from pgwarden.api._runtime import Runtime
 from pgwarden.api._schemas import model_of, respond
 from pgwarden.api.backups import _keyring
+from pgwarden.api.errors import MigrationRunning
 from pgwarden.api.jobs import Job, JobProgress
 from pgwarden.api.monitoring import ERRORS
 from pgwarden.errors import NotEnabled
@@ -41,6 +42,7 @@ __all__ = [
 ]
 
 _TTL_S = 2.0
+_KIND = "migrations-upgrade"
 
 
 class MigrationRevision(BaseModel):
@@ -239,8 +241,15 @@ async def start_upgrade(
         config = _config(runtime)
         runtime.storage()  # a missing storage, config or revision is said now, not in the job
         await runtime.call(_check_target, config, body.target)
+        # No await from the check to the start: two requests cannot both pass it.
+        running = [job.id for job in runtime.jobs.list() if job.kind == _KIND and not job.ended_at]
+        if running:
+            raise MigrationRunning(
+                f"an upgrade is running already: job {running[0]}.",
+                hint=f"Follow it at /jobs/{running[0]}; ask again once it has ended.",
+            )
         return runtime.jobs.start(
-            "migrations-upgrade", _upgrade_work(runtime, config, body), arguments=arguments,
+            _KIND, _upgrade_work(runtime, config, body), arguments=arguments,
             token_id=caller.token_id,
         )  # fmt: skip
 
