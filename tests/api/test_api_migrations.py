@@ -169,6 +169,11 @@ def test_without_an_alembic_config_the_routes_say_how_to_set_one(
             assert error["type"] == "NotEnabled"
             assert "PGWARDEN_ALEMBIC_CONFIG" in error["hint"]
         assert client.app.state.runtime.jobs.list() == []
+    settings = Settings(database_url=pg_url, alembic_config=tmp_path / "missing.ini")
+    with TestClient(create_app(settings), base_url="https://testserver") as client:
+        answer = client.get(f"{PREFIX}/migrations", headers=auth(tokens["read"]))
+        assert answer.status_code == 404, answer.text
+        assert answer.json()["error"]["type"] == "MigrationsNotFound"
 
 
 @pytest.fixture
