@@ -28,6 +28,7 @@ from pgwarden.errors import NotEnabled
 from pgwarden.urls import redact_text
 
 if TYPE_CHECKING:
+    from alembic.config import Config
     from sqlalchemy.engine import Connection
 
     from pgwarden.schema import MigrationProgress, Revision
@@ -132,7 +133,7 @@ def migration_history(conn: Connection, config: Path) -> list[MigrationRevision]
     return [_revision(rev) for rev in history(conn, config=config)]
 
 
-def _pending(conn: Connection, config: Any, target: str) -> list[MigrationRevision]:
+def _pending(conn: Connection, config: Config, target: str) -> list[MigrationRevision]:
     """Return the revisions an upgrade of ``conn``'s database to ``target`` would apply."""
     from pgwarden.schema._alembic import resolve_revisions
     from pgwarden.schema.status import _status
