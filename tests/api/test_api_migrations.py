@@ -202,7 +202,7 @@ def _wait_for(condition: Any, timeout_s: float = 120.0) -> None:
 
 
 def test_an_upgrade_waiting_for_a_lock_retries_and_a_second_one_is_refused(
-    client: Any, tokens: dict[str, str], pg_url: str
+    client: Any, make_client: Any, tokens: dict[str, str], pg_url: str
 ) -> None:
     admin = auth(tokens["admin"])
     first = client.post(f"{PREFIX}/migrations/upgrade", headers=admin, json={"target": "0001"})
@@ -231,6 +231,14 @@ def test_an_upgrade_waiting_for_a_lock_retries_and_a_second_one_is_refused(
         again = client.post(f"{PREFIX}/migrations/upgrade", headers=admin)
         assert again.status_code == 409, again.text
         assert again.json()["error"]["type"] == "MigrationRunning"
+        # Another server process on the same database: its job is refused by the lock.
+        other = make_client()
+        elsewhere = other.post(f"{PREFIX}/migrations/upgrade", headers=admin)
+        assert elsewhere.status_code == 202, elsewhere.text
+        other.app.state.runtime.jobs.wait(300)
+        refused = other.get(f"{PREFIX}/jobs/{elsewhere.json()['id']}", headers=admin).json()
+        assert refused["status"] == "failed"
+        assert refused["error"] == "another process is upgrading this database."
     finally:
         holder.rollback()
         holder.close()

@@ -11,11 +11,14 @@ behind them.
 from __future__ import annotations
 
 import threading
+from contextlib import suppress
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Request
 from pydantic import BaseModel, Field
+from sqlalchemy import text
+from sqlalchemy.exc import DBAPIError
 
 from pgwarden.api._edge import Caller, audited
 from pgwarden.api._runtime import Runtime
@@ -44,6 +47,8 @@ __all__ = [
 
 _TTL_S = 2.0
 _KIND = "migrations-upgrade"
+_TRY_LOCK = text("SELECT pg_try_advisory_lock(hashtext('pgwarden.api'), hashtext('upgrade'))")
+_UNLOCK = text("SELECT pg_advisory_unlock(hashtext('pgwarden.api'), hashtext('upgrade'))")
 
 
 class MigrationRevision(BaseModel):
@@ -291,9 +296,26 @@ def _upgrade_work(runtime: Runtime, config: Path, body: UpgradeRequest) -> Any:
             ],
         }  # fmt: skip
 
+    def locked(conn: Connection, report: Any) -> dict[str, Any]:
+        # Across processes too (several API servers on one database): one upgrade at a time.
+        got = conn.execute(_TRY_LOCK).scalar_one()
+        conn.commit()
+        if not got:
+            raise MigrationRunning(
+                "another process is upgrading this database.",
+                hint="Follow that upgrade where it was started; ask again once it has ended.",
+            )
+        try:
+            return run(conn, report)
+        finally:
+            with suppress(DBAPIError):
+                conn.rollback()
+                conn.execute(_UNLOCK)
+                conn.commit()
+
     def work(report: Any) -> dict[str, Any]:
         try:
-            return runtime.with_connection(run, report)
+            return runtime.with_connection(locked, report)
         finally:
             runtime.forget("migrations")
             runtime.forget("backups")
