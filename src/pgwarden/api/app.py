@@ -58,8 +58,8 @@ def router(
     read, operate, admin = (authorize(runtime, scope) for scope in ("read", "operate", "admin"))
     add_monitoring_routes(result, runtime, read)
     add_operation_routes(result, runtime, read, operate, admin)
-    add_backup_routes(result, runtime, read, admin)
     add_migration_routes(result, runtime, read, admin)
+    add_backup_routes(result, runtime, read, admin)
     if chosen.dashboard:
         from pgwarden.api.dashboard import add_dashboard_routes
 
