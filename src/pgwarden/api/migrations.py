@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from fastapi import APIRouter, Depends, Request
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 from sqlalchemy import text
 from sqlalchemy.exc import DBAPIError
 
@@ -46,6 +46,16 @@ __all__ = [
 ]
 
 _TTL_S = 2.0
+# One realistic example of each answer, whole (every key shown), for the OpenAPI document.
+_FIRST: dict[str, Any] = {
+    "revision": "0001", "down_revisions": [], "message": "Initial schema",
+    "is_head": False, "has_downgrade": True, "applied": False,
+}  # fmt: skip
+_SECOND: dict[str, Any] = {
+    "revision": "0002", "down_revisions": ["0001"],
+    "message": "The API's own login role, with only the grants it needs",
+    "is_head": True, "has_downgrade": True, "applied": False,
+}  # fmt: skip
 _KIND = "migrations-upgrade"
 _TRY_LOCK = text("SELECT pg_try_advisory_lock(hashtext('pgwarden.api'), hashtext('upgrade'))")
 _UNLOCK = text("SELECT pg_advisory_unlock(hashtext('pgwarden.api'), hashtext('upgrade'))")
@@ -54,6 +64,7 @@ _UNLOCK = text("SELECT pg_advisory_unlock(hashtext('pgwarden.api'), hashtext('up
 class MigrationRevision(BaseModel):
     """One revision of the migrations; ``applied`` is whether the database has it."""
 
+    model_config = ConfigDict(json_schema_extra={"examples": [_SECOND]})
     revision: str = Field(examples=["0002"])
     down_revisions: list[str] = Field(examples=[["0001"]])
     message: str = Field(examples=["The API's own login role, with only the grants it needs"])
@@ -65,6 +76,13 @@ class MigrationRevision(BaseModel):
 class MigrationState(BaseModel):
     """The revisions the database is at, the heads of the migrations, what is pending."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {"current": ["0001"], "heads": ["0002"], "pending": [_SECOND], "up_to_date": False}
+            ]
+        }
+    )
     current: list[str] = Field(description="Revisions recorded; none: base.", examples=[["0001"]])
     heads: list[str] = Field(examples=[["0002"]])
     pending: list[MigrationRevision] = Field(description="In the order an upgrade applies them.")
@@ -94,6 +112,18 @@ class UpgradeRequest(BaseModel):
 class UpgradePlan(BaseModel):
     """What an upgrade would do: the revisions it would apply and their SQL, none run."""
 
+    model_config = ConfigDict(
+        json_schema_extra={
+            "examples": [
+                {
+                    "current": [],
+                    "target": "heads",
+                    "pending": [_FIRST, _SECOND],
+                    "sql": "BEGIN;\n\nCREATE TABLE alembic_version (...);\n...\nCOMMIT;\n",
+                }
+            ]
+        }
+    )
     current: list[str]
     target: str
     pending: list[MigrationRevision]
