@@ -39,6 +39,7 @@ if TYPE_CHECKING:
     from pgwarden.advise.errors import PlanFailed, UnusableQuery
     from pgwarden.api.errors import (
         JobNotFound,
+        MigrationRunning,
         RateLimited,
         ScopeMissing,
         TokenNotFound,
@@ -99,6 +100,7 @@ _AREA_ERRORS: dict[str, tuple[str, ...]] = {
     "pgwarden.advise.errors": ("PlanFailed", "UnusableQuery"),
     "pgwarden.api.errors": (
         "JobNotFound",
+        "MigrationRunning",
         "RateLimited",
         "ScopeMissing",
         "TokenNotFound",
@@ -192,6 +194,7 @@ __all__ = [
     "ManifestInvalid",
     "MigrationFailed",
     "MigrationLockTimeout",
+    "MigrationRunning",
     "MigrationsNotFound",
     "NPlusOneDetected",
     "NotCacheable",

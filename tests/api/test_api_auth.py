@@ -22,6 +22,8 @@ NEEDS = {  # every changing route, and the scope it needs
     "/backups": "admin",
     "/backups/{backup_id}/verify": "admin",
     "/backups/{backup_id}/restore": "admin",
+    "/migrations/plan": "admin",
+    "/migrations/upgrade": "admin",
 }
 BODIES: dict[str, Any] = {"/backups/{backup_id}/restore": {"database": "restored"}}
 

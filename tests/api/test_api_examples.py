@@ -39,11 +39,12 @@ def _response_models() -> list[str]:
 
 def _model(name: str) -> Any:
     """Return the pydantic model the document's schema ``name`` was made from."""
-    from pgwarden.api import _edge, _schemas, monitoring
+    from pgwarden.api import _edge, _schemas, migrations, monitoring
 
     models = {model.__name__: model for model in _schemas._models.values()}
     for model in (_edge.ErrorBody, monitoring.Liveness, monitoring.Readiness,
-                  monitoring.Summary, monitoring.History):  # fmt: skip
+                  monitoring.Summary, monitoring.History, migrations.MigrationState,
+                  migrations.MigrationRevision, migrations.UpgradePlan):  # fmt: skip
         models[model.__name__] = model
     return models[name]
 

@@ -27,6 +27,7 @@ _REFUSED = {
     ("POST", "/v1/database/backups/{backup_id}/verify"),
     ("POST", "/v1/database/backups/{backup_id}/restore"),
     ("POST", "/v1/database/maintenance/run"),
+    ("POST", "/v1/database/migrations/upgrade"),
 }
 
 # No server error, and every answer as documented: status, content type, headers, body.

@@ -19,6 +19,7 @@ from __future__ import annotations
 from pgwarden._extras import importing_extra
 from pgwarden.api.errors import (
     JobNotFound,
+    MigrationRunning,
     RateLimited,
     ScopeMissing,
     TokenNotFound,
@@ -54,6 +55,7 @@ __all__ = [
     "JobNotFound",
     "JobProgress",
     "Jobs",
+    "MigrationRunning",
     "NewToken",
     "RateLimited",
     "ScopeMissing",

@@ -9,6 +9,19 @@ from __future__ import annotations
 
 from typing import Any
 
+_INDEX_KEY = {
+    "column": "customer_id",
+    "descending": False,
+    "expression": None,
+    "calls": [],
+    "label": "customer_id",
+    "sql": '"customer_id"',
+}
+_CREATE_INDEX = (
+    'CREATE INDEX CONCURRENTLY "orders_customer_id_idx" ON "public"."orders" ("customer_id");'
+)
+_DROP_INDEX = 'DROP INDEX CONCURRENTLY "public"."orders_customer_id_idx";'
+
 __all__ = ["EXAMPLES"]
 
 _AT = "2026-03-02T03:00:04Z"
@@ -131,18 +144,25 @@ EXAMPLES: dict[str, dict[str, Any]] = {
     "IndexAdvice": {"method": "hypopg", "method_reason": "HypoPG is installed",
                     "recommendations": [{
                         "schema": "public", "table": "orders", "name": "orders_customer_id_idx",
-                        "keys": [{"column": "customer_id", "descending": False,
-                                  "sql": '"customer_id"'}],
+                        "keys": [_INDEX_KEY],
                         "predicate": None,
                         "queries": [{"sql": "SELECT * FROM orders WHERE customer_id = $1",
                                      "calls": 120_000, "cost_before": 2_410.0,
                                      "cost_after": 8.3, "factor": 290.4}],
                         "size_bytes": 2_703_360, "size_source": "hypopg", "write_heavy": False,
-                        "notes": [], "columns": ["customer_id"],
-                        "create_sql": 'CREATE INDEX CONCURRENTLY "orders_customer_id_idx" ON '
-                                      '"public"."orders" ("customer_id");',
-                        "drop_sql": 'DROP INDEX CONCURRENTLY "public"."orders_customer_id_idx";'}],
+                        "notes": [], "columns": ["customer_id"], "using": "btree",
+                        "pages_per_range": None, "include": [], "partitions": [],
+                        "on_parent": False, "replaces": [], "writes": 5_200,
+                        "candidate": {"table_oid": 16403, "schema": "public", "table": "orders",
+                                      "keys": [_INDEX_KEY], "predicate": None, "unordered": 1,
+                                      "predicate_columns": [], "using": "btree",
+                                      "pages_per_range": None, "include": [],
+                                      "columns": ["customer_id"], "shape": "(customer_id)"},
+                        "create_sql": _CREATE_INDEX, "drop_sql": _DROP_INDEX,
+                        "statements": [_CREATE_INDEX], "drop_statements": [_DROP_INDEX]}],
                     "queries_analyzed": 40, "candidates_tried": 12, "skipped": [],
+                    "unserved": [{"sql": "SELECT count(*) FROM orders", "reason":
+                                  "reads the whole table: no index would serve it"}],
                     "sampled_tables": [], "notes": [], "alembic_revision": None},
     "Job": {"id": "b81c2f0e", "kind": "backup", "arguments": {}, "status": "running",
             "started_at": _AT, "ended_at": None,

@@ -24,6 +24,7 @@ from pgwarden.api._edge import PgwardenRoute, authorize
 from pgwarden.api._examples import EXAMPLES
 from pgwarden.api._runtime import Runtime
 from pgwarden.api.backups import add_backup_routes
+from pgwarden.api.migrations import add_migration_routes
 from pgwarden.api.monitoring import add_monitoring_routes
 from pgwarden.api.observations import add_observation_routes
 from pgwarden.api.operations import add_operation_routes
@@ -75,6 +76,7 @@ def router(
     read, operate, admin = (authorize(runtime, scope) for scope in ("read", "operate", "admin"))
     add_monitoring_routes(result, runtime, read)
     add_operation_routes(result, runtime, read, operate, admin)
+    add_migration_routes(result, runtime, read, admin)
     add_backup_routes(result, runtime, read, admin)
     add_observation_routes(result, runtime, read)
     if chosen.dashboard:

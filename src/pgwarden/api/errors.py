@@ -8,7 +8,14 @@ from __future__ import annotations
 
 from pgwarden.errors import UserError
 
-__all__ = ["JobNotFound", "RateLimited", "ScopeMissing", "TokenNotFound", "TokenRequired"]
+__all__ = [
+    "JobNotFound",
+    "MigrationRunning",
+    "RateLimited",
+    "ScopeMissing",
+    "TokenNotFound",
+    "TokenRequired",
+]
 
 
 class TokenRequired(UserError):
@@ -43,3 +50,9 @@ class JobNotFound(UserError):
     """Raise when a job id names no job of this server process (404)."""
 
     status_code = 404
+
+
+class MigrationRunning(UserError):
+    """Raise when an upgrade is asked for while this server's last one still runs (409)."""
+
+    status_code = 409
