@@ -31,8 +31,8 @@ install: $(VENV)/.synced
 # The embedded server, then learnhub: a database created, migrated and seeded as the
 # server's superuser, and driven by its workload through the API's own role,
 # learnhub_app; then pgwarden's view of it (the doctor, run as the superuser, is told
-# which role the application uses), and its jobs run on a fast schedule with the
-# embedded server as broker.
+# which role the application uses), its migrations' status and lint weighed on the live
+# tables, and its jobs run on a fast schedule with the embedded server as broker.
 demo: install
 	$(VENV)/bin/pgwarden server start
 	PYTHONPATH=examples/learnhub $(VENV)/bin/python -m learnhub demo \
@@ -41,6 +41,12 @@ demo: install
 	$(VENV)/bin/pgwarden --database-url "$$($(VENV)/bin/pgwarden server url --database learnhub)" doctor \
 		--set rls_bypassed.role=learnhub_app
 	$(VENV)/bin/pgwarden --database-url "$$($(VENV)/bin/pgwarden server url --database learnhub)" advise indexes
+	PYTHONPATH=examples/learnhub $(VENV)/bin/pgwarden \
+		--database-url "$$($(VENV)/bin/pgwarden server url --database learnhub)" \
+		migrations status -c examples/learnhub/alembic.ini
+	PYTHONPATH=examples/learnhub $(VENV)/bin/pgwarden \
+		--database-url "$$($(VENV)/bin/pgwarden server url --database learnhub)" \
+		migrations lint examples/learnhub/alembic.ini --show medium
 	DATABASE_URL="$$($(VENV)/bin/pgwarden server url --database learnhub)" \
 		$(VENV)/bin/python examples/schedule_demo.py
 	$(VENV)/bin/pgwarden server status
