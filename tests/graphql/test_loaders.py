@@ -370,3 +370,12 @@ def test_self_referential_trees_load_both_ways(pg_engine: Engine) -> None:
         assert load_related(session, Node.parent, grand) == [
             root for root, kids in zip(roots, level, strict=True) for _ in kids
         ]
+
+
+def test_orderings_that_differ_only_in_values_get_loaders_of_their_own(engine: Engine) -> None:
+    with Session(engine) as session:
+        loaders = Loaders(session)
+        low = loaders.get(Shelf.notes, order_by=[sa.func.coalesce(Note.id, 0)])
+        same = loaders.get(Shelf.notes, order_by=[sa.func.coalesce(Note.id, 0)])
+        high = loaders.get(Shelf.notes, order_by=[sa.func.coalesce(Note.id, 100)])
+        assert low is same and low is not high

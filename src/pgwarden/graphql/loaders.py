@@ -73,8 +73,12 @@ class Loaders:
         """
         plan = relationship_plan(attribute)
         ordering = None if order_by is None else tuple(order_by)
-        # Order clauses are new objects on every call: key them by their SQL.
-        key = (plan.relationship, None if ordering is None else tuple(map(str, ordering)), limit)
+        # Order clauses are new objects on every call: key them by their SQL and values.
+        key = (
+            plan.relationship,
+            None if ordering is None else tuple(map(_ordering_key, ordering)),
+            limit,
+        )
         loader = self._loaders.get(key)
         if loader is None:
             loader = DataLoader(self._batch(attribute, ordering, limit), cache_key_fn=_cache_key)
@@ -124,3 +128,9 @@ def get_loader(
             "'loaders', one per request.",
         )
     return loaders.get(attribute, order_by=order_by, limit=limit)
+
+
+def _ordering_key(clause: ColumnElement[Any]) -> str:
+    """Return ``clause``'s SQL with its bound values: ``coalesce(x, 0)`` is not ``(x, 1)``."""
+    compiled = clause.compile()
+    return f"{compiled} {sorted(compiled.params.items())!r}"
