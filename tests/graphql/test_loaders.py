@@ -379,3 +379,24 @@ def test_orderings_that_differ_only_in_values_get_loaders_of_their_own(engine: E
         same = loaders.get(Shelf.notes, order_by=[sa.func.coalesce(Note.id, 0)])
         high = loaders.get(Shelf.notes, order_by=[sa.func.coalesce(Note.id, 100)])
         assert low is same and low is not high
+
+
+def test_many_parents_load_in_batches_in_order(
+    engine: Engine, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import pgwarden.graphql.batches as batches
+
+    monkeypatch.setattr(batches, "BATCH_SIZE", 2)
+    with Session(engine) as session:
+        shelves = session.scalars(sa.select(Shelf).order_by(Shelf.id)).all()
+        expected = [
+            session.scalars(sa.select(Note).where(Note.shelf_id == s.id).order_by(Note.id)).all()
+            for s in shelves
+        ]
+        session.expunge_all()
+        shelves = session.scalars(sa.select(Shelf).order_by(Shelf.id)).all()
+        loaded = load_related(session, Shelf.notes, shelves)
+        assert len(shelves) > 2
+        assert [[n.id for n in notes] for notes in loaded] == [
+            [n.id for n in notes] for notes in expected
+        ]

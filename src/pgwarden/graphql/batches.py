@@ -31,7 +31,11 @@ from sqlalchemy.sql.elements import BinaryExpression, BooleanClauseList, ColumnC
 
 from pgwarden.graphql.errors import UnsupportedRelationship
 
-__all__ = ["RelationshipPlan", "load_related", "relationship_plan"]
+__all__ = ["BATCH_SIZE", "RelationshipPlan", "load_related", "relationship_plan"]
+
+# Parents per statement: few enough keys to stay far below the server's bound-parameter
+# limit, many enough that a page of a GraphQL list is one statement.
+BATCH_SIZE = 500
 
 _RANK = "_pgwarden_rank"
 _KEY = "_pgwarden_key"
@@ -189,8 +193,8 @@ def load_related(
     order_by: Sequence[ColumnElement[Any]] | None = None,
     limit: int | None = None,
 ) -> list[Any]:
-    """Load ``attribute`` for every one of ``parents`` in one statement; return, in order,
-    each parent's related object (``None`` if none) or list of objects.
+    """Load ``attribute`` for all ``parents`` in one statement (one per :data:`BATCH_SIZE`
+    parents); return, in order, each parent's related object (``None`` if none) or list.
 
     ``order_by`` orders each parent's list (the relationship's own ``order_by`` when not
     given; the target's primary key always breaks ties); ``limit`` keeps the first
@@ -219,9 +223,13 @@ def load_related(
                 found[key].append(known)
                 wanted.discard(key)
     if wanted and limit != 0:
-        statement = _statement(plan, sorted(wanted, key=repr), list(order_by), limit)
-        for row in session.execute(statement):
-            found[tuple(row[1:])].append(row[0])
+        ordered = sorted(wanted, key=repr)
+        # In batches, as selectinload does: one IN list of every key could pass the
+        # server's 65,535 bound parameters. Each parent's rows come from one batch.
+        for start in range(0, len(ordered), BATCH_SIZE):
+            batch = ordered[start : start + BATCH_SIZE]
+            for row in session.execute(_statement(plan, batch, list(order_by), limit)):
+                found[tuple(row[1:])].append(row[0])
     results: list[Any] = [
         list(found.get(key, ())) if plan.many else next(iter(found.get(key, ())), None)
         for key in keys
